@@ -1,0 +1,41 @@
+"""onedrive-rpc: reliable RPC for gevent programs, with protobuf contracts.
+
+    import onedrive_rpc as rpc
+    server = rpc.Server("tcp://127.0.0.1:0"); server.add_service(Echo()); server.start()
+    peer = rpc.connect(server.url)
+    client = rpc.Client(peer, echo_pb2.DESCRIPTOR.services_by_name["Echo"])
+"""
+from .client import Client
+from .config import Limits
+from .driver import CallFuture, Context
+from .errors import (FrameTooLarge, LocalProtocolError, PeerLost, ProtocolError,
+                     RemoteProtocolError, RpcError, StatusCode, TransportError)
+from .peer import Peer, connect
+from .server import Server
+from .service import Service
+from .transport import Listener, Stream, Transport, register_transport
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CallFuture",
+    "Client",
+    "Context",
+    "FrameTooLarge",
+    "Limits",
+    "Listener",
+    "LocalProtocolError",
+    "Peer",
+    "PeerLost",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "RpcError",
+    "Server",
+    "Service",
+    "StatusCode",
+    "Stream",
+    "Transport",
+    "TransportError",
+    "connect",
+    "register_transport",
+]

@@ -1,0 +1,88 @@
+"""rpc.Client(peer, service_descriptor): one callable attribute per method.
+
+    client = rpc.Client(peer, echo_pb2.DESCRIPTOR.services_by_name["Echo"])
+    reply = client.echo(echo_pb2.Msg(text="hi"), timeout=2.0)
+    future = client.echo.future(msg)      # .get(timeout) like AsyncResult
+"""
+from __future__ import annotations
+
+from typing import Dict, Mapping, Optional
+
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import Message
+
+from . import options_pb2
+from .driver import CallFuture
+from .errors import RpcError, StatusCode
+from .peer import Peer
+from .service import MethodInfo, method_infos
+
+__all__ = ["Client", "UnaryMethod"]
+
+
+class UnaryMethod:
+    """A request/response method: call it, or `.future()` it."""
+
+    __slots__ = ("_peer", "info", "_path", "_input", "_decode")
+
+    def __init__(self, peer: Peer, info: MethodInfo) -> None:
+        self._peer = peer
+        self.info = info
+        self._path = info.path
+        self._input = info.input_type
+        self._decode = info.output_type.FromString
+
+    def _payload(self, request: Message) -> bytes:
+        if not isinstance(request, self._input):
+            raise TypeError(f"{self.info.attribute}() takes a {self._input.DESCRIPTOR.full_name}, "
+                            f"not {type(request).__name__}")
+        return request.SerializeToString()
+
+    def __call__(self, request: Message, *, timeout: Optional[float] = None,
+                 metadata: Optional[Mapping[str, str]] = None) -> Message:
+        """Send `request`, wait for the reply; RpcError on any failure."""
+        return self._peer.call(self._path, self._payload(request), self._decode,
+                               timeout, metadata)
+
+    def future(self, request: Message, *, timeout: Optional[float] = None,
+               metadata: Optional[Mapping[str, str]] = None) -> CallFuture:
+        """Send `request` now; the returned future's get() gives the reply."""
+        return self._peer.call_future(self._path, self._payload(request), self._decode,
+                                      timeout, metadata)
+
+    def __repr__(self) -> str:
+        return f"<method {self._path}>"
+
+
+class _NotYetSupported:
+    """A method whose pattern this version cannot call yet: says so when used."""
+
+    def __init__(self, info: MethodInfo) -> None:
+        self.info = info
+
+    def __call__(self, *args, **kwargs):
+        raise RpcError(StatusCode.UNIMPLEMENTED,
+                       f"{self.info.path} is a {options_pb2.Pattern.Name(self.info.pattern)} "
+                       f"method, which this version cannot call yet")
+
+    future = __call__
+
+
+class Client:
+    """Calls the methods of one service on a peer, by their snake_case names."""
+
+    def __init__(self, peer: Peer, descriptor: ServiceDescriptor) -> None:
+        self.peer = peer
+        self.descriptor = descriptor
+        self._methods: Dict[str, object] = {}
+        for info in method_infos(descriptor):
+            if info.pattern == options_pb2.REQUEST_RESPONSE:
+                method: object = UnaryMethod(peer, info)
+            else:
+                method = _NotYetSupported(info)
+            self._methods[info.attribute] = method
+            setattr(self, info.attribute, method)
+
+    @property
+    def methods(self) -> Dict[str, object]:
+        return dict(self._methods)

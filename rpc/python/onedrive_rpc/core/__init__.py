@@ -1,0 +1,1 @@
+"""Pure protocol logic: framing and session state machines, no I/O, no clock."""

@@ -1,0 +1,395 @@
+"""The per-connection protocol state machine: bytes and time in, events and bytes out.
+
+It never touches a socket, a clock or a greenlet: the driver feeds it what it
+read (`get_buffer`/`buffer_updated`, or `receive_data`) with the current
+time, sends what `data_to_send()` returns, and acts on the returned events.
+That keeps every fault reproducible in a plain unit test.
+
+States (one table, the rules at the top, as in h11):
+
+    client: CONNECTING --Welcome--> OPEN
+    server: AWAIT_HELLO --Hello--> OPEN
+    any:    --Close sent or received, or protocol error--> CLOSED
+
+Only Hello (server) / Welcome (client) and Close are accepted before OPEN;
+nothing is accepted after CLOSED. A frame kind this version does not handle
+is a RemoteProtocolError.
+"""
+from __future__ import annotations
+
+import enum
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
+
+from google.protobuf.message import DecodeError
+
+from .. import wire_pb2
+from ..errors import LocalProtocolError, RemoteProtocolError, StatusCode
+from . import events as ev
+from .framing import (DEFAULT_MAX_FRAME_SIZE, LARGE_FRAME, Frame,
+                      FrameDecoder, frame_header)
+
+__all__ = ["Role", "State", "Session", "PROTOCOL_VERSION", "MessageTooLarge"]
+
+PROTOCOL_VERSION = wire_pb2.PROTOCOL_VERSION_1
+
+_Envelope = wire_pb2.Envelope
+_EMPTY: Mapping[str, str] = {}
+
+
+class Role(enum.Enum):
+    CLIENT = "client"
+    SERVER = "server"
+
+
+class State(enum.Enum):
+    CONNECTING = "connecting"    # client: Hello sent, waiting for Welcome
+    AWAIT_HELLO = "await_hello"  # server: waiting for the client's Hello
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class MessageTooLarge(LocalProtocolError):
+    """We were asked to send a frame larger than the peer accepts."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"message of {size} bytes exceeds the peer's maximum "
+                         f"frame size of {limit} bytes")
+
+
+def _varint(value: int) -> bytes:
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _split_payload(frame: Frame) -> Tuple[_Envelope, Frame]:
+    """Parse an envelope, slicing a leading payload field out without a copy.
+
+    Our senders write `payload` (field 1, tag 0x0A) first; other encoders may
+    put it anywhere, which the plain parse below handles.
+    """
+    env = _Envelope()
+    try:
+        if len(frame) > 1 and frame[0] == 0x0A:
+            length = 0
+            shift = 0
+            pos = 1
+            while True:
+                byte = frame[pos]
+                length |= (byte & 0x7F) << shift
+                pos += 1
+                if byte < 0x80:
+                    break
+                shift += 7
+                if shift > 35:
+                    raise RemoteProtocolError("malformed envelope: bad payload length")
+            end = pos + length
+            if end > len(frame):
+                raise RemoteProtocolError("malformed envelope: payload runs past the frame")
+            env.ParseFromString(frame[end:])
+            if env.payload:  # a second payload field: protobuf says the last wins
+                return env, env.payload
+            return env, frame[pos:end]
+        env.ParseFromString(frame)
+        return env, env.payload
+    except (DecodeError, IndexError) as exc:
+        raise RemoteProtocolError(f"malformed envelope: {exc or 'truncated'}") from None
+
+
+class Session:
+    """Protocol state of one connection, for either role.
+
+    Call ids are chosen by the caller (the driver); the session checks what
+    the protocol requires of them (a server refuses a call id already in
+    flight) and keeps no other per-call state.
+    """
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        peer_id: str,
+        name: str = "",
+        pid: int = 0,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        session_id: str = "",
+        metadata: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        self.role = role
+        self.state = State.CONNECTING if role is Role.CLIENT else State.AWAIT_HELLO
+        self._identity = wire_pb2.PeerIdentity(peer_id=peer_id, name=name, pid=pid)
+        self._metadata = dict(metadata or {})
+        self._decoder = FrameDecoder(max_frame_size)
+        self.max_frame_size = max_frame_size
+        # Until the handshake says otherwise, assume the peer takes what we take.
+        self.peer_max_frame_size = max_frame_size
+        self.session_id = session_id
+        self.peer: Optional[ev.PeerInfo] = None
+        self.last_received: Optional[float] = None
+        self._out: List[Frame] = []
+        self._out_bytes = 0
+        # Server side: calls received and not yet answered.
+        self._calls_in: set = set()
+        self._handlers: Dict[str, Callable[[_Envelope, Frame], Optional[ev.Event]]] = {
+            "hello": self._on_hello,
+            "welcome": self._on_welcome,
+            "request": self._on_request,
+            "response": self._on_response,
+            "cancel": self._on_cancel,
+            "close": self._on_close,
+        }
+
+    # ---------------------------------------------------------------- output
+
+    def start(self, now: float) -> None:
+        """Client: queue the Hello that opens the handshake."""
+        if self.role is not Role.CLIENT or self.state is not State.CONNECTING:
+            raise LocalProtocolError("only a connecting client sends Hello")
+        env = _Envelope()
+        hello = env.hello
+        hello.version = PROTOCOL_VERSION
+        hello.identity.CopyFrom(self._identity)
+        hello.max_frame_size = self.max_frame_size
+        hello.metadata.update(self._metadata)
+        self._queue(env, b"")
+
+    def data_to_send(self) -> List[Frame]:
+        """Everything queued for the wire, in order; the queue is emptied."""
+        out = self._out
+        self._out = []
+        self._out_bytes = 0
+        return out
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._out_bytes
+
+    def send_request(self, call_id: int, method: str, payload: bytes,
+                     timeout: Optional[float] = None,
+                     metadata: Optional[Mapping[str, str]] = None) -> None:
+        self._require_open()
+        env = _Envelope()
+        req = env.request
+        req.call_id = call_id
+        req.method = method
+        if timeout is not None:
+            # At least 1 µs: 0 on the wire means "no deadline".
+            req.timeout_us = max(1, int(timeout * 1_000_000))
+        if metadata:
+            req.metadata.update(metadata)
+        self._queue(env, payload)
+
+    def send_response(self, call_id: int, code: int, message: str = "",
+                      details: str = "", payload: bytes = b"") -> None:
+        """Answer a call. Raises MessageTooLarge (nothing queued) if the
+        payload does not fit the peer's frame limit; the call stays open so
+        the caller can answer again with an error."""
+        self._require_open()
+        if call_id not in self._calls_in:
+            raise LocalProtocolError(f"call {call_id} is not in flight")
+        env = _Envelope()
+        resp = env.response
+        resp.call_id = call_id
+        if code or message or details:
+            status = resp.status
+            status.code = code
+            status.message = message
+            status.details = details
+        self._queue(env, payload)
+        self._calls_in.discard(call_id)
+
+    def send_cancel(self, call_id: int, reason: str = "") -> None:
+        self._require_open()
+        env = _Envelope()
+        env.cancel.call_id = call_id
+        env.cancel.reason = reason
+        self._queue(env, b"")
+
+    def send_close(self, code: int, message: str = "", end_session: bool = True) -> None:
+        """Queue a Close and stop; further sends are LocalProtocolErrors."""
+        if self.state is State.CLOSED:
+            return
+        env = _Envelope()
+        env.close.status.code = code
+        env.close.status.message = message
+        env.close.end_session = end_session
+        self._queue(env, b"")
+        self.state = State.CLOSED
+
+    @property
+    def calls_in_flight(self) -> int:
+        """Server side: calls received and not yet answered."""
+        return len(self._calls_in)
+
+    def _require_open(self) -> None:
+        if self.state is not State.OPEN:
+            raise LocalProtocolError(f"cannot send while {self.state.value}")
+
+    def _queue(self, env: _Envelope, payload: Frame) -> None:
+        body = env.SerializeToString()
+        plen = len(payload)
+        if plen:
+            prefix = b"\x0a" + _varint(plen)
+            total = len(prefix) + plen + len(body)
+            if total > self.peer_max_frame_size:
+                raise MessageTooLarge(total, self.peer_max_frame_size)
+            if plen < LARGE_FRAME:
+                frame = b"".join((frame_header(total), prefix, payload, body))
+                self._out.append(frame)
+            else:
+                # Large payloads are never concatenated: the driver writes
+                # header, payload and tail with one vectored send.
+                self._out.append(frame_header(total) + prefix)
+                self._out.append(payload)
+                self._out.append(body)
+            self._out_bytes += total + 4
+        else:
+            if len(body) > self.peer_max_frame_size:
+                raise MessageTooLarge(len(body), self.peer_max_frame_size)
+            self._out.append(frame_header(len(body)) + body)
+            self._out_bytes += len(body) + 4
+
+    # ----------------------------------------------------------------- input
+
+    def get_buffer(self) -> memoryview:
+        """Where the driver should read the next bytes into."""
+        return self._decoder.get_buffer()
+
+    def buffer_updated(self, nbytes: int, now: float) -> List[ev.Event]:
+        """Account for `nbytes` read into get_buffer(); return the events.
+
+        Raises RemoteProtocolError (FrameTooLarge among them) when the peer
+        broke the protocol; a Close saying why is then queued and the
+        session is CLOSED.
+        """
+        try:
+            frames = self._decoder.buffer_updated(nbytes)
+        except RemoteProtocolError as exc:
+            self._fail(exc)
+            raise
+        return self._receive_frames(frames, now)
+
+    def receive_data(self, data: bytes, now: float) -> List[ev.Event]:
+        """Like buffer_updated, for bytes the caller already holds."""
+        try:
+            frames = self._decoder.feed(data)
+        except RemoteProtocolError as exc:
+            self._fail(exc)
+            raise
+        return self._receive_frames(frames, now)
+
+    def _receive_frames(self, frames: List[Frame], now: float) -> List[ev.Event]:
+        events: List[ev.Event] = []
+        if not frames:
+            return events
+        self.last_received = now
+        handlers = self._handlers
+        for frame in frames:
+            if self.state is State.CLOSED:
+                break
+            try:
+                env, payload = _split_payload(frame)
+                kind = env.WhichOneof("kind")
+                handler = handlers.get(kind)  # type: ignore[arg-type]
+                if handler is None:
+                    raise RemoteProtocolError(
+                        f"unexpected {kind or 'empty'} frame: not supported by "
+                        f"protocol version {PROTOCOL_VERSION}")
+                event = handler(env, payload)
+            except RemoteProtocolError as exc:
+                self._fail(exc)
+                raise
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _fail(self, exc: RemoteProtocolError) -> None:
+        # Tell the peer why before hanging up; it may be a bug it can fix.
+        self.send_close(StatusCode.INTERNAL, f"protocol error: {exc}")
+
+    def _expect_open(self, what: str) -> None:
+        if self.state is not State.OPEN:
+            raise RemoteProtocolError(f"{what} frame received while {self.state.value}")
+
+    def _on_hello(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
+        if self.role is not Role.SERVER or self.state is not State.AWAIT_HELLO:
+            raise RemoteProtocolError(f"hello frame received by a {self.role.value} "
+                                      f"while {self.state.value}")
+        hello = env.hello
+        if hello.version != PROTOCOL_VERSION:
+            message = (f"protocol version mismatch: the client speaks version "
+                       f"{hello.version}, this server speaks version {PROTOCOL_VERSION}")
+            self.send_close(StatusCode.FAILED_PRECONDITION, message)
+            raise RemoteProtocolError(message)
+        if hello.max_frame_size:
+            self.peer_max_frame_size = hello.max_frame_size
+        self.peer = _peer_info(hello.identity)
+        reply = _Envelope()
+        welcome = reply.welcome
+        welcome.version = PROTOCOL_VERSION
+        welcome.identity.CopyFrom(self._identity)
+        welcome.max_frame_size = self.max_frame_size
+        welcome.session_id = self.session_id
+        self.state = State.OPEN
+        self._queue(reply, b"")
+        return ev.Handshaken(self.peer, self.session_id, dict(hello.metadata))
+
+    def _on_welcome(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
+        if self.role is not Role.CLIENT or self.state is not State.CONNECTING:
+            raise RemoteProtocolError(f"welcome frame received by a {self.role.value} "
+                                      f"while {self.state.value}")
+        welcome = env.welcome
+        if welcome.version != PROTOCOL_VERSION:
+            message = (f"protocol version mismatch: the server speaks version "
+                       f"{welcome.version}, this client speaks version {PROTOCOL_VERSION}")
+            self.send_close(StatusCode.FAILED_PRECONDITION, message)
+            raise RemoteProtocolError(message)
+        if welcome.max_frame_size:
+            self.peer_max_frame_size = welcome.max_frame_size
+        self.peer = _peer_info(welcome.identity)
+        self.session_id = welcome.session_id
+        self.state = State.OPEN
+        return ev.Handshaken(self.peer, self.session_id, _EMPTY)
+
+    def _on_request(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
+        self._expect_open("request")
+        req = env.request
+        call_id = req.call_id
+        if call_id in self._calls_in:
+            raise RemoteProtocolError(f"call id {call_id} is already in flight")
+        if not req.method:
+            raise RemoteProtocolError(f"request {call_id} names no method")
+        self._calls_in.add(call_id)
+        timeout = req.timeout_us / 1_000_000 if req.timeout_us else None
+        metadata = dict(req.metadata) if len(req.metadata) else _EMPTY
+        return ev.RequestReceived(call_id, req.method, payload, timeout, metadata)
+
+    def _on_response(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
+        self._expect_open("response")
+        resp = env.response
+        status = resp.status
+        return ev.ResponseReceived(resp.call_id, status.code, status.message,
+                                   status.details, payload)
+
+    def _on_cancel(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
+        self._expect_open("cancel")
+        cancel = env.cancel
+        if cancel.call_id not in self._calls_in:
+            return None  # already answered: the cancel crossed our response
+        return ev.CancelReceived(cancel.call_id, cancel.reason)
+
+    def _on_close(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
+        self.state = State.CLOSED
+        status = env.close.status
+        return ev.CloseReceived(status.code, status.message, env.close.end_session)
+
+
+def _peer_info(identity: wire_pb2.PeerIdentity) -> ev.PeerInfo:
+    return ev.PeerInfo(identity.peer_id, identity.name, identity.pid)

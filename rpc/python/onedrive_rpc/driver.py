@@ -1,0 +1,592 @@
+"""The gevent driver: moves bytes between a Stream and a Session, runs calls.
+
+One reader greenlet per connection feeds the session and acts on its events.
+An incoming call runs inline in the reader; if its handler blocks, a hub
+callback hands reading over to a fresh greenlet, so a slow handler never
+stalls the connection and a fast one costs no spawn (the old reader finishes
+the handler, answers, and exits).
+
+Output is coalesced: sends queue frames in the session and schedule one hub
+callback per loop pass that writes everything queued with one non-blocking
+send; only what the kernel does not take at once goes to a writer greenlet.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional
+
+import gevent
+from gevent import getcurrent
+from gevent.event import AsyncResult, Event
+from gevent.hub import Waiter, get_hub
+from google.protobuf.message import DecodeError
+
+from .config import Limits
+from .core import events as ev
+from .core.session import MessageTooLarge, Session, State
+from .errors import (LocalProtocolError, PeerLost, RemoteProtocolError, RpcError,
+                     StatusCode)
+from .transport.base import ConnectionClosed, Stream
+
+__all__ = ["Connection", "CallAborted", "Context", "CallFuture"]
+
+log = logging.getLogger("onedrive_rpc")
+
+_monotonic = time.monotonic
+_TIMED_OUT = object()
+
+# After a write fails, how long the reader may look for the peer's Close
+# frame (or EOF) to report the real reason before we give up on it.
+WRITE_FAILURE_GRACE = 0.25
+
+# Coalesced small frames are joined into one buffer up to this size; past it
+# a vectored send avoids copying.
+_JOIN_LIMIT = 64 * 1024
+
+
+class CallAborted(BaseException):
+    """Raised inside a handler whose call was cancelled or ran out of time.
+
+    A BaseException, like GreenletExit, so `except Exception` in user code
+    does not swallow it.
+    """
+
+    def __init__(self, code: StatusCode, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+
+class Context:
+    """An incoming call being served, as its handler sees it.
+
+    `method`, `metadata`, `deadline` (monotonic seconds, or None), `peer`
+    (the caller's identity), `address`, `credentials` (unix sockets),
+    `time_remaining()` and `cancelled`.
+    """
+
+    __slots__ = ("connection", "call_id", "method", "metadata", "deadline",
+                 "greenlet", "timer", "abort", "done")
+
+    def __init__(self, connection: "Connection", event: ev.RequestReceived,
+                 now: float) -> None:
+        self.connection = connection
+        self.call_id = event.call_id
+        self.method = event.method
+        self.metadata = event.metadata
+        self.deadline = now + event.timeout if event.timeout is not None else None
+        self.greenlet = getcurrent()
+        self.timer = None
+        self.abort: Optional[CallAborted] = None
+        self.done = False
+
+    @property
+    def peer(self) -> Optional[ev.PeerInfo]:
+        return self.connection.session.peer
+
+    @property
+    def address(self) -> str:
+        return self.connection.stream.address
+
+    @property
+    def credentials(self) -> Any:
+        return self.connection.stream.credentials
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the caller cancelled, the deadline passed or the peer left."""
+        return self.abort is not None
+
+    def time_remaining(self) -> Optional[float]:
+        """Seconds left before the caller's deadline; None if it set none."""
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - _monotonic())
+
+
+class CallFuture:
+    """The pending result of a call: `get(timeout)` returns it or raises RpcError.
+
+    Like gevent's AsyncResult: `get(block, timeout)` raises gevent.Timeout if
+    the result is not there in time (the call itself goes on until its own
+    deadline); `ready()`, `successful()`, `exception`, `rawlink()`.
+    """
+
+    __slots__ = ("_connection", "_call_id", "_decode", "_result", "_timer")
+
+    def __init__(self, connection: "Connection", call_id: int,
+                 decode: Callable[[Any], Any]) -> None:
+        self._connection = connection
+        self._call_id = call_id
+        self._decode = decode
+        self._result = AsyncResult()
+        self._timer = None
+
+    def switch(self, outcome: Any) -> None:
+        # Called from the hub with a ResponseReceived, an RpcError or _TIMED_OUT.
+        if self._result.ready():
+            return
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
+        if outcome is _TIMED_OUT:
+            self._connection._abandon(self._call_id, "deadline exceeded")
+            outcome = RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+        try:
+            value = _outcome(outcome, self._decode)
+        except RpcError as exc:
+            self._result.set_exception(exc)
+        else:
+            self._result.set(value)
+
+    def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
+        return self._result.get(block, timeout)
+
+    def ready(self) -> bool:
+        return self._result.ready()
+
+    def successful(self) -> bool:
+        return self._result.successful()
+
+    @property
+    def exception(self) -> Optional[BaseException]:
+        return self._result.exception
+
+    def rawlink(self, callback: Callable[[Any], None]) -> None:
+        """Call `callback(async_result)` once the outcome is known."""
+        self._result.rawlink(callback)
+
+    def cancel(self, reason: str = "cancelled by the caller") -> bool:
+        """Give up on the call: the server is told, get() raises CANCELLED."""
+        if self._result.ready():
+            return False
+        self._connection._abandon(self._call_id, reason)
+        self.switch(RpcError(StatusCode.CANCELLED, reason))
+        return True
+
+
+def _outcome(outcome: Any, decode: Callable[[Any], Any]) -> Any:
+    """Turn what the reader delivered into the decoded reply, or raise."""
+    if type(outcome) is ev.ResponseReceived:
+        if outcome.code == 0:
+            try:
+                return decode(outcome.payload)
+            except DecodeError as exc:
+                raise RpcError(StatusCode.INTERNAL,
+                               f"the response does not parse: {exc}") from None
+        raise RpcError(StatusCode.from_wire(outcome.code), outcome.message,
+                       outcome.details or None)
+    if isinstance(outcome, RpcError):
+        raise outcome
+    raise TypeError(f"unexpected call outcome {outcome!r}")
+
+
+class Connection:
+    """One Stream and its Session, driven by gevent.
+
+    `dispatch(call, event)` serves incoming requests (None: this side serves
+    nothing and answers UNIMPLEMENTED); `on_close(connection)` runs once when
+    the connection ends, for whatever reason (`close_reason` says which).
+    """
+
+    def __init__(self, stream: Stream, session: Session, *,
+                 dispatch: Optional[Callable[[Context, ev.RequestReceived], None]] = None,
+                 limits: Optional[Limits] = None,
+                 on_handshake: Optional[Callable[["Connection", ev.Handshaken], None]] = None,
+                 on_close: Optional[Callable[["Connection"], None]] = None) -> None:
+        self.stream = stream
+        self.session = session
+        self.limits = limits or Limits()
+        self._dispatch = dispatch
+        self._on_handshake = on_handshake
+        self._on_close = on_close
+        self._hub = get_hub()
+        self._loop = self._hub.loop
+        self._events: Deque[ev.Event] = deque()
+        self._reader: Optional[gevent.Greenlet] = None
+        # Outgoing calls: call id -> object whose switch(outcome) runs in the hub.
+        self._pending: Dict[int, Any] = {}
+        self._next_call_id = 1
+        # Incoming calls being served.
+        self.calls: Dict[int, Context] = {}
+        self._call_done = Event()
+        self._out: List[Any] = []
+        self._out_bytes = 0
+        self._flush_scheduled = False
+        self._writer: Optional[gevent.Greenlet] = None
+        self._drained = Event()
+        self._drained.set()
+        self.handshake: AsyncResult = AsyncResult()
+        self.closed = False
+        self.close_reason: Optional[RpcError] = None
+        self.closed_event = Event()
+        #: Set by the owner to refuse new calls (server stopping).
+        self.refuse_calls: Optional[RpcError] = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def peer(self) -> Optional[ev.PeerInfo]:
+        return self.session.peer
+
+    def start(self) -> None:
+        if self.session.role.value == "client":
+            self.session.start(_monotonic())
+            self._flush_soon()
+        self._reader = gevent.spawn(self._read_loop)
+
+    def wait_handshake(self, timeout: Optional[float]) -> ev.Handshaken:
+        """Block until the handshake is done; raise RpcError if it fails."""
+        try:
+            return self.handshake.get(timeout=timeout)
+        except gevent.Timeout:
+            error = RpcError(StatusCode.DEADLINE_EXCEEDED,
+                             f"handshake with {self.stream.address} not done after {timeout}s")
+            self.abort(error)
+            raise error from None
+
+    def close(self, code: StatusCode = StatusCode.UNAVAILABLE,
+              message: str = "connection closed", flush_timeout: float = 1.0) -> None:
+        """Orderly close: tell the peer, flush for up to flush_timeout, hang up."""
+        if self.closed:
+            return
+        if self.session.state is State.OPEN or self.session.state is State.AWAIT_HELLO:
+            self.session.send_close(code, message)
+            if getcurrent() is self._hub:
+                self._flush()  # best effort: the hub cannot wait
+            else:
+                self._flush_soon()
+                self._drained.wait(flush_timeout)
+        self._teardown(PeerLost(message) if code == StatusCode.UNAVAILABLE
+                       else RpcError(code, message))
+
+    def abort(self, error: RpcError) -> None:
+        """Close at once, without the close frame (the stream is unusable)."""
+        self._teardown(error)
+
+    def _teardown(self, error: RpcError) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = error
+        self.stream.close()
+        pending, self._pending = self._pending, {}
+        for waiter in pending.values():
+            self._loop.run_callback(waiter.switch, _fresh(error))
+        for call in self.calls.values():
+            if call.abort is None:
+                call.abort = CallAborted(StatusCode.CANCELLED, f"connection lost: {error.message}")
+        if not self.handshake.ready():
+            self.handshake.set_exception(error)
+        self._drained.set()
+        self._call_done.set()
+        self.closed_event.set()
+        reader = self._reader
+        if reader is not None and reader is not getcurrent() and not self._serving(reader):
+            reader.kill(block=False)
+        if self._on_close is not None:
+            self._loop.run_callback(self._on_close, self)
+
+    def _serving(self, greenlet: Any) -> bool:
+        return any(call.greenlet is greenlet and not call.done for call in self.calls.values())
+
+    # --------------------------------------------------------------- reading
+
+    def _read_loop(self) -> None:
+        me = getcurrent()
+        session = self.session
+        stream = self.stream
+        events = self._events
+        try:
+            while self._reader is me and not self.closed:
+                if events:
+                    self._handle(events.popleft())
+                    continue
+                n = stream.recv_into(session.get_buffer())
+                if n == 0:
+                    self.abort(PeerLost(f"connection closed by {stream.address or 'the peer'}"))
+                    return
+                events.extend(session.buffer_updated(n, _monotonic()))
+                if session.queued_bytes:
+                    self._flush_soon()
+        except ConnectionClosed as exc:
+            self.abort(PeerLost(f"connection lost: {exc}"))
+        except RemoteProtocolError as exc:
+            log.warning("closing connection from %s: %s", stream.address, exc)
+            self._flush_soon()
+            self._loop.run_callback(self.abort, PeerLost(f"protocol error: {exc}"))
+            # Give the Close frame explaining why one loop pass to go out.
+        except gevent.GreenletExit:
+            pass
+        except Exception as exc:  # a bug of ours: never leave the peer hanging
+            log.exception("reader of %s failed", stream.address)
+            self.abort(RpcError(StatusCode.INTERNAL, f"reader failed: {exc!r}"))
+
+    def _handle(self, event: ev.Event) -> None:
+        kind = type(event)
+        if kind is ev.ResponseReceived:
+            waiter = self._pending.pop(event.call_id, None)
+            if waiter is not None:
+                self._loop.run_callback(waiter.switch, event)
+        elif kind is ev.RequestReceived:
+            self._serve(event)
+        elif kind is ev.CancelReceived:
+            call = self.calls.get(event.call_id)
+            if call is not None:
+                self._abort_call(call, CallAborted(StatusCode.CANCELLED,
+                                                   event.reason or "cancelled by the caller"))
+        elif kind is ev.Handshaken:
+            if self._on_handshake is not None:
+                self._on_handshake(self, event)
+            if not self.handshake.ready():
+                self.handshake.set(event)
+        elif kind is ev.CloseReceived:
+            code = StatusCode.from_wire(event.code)
+            error: RpcError
+            if code == StatusCode.UNAVAILABLE:
+                error = PeerLost(f"peer closed the connection: {event.message}")
+            else:
+                error = RpcError(code, event.message)
+            self.abort(error)
+
+    # --------------------------------------------------------------- serving
+
+    def _serve(self, event: ev.RequestReceived) -> None:
+        limit = self.limits.max_concurrent_calls
+        while len(self.calls) >= limit and not self.closed:
+            # Backpressure: stop reading until a call finishes.
+            self._call_done.clear()
+            self._call_done.wait()
+        if self.closed:
+            return
+        now = _monotonic()
+        call = Context(self, event, now)
+        self.calls[call.call_id] = call
+        if call.deadline is not None:
+            call.timer = self._loop.timer(max(0.0, call.deadline - now))
+            call.timer.start(self._deadline_expired, call)
+        takeover = self._loop.run_callback(self._take_over_reading, call.greenlet)
+        try:
+            if self.refuse_calls is not None:
+                raise self.refuse_calls
+            if self._dispatch is None:
+                raise RpcError(StatusCode.UNIMPLEMENTED, "this peer serves no methods")
+            self._dispatch(call, event)
+        except CallAborted as exc:
+            self._finish(call, exc.code, exc.message)
+        except RpcError as exc:
+            self._finish(call, exc.code, exc.message, exc.details or "")
+        finally:
+            takeover.stop()
+            call.done = True
+            if call.timer is not None:
+                call.timer.close()
+            if self.calls.pop(call.call_id, None) is not None:
+                self._call_done.set()
+
+    def respond(self, call: Context, payload: bytes) -> None:
+        """Send a successful answer to `call` (the dispatcher's job)."""
+        self._finish(call, StatusCode.OK, payload=payload)
+
+    def _finish(self, call: Context, code: StatusCode, message: str = "",
+                details: str = "", payload: bytes = b"") -> None:
+        if call.abort is not None and code == StatusCode.OK:
+            # Cancelled or timed out while the handler ran on: say so.
+            code, message, payload = call.abort.code, call.abort.message, b""
+        if self.closed or call.call_id not in self.calls:
+            return
+        self._wait_for_room()
+        if self.closed or self.session.state is not State.OPEN:
+            return
+        try:
+            self.session.send_response(call.call_id, code, message, details, payload)
+        except MessageTooLarge as exc:
+            self.session.send_response(call.call_id, StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        self._flush_soon()
+
+    def _take_over_reading(self, serving: Any) -> None:
+        # Hub callback: the reader `serving` blocked inside a handler.
+        if self._reader is serving and not self.closed:
+            self._reader = gevent.spawn(self._read_loop)
+
+    def _deadline_expired(self, call: Context) -> None:
+        self._abort_call(call, CallAborted(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded"))
+
+    def _abort_call(self, call: Context, abort: CallAborted) -> None:
+        if call.done or call.abort is not None:
+            return
+        call.abort = abort
+        if call.greenlet is self._reader:
+            if call.greenlet is getcurrent():
+                return  # cannot interrupt ourselves; the handler sees call.abort
+            self._take_over_reading(call.greenlet)
+        call.greenlet.kill(abort, block=False)
+
+    # --------------------------------------------------------------- calling
+
+    def call(self, method: str, payload: bytes, decode: Callable[[Any], Any],
+             timeout: Optional[float] = None,
+             metadata: Optional[Mapping[str, str]] = None) -> Any:
+        """Call `method` and wait for its reply, decoded with `decode`."""
+        waiter = Waiter(self._hub)
+        call_id = self._send_request(method, payload, timeout, metadata, waiter)
+        timer = None
+        if timeout is not None:
+            timer = self._loop.timer(timeout)
+            timer.start(waiter.switch, _TIMED_OUT)
+        try:
+            outcome = waiter.get()
+        except BaseException:
+            # Killed or interrupted while waiting: the server need not go on.
+            if self._pending.pop(call_id, None) is not None:
+                self._send_cancel(call_id, "the caller went away")
+            raise
+        finally:
+            if timer is not None:
+                timer.close()
+        if outcome is _TIMED_OUT:
+            self._abandon(call_id, "deadline exceeded")
+            raise RpcError(StatusCode.DEADLINE_EXCEEDED,
+                           f"deadline exceeded after {timeout}s calling {method}")
+        return _outcome(outcome, decode)
+
+    def call_future(self, method: str, payload: bytes, decode: Callable[[Any], Any],
+                    timeout: Optional[float] = None,
+                    metadata: Optional[Mapping[str, str]] = None) -> CallFuture:
+        future = CallFuture(self, self._next_call_id, decode)
+        self._send_request(method, payload, timeout, metadata, future)
+        if timeout is not None:
+            future._timer = timer = self._loop.timer(timeout)
+            timer.start(future.switch, _TIMED_OUT)
+        return future
+
+    def _send_request(self, method: str, payload: bytes, timeout: Optional[float],
+                      metadata: Optional[Mapping[str, str]], waiter: Any) -> int:
+        if self.closed:
+            raise self._closed_error()
+        self._wait_for_room()
+        call_id = self._next_call_id
+        self._next_call_id = call_id + 1
+        try:
+            self.session.send_request(call_id, method, payload, timeout, metadata)
+        except MessageTooLarge as exc:
+            raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
+        except LocalProtocolError:
+            raise self._closed_error() from None
+        self._pending[call_id] = waiter
+        self._flush_soon()
+        return call_id
+
+    def _closed_error(self) -> RpcError:
+        reason = self.close_reason
+        return PeerLost("connection closed") if reason is None else _fresh(reason)
+
+    def _abandon(self, call_id: int, reason: str) -> None:
+        if self._pending.pop(call_id, None) is not None:
+            self._send_cancel(call_id, reason)
+
+    def _send_cancel(self, call_id: int, reason: str) -> None:
+        if self.closed or self.session.state is not State.OPEN:
+            return
+        self.session.send_cancel(call_id, reason)
+        self._flush_soon()
+
+    # --------------------------------------------------------------- writing
+
+    def _flush_soon(self) -> None:
+        if not self._flush_scheduled and self._writer is None and not self.closed:
+            self._flush_scheduled = True
+            self._drained.clear()
+            self._loop.run_callback(self._flush)
+
+    def _flush(self) -> None:
+        # Hub callback: must never block.
+        self._flush_scheduled = False
+        if self.closed:
+            return
+        self._take_output()
+        try:
+            self._consume(self.stream.send_nowait(self._sendable()))
+        except ConnectionClosed as exc:
+            self._write_failed(exc)
+            return
+        if self._out:
+            self._writer = gevent.spawn(self._write_loop)
+        else:
+            self._drained.set()
+
+    def _write_loop(self) -> None:
+        try:
+            while not self.closed:
+                self._take_output()
+                if not self._out:
+                    break
+                self.stream.wait_writable()
+                self._consume(self.stream.send_nowait(self._sendable()))
+        except ConnectionClosed as exc:
+            self._write_failed(exc)
+        finally:
+            self._writer = None
+            self._drained.set()
+
+    def _write_failed(self, exc: ConnectionClosed) -> None:
+        # The peer may have said why it hung up (a Close frame) in what we
+        # have not read yet: give the reader a moment to find it, then abort.
+        error = PeerLost(f"connection lost: {exc}")
+        self._out.clear()
+        self._out_bytes = 0
+        self._drained.set()
+        if not self.closed:
+            timer = self._loop.timer(WRITE_FAILURE_GRACE)
+            timer.start(self._abort_after_write_failure, timer, error)
+
+    def _abort_after_write_failure(self, timer: Any, error: RpcError) -> None:
+        timer.close()
+        self.abort(error)
+
+    def _take_output(self) -> None:
+        session = self.session
+        if session.queued_bytes:
+            self._out_bytes += session.queued_bytes
+            self._out.extend(session.data_to_send())
+
+    def _sendable(self) -> List[Any]:
+        out = self._out
+        if len(out) > 1 and self._out_bytes <= _JOIN_LIMIT:
+            joined = b"".join(out)
+            out[:] = [joined]
+        return out
+
+    def _consume(self, sent: int) -> None:
+        self._out_bytes -= sent
+        out = self._out
+        if self._out_bytes == 0:
+            out.clear()
+            return
+        i = 0
+        while sent and i < len(out):
+            size = len(out[i])
+            if sent >= size:
+                sent -= size
+                i += 1
+            else:
+                out[i] = memoryview(out[i])[sent:]
+                sent = 0
+        del out[:i]
+
+    def _wait_for_room(self) -> None:
+        """Block a sender while too much is queued for a peer that is not reading."""
+        limit = self.limits.max_queued_bytes
+        while (self._out_bytes + self.session.queued_bytes > limit and not self.closed
+               and getcurrent() is not self._hub):
+            self._flush_soon()
+            self._drained.wait()
+
+
+def _fresh(error: RpcError) -> RpcError:
+    """A new exception equal to `error`: one instance per raise keeps tracebacks apart."""
+    if isinstance(error, PeerLost):
+        return PeerLost(error.message, error.details)
+    return RpcError(error.code, error.message, error.details)

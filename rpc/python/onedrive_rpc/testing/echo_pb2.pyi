@@ -1,0 +1,15 @@
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Msg(_message.Message):
+    __slots__ = ("text", "data", "delay")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    DELAY_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    data: bytes
+    delay: float
+    def __init__(self, text: _Optional[str] = ..., data: _Optional[bytes] = ..., delay: _Optional[float] = ...) -> None: ...

@@ -1,0 +1,119 @@
+"""Run an Echo server in a child OS process, and control it.
+
+    with ServerProcess("tcp://127.0.0.1:0") as server:
+        peer = rpc.connect(server.url)
+        ...
+        server.kill()          # SIGKILL; also stop()/cont() for SIGSTOP/SIGCONT
+
+The child prints its real URL once it listens; the parent waits for that
+line (bounded) instead of sleeping.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from typing import List, Optional
+
+import gevent
+from gevent import subprocess
+
+__all__ = ["ServerProcess", "main"]
+
+READY = "READY "
+
+
+class ServerProcess:
+    """An EchoService served by `python -m onedrive_rpc.testing.process URL`."""
+
+    def __init__(self, url: str, *, args: Optional[List[str]] = None,
+                 start_timeout: float = 20.0) -> None:
+        self.requested_url = url
+        self.args = list(args or [])
+        self.start_timeout = start_timeout
+        self.url: str = ""
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self) -> "ServerProcess":
+        env = dict(os.environ)
+        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "onedrive_rpc.testing.process", self.requested_url, *self.args],
+            stdout=subprocess.PIPE, env=env, text=True)
+        with gevent.Timeout(self.start_timeout, RuntimeError(
+                f"server process did not start within {self.start_timeout}s")):
+            line = self.proc.stdout.readline()
+        if not line.startswith(READY):
+            self.kill()
+            raise RuntimeError(f"server process failed to start: {line!r}")
+        self.url = line[len(READY):].strip()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def signal(self, signum: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signum)
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies without closing anything."""
+        self.signal(signal.SIGKILL)
+        self.wait(10)
+
+    def stop(self) -> None:
+        """SIGSTOP: the process freezes; its sockets stay open."""
+        self.signal(signal.SIGSTOP)
+
+    def cont(self) -> None:
+        self.signal(signal.SIGCONT)
+
+    def terminate(self, timeout: float = 10.0) -> Optional[int]:
+        """SIGTERM: the server stops gracefully and exits."""
+        self.cont()
+        self.signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float) -> Optional[int]:
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait(timeout)
+
+    def __enter__(self) -> "ServerProcess":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.terminate()
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    from ..server import Server
+    from .echo_service import EchoService
+
+    parser = argparse.ArgumentParser(description="Serve the test Echo service.")
+    parser.add_argument("url")
+    parser.add_argument("--tracebacks", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="server %(levelname)s %(message)s")
+    server = Server(args.url, name="echo-server", include_tracebacks=args.tracebacks)
+    server.add_service(EchoService())
+    server.start()
+    gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(server.stop, 5.0))
+    print(READY + server.url, flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The tiny interface every transport implements, and the scheme registry.
+
+The layers above only ever see `Stream` and `Listener`; which transport
+served a URL is this module's business alone. A third party adds a scheme
+with `register_transport("myscheme", MyTransport)`.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Dict, NamedTuple, Optional, Sequence, Type, Union
+from urllib.parse import SplitResult, urlsplit
+
+__all__ = [
+    "Stream",
+    "Listener",
+    "Transport",
+    "PeerCredentials",
+    "ConnectionClosed",
+    "register_transport",
+    "transport_for",
+    "connect_stream",
+    "listen",
+]
+
+Buffer = Union[bytes, bytearray, memoryview]
+
+
+class ConnectionClosed(ConnectionError):
+    """The stream was closed (by us, or the peer went away)."""
+
+
+class PeerCredentials(NamedTuple):
+    """The connecting process, as the kernel reports it (unix sockets)."""
+
+    pid: int
+    uid: int
+    gid: int
+
+
+class Stream(abc.ABC):
+    """A connected, ordered byte stream to one peer.
+
+    `recv_into` and `wait_writable` block the calling greenlet only;
+    `send_nowait` never blocks, so it may run inside a hub callback.
+    """
+
+    #: Human-readable peer address, e.g. "127.0.0.1:5000" or a socket path.
+    address: str = ""
+    #: Kernel-reported identity of the peer process, where the OS tells.
+    credentials: Optional[PeerCredentials] = None
+
+    @abc.abstractmethod
+    def recv_into(self, buffer: memoryview) -> int:
+        """Read at least one byte into `buffer`; 0 means the peer closed."""
+
+    @abc.abstractmethod
+    def send_nowait(self, buffers: Sequence[Buffer]) -> int:
+        """Write as much of `buffers` as fits now; return the bytes taken."""
+
+    @abc.abstractmethod
+    def wait_writable(self) -> None:
+        """Block until send_nowait can take more."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close now; greenlets blocked on this stream get ConnectionClosed."""
+
+
+class Listener(abc.ABC):
+    """Accepts incoming streams on one address."""
+
+    #: The URL peers connect to (a tcp port 0 replaced by the real one).
+    url: str = ""
+
+    @abc.abstractmethod
+    def accept(self) -> Stream:
+        """Block until a peer connects; ConnectionClosed once closed."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop accepting; wakes a blocked accept() with ConnectionClosed."""
+
+
+class Transport(abc.ABC):
+    """A URL scheme: how to connect to, and listen on, its addresses."""
+
+    @abc.abstractmethod
+    def connect(self, url: SplitResult, timeout: Optional[float]) -> Stream:
+        """Open a stream to `url`; TransportError/OSError if it cannot."""
+
+    @abc.abstractmethod
+    def listen(self, url: SplitResult) -> Listener:
+        """Start listening on `url`."""
+
+
+_REGISTRY: Dict[str, Transport] = {}
+
+
+def register_transport(scheme: str, transport: Union[Transport, Type[Transport]]) -> None:
+    """Make `scheme://...` URLs use `transport` (a Transport or its class)."""
+    if isinstance(transport, type):
+        transport = transport()
+    if not isinstance(transport, Transport):
+        raise TypeError(f"{transport!r} is not a Transport")
+    _REGISTRY[scheme.lower()] = transport
+
+
+def transport_for(url: str) -> "tuple[Transport, SplitResult]":
+    """The registered transport for `url`, with the URL parsed."""
+    parsed = urlsplit(url)
+    if not parsed.scheme:
+        raise ValueError(f"{url!r} is not a URL: expected scheme://address, "
+                         f"one of {', '.join(sorted(_REGISTRY))}")
+    try:
+        return _REGISTRY[parsed.scheme.lower()], parsed
+    except KeyError:
+        raise ValueError(f"no transport for scheme {parsed.scheme!r} in {url!r}; "
+                         f"known: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def connect_stream(url: str, timeout: Optional[float] = None) -> Stream:
+    transport, parsed = transport_for(url)
+    return transport.connect(parsed, timeout)
+
+
+def listen(url: str) -> Listener:
+    transport, parsed = transport_for(url)
+    return transport.listen(parsed)

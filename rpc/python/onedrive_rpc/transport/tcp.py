@@ -1,0 +1,67 @@
+"""tcp://host:port — TCP over IPv4 or IPv6 (`tcp://[::1]:5000`); port 0 picks a free port."""
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Optional, Tuple
+from urllib.parse import SplitResult
+
+from gevent import socket as gsocket
+
+from .base import Listener, Stream, Transport
+from .sockets import SocketListener, SocketStream, connect_socket
+
+__all__ = ["TcpTransport"]
+
+
+def _host_port(url: SplitResult) -> Tuple[str, int]:
+    try:
+        host, port = url.hostname, url.port
+    except ValueError as exc:
+        raise ValueError(f"bad tcp URL {url.geturl()!r}: {exc}") from None
+    if not host or port is None:
+        raise ValueError(f"tcp URL needs a host and a port: {url.geturl()!r}")
+    return host, port
+
+
+def _resolve(host: str, port: int, passive: bool) -> Tuple[int, tuple]:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        # A name: resolve with gevent's resolver (never blocks the hub).
+        infos = gsocket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0,
+                                    socket.AI_PASSIVE if passive else 0)
+        family, _, _, _, sockaddr = infos[0]
+        return family, sockaddr
+    if ip.version == 6:
+        return socket.AF_INET6, (host, port, 0, 0)
+    return socket.AF_INET, (host, port)
+
+
+def _format(sockaddr: tuple) -> str:
+    host, port = sockaddr[0], sockaddr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _stream(sock: socket.socket, addr) -> SocketStream:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return SocketStream(sock, _format(addr))
+
+
+class TcpTransport(Transport):
+    def connect(self, url: SplitResult, timeout: Optional[float]) -> Stream:
+        family, sockaddr = _resolve(*_host_port(url), passive=False)
+        sock = connect_socket(family, sockaddr, timeout)
+        return _stream(sock, sock.getpeername())
+
+    def listen(self, url: SplitResult) -> Listener:
+        family, sockaddr = _resolve(*_host_port(url), passive=True)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(sockaddr)
+            sock.listen(socket.SOMAXCONN)
+        except BaseException:
+            sock.close()
+            raise
+        return SocketListener(sock, f"tcp://{_format(sock.getsockname())}", _stream)
