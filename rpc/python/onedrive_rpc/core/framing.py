@@ -54,7 +54,7 @@ class FrameDecoder:
     being assembled, which itself is bounded by `max_frame_size`.
     """
 
-    __slots__ = ("max_frame_size", "_buf", "_view", "_start", "_end", "_need")
+    __slots__ = ("max_frame_size", "_buf", "_view", "_start", "_end", "_need", "_error")
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         if not 0 < max_frame_size <= ABSOLUTE_MAX_FRAME_SIZE:
@@ -64,6 +64,9 @@ class FrameDecoder:
         # Bytes (header included) the frame being assembled needs; 0 when
         # its header has not arrived yet.
         self._need = 0
+        # A protocol error found after good frames in the same read: those
+        # frames are returned first, the error is raised by the next call.
+        self._error: Optional[FrameTooLarge] = None
 
     def _new_buffer(self, size: int) -> None:
         self._buf = bytearray(size)
@@ -76,8 +79,14 @@ class FrameDecoder:
         """Bytes received that are not yet part of a returned frame."""
         return self._end - self._start
 
+    def check(self) -> None:
+        """Raise the protocol error found after the frames last returned, if any."""
+        if self._error is not None:
+            raise self._error
+
     def get_buffer(self) -> memoryview:
         """Writable space for the next read; call buffer_updated after."""
+        self.check()
         start, end = self._start, self._end
         room_needed = max(self._need, HEADER_SIZE + 1)
         if start + room_needed > len(self._buf) or end == len(self._buf):
@@ -97,18 +106,28 @@ class FrameDecoder:
         """Account for `nbytes` written into get_buffer(); return whole frames.
 
         Raises FrameTooLarge when a length prefix exceeds max_frame_size; the
-        stream cannot be resynchronised after that.
+        stream cannot be resynchronised after that. Frames that came before
+        the bad prefix are returned first; `check()` (and any later call)
+        then raises.
         """
+        self.check()
         self._end += nbytes
         frames: List[Frame] = []
         while True:
-            frame = self._next_frame()
+            try:
+                frame = self._next_frame()
+            except FrameTooLarge as exc:
+                self._error = exc
+                if frames:
+                    return frames
+                raise
             if frame is None:
                 return frames
             frames.append(frame)
 
     def feed(self, data: bytes) -> List[Frame]:
         """Copy `data` in and return the frames it completes."""
+        self.check()
         frames: List[Frame] = []
         data = memoryview(data)
         offset = 0
@@ -117,7 +136,14 @@ class FrameDecoder:
             n = min(len(space), len(data) - offset)
             space[:n] = data[offset:offset + n]
             offset += n
-            frames.extend(self.buffer_updated(n))
+            try:
+                frames.extend(self.buffer_updated(n))
+            except FrameTooLarge:
+                if frames:
+                    return frames
+                raise
+            if self._error is not None:
+                break
         return frames
 
     def _next_frame(self) -> Optional[Frame]:

@@ -259,8 +259,16 @@ class Session:
     # ----------------------------------------------------------------- input
 
     def get_buffer(self) -> memoryview:
-        """Where the driver should read the next bytes into."""
-        return self._decoder.get_buffer()
+        """Where the driver should read the next bytes into.
+
+        Raises the RemoteProtocolError the decoder found after the frames it
+        last returned (their events were delivered first).
+        """
+        try:
+            return self._decoder.get_buffer()
+        except RemoteProtocolError as exc:
+            self._fail(exc)
+            raise
 
     def buffer_updated(self, nbytes: int, now: float) -> List[ev.Event]:
         """Account for `nbytes` read into get_buffer(); return the events.

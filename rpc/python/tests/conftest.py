@@ -1,0 +1,116 @@
+"""Shared fixtures: transports to parametrise over, servers in and out of process.
+
+Every test runs under pytest-timeout (tox.ini), and an exception that
+escapes any greenlet fails the test that caused it.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+
+import gevent
+import pytest
+from gevent.hub import get_hub
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
+
+import onedrive_rpc as rpc  # noqa: E402
+from onedrive_rpc.testing.echo_service import EchoService  # noqa: E402
+from onedrive_rpc.testing.process import ServerProcess  # noqa: E402
+
+TRANSPORTS = ["tcp", "unix", "inproc"]
+_names = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def greenlet_errors():
+    """Fail the test if a greenlet died of an unexpected exception."""
+    hub = get_hub()
+    errors = []
+    original = hub.handle_error
+
+    def handle_error(context, type_, value, tb):
+        if not issubclass(type_, (gevent.GreenletExit,) + hub.SYSTEM_ERROR):
+            errors.append((context, type_, value))
+        return original(context, type_, value, tb)
+
+    hub.handle_error = handle_error
+    try:
+        yield errors
+    finally:
+        hub.handle_error = original
+    assert not errors, f"greenlets failed: {errors}"
+
+
+def make_url(transport: str, tmp_path) -> str:
+    n = next(_names)
+    if transport == "tcp":
+        return "tcp://127.0.0.1:0"
+    if transport == "unix":
+        return f"unix://{tmp_path}/s{n}.sock"
+    return f"inproc://test-{os.getpid()}-{n}"
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def url(transport, tmp_path) -> str:
+    """A fresh address to listen on, for each transport."""
+    return make_url(transport, tmp_path)
+
+
+@pytest.fixture
+def local_server(url):
+    """An EchoService served in this process."""
+    server = rpc.Server(url)
+    service = EchoService()
+    server.add_service(service)
+    server.start()
+    server.service = service
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def remote_url(transport, tmp_path):
+    """An EchoService in a child process for tcp/unix; in this process for inproc
+    (which cannot cross processes)."""
+    url = make_url(transport, tmp_path)
+    if transport == "inproc":
+        server = rpc.Server(url)
+        server.add_service(EchoService())
+        server.start()
+        yield server.url
+        server.stop()
+    else:
+        with ServerProcess(url) as proc:
+            yield proc.url
+
+
+@pytest.fixture
+def peers():
+    """Peers a test opens through this fixture are closed after it."""
+    opened = []
+
+    def connect(url, **kwargs):
+        peer = rpc.connect(url, **kwargs)
+        opened.append(peer)
+        return peer
+
+    yield connect
+    for peer in opened:
+        peer.close()
+
+
+@pytest.fixture
+def server_process(transport, tmp_path):
+    """A child process serving EchoService, to kill or freeze (tcp and unix)."""
+    if transport == "inproc":
+        pytest.skip("inproc cannot cross processes")
+    with ServerProcess(make_url(transport, tmp_path)) as proc:
+        yield proc

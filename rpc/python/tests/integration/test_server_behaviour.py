@@ -1,0 +1,195 @@
+"""What handlers see and what the server guarantees: context, deadlines,
+cancellation, graceful stop, backpressure. Server in this process so the
+tests can look inside it; every transport."""
+from __future__ import annotations
+
+import os
+
+import gevent
+import pytest
+from gevent.event import Event
+
+import onedrive_rpc as rpc
+from onedrive_rpc.identity import local_identity
+from onedrive_rpc.testing import echo_pb2
+from onedrive_rpc.testing.echo_service import ECHO
+
+Msg = echo_pb2.Msg
+
+
+class Probe(rpc.Service):
+    """Records what its handlers saw; sleep waits for `release` or an abort."""
+
+    descriptor = ECHO
+
+    def __init__(self):
+        self.contexts = []
+        self.started = Event()
+        self.release = Event()
+        self.aborted = []
+        self.finished = []
+        self.running = 0
+        self.max_running = 0
+
+    def echo(self, request, context):
+        self.contexts.append((context.method, dict(context.metadata), context.time_remaining(),
+                              context.peer, context.address, context.credentials))
+        return request
+
+    def sleep(self, request, context):
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        self.started.set()
+        try:
+            if request.delay:
+                gevent.sleep(request.delay)
+            else:
+                self.release.wait()
+        except BaseException as exc:
+            self.aborted.append((request.text, type(exc).__name__, getattr(exc, "code", None),
+                                 context.cancelled))
+            raise
+        finally:
+            self.running -= 1
+        self.finished.append(request.text)
+        return request
+
+    def fail(self, request, context):
+        raise rpc.RpcError(rpc.StatusCode.NOT_FOUND, f"no item {request.text}")
+
+
+@pytest.fixture
+def probe_server(url):
+    probe = Probe()
+    server = rpc.Server(url, limits=rpc.Limits(max_concurrent_calls=8))
+    server.add_service(probe)
+    server.start()
+    server.probe = probe
+    yield server
+    server.stop()
+
+
+def wait_until(predicate, timeout=5.0):
+    with gevent.Timeout(timeout, AssertionError(f"condition not met within {timeout}s")):
+        while not predicate():
+            gevent.sleep(0.005)
+
+
+def test_context_carries_deadline_metadata_and_identity(probe_server, transport, peers):
+    peer = peers(probe_server.url, name="probe-client")
+    client = rpc.Client(peer, ECHO)
+    client.echo(Msg(), timeout=3.0, metadata={"trace-id": "abc"})
+    client.echo(Msg())
+    (method, metadata, remaining, who, address, creds), second = probe_server.probe.contexts
+    assert method == "/onedrive_rpc.testing.Echo/Echo"
+    assert metadata == {"trace-id": "abc"}
+    assert 2.0 < remaining <= 3.0
+    assert second[2] is None and second[1] == {}
+    assert who.name == "probe-client" and who.pid == os.getpid()
+    assert who.peer_id == local_identity()[0]
+    if transport == "unix":
+        assert creds.pid == os.getpid() and creds.uid == os.getuid()
+        assert address.endswith(".sock")
+    elif transport == "tcp":
+        assert address.startswith("127.0.0.1:")
+
+
+def test_handler_may_return_its_own_status(probe_server, peers):
+    client = rpc.Client(peers(probe_server.url), ECHO)
+    with pytest.raises(rpc.RpcError) as info:
+        client.fail(Msg(text="42"), timeout=5)
+    assert info.value.code == rpc.StatusCode.NOT_FOUND and info.value.message == "no item 42"
+
+
+def test_deadline_travels_and_stops_the_handler(probe_server, peers):
+    probe = probe_server.probe
+    client = rpc.Client(peers(probe_server.url), ECHO)
+    with pytest.raises(rpc.RpcError) as info:
+        client.sleep(Msg(text="slow"), timeout=0.3)
+    assert info.value.code == rpc.StatusCode.DEADLINE_EXCEEDED
+    wait_until(lambda: probe.aborted)
+    assert probe.aborted == [("slow", "CallAborted", rpc.StatusCode.DEADLINE_EXCEEDED, True)]
+    assert probe.finished == []
+
+
+def test_cancel_stops_the_handler(probe_server, peers):
+    probe = probe_server.probe
+    client = rpc.Client(peers(probe_server.url), ECHO)
+    future = client.sleep.future(Msg(text="doomed"))
+    probe.started.wait(5)
+    future.cancel()
+    wait_until(lambda: probe.aborted)
+    assert probe.aborted == [("doomed", "CallAborted", rpc.StatusCode.CANCELLED, True)]
+
+
+def test_killing_the_calling_greenlet_cancels_the_call(probe_server, peers):
+    probe = probe_server.probe
+    client = rpc.Client(peers(probe_server.url), ECHO)
+    caller = gevent.spawn(client.sleep, Msg(text="orphan"))
+    probe.started.wait(5)
+    caller.kill()
+    wait_until(lambda: probe.aborted)
+    assert probe.aborted[0][:3] == ("orphan", "CallAborted", rpc.StatusCode.CANCELLED)
+
+
+def test_graceful_stop_finishes_calls_in_flight_and_refuses_new_ones(probe_server, peers):
+    probe = probe_server.probe
+    peer = peers(probe_server.url)
+    client = rpc.Client(peer, ECHO)
+    in_flight = client.sleep.future(Msg(text="finish me"))
+    probe.started.wait(5)
+    stopper = gevent.spawn(probe_server.stop, 10.0)
+    wait_until(lambda: probe_server._stopping)
+    with pytest.raises(rpc.RpcError) as info:
+        client.echo(Msg(text="too late"), timeout=5)
+    assert info.value.code == rpc.StatusCode.UNAVAILABLE and "stopping" in info.value.message
+    assert not stopper.ready()
+    probe.release.set()
+    assert in_flight.get(timeout=5).text == "finish me"
+    stopper.get(timeout=5)
+    wait_until(lambda: peer.closed)
+    assert isinstance(peer.close_reason, rpc.PeerLost) and "server stopped" in peer.close_reason.message
+
+
+def test_stop_grace_bounds_the_wait(probe_server, peers):
+    client = rpc.Client(peers(probe_server.url), ECHO)
+    stuck = client.sleep.future(Msg(text="never released"))
+    probe_server.probe.started.wait(5)
+    with gevent.Timeout(5):
+        probe_server.stop(grace=0.2)
+    with pytest.raises(rpc.RpcError) as info:
+        stuck.get(timeout=5)
+    assert info.value.code == rpc.StatusCode.UNAVAILABLE
+
+
+def test_concurrency_limit_is_backpressure_not_errors(probe_server, peers):
+    probe = probe_server.probe
+    client = rpc.Client(peers(probe_server.url), ECHO)
+    futures = [client.sleep.future(Msg(text=str(i), delay=0.02)) for i in range(100)]
+    assert [f.get(timeout=20).text for f in futures] == [str(i) for i in range(100)]
+    assert probe.max_running == 8
+
+
+def test_message_over_the_peers_frame_limit_fails_that_call_only(url, peers):
+    server = rpc.Server(url, limits=rpc.Limits(max_frame_size=64 * 1024))
+    server.add_service(Probe())
+    server.start()
+    try:
+        client = rpc.Client(peers(server.url), ECHO)
+        with pytest.raises(rpc.RpcError) as info:
+            client.echo(Msg(data=b"x" * (64 * 1024)), timeout=5)
+        assert info.value.code == rpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "maximum frame size of 65536" in info.value.message
+        assert client.echo(Msg(text="small"), timeout=5).text == "small"
+    finally:
+        server.stop()
+
+
+def test_response_over_the_callers_frame_limit_is_resource_exhausted(local_server, peers):
+    peer = peers(local_server.url, limits=rpc.Limits(max_frame_size=1024))
+    big = Msg(data=b"y" * 2048).SerializeToString()
+    # The request itself fits the server's limit; the echoed reply does not fit ours.
+    with pytest.raises(rpc.RpcError) as info:
+        peer.call("/onedrive_rpc.testing.Echo/Echo", big, Msg.FromString, timeout=5)
+    assert info.value.code == rpc.StatusCode.RESOURCE_EXHAUSTED
+    assert rpc.Client(peer, ECHO).echo(Msg(text="ok"), timeout=5).text == "ok"
