@@ -24,6 +24,7 @@ _WRITE = 2
 # sendmsg takes at most IOV_MAX (1024 on Linux) buffers per call.
 _MAX_IOV = 512
 
+
 def _closed(what: str = "stream closed") -> ConnectionClosed:
     return ConnectionClosed(what)
 
