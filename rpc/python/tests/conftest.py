@@ -7,18 +7,14 @@ from __future__ import annotations
 
 import itertools
 import os
-import sys
 
 import gevent
 import pytest
 from gevent.hub import get_hub
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
-
-import onedrive_rpc as rpc  # noqa: E402
-from onedrive_rpc.testing.echo_service import EchoService  # noqa: E402
-from onedrive_rpc.testing.process import ServerProcess  # noqa: E402
+import onedrive_rpc as rpc
+from onedrive_rpc.testing.echo_service import EchoService
+from onedrive_rpc.testing.process import ServerProcess
 
 TRANSPORTS = ["tcp", "unix", "inproc"]
 _names = itertools.count()

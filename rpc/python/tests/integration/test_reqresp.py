@@ -98,13 +98,21 @@ def test_server_killed_mid_call_fails_at_once(server_process, peers):
 
 
 def test_tracebacks_only_when_the_server_opts_in(transport, tmp_path, peers):
-    if transport == "inproc":
-        pytest.skip("covered through a process for tcp and unix")
     from conftest import make_url
+    from onedrive_rpc.testing.echo_service import EchoService
     from onedrive_rpc.testing.process import ServerProcess
-    with ServerProcess(make_url(transport, tmp_path), args=["--tracebacks"]) as proc:
-        client = rpc.Client(peers(proc.url), ECHO)
-        err = _code(client.fail, Msg(text="boom"), timeout=5)
+    url = make_url(transport, tmp_path)
+    if transport == "inproc":
+        server = rpc.Server(url, include_tracebacks=True)
+        server.add_service(EchoService())
+        server.start()
+        try:
+            err = _code(rpc.Client(peers(url), ECHO).fail, Msg(text="boom"), timeout=5)
+        finally:
+            server.stop()
+    else:
+        with ServerProcess(url, args=["--tracebacks"]) as proc:
+            err = _code(rpc.Client(peers(proc.url), ECHO).fail, Msg(text="boom"), timeout=5)
     assert err.code == rpc.StatusCode.INTERNAL and err.message == "RuntimeError: boom"
     assert "Traceback (most recent call last)" in err.details and "echo_service.py" in err.details
 
