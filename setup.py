@@ -8,7 +8,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="MIT",
-    python_requires=">=3.9",
+    python_requires=">=3.10",
     package_dir={"": "rpc/python"},
     packages=find_packages("rpc/python", exclude=["tests", "tests.*"]),
     package_data={"onedrive_rpc": ["py.typed", "*.pyi", "testing/*.pyi"]},

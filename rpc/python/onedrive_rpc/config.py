@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .core.framing import ABSOLUTE_MAX_FRAME_SIZE, DEFAULT_MAX_FRAME_SIZE
+from .core.framing import ABSOLUTE_MAX_FRAME_SIZE, DEFAULT_MAX_FRAME_SIZE, MIN_FRAME_LIMIT
 
 __all__ = ["Limits"]
 
@@ -32,8 +32,8 @@ class Limits:
     handshake_timeout: float = 10.0
 
     def __post_init__(self) -> None:
-        if not 64 <= self.max_frame_size <= ABSOLUTE_MAX_FRAME_SIZE:
-            raise ValueError(f"max_frame_size must be in 64..{ABSOLUTE_MAX_FRAME_SIZE}, "
+        if not MIN_FRAME_LIMIT <= self.max_frame_size <= ABSOLUTE_MAX_FRAME_SIZE:
+            raise ValueError(f"max_frame_size must be in {MIN_FRAME_LIMIT}..{ABSOLUTE_MAX_FRAME_SIZE}, "
                              f"not {self.max_frame_size}")
         for name in ("max_concurrent_calls", "max_queued_bytes", "max_connections"):
             if getattr(self, name) < 1:

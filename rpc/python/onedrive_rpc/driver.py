@@ -70,13 +70,12 @@ class Context:
     __slots__ = ("connection", "call_id", "method", "metadata", "deadline",
                  "greenlet", "timer", "abort", "done")
 
-    def __init__(self, connection: "Connection", event: ev.RequestReceived,
-                 now: float) -> None:
+    def __init__(self, connection: "Connection", event: ev.RequestReceived) -> None:
         self.connection = connection
         self.call_id = event.call_id
         self.method = event.method
         self.metadata = event.metadata
-        self.deadline = now + event.timeout if event.timeout is not None else None
+        self.deadline = event.deadline
         self.greenlet = getcurrent()
         self.timer = None
         self.abort: Optional[CallAborted] = None
@@ -345,7 +344,7 @@ class Connection:
         elif kind is ev.CloseReceived:
             code = StatusCode.from_wire(event.code)
             error: RpcError
-            if code == StatusCode.UNAVAILABLE:
+            if code == StatusCode.UNAVAILABLE or code == StatusCode.OK:
                 error = PeerLost(f"peer closed the connection: {event.message}")
             else:
                 error = RpcError(code, event.message)
@@ -361,11 +360,10 @@ class Connection:
             self._call_done.wait()
         if self.closed:
             return
-        now = _monotonic()
-        call = Context(self, event, now)
+        call = Context(self, event)
         self.calls[call.call_id] = call
         if call.deadline is not None:
-            call.timer = self._loop.timer(max(0.0, call.deadline - now))
+            call.timer = self._loop.timer(max(0.0, call.deadline - _monotonic()))
             call.timer.start(self._deadline_expired, call)
         takeover = self._loop.run_callback(self._take_over_reading, call.greenlet)
         try:
@@ -455,8 +453,8 @@ class Connection:
     def call_future(self, method: str, payload: bytes, decode: Callable[[Any], Any],
                     timeout: Optional[float] = None,
                     metadata: Optional[Mapping[str, str]] = None) -> CallFuture:
-        future = CallFuture(self, self._next_call_id, decode)
-        self._send_request(method, payload, timeout, metadata, future)
+        future = CallFuture(self, 0, decode)
+        future._call_id = self._send_request(method, payload, timeout, metadata, future)
         if timeout is not None:
             future._timer = timer = self._loop.timer(timeout)
             timer.start(future.switch, _TIMED_OUT)

@@ -141,7 +141,7 @@ class Registry:
             raise
         except Exception as exc:
             log.exception("handler of %s failed", info.path)
-            details = "".join(traceback.format_exception(exc)) if self.include_tracebacks else None
+            details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)) if self.include_tracebacks else None
             raise RpcError(StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}", details) from None
         if not isinstance(reply, info.output_type):
             raise RpcError(StatusCode.INTERNAL,

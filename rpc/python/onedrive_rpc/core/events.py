@@ -45,6 +45,9 @@ class RequestReceived(NamedTuple):
     # Seconds the caller still allowed when it sent the call; None: no deadline.
     timeout: Optional[float]
     metadata: Mapping[str, str]
+    # When the call must be done, on the clock the session is fed (arrival
+    # time + timeout), so time spent queued here counts; None: no deadline.
+    deadline: Optional[float]
 
 
 class ResponseReceived(NamedTuple):

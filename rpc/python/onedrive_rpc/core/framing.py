@@ -30,6 +30,10 @@ DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
 # The wire cannot carry more than the 4-byte prefix can say.
 ABSOLUTE_MAX_FRAME_SIZE = 0xFFFFFFFF
 
+# The smallest frame limit a side may announce: handshake and close frames
+# must always fit.
+MIN_FRAME_LIMIT = 1024
+
 # Size of the read buffer for ordinary traffic: big enough for many small
 # frames per read, small enough to keep per-connection memory modest.
 READ_BUFFER_SIZE = 64 * 1024

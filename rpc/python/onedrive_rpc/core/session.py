@@ -25,7 +25,7 @@ from google.protobuf.message import DecodeError
 from .. import wire_pb2
 from ..errors import LocalProtocolError, RemoteProtocolError, StatusCode
 from . import events as ev
-from .framing import (DEFAULT_MAX_FRAME_SIZE, LARGE_FRAME, Frame,
+from .framing import (DEFAULT_MAX_FRAME_SIZE, LARGE_FRAME, MIN_FRAME_LIMIT, Frame,
                       FrameDecoder, frame_header)
 
 __all__ = ["Role", "State", "Session", "PROTOCOL_VERSION", "MessageTooLarge"]
@@ -94,7 +94,7 @@ def _split_payload(frame: Frame) -> Tuple[_Envelope, Frame]:
             if end > len(frame):
                 raise RemoteProtocolError("malformed envelope: payload runs past the frame")
             env.ParseFromString(frame[end:])
-            if env.payload:  # a second payload field: protobuf says the last wins
+            if env.HasField("payload"):  # a second payload field: the last wins
                 return env, env.payload
             return env, frame[pos:end]
         env.ParseFromString(frame)
@@ -337,7 +337,7 @@ class Session:
             self.send_close(StatusCode.FAILED_PRECONDITION, message)
             raise RemoteProtocolError(message)
         if hello.max_frame_size:
-            self.peer_max_frame_size = hello.max_frame_size
+            self.peer_max_frame_size = _peer_frame_limit(hello.max_frame_size)
         self.peer = _peer_info(hello.identity)
         reply = _Envelope()
         welcome = reply.welcome
@@ -360,7 +360,7 @@ class Session:
             self.send_close(StatusCode.FAILED_PRECONDITION, message)
             raise RemoteProtocolError(message)
         if welcome.max_frame_size:
-            self.peer_max_frame_size = welcome.max_frame_size
+            self.peer_max_frame_size = _peer_frame_limit(welcome.max_frame_size)
         self.peer = _peer_info(welcome.identity)
         self.session_id = welcome.session_id
         self.state = State.OPEN
@@ -375,9 +375,13 @@ class Session:
         if not req.method:
             raise RemoteProtocolError(f"request {call_id} names no method")
         self._calls_in.add(call_id)
-        timeout = req.timeout_us / 1_000_000 if req.timeout_us else None
+        if req.timeout_us:
+            timeout: Optional[float] = req.timeout_us / 1_000_000
+            deadline: Optional[float] = self.last_received + timeout  # type: ignore[operator]
+        else:
+            timeout = deadline = None
         metadata = dict(req.metadata) if len(req.metadata) else _EMPTY
-        return ev.RequestReceived(call_id, req.method, payload, timeout, metadata)
+        return ev.RequestReceived(call_id, req.method, payload, timeout, metadata, deadline)
 
     def _on_response(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
         self._expect_open("response")
@@ -397,6 +401,13 @@ class Session:
         self.state = State.CLOSED
         status = env.close.status
         return ev.CloseReceived(status.code, status.message, env.close.end_session)
+
+
+def _peer_frame_limit(size: int) -> int:
+    if size < MIN_FRAME_LIMIT:
+        raise RemoteProtocolError(f"peer announced a maximum frame size of {size} bytes; "
+                                  f"the protocol requires at least {MIN_FRAME_LIMIT}")
+    return size
 
 
 def _peer_info(identity: wire_pb2.PeerIdentity) -> ev.PeerInfo:
