@@ -141,7 +141,9 @@ class Registry:
             raise
         except Exception as exc:
             log.exception("handler of %s failed", info.path)
-            details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)) if self.include_tracebacks else None
+            details = None
+            if self.include_tracebacks:
+                details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             raise RpcError(StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}", details) from None
         if not isinstance(reply, info.output_type):
             raise RpcError(StatusCode.INTERNAL,

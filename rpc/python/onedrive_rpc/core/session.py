@@ -122,6 +122,9 @@ class Session:
         session_id: str = "",
         metadata: Optional[Mapping[str, str]] = None,
     ) -> None:
+        if max_frame_size < MIN_FRAME_LIMIT:
+            raise ValueError(f"max_frame_size must be at least {MIN_FRAME_LIMIT} bytes, "
+                             f"not {max_frame_size}")
         self.role = role
         self.state = State.CONNECTING if role is Role.CLIENT else State.AWAIT_HELLO
         self._identity = wire_pb2.PeerIdentity(peer_id=peer_id, name=name, pid=pid)
@@ -135,6 +138,9 @@ class Session:
         self.last_received: Optional[float] = None
         self._out: List[Frame] = []
         self._out_bytes = 0
+        self._hello_sent = False
+        # A protocol error found after good frames of the same read.
+        self._error: Optional[RemoteProtocolError] = None
         # Server side: calls received and not yet answered.
         self._calls_in: set = set()
         self._handlers: Dict[str, Callable[[_Envelope, Frame], Optional[ev.Event]]] = {
@@ -150,8 +156,9 @@ class Session:
 
     def start(self, now: float) -> None:
         """Client: queue the Hello that opens the handshake."""
-        if self.role is not Role.CLIENT or self.state is not State.CONNECTING:
-            raise LocalProtocolError("only a connecting client sends Hello")
+        if self.role is not Role.CLIENT or self.state is not State.CONNECTING or self._hello_sent:
+            raise LocalProtocolError("only a connecting client sends Hello, once")
+        self._hello_sent = True
         env = _Envelope()
         hello = env.hello
         hello.version = PROTOCOL_VERSION
@@ -261,9 +268,10 @@ class Session:
     def get_buffer(self) -> memoryview:
         """Where the driver should read the next bytes into.
 
-        Raises the RemoteProtocolError the decoder found after the frames it
-        last returned (their events were delivered first).
+        Raises the RemoteProtocolError found after the frames last returned
+        (their events were delivered first).
         """
+        self._raise_deferred()
         try:
             return self._decoder.get_buffer()
         except RemoteProtocolError as exc:
@@ -277,6 +285,7 @@ class Session:
         broke the protocol; a Close saying why is then queued and the
         session is CLOSED.
         """
+        self._raise_deferred()
         try:
             frames = self._decoder.buffer_updated(nbytes)
         except RemoteProtocolError as exc:
@@ -286,12 +295,19 @@ class Session:
 
     def receive_data(self, data: bytes, now: float) -> List[ev.Event]:
         """Like buffer_updated, for bytes the caller already holds."""
+        self._raise_deferred()
         try:
             frames = self._decoder.feed(data)
         except RemoteProtocolError as exc:
             self._fail(exc)
             raise
         return self._receive_frames(frames, now)
+
+    def _raise_deferred(self) -> None:
+        error = self._error
+        if error is not None:
+            self._fail(error)
+            raise error
 
     def _receive_frames(self, frames: List[Frame], now: float) -> List[ev.Event]:
         events: List[ev.Event] = []
@@ -312,6 +328,11 @@ class Session:
                         f"protocol version {PROTOCOL_VERSION}")
                 event = handler(env, payload)
             except RemoteProtocolError as exc:
+                if events:
+                    # Deliver what came before the bad frame; the next call
+                    # raises. Nothing after it is looked at.
+                    self._error = exc
+                    return events
                 self._fail(exc)
                 raise
             if event is not None:
