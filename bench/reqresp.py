@@ -1,0 +1,640 @@
+#!/usr/bin/env python3
+"""Request/response benchmark: onedrive-rpc against "the limit" (raw gevent sockets).
+
+    python bench/reqresp.py [--duration 3] [--runs 3] [--only W1,W2,W3] [--json]
+
+Each server runs in a child OS process (this script with the hidden
+`--serve ours|raw` option, which prints its URL on stdout and exits when its
+stdin closes); the clients run in this process. Loopback TCP on 127.0.0.1
+only, TCP_NODELAY on both ends, one fresh connection per measurement.
+
+"ours" is the full stack: rpc.connect + rpc.Client calling the reference
+EchoService (protobuf Msg with `data` = the payload, envelope, framing,
+driver). "limit" is the least work that can do the same job: 4-byte
+big-endian length + payload frames over gevent.socket, echoed by a server
+that recv_into()s a buffer, walks every complete frame in it and sends them
+all back with one sendall (the bytes as received: no copy, no parsing past
+the length prefixes). Its client prebuilds its frames and reads replies into
+a preallocated buffer, parsing the length prefix of each.
+
+Workloads (each measurement: a brief warm-up on the same connection, then
+`--duration` seconds; every loop is also bounded by a call count):
+
+  W1  one connection, strictly sequential echo of a 64-byte payload:
+      calls/s, and p50/p99 latency of single calls in µs.
+  W2  one connection, 64 calls in flight continuously: calls/s. Both sides
+      use the same structure: one sender greenlet that tops the window back
+      up to 64 whenever replies free room in it (all the requests it can
+      send at once go out together), and one reader. For ours the reader is
+      the connection's own reader greenlet and completions arrive through
+      CallFuture.rawlink; for the limit it is a greenlet that recv_into()s
+      and counts complete frames. (`--w2-style greenlets` instead runs ours
+      as 64 greenlets each making sequential blocking calls; the limit is
+      measured the same way in both styles.)
+  W3  one connection, strictly sequential echo of a 1 MiB payload: MB/s,
+      counting payload bytes in both directions (2 x 1 MiB per call; MB is
+      10^6 bytes), the same count for both.
+
+Runs interleave ours and the limit (alternating which goes first) so that
+noise on a shared machine hits both; the table shows the median over runs
+of each figure and ratio = median(ours) / median(limit). For latency rows the
+ratio is also ours/limit, so there lower is better. Below it, the CPU time
+(user + system) each side spent per call in the measured phase: the client
+from time.process_time(), the server from /proc/<pid>/stat (Linux; 10 ms
+ticks, fine over seconds).
+
+CPU placement matters on small VMs: with `--pin none` (the default, the
+scheduler decides) sequential ping-pong between two vCPUs can flip between a
+fast mode (both processes end up on one vCPU) and a slow one (cross-vCPU
+wakeups), which moves W1 by 2-3x within a run and its ratio with it.
+`--pin same` puts the client and both servers on one CPU (stable; no
+parallelism, so W2/W3 measure total CPU per call); `--pin split` puts the
+client on one CPU and the servers on another.
+
+Profiling hint: `--impls ours` skips the limit, e.g.
+    py-spy record --subprocesses --nonblocking --gil -r 997 -f raw -o w1.txt -- \
+        python bench/reqresp.py --only W1 --runs 1 --impls ours --pin same
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List, Optional, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "rpc", "python"))
+
+import gevent  # noqa: E402
+from gevent import socket as gsocket  # noqa: E402
+from gevent.event import Event  # noqa: E402
+
+import onedrive_rpc as rpc  # noqa: E402
+from onedrive_rpc.testing import echo_pb2  # noqa: E402
+from onedrive_rpc.testing.echo_service import ECHO, EchoService  # noqa: E402
+
+HOST = "127.0.0.1"
+SMALL = 64
+LARGE = 1 << 20
+WINDOW = 64
+# Hard bounds, whatever --duration says.
+MAX_CALLS = 20_000_000
+MAX_DURATION = 120.0
+CALL_TIMEOUT = 30.0          # connect, check call, W2 drain; also sizes the watchdog
+START_TIMEOUT = 30.0         # a child server must print its URL within this
+RAW_MAX_FRAME = 64 << 20     # the raw server hangs up on anything larger
+RAW_READ_SIZE = 256 * 1024
+
+_HEADER = struct.Struct(">I")
+_perf = time.perf_counter
+
+WORKLOADS = ("W1", "W2", "W3")
+IMPLS = ("ours", "limit")
+GOALS = {"W1": 0.7, "W2": 0.5, "W3": 0.5}
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+# ------------------------------------------------------------------ servers
+
+def _raw_echo(sock: gsocket.socket) -> None:
+    """Echo every complete frame back, many frames per read, one send per read."""
+    buf = bytearray(RAW_READ_SIZE)
+    view = memoryview(buf)
+    end = 0
+    try:
+        while True:
+            n = sock.recv_into(view[end:])
+            if not n:
+                return
+            end += n
+            pos = 0
+            need = 0
+            while end - pos >= 4:
+                length = _HEADER.unpack_from(buf, pos)[0]
+                if length > RAW_MAX_FRAME:
+                    return
+                stop = pos + 4 + length
+                if stop > end:
+                    need = stop - pos
+                    break
+                pos = stop
+            if pos:
+                sock.sendall(view[:pos])
+                rest = end - pos
+                if rest:
+                    buf[:rest] = buf[pos:end]
+                end = rest
+            if need > len(buf):
+                bigger = bytearray(need)
+                bigger[:end] = view[:end]
+                view.release()
+                buf, view = bigger, memoryview(bigger)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+def _raw_accept(listener: gsocket.socket) -> None:
+    while True:
+        sock, _ = listener.accept()
+        sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
+        gevent.spawn(_raw_echo, sock)
+
+
+def serve(kind: str, lifetime: float) -> None:
+    """Child mode: serve, print the URL, exit when stdin closes (or after `lifetime`)."""
+    if kind == "ours":
+        server = rpc.Server(f"tcp://{HOST}:0", name="bench-server")
+        server.add_service(EchoService())
+        server.start()
+        url = server.url
+    else:
+        listener = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_STREAM)
+        listener.setsockopt(gsocket.SOL_SOCKET, gsocket.SO_REUSEADDR, 1)
+        listener.bind((HOST, 0))
+        listener.listen(128)
+        url = f"tcp://{HOST}:{listener.getsockname()[1]}"
+        gevent.spawn(_raw_accept, listener)
+    print(url, flush=True)
+    hub = gevent.get_hub()
+    watcher = hub.loop.io(sys.stdin.fileno(), 1)
+    with gevent.Timeout(lifetime, False):
+        while True:
+            hub.wait(watcher)
+            if not os.read(sys.stdin.fileno(), 4096):
+                break
+    sys.stdout.flush()
+    os._exit(0)
+
+
+class Child:
+    """A server child process; it dies with its stdin pipe."""
+
+    def __init__(self, kind: str, lifetime: float, cpu: Optional[int] = None) -> None:
+        self.kind = kind
+        cmd = [sys.executable, os.path.abspath(__file__), "--serve", kind,
+               "--lifetime", str(lifetime)]
+        if cpu is not None:
+            cmd += ["--cpu", str(cpu)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        ready, _, _ = select.select([self.proc.stdout], [], [], START_TIMEOUT)
+        line = self.proc.stdout.readline().decode().strip() if ready else ""
+        if not line.startswith(f"tcp://{HOST}:"):
+            self.stop()
+            raise BenchError(f"{kind} server did not start: {line!r}")
+        self.url = line
+        self.port = int(line.rsplit(":", 1)[1])
+
+    def stop(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+# ------------------------------------------------------------------ clients
+
+def _sequential(call: Callable[[], None], duration: float,
+                latencies: Optional[List[float]] = None) -> Tuple[int, float]:
+    """Back-to-back calls for `duration` s: (calls, elapsed)."""
+    n = 0
+    t0 = t = _perf()
+    deadline = t0 + duration
+    append = latencies.append if latencies is not None else None
+    while t < deadline and n < MAX_CALLS:
+        call()
+        t2 = _perf()
+        if append is not None:
+            append(t2 - t)
+        t = t2
+        n += 1
+    return n, t - t0
+
+
+def _windowed(send: Callable[[int], None], state: List[int], room: Event,
+              duration: float, window: int) -> Tuple[int, float]:
+    """Keep `window` calls in flight for `duration` s: (completed, elapsed).
+
+    state = [outstanding, completed, errors], updated by the completion side,
+    which sets `room` whenever it frees some.
+    """
+    sent = 0
+    t0 = _perf()
+    deadline = t0 + duration
+    while sent < MAX_CALLS:
+        now = _perf()
+        if now >= deadline or state[2]:
+            break
+        free = window - state[0]
+        if free <= 0:
+            room.clear()
+            room.wait(deadline - now)
+            continue
+        send(free)
+        state[0] += free
+        sent += free
+    completed, elapsed = state[1], _perf() - t0
+    drain_until = _perf() + CALL_TIMEOUT
+    while state[0] > 0 and not state[2] and _perf() < drain_until:
+        room.clear()
+        room.wait(max(0.0, drain_until - _perf()))
+    if state[2] or state[0] > 0:
+        raise BenchError(f"window did not drain: {state[0]} outstanding, {state[2]} errors")
+    return completed, elapsed
+
+
+class Ours:
+    name = "ours"
+
+    def __init__(self, url: str, w2_style: str) -> None:
+        self.peer = rpc.connect(url, timeout=CALL_TIMEOUT)
+        self.client = rpc.Client(self.peer, ECHO)
+        self.w2_style = w2_style
+
+    def close(self) -> None:
+        self.peer.close()
+
+    def check(self, size: int) -> None:
+        data = os.urandom(size)
+        reply = self.client.echo(echo_pb2.Msg(data=data), timeout=CALL_TIMEOUT)
+        if reply.data != data:
+            raise BenchError("ours: echo returned different bytes")
+
+    def sequential(self, size: int, duration: float,
+                   latencies: Optional[List[float]] = None) -> Tuple[int, float]:
+        echo = self.client.echo
+        msg = echo_pb2.Msg(data=b"x" * size)
+
+        def call() -> None:
+            echo(msg, timeout=None)
+        return _sequential(call, duration, latencies)
+
+    def window(self, size: int, duration: float, window: int) -> Tuple[int, float]:
+        echo = self.client.echo
+        msg = echo_pb2.Msg(data=b"x" * size)
+        if self.w2_style == "greenlets":
+            return self._greenlets(echo, msg, duration, window)
+        state = [0, 0, 0]
+        room = Event()
+
+        def done(result) -> None:
+            state[0] -= 1
+            state[1] += 1
+            if not result.successful():
+                state[2] += 1
+            room.set()
+
+        def send(count: int) -> None:
+            future = echo.future
+            for _ in range(count):
+                future(msg).rawlink(done)
+        return _windowed(send, state, room, duration, window)
+
+    @staticmethod
+    def _greenlets(echo, msg, duration: float, window: int) -> Tuple[int, float]:
+        count = [0]
+        t0 = _perf()
+        deadline = t0 + duration
+
+        def worker() -> None:
+            n = 0
+            while _perf() < deadline and n < MAX_CALLS:
+                echo(msg, timeout=None)
+                count[0] += 1
+                n += 1
+        workers = [gevent.spawn(worker) for _ in range(window)]
+        gevent.sleep(max(0.0, deadline - _perf()))
+        completed, elapsed = count[0], _perf() - t0
+        gevent.joinall(workers, timeout=CALL_TIMEOUT, raise_error=True)
+        if not all(w.dead for w in workers):
+            gevent.killall(workers)
+            raise BenchError("ours: W2 workers did not finish")
+        return completed, elapsed
+
+
+class Limit:
+    name = "limit"
+
+    def __init__(self, port: int) -> None:
+        self.sock = gsocket.create_connection((HOST, port), timeout=CALL_TIMEOUT)
+        # No per-call timeout (it would cost a timer per wait, which ours does
+        # not pay either): a watchdog bounds each whole measurement instead.
+        self.sock.settimeout(None)
+        self.sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
+        self.buf = bytearray(RAW_READ_SIZE)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _read_frame(self) -> int:
+        """Read one frame into self.buf; return its body length."""
+        sock = self.sock
+        view = memoryview(self.buf)
+        got = 0
+        while got < 4:
+            n = sock.recv_into(view[got:])
+            if not n:
+                raise BenchError("limit: connection closed")
+            got += n
+        total = 4 + _HEADER.unpack_from(self.buf, 0)[0]
+        if total > len(self.buf):
+            view.release()
+            bigger = bytearray(total)
+            bigger[:got] = self.buf[:got]
+            self.buf = bigger
+            view = memoryview(bigger)
+        while got < total:
+            n = sock.recv_into(view[got:total])
+            if not n:
+                raise BenchError("limit: connection closed")
+            got += n
+        if got != total:
+            raise BenchError("limit: unexpected bytes after a reply in sequential mode")
+        return total - 4
+
+    def check(self, size: int) -> None:
+        data = os.urandom(size)
+        self.sock.sendall(_HEADER.pack(size) + data)
+        if self._read_frame() != size or bytes(self.buf[4:4 + size]) != data:
+            raise BenchError("limit: echo returned different bytes")
+
+    def sequential(self, size: int, duration: float,
+                   latencies: Optional[List[float]] = None) -> Tuple[int, float]:
+        frame = _HEADER.pack(size) + b"x" * size
+        sendall = self.sock.sendall
+        read_frame = self._read_frame
+
+        def call() -> None:
+            sendall(frame)
+            if read_frame() != size:
+                raise BenchError("limit: wrong reply size")
+        return _sequential(call, duration, latencies)
+
+    def window(self, size: int, duration: float, window: int) -> Tuple[int, float]:
+        frame = _HEADER.pack(size) + b"x" * size
+        flen = len(frame)
+        frames = memoryview(frame * window)
+        sock = self.sock
+        state = [0, 0, 0]
+        room = Event()
+
+        def send(count: int) -> None:
+            sock.sendall(frames[:count * flen])
+
+        def reader() -> None:
+            buf = bytearray(RAW_READ_SIZE)
+            view = memoryview(buf)
+            end = 0
+            try:
+                while True:
+                    n = sock.recv_into(view[end:])
+                    if not n:
+                        raise BenchError("limit: connection closed")
+                    end += n
+                    pos = 0
+                    done = 0
+                    while end - pos >= 4:
+                        stop = pos + 4 + _HEADER.unpack_from(buf, pos)[0]
+                        if stop > end:
+                            break
+                        pos = stop
+                        done += 1
+                    rest = end - pos
+                    if rest:
+                        buf[:rest] = buf[pos:end]
+                    end = rest
+                    if done:
+                        state[0] -= done
+                        state[1] += done
+                        room.set()
+            except gevent.GreenletExit:
+                raise
+            except BaseException:
+                state[2] += 1
+                room.set()
+                raise
+
+        glet = gevent.spawn(reader)
+        try:
+            return _windowed(send, state, room, duration, window)
+        finally:
+            glet.kill()  # drained: it waits in recv_into for nothing more
+
+
+# --------------------------------------------------------------- harness
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _server_cpu(pid: int) -> Optional[float]:
+    """CPU seconds (user + system) used so far by process `pid` (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def measure(impl, workload: str, duration: float, warmup: float,
+            server_pid: int) -> Dict[str, float]:
+    """Warm up, measure, check one echo; add client/server CPU µs per call."""
+    lat: Optional[List[float]] = [] if workload == "W1" else None
+    size = LARGE if workload == "W3" else SMALL
+    if workload == "W2":
+        impl.window(size, warmup, WINDOW)
+    else:
+        impl.sequential(size, warmup)
+    client0, server0 = time.process_time(), _server_cpu(server_pid)
+    if workload == "W2":
+        calls, elapsed = impl.window(size, duration, WINDOW)
+    else:
+        calls, elapsed = impl.sequential(size, duration, lat)
+    client1, server1 = time.process_time(), _server_cpu(server_pid)
+    impl.check(size)
+    res: Dict[str, float] = {"calls_per_s": calls / elapsed}
+    if workload == "W3":
+        res["mb_per_s"] = calls * 2 * size / elapsed / 1e6
+    if lat:
+        lat.sort()
+        res["p50_us"] = lat[len(lat) // 2] * 1e6
+        res["p99_us"] = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e6
+    # CPU per call (a W2 drain adds at most 64 calls to the CPU counts).
+    res["client_cpu_us"] = (client1 - client0) / calls * 1e6
+    if server0 is not None and server1 is not None:
+        res["server_cpu_us"] = (server1 - server0) / calls * 1e6
+    res["calls"] = calls
+    return res
+
+
+ROWS = [  # workload, metric, label, lower is better
+    ("W1", "calls_per_s", "W1 64 B sequential      calls/s", False),
+    ("W1", "p50_us", "W1 64 B sequential   p50 µs", True),
+    ("W1", "p99_us", "W1 64 B sequential   p99 µs", True),
+    ("W2", "calls_per_s", "W2 64 B, 64 in flight   calls/s", False),
+    ("W3", "mb_per_s", "W3 1 MiB sequential     MB/s", False),
+]
+for _w in WORKLOADS:  # CPU used per call on each side, µs: where the time goes
+    ROWS.append((_w, "client_cpu_us", f"{_w} client CPU µs/call", True))
+    ROWS.append((_w, "server_cpu_us", f"{_w} server CPU µs/call", True))
+
+
+def summarize(results, workloads: List[str], impls: List[str]) -> List[dict]:
+    rows = []
+    for workload, metric, label, lower_better in ROWS:
+        if workload not in workloads:
+            continue
+        med = {}
+        for impl in impls:
+            values = [r[metric] for r in results[workload][impl] if metric in r]
+            med[impl] = statistics.median(values) if values else None
+        ratio = med["ours"] / med["limit"] if len(impls) == 2 and med["ours"] and med["limit"] else None
+        goal = None if lower_better else GOALS.get(workload)
+        rows.append({"workload": workload, "metric": metric, "label": label,
+                     "ours": med.get("ours"), "limit": med.get("limit"), "ratio": ratio,
+                     "goal": goal, "lower_is_better": lower_better})
+    return rows
+
+
+def _fmt(value: Optional[float]) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def print_table(rows: List[dict], runs: int, duration: float, pin: str) -> None:
+    print(f"\nmedian of {runs} run(s), {duration:g} s each, --pin {pin}; ratio = ours/limit "
+          f"(latency and CPU: lower is better); W3 counts payload bytes both ways")
+    print(f"{'workload':34} {'ours':>10} {'limit':>10} {'ratio':>7}  goal")
+    cpu_header = False
+    for row in rows:
+        if row["metric"].endswith("_cpu_us") and not cpu_header:
+            cpu_header = True
+            print("CPU time per call, in the measured phase (user + system):")
+        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}"
+        goal = ""
+        if row["goal"] is not None:
+            goal = f">= {row['goal']:.1f}"
+            if row["ratio"] is not None:
+                goal += " met" if row["ratio"] >= row["goal"] else " NOT met"
+        print(f"{row['label']:34} {_fmt(row['ours']):>10} {_fmt(row['limit']):>10} "
+              f"{ratio:>7}  {goal}".rstrip())
+
+
+def run(args) -> int:
+    workloads = [w.strip().upper() for w in args.only.split(",") if w.strip()]
+    impls = [i.strip().lower() for i in args.impls.split(",") if i.strip()]
+    if not workloads or any(w not in WORKLOADS for w in workloads):
+        raise SystemExit(f"--only takes a comma-separated subset of {','.join(WORKLOADS)}")
+    if not impls or any(i not in IMPLS for i in impls):
+        raise SystemExit(f"--impls takes a comma-separated subset of {','.join(IMPLS)}")
+    if not 0 < args.duration <= MAX_DURATION:
+        raise SystemExit(f"--duration must be in (0, {MAX_DURATION:g}]")
+    if not 1 <= args.runs <= 50:
+        raise SystemExit("--runs must be in 1..50")
+    duration = args.duration
+    warmup = min(1.0, max(0.2, duration * 0.15))
+    per_measurement = duration + warmup + 1.0
+    lifetime = 120.0 + 2 * args.runs * len(workloads) * len(impls) * per_measurement
+    results = {w: {i: [] for i in impls} for w in workloads}
+
+    client_cpu = server_cpu = None
+    if args.pin != "none":
+        cpus = sorted(os.sched_getaffinity(0))
+        if args.pin == "split" and len(cpus) < 2:
+            raise SystemExit("--pin split needs two CPUs")
+        client_cpu = cpus[0]
+        server_cpu = cpus[0] if args.pin == "same" else cpus[1]
+        os.sched_setaffinity(0, {client_cpu})
+    children: Dict[str, Child] = {}
+    try:
+        if "ours" in impls:
+            children["ours"] = Child("ours", lifetime, server_cpu)
+        if "limit" in impls:
+            children["limit"] = Child("raw", lifetime, server_cpu)
+        for r in range(args.runs):
+            order = impls if r % 2 == 0 else impls[::-1]
+            for workload in workloads:
+                for name in order:
+                    child = children[name]
+                    impl = Ours(child.url, args.w2_style) if name == "ours" else Limit(child.port)
+                    watchdog = gevent.Timeout(
+                        duration + warmup + 3 * CALL_TIMEOUT,
+                        BenchError(f"{workload} {name} did not finish in time"))
+                    watchdog.start()
+                    try:
+                        res = measure(impl, workload, duration, warmup, child.proc.pid)
+                    finally:
+                        watchdog.close()
+                        impl.close()
+                    results[workload][name].append(res)
+                    shown = ", ".join(f"{k}={_fmt(v)}" for k, v in res.items() if k != "calls")
+                    print(f"run {r + 1}/{args.runs} {workload} {name:5}: {shown}",
+                          file=sys.stderr, flush=True)
+    finally:
+        for child in children.values():
+            child.stop()
+
+    rows = summarize(results, workloads, impls)
+    print_table(rows, args.runs, duration, args.pin)
+    for workload in workloads:
+        for name in impls:
+            rates = [r["calls_per_s"] for r in results[workload][name]]
+            if len(rates) > 1 and max(rates) > 1.5 * min(rates):
+                print(f"note: {workload} {name} varied {min(rates):,.0f}..{max(rates):,.0f} calls/s "
+                      f"across runs (CPU placement or noise; --pin same is steadier)")
+    if args.json:
+        print(json.dumps({"config": {"duration": duration, "warmup": warmup, "runs": args.runs,
+                                     "workloads": workloads, "impls": impls,
+                                     "w2_style": args.w2_style, "window": WINDOW, "pin": args.pin,
+                                     "small": SMALL, "large": LARGE,
+                                     "w3_bytes": "payload, both directions"},
+                          "runs": results, "summary": rows}, indent=1))
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=3.0,
+                        help="seconds per measurement (default 3)")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="runs; the table shows medians (default 3)")
+    parser.add_argument("--only", default=",".join(WORKLOADS),
+                        help="workloads to run, e.g. W1,W2 (default all)")
+    parser.add_argument("--impls", default=",".join(IMPLS),
+                        help="ours,limit (default both; one alone is for profiling)")
+    parser.add_argument("--w2-style", choices=("window", "greenlets"), default="window",
+                        help="ours in W2: one sender + futures (default) or 64 greenlets")
+    parser.add_argument("--json", action="store_true", help="also print the results as JSON")
+    parser.add_argument("--serve", choices=("ours", "raw"), help=argparse.SUPPRESS)
+    parser.add_argument("--lifetime", type=float, default=600.0, help=argparse.SUPPRESS)
+    parser.add_argument("--cpu", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--pin", choices=("none", "same", "split"), default="none",
+                        help="CPU placement: none (the scheduler's), same (client and "
+                        "servers on one CPU), split (client on one, servers on another)")
+    args = parser.parse_args(argv)
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    if args.serve:
+        serve(args.serve, args.lifetime)
+        return 0
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
