@@ -43,7 +43,21 @@ READ_BUFFER_SIZE = 64 * 1024
 # which is cheaper than a fresh buffer per frame.
 LARGE_FRAME = 32 * 1024
 
+# Largest buffer kept for reuse after a large frame: bounds what an idle
+# connection holds on to.
+MAX_SPARE_BUFFER = 4 * 1024 * 1024
+
 Frame = Union[bytes, memoryview]
+
+
+def _exported(buf: bytearray) -> bool:
+    """True while some memoryview of `buf` is alive (a resize would fail)."""
+    try:
+        buf.append(0)
+    except BufferError:
+        return True
+    buf.pop()
+    return False
 
 
 def frame_header(length: int) -> bytes:
@@ -58,13 +72,22 @@ class FrameDecoder:
     being assembled, which itself is bounded by `max_frame_size`.
     """
 
-    __slots__ = ("max_frame_size", "_buf", "_view", "_start", "_end", "_need", "_error")
+    __slots__ = ("max_frame_size", "_buf", "_view", "_start", "_end", "_need", "_error",
+                 "_small_spare", "_large_spare")
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         if not 0 < max_frame_size <= ABSOLUTE_MAX_FRAME_SIZE:
             raise ValueError(f"max_frame_size must be in 1..{ABSOLUTE_MAX_FRAME_SIZE}")
         self.max_frame_size = max_frame_size
-        self._new_buffer(READ_BUFFER_SIZE)
+        self._buf = bytearray(READ_BUFFER_SIZE)
+        self._view = memoryview(self._buf)
+        self._start = 0
+        self._end = 0
+        # Buffers kept for reuse: fresh MiB-sized memory costs page faults
+        # on every large frame. A spare is reused only once no frame handed
+        # out from it is alive.
+        self._small_spare: Optional[bytearray] = None
+        self._large_spare: Optional[bytearray] = None
         # Bytes (header included) the frame being assembled needs; 0 when
         # its header has not arrived yet.
         self._need = 0
@@ -72,11 +95,32 @@ class FrameDecoder:
         # frames are returned first, the error is raised by the next call.
         self._error: Optional[FrameTooLarge] = None
 
-    def _new_buffer(self, size: int) -> None:
-        self._buf = bytearray(size)
-        self._view = memoryview(self._buf)
-        self._start = 0
-        self._end = 0
+    def _switch_buffer(self, size: int, keep_from: int) -> None:
+        """Move to a buffer of at least `size` bytes, carrying the bytes from
+        `keep_from` to the end of the current one over."""
+        old_buf, old_view = self._buf, self._view
+        new = self._take_spare(size)
+        pending = self._end - keep_from
+        new[:pending] = old_view[keep_from:self._end]
+        self._buf, self._view = new, memoryview(new)
+        self._start, self._end = 0, pending
+        old_view.release()  # frames sliced from it keep their own reference
+        if len(old_buf) == READ_BUFFER_SIZE:
+            self._small_spare = old_buf
+        elif len(old_buf) <= MAX_SPARE_BUFFER:
+            self._large_spare = old_buf
+
+    def _take_spare(self, size: int) -> bytearray:
+        if size <= READ_BUFFER_SIZE:
+            spare, self._small_spare = self._small_spare, None
+            if spare is not None and not _exported(spare):
+                return spare
+            return bytearray(READ_BUFFER_SIZE)
+        spare = self._large_spare
+        if spare is not None and len(spare) >= size and not _exported(spare):
+            self._large_spare = None
+            return spare
+        return bytearray(size)
 
     @property
     def buffered(self) -> int:
@@ -94,16 +138,14 @@ class FrameDecoder:
         start, end = self._start, self._end
         room_needed = max(self._need, HEADER_SIZE + 1)
         if start + room_needed > len(self._buf) or end == len(self._buf):
-            pending = end - start
             size = max(READ_BUFFER_SIZE, self._need)
             if size > len(self._buf):
-                old = self._view
-                self._new_buffer(size)
-                self._buf[:pending] = old[start:end]
+                self._switch_buffer(size, start)
             else:
+                pending = end - start
                 self._buf[:pending] = self._buf[start:end]
                 self._start = 0
-            self._end = pending
+                self._end = pending
         return self._view[self._end:]
 
     def buffer_updated(self, nbytes: int) -> List[Frame]:
@@ -173,12 +215,5 @@ class FrameDecoder:
         # Hand the frame out as a view and leave this buffer to it: the
         # bytes after it move to a fresh buffer, so nothing overwrites it.
         frame = self._view[body_start:stop]
-        old = self._view
-        self._new_buffer(READ_BUFFER_SIZE)
-        rest = end - stop
-        if rest:
-            if rest > READ_BUFFER_SIZE:
-                self._new_buffer(rest)
-            self._buf[:rest] = old[stop:end]
-            self._end = rest
+        self._switch_buffer(max(READ_BUFFER_SIZE, end - stop), stop)
         return frame

@@ -431,3 +431,23 @@ def test_frame_header_rejects_lengths_the_prefix_cannot_say():
         frame_header(2**32)
     with pytest.raises(struct.error):
         frame_header(-1)
+
+
+def test_large_read_buffers_are_reused_only_once_their_frames_are_gone():
+    decoder = FrameDecoder()
+    body = b"L" * (1024 * 1024)
+    stream = frame_header(len(body)) + body
+
+    def one_frame():
+        [frame] = decoder.feed(stream)
+        assert bytes(frame) == body
+        return frame
+
+    held = one_frame()
+    first_buffer = held.obj
+    kept = one_frame()  # `held` is alive: its buffer must not be written into
+    assert kept.obj is not first_buffer and bytes(held) == body
+    second_buffer = kept.obj
+    del held, kept
+    reused = one_frame()  # nothing uses the last buffer any more: take it again
+    assert reused.obj is second_buffer
