@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from .core.framing import ABSOLUTE_MAX_FRAME_SIZE, DEFAULT_MAX_FRAME_SIZE, MIN_FRAME_LIMIT
 
-__all__ = ["Limits"]
+__all__ = ["Limits", "Heartbeat"]
 
 
 @dataclass(frozen=True)
@@ -40,3 +40,38 @@ class Limits:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if not self.handshake_timeout > 0:
             raise ValueError(f"handshake_timeout must be positive, not {self.handshake_timeout}")
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """How a side finds out that its peer died or hung.
+
+    A side that has sent nothing for `interval` seconds sends a heartbeat;
+    a peer silent for `interval * misses` seconds is declared lost. The
+    defaults (1 s, 3 misses: lost within 3 s) follow the ZeroMQ guide's
+    Paranoid Pirate and suit local IPC, where a healthy peer answers in
+    microseconds; zerorpc waits 5 s x 2, gRPC keepalive minutes. The two
+    sides agree on the smaller interval in the handshake; each keeps its own
+    `misses`, so neither waits longer than it asked for.
+    """
+
+    interval: float = 1.0
+    misses: int = 3
+
+    def __post_init__(self) -> None:
+        if not MIN_HEARTBEAT_INTERVAL <= self.interval <= MAX_HEARTBEAT_INTERVAL:
+            raise ValueError(f"heartbeat interval must be in {MIN_HEARTBEAT_INTERVAL}.."
+                             f"{MAX_HEARTBEAT_INTERVAL} s, not {self.interval}")
+        if not 1 <= self.misses <= 1000:
+            raise ValueError(f"heartbeat misses must be in 1..1000, not {self.misses}")
+
+    @property
+    def timeout(self) -> float:
+        """Seconds of silence after which the peer is declared lost."""
+        return self.interval * self.misses
+
+
+# Heartbeat intervals the wire can carry (milliseconds) and a sane ceiling:
+# below 10 ms a heartbeat is noise, above an hour it no longer finds anything.
+MIN_HEARTBEAT_INTERVAL = 0.01
+MAX_HEARTBEAT_INTERVAL = 3600.0

@@ -15,6 +15,7 @@ __all__ = [
     "ResponseReceived",
     "CancelReceived",
     "CloseReceived",
+    "PeerSilent",
 ]
 
 Payload = Union[bytes, memoryview]
@@ -75,5 +76,13 @@ class CloseReceived(NamedTuple):
     end_session: bool
 
 
+class PeerSilent(NamedTuple):
+    """Nothing came from the peer for longer than the heartbeat bound: it is
+    dead, frozen, blocked or cut off. The session queued a Close and is CLOSED."""
+
+    silent_for: float
+    bound: float
+
+
 Event = Union[Handshaken, RequestReceived, ResponseReceived, CancelReceived,
-              CloseReceived]
+              CloseReceived, PeerSilent]

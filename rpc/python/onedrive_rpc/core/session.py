@@ -25,6 +25,7 @@ from google.protobuf.message import DecodeError
 from .. import wire_pb2
 from ..errors import LocalProtocolError, RemoteProtocolError, StatusCode
 from . import events as ev
+from .liveness import Liveness
 from .framing import (DEFAULT_MAX_FRAME_SIZE, LARGE_FRAME, MIN_FRAME_LIMIT, Frame,
                       FrameDecoder, frame_header)
 
@@ -121,10 +122,17 @@ class Session:
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         session_id: str = "",
         metadata: Optional[Mapping[str, str]] = None,
+        heartbeat_interval: float = 1.0,
+        heartbeat_misses: int = 3,
     ) -> None:
         if max_frame_size < MIN_FRAME_LIMIT:
             raise ValueError(f"max_frame_size must be at least {MIN_FRAME_LIMIT} bytes, "
                              f"not {max_frame_size}")
+        # Validates both before anything goes on the wire.
+        Liveness(heartbeat_interval, heartbeat_misses, 0.0)
+        self._heartbeat = (heartbeat_interval, heartbeat_misses)
+        #: Heartbeat bookkeeping, from the moment the session is OPEN.
+        self.liveness: Optional[Liveness] = None
         self.role = role
         self.state = State.CONNECTING if role is Role.CLIENT else State.AWAIT_HELLO
         self._identity = wire_pb2.PeerIdentity(peer_id=peer_id, name=name, pid=pid)
@@ -150,6 +158,7 @@ class Session:
             "response": self._on_response,
             "cancel": self._on_cancel,
             "close": self._on_close,
+            "heartbeat": self._on_heartbeat,
         }
 
     # ---------------------------------------------------------------- output
@@ -164,15 +173,55 @@ class Session:
         hello.version = PROTOCOL_VERSION
         hello.identity.CopyFrom(self._identity)
         hello.max_frame_size = self.max_frame_size
+        hello.heartbeat.interval_ms = _ms(self._heartbeat[0])
+        hello.heartbeat.misses = self._heartbeat[1]
         hello.metadata.update(self._metadata)
         self._queue(env, b"")
 
-    def data_to_send(self) -> List[Frame]:
-        """Everything queued for the wire, in order; the queue is emptied."""
+    def data_to_send(self, now: Optional[float] = None) -> List[Frame]:
+        """Everything queued for the wire, in order; the queue is emptied.
+
+        `now`, when given, is when the driver writes it: the heartbeat clock
+        counts our silence from there.
+        """
         out = self._out
         self._out = []
         self._out_bytes = 0
+        if now is not None and out and self.liveness is not None:
+            self.liveness.sent(now)
         return out
+
+    # -------------------------------------------------------------- liveness
+
+    def tick(self, now: float) -> List[ev.Event]:
+        """Advance the heartbeat clock: queue a heartbeat if we were silent
+        for an interval; report PeerSilent (and close) if the peer was
+        silent past its bound. Call it at next_deadline() or later."""
+        liveness = self.liveness
+        if liveness is None or self.state is not State.OPEN:
+            return []
+        if liveness.expired(now):
+            silent = liveness.silent_for(now)
+            self.send_close(StatusCode.UNAVAILABLE,
+                            f"no sign of life from you for {silent:.3f}s "
+                            f"(bound {liveness.timeout:.3f}s)")
+            return [ev.PeerSilent(silent, liveness.timeout)]
+        if liveness.heartbeat_due(now):
+            env = _Envelope()
+            env.heartbeat.sent_us = int(now * 1_000_000)
+            self._queue(env, b"")
+        return []
+
+    def next_deadline(self) -> Optional[float]:
+        """When tick() next has something to do; None before the session is open."""
+        if self.liveness is None or self.state is not State.OPEN:
+            return None
+        return self.liveness.next_deadline()
+
+    def _open(self, interval: float, misses: int) -> None:
+        self.state = State.OPEN
+        now = self.last_received if self.last_received is not None else 0.0
+        self.liveness = Liveness(interval, misses, now)
 
     @property
     def queued_bytes(self) -> int:
@@ -314,6 +363,8 @@ class Session:
         if not frames:
             return events
         self.last_received = now
+        if self.liveness is not None:
+            self.liveness.received(now)
         handlers = self._handlers
         for frame in frames:
             if self.state is State.CLOSED:
@@ -360,13 +411,19 @@ class Session:
         if hello.max_frame_size:
             self.peer_max_frame_size = _peer_frame_limit(hello.max_frame_size)
         self.peer = _peer_info(hello.identity)
+        # The smaller interval wins; each side keeps its own misses.
+        interval, misses = self._heartbeat
+        if hello.heartbeat.interval_ms:
+            interval = min(interval, _heartbeat_interval(hello.heartbeat.interval_ms))
         reply = _Envelope()
         welcome = reply.welcome
         welcome.version = PROTOCOL_VERSION
         welcome.identity.CopyFrom(self._identity)
         welcome.max_frame_size = self.max_frame_size
         welcome.session_id = self.session_id
-        self.state = State.OPEN
+        welcome.heartbeat.interval_ms = _ms(interval)
+        welcome.heartbeat.misses = misses
+        self._open(interval, misses)
         self._queue(reply, b"")
         return ev.Handshaken(self.peer, self.session_id, dict(hello.metadata))
 
@@ -384,7 +441,10 @@ class Session:
             self.peer_max_frame_size = _peer_frame_limit(welcome.max_frame_size)
         self.peer = _peer_info(welcome.identity)
         self.session_id = welcome.session_id
-        self.state = State.OPEN
+        interval = self._heartbeat[0]
+        if welcome.heartbeat.interval_ms:
+            interval = _heartbeat_interval(welcome.heartbeat.interval_ms)
+        self._open(interval, self._heartbeat[1])
         return ev.Handshaken(self.peer, self.session_id, _EMPTY)
 
     def _on_request(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
@@ -418,10 +478,26 @@ class Session:
             return None  # already answered: the cancel crossed our response
         return ev.CancelReceived(cancel.call_id, cancel.reason)
 
+    def _on_heartbeat(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
+        self._expect_open("heartbeat")
+        return None  # receiving it was the point
+
     def _on_close(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
         self.state = State.CLOSED
         status = env.close.status
         return ev.CloseReceived(status.code, status.message, env.close.end_session)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _heartbeat_interval(ms: int) -> float:
+    # Intervals below 10 ms would make a peer spend its time on heartbeats.
+    if ms < 10:
+        raise RemoteProtocolError(f"peer asked for a heartbeat interval of {ms} ms; "
+                                  f"the protocol requires at least 10 ms")
+    return ms / 1000
 
 
 def _peer_frame_limit(size: int) -> int:

@@ -530,7 +530,7 @@ def test_envelope_without_kind(which, body):
     assert_failed(session, info, "unexpected empty frame: not supported by protocol version 1")
 
 
-UNSUPPORTED_KINDS = ["stream_item", "stream_end", "credit", "heartbeat", "notify", "publish",
+UNSUPPORTED_KINDS = ["stream_item", "stream_end", "credit", "notify", "publish",
                      "deliver", "broadcast", "subscribe", "unsubscribe", "produce", "consume",
                      "task", "task_done", "challenge", "proof"]
 
@@ -957,9 +957,10 @@ def _hex(text):
     return bytes.fromhex(" ".join(text.split()))
 
 
-SPEC_HELLO = _hex("00 00 00 18 b2 01 15 08 01 12 0c 0a 02 63 31 12 04 74 72 61 79 18 2a 20 80 80 80 08")
-SPEC_WELCOME = _hex("""00 00 00 1f ba 01 1c 08 01 12 0e 0a 02 73 31 12 06 64 61 65 6d 6f 6e 18 07
-                       20 80 80 80 08 2a 03 61 62 63""")
+SPEC_HELLO = _hex("""00 00 00 1f b2 01 1c 08 01 12 0c 0a 02 63 31 12 04 74 72 61 79 18 2a
+                     1a 05 08 e8 07 10 03 20 80 80 80 08""")
+SPEC_WELCOME = _hex("""00 00 00 26 ba 01 23 08 01 12 0e 0a 02 73 31 12 06 64 61 65 6d 6f 6e 18 07
+                       1a 05 08 e8 07 10 03 20 80 80 80 08 2a 03 61 62 63""")
 SPEC_REQUEST = _hex("""00 00 00 2f 0a 04 0a 02 68 69 2a 27 08 01 12 1f 2f 6f 6e 65 64 72 69 76 65 5f 72
                        70 63 2e 74 65 73 74 69 6e 67 2e 45 63 68 6f 2f 45 63 68 6f 18 80 89 7a""")
 SPEC_RESPONSE = _hex("00 00 00 0a 0a 04 0a 02 68 69 32 02 08 01")
@@ -1089,7 +1090,6 @@ def test_seq_ack_and_ack_now_are_ignored():
 def test_reserved_handshake_fields_are_ignored():
     server = make_server()
     env = hello_env()
-    env.hello.heartbeat.interval_ms = 500
     env.hello.resume_session_id = "old"
     env.hello.resume_received_seq = 9
     env.hello.auth_nonce = b"n" * 16
@@ -1097,7 +1097,6 @@ def test_reserved_handshake_fields_are_ignored():
     assert handshaken.session_id == "session-1"
     [welcome] = envelopes(wire(server))
     assert welcome.welcome.resumed is False
-    assert not welcome.welcome.HasField("heartbeat")
     assert welcome.welcome.resume_received_seq == 0
 
 
