@@ -1,57 +1,78 @@
 #!/usr/bin/env python3
 """Request/response benchmark: onedrive-rpc against "the limit" (raw gevent sockets).
 
-    python bench/reqresp.py [--duration 3] [--runs 3] [--only W1,W2,W3] [--json]
+    python bench/reqresp.py [--duration 2.5] [--runs 3] [--only W1,W2,W3]
+                            [--impls ours,limit,batched] [--tune-malloc] [--json]
 
 Each server runs in a child OS process (this script with the hidden
-`--serve ours|raw` option, which prints its URL on stdout and exits when its
-stdin closes); the clients run in this process. Loopback TCP on 127.0.0.1
-only, TCP_NODELAY on both ends, one fresh connection per measurement.
+`--serve ours|limit|batched` option, which prints its URL on stdout and exits
+when its stdin closes); the clients run in this process. Loopback TCP on
+127.0.0.1 only, TCP_NODELAY on both ends, one fresh connection per
+measurement.
 
-"ours" is the full stack: rpc.connect + rpc.Client calling the reference
-EchoService (protobuf Msg with `data` = the payload, envelope, framing,
-driver). "limit" is the least work that can do the same job: 4-byte
-big-endian length + payload frames over gevent.socket, echoed by a server
-that recv_into()s a buffer, walks every complete frame in it and sends them
-all back with one sendall (the bytes as received: no copy, no parsing past
-the length prefixes). Its client prebuilds its frames and reads replies into
-a preallocated buffer, parsing the length prefix of each.
+Three implementations of the same job are measured in every run:
+
+  ours     the full stack: rpc.connect + rpc.Client calling the reference
+           EchoService (protobuf Msg with `data` = the payload, envelope,
+           framing, driver).
+  limit    THE LIMIT, the headline: a straightforward raw echo of 4-byte
+           big-endian length + payload frames over gevent.socket, where every
+           frame is its own send. The server recv_into()s a buffer (many
+           frames per read is fine), walks the complete frames in it and
+           answers each one with its own sendall (the bytes as received, a
+           memoryview slice: no copy, no parsing past the length prefix). The
+           client sends each request with its own sendall of a prebuilt frame
+           and reads replies into a preallocated buffer, parsing each length
+           prefix. This is the limit /work/shared/PERFORMANCE.md and the issue
+           quote (about 11k calls/s W1, 84k calls/s W2, 3 GB/s W3 on the
+           2-vCPU machine), so the peers' ratios there compare with ours/limit.
+  batched  an upper bound, shown for honesty: the same frames, but maximally
+           batched. The server echoes everything complete in a read with ONE
+           sendall; in W2 the client sends all the requests it can at once
+           with ONE sendall of prebuilt frames. In W1/W3 (one frame in flight)
+           it does the same syscalls as the limit and should match it.
 
 Workloads (each measurement: a brief warm-up on the same connection, then
 `--duration` seconds; every loop is also bounded by a call count):
 
   W1  one connection, strictly sequential echo of a 64-byte payload:
       calls/s, and p50/p99 latency of single calls in µs.
-  W2  one connection, 64 calls in flight continuously: calls/s. Both sides
-      use the same structure: one sender greenlet that tops the window back
-      up to 64 whenever replies free room in it (all the requests it can
-      send at once go out together), and one reader. For ours the reader is
-      the connection's own reader greenlet and completions arrive through
-      CallFuture.rawlink; for the limit it is a greenlet that recv_into()s
-      and counts complete frames. (`--w2-style greenlets` instead runs ours
-      as 64 greenlets each making sequential blocking calls; the limit is
-      measured the same way in both styles.)
+  W2  one connection, 64 calls in flight continuously: calls/s. Every
+      implementation uses one sender greenlet that tops the window back up to
+      64 whenever replies free room in it, and one reader. The limit's sender
+      issues one sendall per request; batched's one sendall for all of them.
+      For ours the reader is the connection's own reader greenlet and
+      completions arrive through CallFuture.rawlink; for the raw clients it is
+      a greenlet that recv_into()s and counts complete frames.
+      (`--w2-style greenlets` instead runs ours as 64 greenlets each making
+      sequential blocking calls; the raw clients are the same in both styles.)
   W3  one connection, strictly sequential echo of a 1 MiB payload: MB/s,
       counting payload bytes in both directions (2 x 1 MiB per call; MB is
-      10^6 bytes), the same count for both.
+      10^6 bytes), the same count for all.
 
-Runs interleave ours and the limit (alternating which goes first) so that
-noise on a shared machine hits both; the table shows the median over runs
-of each figure and ratio = median(ours) / median(limit). For latency rows the
-ratio is also ours/limit, so there lower is better. Below it, the CPU time
-(user + system) each side spent per call in the measured phase: the client
-from time.process_time(), the server from /proc/<pid>/stat (Linux; 10 ms
-ticks, fine over seconds).
+Runs interleave the implementations (rotating which goes first) so that
+noise on a shared machine hits all of them; the table shows the median over
+runs of each figure, then ratio = median(ours) / median(limit), the headline,
+and ratio/b = median(ours) / median(batched). For latency and CPU rows the
+ratios are also ours/other, so there lower is better. Below the rates, the
+CPU time (user + system) each side spent per call in the measured phase: the
+client from time.process_time(), the server from /proc/<pid>/stat (Linux;
+10 ms ticks, fine over seconds).
+
+`--tune-malloc` makes every server child and the client process call
+onedrive_rpc.tuning.tune_malloc() at start, before any traffic (process-wide
+glibc mmap/trim thresholds; matters for W3). Off by default; the table's
+header says which.
 
 CPU placement matters on small VMs: with `--pin none` (the default, the
 scheduler decides) sequential ping-pong between two vCPUs can flip between a
 fast mode (both processes end up on one vCPU) and a slow one (cross-vCPU
 wakeups), which moves W1 by 2-3x within a run and its ratio with it.
-`--pin same` puts the client and both servers on one CPU (stable; no
+`--pin same` puts the client and all servers on one CPU (stable; no
 parallelism, so W2/W3 measure total CPU per call); `--pin split` puts the
 client on one CPU and the servers on another.
 
-Profiling hint: `--impls ours` skips the limit, e.g.
+Profiling hint: `--impls ours` skips the raw echoes, e.g.
     py-spy record --subprocesses --nonblocking --gil -r 997 -f raw -o w1.txt -- \
         python bench/reqresp.py --only W1 --runs 1 --impls ours --pin same
 """
@@ -95,7 +116,7 @@ _HEADER = struct.Struct(">I")
 _perf = time.perf_counter
 
 WORKLOADS = ("W1", "W2", "W3")
-IMPLS = ("ours", "limit")
+IMPLS = ("ours", "limit", "batched")  # the first is measured, the others are raw
 GOALS = {"W1": 0.7, "W2": 0.5, "W3": 0.5}
 
 
@@ -105,8 +126,9 @@ class BenchError(RuntimeError):
 
 # ------------------------------------------------------------------ servers
 
-def _raw_echo(sock: gsocket.socket) -> None:
-    """Echo every complete frame back, many frames per read, one send per read."""
+def _raw_echo(sock: gsocket.socket, batched: bool) -> None:
+    """Echo every complete frame back, many frames per read: one sendall per
+    frame (the limit), or one per read for all its complete frames (batched)."""
     buf = bytearray(RAW_READ_SIZE)
     view = memoryview(buf)
     end = 0
@@ -126,9 +148,12 @@ def _raw_echo(sock: gsocket.socket) -> None:
                 if stop > end:
                     need = stop - pos
                     break
+                if not batched:
+                    sock.sendall(view[pos:stop])
                 pos = stop
             if pos:
-                sock.sendall(view[:pos])
+                if batched:
+                    sock.sendall(view[:pos])
                 rest = end - pos
                 if rest:
                     buf[:rest] = buf[pos:end]
@@ -144,11 +169,11 @@ def _raw_echo(sock: gsocket.socket) -> None:
         sock.close()
 
 
-def _raw_accept(listener: gsocket.socket) -> None:
+def _raw_accept(listener: gsocket.socket, batched: bool) -> None:
     while True:
         sock, _ = listener.accept()
         sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
-        gevent.spawn(_raw_echo, sock)
+        gevent.spawn(_raw_echo, sock, batched)
 
 
 def serve(kind: str, lifetime: float) -> None:
@@ -164,7 +189,7 @@ def serve(kind: str, lifetime: float) -> None:
         listener.bind((HOST, 0))
         listener.listen(128)
         url = f"tcp://{HOST}:{listener.getsockname()[1]}"
-        gevent.spawn(_raw_accept, listener)
+        gevent.spawn(_raw_accept, listener, kind == "batched")
     print(url, flush=True)
     hub = gevent.get_hub()
     watcher = hub.loop.io(sys.stdin.fileno(), 1)
@@ -180,12 +205,15 @@ def serve(kind: str, lifetime: float) -> None:
 class Child:
     """A server child process; it dies with its stdin pipe."""
 
-    def __init__(self, kind: str, lifetime: float, cpu: Optional[int] = None) -> None:
+    def __init__(self, kind: str, lifetime: float, cpu: Optional[int] = None,
+                 tune: bool = False) -> None:
         self.kind = kind
         cmd = [sys.executable, os.path.abspath(__file__), "--serve", kind,
                "--lifetime", str(lifetime)]
         if cpu is not None:
             cmd += ["--cpu", str(cpu)]
+        if tune:
+            cmd.append("--tune-malloc")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         ready, _, _ = select.select([self.proc.stdout], [], [], START_TIMEOUT)
         line = self.proc.stdout.readline().decode().strip() if ready else ""
@@ -327,10 +355,12 @@ class Ours:
         return completed, elapsed
 
 
-class Limit:
-    name = "limit"
+class Raw:
+    """Client of the raw echo servers: `batched` only changes how W2 sends."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, name: str) -> None:
+        self.name = name
+        self.batched = name == "batched"
         self.sock = gsocket.create_connection((HOST, port), timeout=CALL_TIMEOUT)
         # No per-call timeout (it would cost a timer per wait, which ours does
         # not pay either): a watchdog bounds each whole measurement instead.
@@ -349,7 +379,7 @@ class Limit:
         while got < 4:
             n = sock.recv_into(view[got:])
             if not n:
-                raise BenchError("limit: connection closed")
+                raise BenchError(f"{self.name}: connection closed")
             got += n
         total = 4 + _HEADER.unpack_from(self.buf, 0)[0]
         if total > len(self.buf):
@@ -361,17 +391,17 @@ class Limit:
         while got < total:
             n = sock.recv_into(view[got:total])
             if not n:
-                raise BenchError("limit: connection closed")
+                raise BenchError(f"{self.name}: connection closed")
             got += n
         if got != total:
-            raise BenchError("limit: unexpected bytes after a reply in sequential mode")
+            raise BenchError(f"{self.name}: unexpected bytes after a reply in sequential mode")
         return total - 4
 
     def check(self, size: int) -> None:
         data = os.urandom(size)
         self.sock.sendall(_HEADER.pack(size) + data)
         if self._read_frame() != size or bytes(self.buf[4:4 + size]) != data:
-            raise BenchError("limit: echo returned different bytes")
+            raise BenchError(f"{self.name}: echo returned different bytes")
 
     def sequential(self, size: int, duration: float,
                    latencies: Optional[List[float]] = None) -> Tuple[int, float]:
@@ -382,7 +412,7 @@ class Limit:
         def call() -> None:
             sendall(frame)
             if read_frame() != size:
-                raise BenchError("limit: wrong reply size")
+                raise BenchError(f"{self.name}: wrong reply size")
         return _sequential(call, duration, latencies)
 
     def window(self, size: int, duration: float, window: int) -> Tuple[int, float]:
@@ -390,11 +420,18 @@ class Limit:
         flen = len(frame)
         frames = memoryview(frame * window)
         sock = self.sock
+        sendall = sock.sendall
         state = [0, 0, 0]
         room = Event()
+        name = self.name
 
-        def send(count: int) -> None:
-            sock.sendall(frames[:count * flen])
+        if self.batched:
+            def send(count: int) -> None:
+                sendall(frames[:count * flen])
+        else:
+            def send(count: int) -> None:
+                for _ in range(count):
+                    sendall(frame)
 
         def reader() -> None:
             buf = bytearray(RAW_READ_SIZE)
@@ -404,7 +441,7 @@ class Limit:
                 while True:
                     n = sock.recv_into(view[end:])
                     if not n:
-                        raise BenchError("limit: connection closed")
+                        raise BenchError(f"{name}: connection closed")
                     end += n
                     pos = 0
                     done = 0
@@ -503,10 +540,15 @@ def summarize(results, workloads: List[str], impls: List[str]) -> List[dict]:
         for impl in impls:
             values = [r[metric] for r in results[workload][impl] if metric in r]
             med[impl] = statistics.median(values) if values else None
-        ratio = med["ours"] / med["limit"] if len(impls) == 2 and med["ours"] and med["limit"] else None
+        ours = med.get("ours")
+
+        def ratio_to(other: str) -> Optional[float]:
+            base = med.get(other)
+            return ours / base if ours and base else None
         goal = None if lower_better else GOALS.get(workload)
         rows.append({"workload": workload, "metric": metric, "label": label,
-                     "ours": med.get("ours"), "limit": med.get("limit"), "ratio": ratio,
+                     "ours": ours, "limit": med.get("limit"), "ratio": ratio_to("limit"),
+                     "batched": med.get("batched"), "ratio_batched": ratio_to("batched"),
                      "goal": goal, "lower_is_better": lower_better})
     return rows
 
@@ -517,23 +559,30 @@ def _fmt(value: Optional[float]) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
 
-def print_table(rows: List[dict], runs: int, duration: float, pin: str) -> None:
-    print(f"\nmedian of {runs} run(s), {duration:g} s each, --pin {pin}; ratio = ours/limit "
-          f"(latency and CPU: lower is better); W3 counts payload bytes both ways")
-    print(f"{'workload':34} {'ours':>10} {'limit':>10} {'ratio':>7}  goal")
+def print_table(rows: List[dict], runs: int, duration: float, pin: str, malloc: str) -> None:
+    print(f"\nmedian of {runs} run(s), {duration:g} s each, --pin {pin}, tune_malloc {malloc}; "
+          f"ratio = ours/limit (per-frame sends, the headline), ratio/b = ours/batched "
+          f"(upper bound); latency and CPU: lower is better; W3 counts payload bytes both ways")
+    print(f"{'workload':34} {'ours':>10} {'limit':>10} {'ratio':>7} {'batched':>10} {'ratio/b':>7}  goal")
     cpu_header = False
     for row in rows:
         if row["metric"].endswith("_cpu_us") and not cpu_header:
             cpu_header = True
             print("CPU time per call, in the measured phase (user + system):")
         ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}"
+        ratio_b = "-" if row["ratio_batched"] is None else f"{row['ratio_batched']:.2f}"
         goal = ""
         if row["goal"] is not None:
             goal = f">= {row['goal']:.1f}"
             if row["ratio"] is not None:
                 goal += " met" if row["ratio"] >= row["goal"] else " NOT met"
         print(f"{row['label']:34} {_fmt(row['ours']):>10} {_fmt(row['limit']):>10} "
-              f"{ratio:>7}  {goal}".rstrip())
+              f"{ratio:>7} {_fmt(row['batched']):>10} {ratio_b:>7}  {goal}".rstrip())
+
+
+def _tune_malloc() -> bool:
+    from onedrive_rpc.tuning import tune_malloc
+    return tune_malloc()
 
 
 def run(args) -> int:
@@ -561,18 +610,20 @@ def run(args) -> int:
         client_cpu = cpus[0]
         server_cpu = cpus[0] if args.pin == "same" else cpus[1]
         os.sched_setaffinity(0, {client_cpu})
+    malloc = "off"
+    if args.tune_malloc:  # before any traffic (the children do the same)
+        malloc = "on" if _tune_malloc() else "on (mallopt refused: not glibc?)"
     children: Dict[str, Child] = {}
     try:
-        if "ours" in impls:
-            children["ours"] = Child("ours", lifetime, server_cpu)
-        if "limit" in impls:
-            children["limit"] = Child("raw", lifetime, server_cpu)
+        for name in impls:
+            children[name] = Child(name, lifetime, server_cpu, args.tune_malloc)
         for r in range(args.runs):
-            order = impls if r % 2 == 0 else impls[::-1]
+            shift = r % len(impls)
+            order = impls[shift:] + impls[:shift]
             for workload in workloads:
                 for name in order:
                     child = children[name]
-                    impl = Ours(child.url, args.w2_style) if name == "ours" else Limit(child.port)
+                    impl = Ours(child.url, args.w2_style) if name == "ours" else Raw(child.port, name)
                     watchdog = gevent.Timeout(
                         duration + warmup + 3 * CALL_TIMEOUT,
                         BenchError(f"{workload} {name} did not finish in time"))
@@ -584,14 +635,14 @@ def run(args) -> int:
                         impl.close()
                     results[workload][name].append(res)
                     shown = ", ".join(f"{k}={_fmt(v)}" for k, v in res.items() if k != "calls")
-                    print(f"run {r + 1}/{args.runs} {workload} {name:5}: {shown}",
+                    print(f"run {r + 1}/{args.runs} {workload} {name:7}: {shown}",
                           file=sys.stderr, flush=True)
     finally:
         for child in children.values():
             child.stop()
 
     rows = summarize(results, workloads, impls)
-    print_table(rows, args.runs, duration, args.pin)
+    print_table(rows, args.runs, duration, args.pin, malloc)
     for workload in workloads:
         for name in impls:
             rates = [r["calls_per_s"] for r in results[workload][name]]
@@ -602,6 +653,7 @@ def run(args) -> int:
         print(json.dumps({"config": {"duration": duration, "warmup": warmup, "runs": args.runs,
                                      "workloads": workloads, "impls": impls,
                                      "w2_style": args.w2_style, "window": WINDOW, "pin": args.pin,
+                                     "tune_malloc": malloc,
                                      "small": SMALL, "large": LARGE,
                                      "w3_bytes": "payload, both directions"},
                           "runs": results, "summary": rows}, indent=1))
@@ -610,18 +662,21 @@ def run(args) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=float, default=3.0,
-                        help="seconds per measurement (default 3)")
+    parser.add_argument("--duration", type=float, default=2.5,
+                        help="seconds per measurement (default 2.5)")
     parser.add_argument("--runs", type=int, default=3,
                         help="runs; the table shows medians (default 3)")
     parser.add_argument("--only", default=",".join(WORKLOADS),
                         help="workloads to run, e.g. W1,W2 (default all)")
     parser.add_argument("--impls", default=",".join(IMPLS),
-                        help="ours,limit (default both; one alone is for profiling)")
+                        help="subset of ours,limit,batched (default all; ours alone is for profiling)")
     parser.add_argument("--w2-style", choices=("window", "greenlets"), default="window",
                         help="ours in W2: one sender + futures (default) or 64 greenlets")
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
-    parser.add_argument("--serve", choices=("ours", "raw"), help=argparse.SUPPRESS)
+    parser.add_argument("--tune-malloc", action="store_true",
+                        help="client and every server call onedrive_rpc.tuning.tune_malloc() "
+                        "at start (default off)")
+    parser.add_argument("--serve", choices=IMPLS, help=argparse.SUPPRESS)
     parser.add_argument("--lifetime", type=float, default=600.0, help=argparse.SUPPRESS)
     parser.add_argument("--cpu", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--pin", choices=("none", "same", "split"), default="none",
@@ -631,6 +686,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
     if args.serve:
+        if args.tune_malloc:
+            _tune_malloc()
         serve(args.serve, args.lifetime)
         return 0
     return run(args)

@@ -6,7 +6,7 @@
     client = rpc.Client(peer, echo_pb2.DESCRIPTOR.services_by_name["Echo"])
 """
 from .client import Client
-from .config import Limits
+from .config import Heartbeat, Limits
 from .driver import CallFuture, Context
 from .errors import (FrameTooLarge, LocalProtocolError, PeerLost, ProtocolError,
                      RemoteProtocolError, RpcError, StatusCode, TransportError)
@@ -22,6 +22,7 @@ __all__ = [
     "Client",
     "Context",
     "FrameTooLarge",
+    "Heartbeat",
     "Limits",
     "Listener",
     "LocalProtocolError",

@@ -227,6 +227,10 @@ class Connection:
         self.closed_event = Event()
         #: Set by the owner to refuse new calls (server stopping).
         self.refuse_calls: Optional[RpcError] = None
+        self._tick_timer: Any = None
+        self._tick_due = 0.0
+        #: True once the end was orderly: a Close frame was sent or received.
+        self.orderly = False
 
     # ------------------------------------------------------------ lifecycle
 
@@ -255,6 +259,7 @@ class Connection:
         """Orderly close: tell the peer, flush for up to flush_timeout, hang up."""
         if self.closed:
             return
+        self.orderly = True
         if self.session.state is State.OPEN or self.session.state is State.AWAIT_HELLO:
             self.session.send_close(code, message)
             if getcurrent() is self._hub:
@@ -274,6 +279,9 @@ class Connection:
             return
         self.closed = True
         self.close_reason = error
+        if self._tick_timer is not None:
+            self._tick_timer.close()
+            self._tick_timer = None
         self.stream.close()
         pending, self._pending = self._pending, {}
         for waiter in pending.values():
@@ -345,11 +353,13 @@ class Connection:
                 self._abort_call(call, CallAborted(StatusCode.CANCELLED,
                                                    event.reason or "cancelled by the caller"))
         elif kind is ev.Handshaken:
+            self._arm_tick()
             if self._on_handshake is not None:
                 self._on_handshake(self, event)
             if not self.handshake.ready():
                 self.handshake.set(event)
         elif kind is ev.CloseReceived:
+            self.orderly = True
             code = StatusCode.from_wire(event.code)
             error: RpcError
             if code == StatusCode.UNAVAILABLE or code == StatusCode.OK:
@@ -357,6 +367,52 @@ class Connection:
             else:
                 error = RpcError(code, event.message)
             self.abort(error)
+
+    # -------------------------------------------------------------- liveness
+
+    def _arm_tick(self, delay: Optional[float] = None) -> None:
+        # One timer per connection, always at the session's next deadline:
+        # heartbeats come from the hub, never from handlers, so a handler
+        # that runs for minutes cannot make us look dead.
+        if self.closed:
+            return
+        if delay is None:
+            deadline = self.session.next_deadline()
+            if deadline is None:
+                return
+            delay = max(0.0, deadline - _monotonic())
+        if self._tick_timer is not None:
+            self._tick_timer.close()
+        self._tick_due = _monotonic() + delay
+        self._tick_timer = self._loop.timer(delay)
+        self._tick_timer.start(self._on_tick)
+
+    def _on_tick(self) -> None:
+        # Hub callback.
+        if self.closed:
+            return
+        now = _monotonic()
+        liveness = self.session.liveness
+        late = now - self._tick_due
+        if liveness is not None and late > liveness.interval:
+            _report_blocked_loop(late, liveness.interval)
+            if liveness.expired(now):
+                # Our own loop was stuck: what the peer sent meanwhile is
+                # still unread. Let the reader catch up before judging it.
+                self._arm_tick(min(0.05, liveness.interval / 4))
+                return
+        events = self.session.tick(now)
+        if events:
+            silent = events[0]
+            message = (f"peer lost: no sign of life for {silent.silent_for:.3f}s "
+                       f"(heartbeat bound {silent.bound:.3f}s)")
+            log.warning("%s from %s", message, self.stream.address)
+            self._flush()  # the Close telling a frozen peer why, if it ever wakes
+            self.abort(PeerLost(message))
+            return
+        if self.session.queued_bytes:
+            self._flush_soon()
+        self._arm_tick()
 
     # --------------------------------------------------------------- serving
 
@@ -556,7 +612,7 @@ class Connection:
         session = self.session
         if session.queued_bytes:
             self._out_bytes += session.queued_bytes
-            self._out.extend(session.data_to_send())
+            self._out.extend(session.data_to_send(_monotonic()))
 
     def _sendable(self) -> List[Any]:
         out = self._out
@@ -589,6 +645,20 @@ class Connection:
                and getcurrent() is not self._hub):
             self._flush_soon()
             self._drained.wait()
+
+
+_last_blocked_report = [0.0]
+
+
+def _report_blocked_loop(late: float, interval: float) -> None:
+    """Log that our own event loop was blocked (once a second at most, not
+    once per connection): the likely reason peers drop us."""
+    now = _monotonic()
+    if now - _last_blocked_report[0] >= 1.0:
+        _last_blocked_report[0] = now
+        log.warning("the gevent event loop of this process was blocked for about %.3fs "
+                    "(heartbeat interval %.3fs): peers may have declared it lost; "
+                    "look for CPU-bound or blocking code running in a greenlet", late, interval)
 
 
 def _fresh(error: RpcError) -> RpcError:

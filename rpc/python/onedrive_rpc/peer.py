@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Optional
 
-from .config import Limits
+from .config import Heartbeat, Limits
 from .core.events import PeerInfo
 from .core.session import Role, Session
 from .driver import CallFuture, Connection
 from .errors import PeerLost, RpcError, StatusCode
+from .hooks import PeerHooks
 from .identity import local_identity
 from .transport import connect_stream
 
@@ -20,9 +21,19 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 class Peer:
     """A connected peer. Calls go through `call`/`call_future`, or a Client."""
 
-    def __init__(self, url: str, connection: Connection) -> None:
+    def __init__(self, url: str, connection: Connection, hooks: Optional[PeerHooks] = None) -> None:
         self.url = url
         self._connection = connection
+        self._hooks = hooks or PeerHooks()
+
+    def on_lost(self, callback: Callable[[RpcError], None]) -> Callable[[RpcError], None]:
+        """Call `callback(reason)` if the connection dies, hangs past the
+        heartbeat bound or is cut off (not after close())."""
+        return self._hooks.add("lost", callback)
+
+    def on_disconnected(self, callback: Callable[[RpcError], None]) -> Callable[[RpcError], None]:
+        """Call `callback(reason)` when the connection ends in order."""
+        return self._hooks.add("disconnected", callback)
 
     @property
     def info(self) -> Optional[PeerInfo]:
@@ -70,6 +81,7 @@ class Peer:
 def connect(url: str, *, name: Optional[str] = None,
             timeout: Optional[float] = DEFAULT_CONNECT_TIMEOUT,
             limits: Optional[Limits] = None,
+            heartbeat: Optional[Heartbeat] = None,
             metadata: Optional[Mapping[str, str]] = None) -> Peer:
     """Connect to a server and finish the handshake, or raise RpcError.
 
@@ -78,14 +90,19 @@ def connect(url: str, *, name: Optional[str] = None,
     protocol version mismatch.
     """
     limits = limits or Limits()
+    heartbeat = heartbeat or Heartbeat()
     try:
         stream = connect_stream(url, timeout)
     except OSError as exc:
         raise PeerLost(f"cannot connect to {url}: {exc.strerror or exc}") from exc
     peer_id, my_name, pid = local_identity(name)
     session = Session(Role.CLIENT, peer_id=peer_id, name=my_name, pid=pid,
-                      max_frame_size=limits.max_frame_size, metadata=metadata)
-    connection = Connection(stream, session, limits=limits)
+                      max_frame_size=limits.max_frame_size, metadata=metadata,
+                      heartbeat_interval=heartbeat.interval, heartbeat_misses=heartbeat.misses)
+    hooks = PeerHooks()
+    connection = Connection(stream, session, limits=limits,
+                            on_close=lambda conn: hooks.fire("disconnected" if conn.orderly else "lost",
+                                                             conn.close_reason))
     connection.start()
     connection.wait_handshake(timeout)
-    return Peer(url, connection)
+    return Peer(url, connection, hooks)

@@ -3,18 +3,20 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import gevent
 from gevent import getcurrent
 from gevent.event import Event
 from gevent.hub import get_hub
 
-from .config import Limits
+from .config import Heartbeat, Limits
 from .core import events as ev
+from .core.events import PeerInfo
 from .core.session import Role, Session
 from .driver import Connection
 from .errors import RpcError, StatusCode
+from .hooks import PeerHooks
 from .identity import local_identity
 from .service import Registry, Service
 from .transport import ConnectionClosed, Listener, listen
@@ -33,10 +35,13 @@ class Server:
 
     def __init__(self, url: str, *, name: Optional[str] = None,
                  limits: Optional[Limits] = None,
+                 heartbeat: Optional[Heartbeat] = None,
                  include_tracebacks: bool = False) -> None:
         self._url = url
         self._name = name
         self.limits = limits or Limits()
+        self.heartbeat = heartbeat or Heartbeat()
+        self._hooks = PeerHooks()
         self._registry = Registry(include_tracebacks=include_tracebacks)
         self._listener: Optional[Listener] = None
         self._acceptor: Optional[gevent.Greenlet] = None
@@ -112,7 +117,9 @@ class Server:
             peer_id, name, pid = local_identity(self._name)
             session = Session(Role.SERVER, peer_id=peer_id, name=name, pid=pid,
                               max_frame_size=self.limits.max_frame_size,
-                              session_id=uuid.uuid4().hex)
+                              session_id=uuid.uuid4().hex,
+                              heartbeat_interval=self.heartbeat.interval,
+                              heartbeat_misses=self.heartbeat.misses)
             conn = Connection(stream, session, dispatch=self._registry.dispatch,
                               limits=self.limits, on_handshake=self._on_handshake,
                               on_close=self._on_close)
@@ -137,9 +144,26 @@ class Server:
             conn.close(StatusCode.DEADLINE_EXCEEDED,
                        f"no handshake within {self.limits.handshake_timeout}s")
 
+    def on_peer_connected(self, callback: Callable[[PeerInfo], None]) -> Callable[[PeerInfo], None]:
+        """Call `callback(peer)` when a peer finishes its handshake."""
+        return self._hooks.add("connected", callback)
+
+    def on_peer_lost(self, callback: Callable[[PeerInfo, RpcError], None]
+                     ) -> Callable[[PeerInfo, RpcError], None]:
+        """Call `callback(peer, reason)` when a peer dies, hangs past the
+        heartbeat bound, is cut off or breaks the protocol."""
+        return self._hooks.add("lost", callback)
+
+    def on_peer_disconnected(self, callback: Callable[[PeerInfo, RpcError], None]
+                             ) -> Callable[[PeerInfo, RpcError], None]:
+        """Call `callback(peer, reason)` when a connection ends in order
+        (a Close frame, sent by either side)."""
+        return self._hooks.add("disconnected", callback)
+
     def _on_handshake(self, conn: Connection, event: ev.Handshaken) -> None:
         log.debug("peer %s (%s, pid %d) connected from %s", event.peer.name,
                   event.peer.peer_id, event.peer.pid, conn.stream.address)
+        self._hooks.fire("connected", event.peer)
 
     def _on_close(self, conn: Connection) -> None:
         try:
@@ -147,3 +171,5 @@ class Server:
         except ValueError:
             pass
         log.debug("connection from %s closed: %s", conn.stream.address, conn.close_reason)
+        if conn.peer is not None:
+            self._hooks.fire("disconnected" if conn.orderly else "lost", conn.peer, conn.close_reason)
