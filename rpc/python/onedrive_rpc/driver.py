@@ -41,6 +41,10 @@ _TIMED_OUT = object()
 # are sent before serving the rest (bench/reqresp.py W2: about 1.7x).
 MID_BATCH_FLUSH = 2048
 
+# Reads in a row after which the reader yields to the hub even if more data
+# is waiting: one cheap switch per FAIR_READS reads.
+FAIR_READS = 32
+
 # After a write fails, how long the reader may look for the peer's Close
 # frame (or EOF) to report the real reason before we give up on it.
 WRITE_FAILURE_GRACE = 0.25
@@ -310,6 +314,7 @@ class Connection:
         session = self.session
         stream = self.stream
         events = self._events
+        reads = 0
         try:
             while self._reader is me and not self.closed:
                 if events:
@@ -319,6 +324,11 @@ class Connection:
                         # served, so the peer works in parallel with us.
                         self._flush()
                     continue
+                reads += 1
+                if reads % FAIR_READS == 0:
+                    # A peer that keeps us busy must not starve the other
+                    # connections, handlers and timers of this process.
+                    gevent.sleep(0)
                 n = stream.recv_into(session.get_buffer())
                 if n == 0:
                     self.abort(PeerLost(f"connection closed by {stream.address or 'the peer'}"))

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fonedrive_rpc/testing/echo.proto\x12\x14onedrive_rpc.testing\"0\n\x03Msg\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\r\n\x05\x64\x65lay\x18\x03 \x01(\x01\x32\x82\x02\n\x04\x45\x63ho\x12<\n\x04\x45\x63ho\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12=\n\x05Sleep\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12<\n\x04\x46\x61il\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12?\n\x07Missing\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msgb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fonedrive_rpc/testing/echo.proto\x12\x14onedrive_rpc.testing\"0\n\x03Msg\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\r\n\x05\x64\x65lay\x18\x03 \x01(\x01\x32\xbf\x02\n\x04\x45\x63ho\x12<\n\x04\x45\x63ho\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12=\n\x05Sleep\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12<\n\x04\x46\x61il\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12?\n\x07Missing\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12;\n\x03Hog\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msgb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,5 +34,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MSG']._serialized_start=57
   _globals['_MSG']._serialized_end=105
   _globals['_ECHO']._serialized_start=108
-  _globals['_ECHO']._serialized_end=366
+  _globals['_ECHO']._serialized_end=427
 # @@protoc_insertion_point(module_scope)

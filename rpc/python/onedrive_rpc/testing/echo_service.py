@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import time
 
 import gevent
 
@@ -30,6 +31,11 @@ class EchoService(Service):
     def sleep(self, request: echo_pb2.Msg, context: Context) -> echo_pb2.Msg:
         self.calls["sleep"] += 1
         gevent.sleep(request.delay)
+        return request
+
+    def hog(self, request: echo_pb2.Msg, context: Context) -> echo_pb2.Msg:
+        self.calls["hog"] += 1
+        time.sleep(request.delay)  # blocks the event loop on purpose
         return request
 
     def fail(self, request: echo_pb2.Msg, context: Context) -> echo_pb2.Msg:

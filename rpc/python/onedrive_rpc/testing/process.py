@@ -15,12 +15,12 @@ import logging
 import os
 import signal
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import gevent
 from gevent import subprocess
 
-__all__ = ["ServerProcess", "main"]
+__all__ = ["ServerProcess", "ClientProcess", "main"]
 
 READY = "READY "
 
@@ -28,10 +28,15 @@ READY = "READY "
 class ServerProcess:
     """An EchoService served by `python -m onedrive_rpc.testing.process URL`."""
 
+    mode: List[str] = []
+
     def __init__(self, url: str, *, args: Optional[List[str]] = None,
+                 heartbeat: Optional[Tuple[float, int]] = None,
                  start_timeout: float = 20.0) -> None:
         self.requested_url = url
         self.args = list(args or [])
+        if heartbeat is not None:
+            self.args += ["--heartbeat", f"{heartbeat[0]},{heartbeat[1]}"]
         self.start_timeout = start_timeout
         self.url: str = ""
         self.proc: Optional[subprocess.Popen] = None
@@ -41,7 +46,8 @@ class ServerProcess:
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "onedrive_rpc.testing.process", self.requested_url, *self.args],
+            [sys.executable, "-m", "onedrive_rpc.testing.process", *self.mode,
+             self.requested_url, *self.args],
             stdout=subprocess.PIPE, env=env, text=True)
         with gevent.Timeout(self.start_timeout, RuntimeError(
                 f"server process did not start within {self.start_timeout}s")):
@@ -98,17 +104,51 @@ class ServerProcess:
             self.proc.stdout.close()
 
 
+class ClientProcess(ServerProcess):
+    """A peer in a child process that connects to `url` and keeps a long
+    call (Echo.Sleep, one hour) in flight: something to freeze or kill."""
+
+    mode = ["--client"]
+
+
+def _heartbeat(text: str):
+    from ..config import Heartbeat
+    interval, misses = text.split(",")
+    return Heartbeat(float(interval), int(misses))
+
+
+def _client(args: argparse.Namespace) -> None:
+    from ..client import Client
+    from ..peer import connect
+    from . import echo_pb2
+    from .echo_service import ECHO
+
+    peer = connect(args.url, name="test-client", heartbeat=args.heartbeat)
+    print(READY + args.url, flush=True)
+    try:
+        Client(peer, ECHO).sleep(echo_pb2.Msg(delay=3600))
+    finally:
+        peer.close()
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     from ..server import Server
     from .echo_service import EchoService
 
     parser = argparse.ArgumentParser(description="Serve the test Echo service.")
+    parser.add_argument("--client", action="store_true",
+                        help="be a client of URL instead, with a call in flight")
     parser.add_argument("url")
     parser.add_argument("--tracebacks", action="store_true")
+    parser.add_argument("--heartbeat", type=_heartbeat, default=None, help="interval,misses")
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="server %(levelname)s %(message)s")
-    server = Server(args.url, name="echo-server", include_tracebacks=args.tracebacks)
+    logging.basicConfig(level=args.log_level.upper(), format="child %(levelname)s %(message)s")
+    if args.client:
+        _client(args)
+        return
+    server = Server(args.url, name="echo-server", include_tracebacks=args.tracebacks,
+                    heartbeat=args.heartbeat)
     server.add_service(EchoService())
     server.start()
     gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(server.stop, 5.0))
