@@ -218,7 +218,7 @@ class Connection:
         self._next_call_id = 1
         # Incoming calls being served.
         self.calls: Dict[int, Context] = {}
-        self._call_done = Event()
+        self._progress = Event()
         self._out: List[Any] = []
         self._out_bytes = 0
         self._flush_scheduled = False
@@ -229,8 +229,10 @@ class Connection:
         self.closed = False
         self.close_reason: Optional[RpcError] = None
         self.closed_event = Event()
-        #: Set by the owner to refuse new calls (server stopping).
+        #: Set by the owner to refuse new incoming calls (server stopping).
         self.refuse_calls: Optional[RpcError] = None
+        #: Set by drain() to refuse new outgoing calls.
+        self.refuse_outgoing: Optional[RpcError] = None
         self._tick_timer: Any = None
         self._tick_due = 0.0
         #: True once the end was orderly: a Close frame was sent or received.
@@ -274,6 +276,18 @@ class Connection:
         self._teardown(PeerLost(message) if code == StatusCode.UNAVAILABLE
                        else RpcError(code, message))
 
+    def drain(self, grace: Optional[float]) -> bool:
+        """Refuse new outgoing calls, then wait up to `grace` seconds for the
+        calls in flight both ways to finish; True if they all did."""
+        if self.refuse_outgoing is None:
+            self.refuse_outgoing = PeerLost("connection is closing")
+        if grace:
+            with gevent.Timeout(grace, False):
+                while (self._pending or self.calls) and not self.closed:
+                    self._progress.clear()
+                    self._progress.wait()
+        return not (self._pending or self.calls)
+
     def abort(self, error: RpcError) -> None:
         """Close at once, without the close frame (the stream is unusable)."""
         self._teardown(error)
@@ -296,7 +310,7 @@ class Connection:
         if not self.handshake.ready():
             self.handshake.set_exception(error)
         self._drained.set()
-        self._call_done.set()
+        self._progress.set()
         self.closed_event.set()
         reader = self._reader
         if reader is not None and reader is not getcurrent() and not self._serving(reader):
@@ -355,6 +369,7 @@ class Connection:
             waiter = self._pending.pop(event.call_id, None)
             if waiter is not None:
                 self._loop.run_callback(waiter.switch, event)
+                self._progress.set()
         elif kind is ev.RequestReceived:
             self._serve(event)
         elif kind is ev.CancelReceived:
@@ -430,8 +445,8 @@ class Connection:
         limit = self.limits.max_concurrent_calls
         while len(self.calls) >= limit and not self.closed:
             # Backpressure: stop reading until a call finishes.
-            self._call_done.clear()
-            self._call_done.wait()
+            self._progress.clear()
+            self._progress.wait()
         if self.closed:
             return
         call = Context(self, event)
@@ -456,7 +471,7 @@ class Connection:
             if call.timer is not None:
                 call.timer.close()
             if self.calls.pop(call.call_id, None) is not None:
-                self._call_done.set()
+                self._progress.set()
 
     def respond(self, call: Context, payload: bytes) -> None:
         """Send a successful answer to `call` (the dispatcher's job)."""
@@ -512,8 +527,7 @@ class Connection:
             outcome = waiter.get()
         except BaseException:
             # Killed or interrupted while waiting: the server need not go on.
-            if self._pending.pop(call_id, None) is not None:
-                self._send_cancel(call_id, "the caller went away")
+            self._abandon(call_id, "the caller went away")
             raise
         finally:
             if timer is not None:
@@ -538,6 +552,8 @@ class Connection:
                       metadata: Optional[Mapping[str, str]], waiter: Any) -> int:
         if self.closed:
             raise self._closed_error()
+        if self.refuse_outgoing is not None:
+            raise _fresh(self.refuse_outgoing)
         self._wait_for_room()
         call_id = self._next_call_id
         self._next_call_id = call_id + 1
@@ -557,6 +573,7 @@ class Connection:
 
     def _abandon(self, call_id: int, reason: str) -> None:
         if self._pending.pop(call_id, None) is not None:
+            self._progress.set()
             self._send_cancel(call_id, reason)
 
     def _send_cancel(self, call_id: int, reason: str) -> None:

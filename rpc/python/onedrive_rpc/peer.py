@@ -63,8 +63,12 @@ class Peer:
                     metadata: Optional[Mapping[str, str]] = None) -> CallFuture:
         return self._connection.call_future(method, payload, decode, timeout, metadata)
 
-    def close(self) -> None:
-        """Close the connection; calls still pending fail with UNAVAILABLE."""
+    def close(self, grace: Optional[float] = None) -> None:
+        """Close the connection in order: refuse new calls (UNAVAILABLE), let
+        calls in flight finish for up to `grace` seconds, then send Close.
+        Calls still pending after that fail with UNAVAILABLE."""
+        if grace:
+            self._connection.drain(grace)
         self._connection.close(StatusCode.UNAVAILABLE, "peer closed the connection")
 
     def __enter__(self) -> "Peer":

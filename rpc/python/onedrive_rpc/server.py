@@ -89,11 +89,7 @@ class Server:
         for conn in self._connections:
             conn.refuse_calls = refusal
         if grace:
-            with gevent.Timeout(grace, False):
-                for conn in list(self._connections):
-                    while conn.calls and not conn.closed:
-                        conn._call_done.clear()
-                        conn._call_done.wait()
+            gevent.joinall([gevent.spawn(conn.drain, grace) for conn in self._connections])
         for conn in list(self._connections):
             conn.close(StatusCode.UNAVAILABLE, "server stopped")
         if self._acceptor is not None and self._acceptor is not getcurrent():

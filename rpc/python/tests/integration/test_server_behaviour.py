@@ -193,3 +193,36 @@ def test_response_over_the_callers_frame_limit_is_resource_exhausted(local_serve
         peer.call("/onedrive_rpc.testing.Echo/Echo", big, Msg.FromString, timeout=5)
     assert info.value.code == rpc.StatusCode.RESOURCE_EXHAUSTED
     assert rpc.Client(peer, ECHO).echo(Msg(text="ok"), timeout=5).text == "ok"
+
+
+def test_peer_close_drains_calls_in_flight_and_is_orderly(probe_server, peers):
+    from gevent.event import AsyncResult
+    probe = probe_server.probe
+    disconnected, lost = AsyncResult(), AsyncResult()
+    probe_server.on_peer_disconnected(lambda peer, reason: disconnected.set(reason))
+    probe_server.on_peer_lost(lambda peer, reason: lost.set(reason))
+    peer = rpc.connect(probe_server.url)
+    client = rpc.Client(peer, ECHO)
+    in_flight = client.sleep.future(Msg(text="let me finish"))
+    probe.started.wait(5)
+    closer = gevent.spawn(peer.close, 10.0)
+    wait_until(lambda: peer._connection.refuse_outgoing is not None)
+    with pytest.raises(rpc.RpcError) as info:
+        client.echo(Msg(text="too late"), timeout=5)
+    assert info.value.code == rpc.StatusCode.UNAVAILABLE and "closing" in info.value.message
+    assert not closer.ready()
+    probe.release.set()
+    assert in_flight.get(timeout=5).text == "let me finish"
+    closer.get(timeout=5)
+    assert "peer closed the connection" in disconnected.get(timeout=5).message
+    assert not lost.ready()
+
+
+def test_peer_close_grace_bounds_the_wait(probe_server):
+    peer = rpc.connect(probe_server.url)
+    stuck = rpc.Client(peer, ECHO).sleep.future(Msg(text="never released"))
+    probe_server.probe.started.wait(5)
+    with gevent.Timeout(5):
+        peer.close(grace=0.2)
+    with pytest.raises(rpc.PeerLost):
+        stuck.get(timeout=5)
