@@ -23,6 +23,7 @@ from gevent.event import AsyncResult, Event
 from gevent.hub import Waiter, get_hub
 from google.protobuf.message import DecodeError
 
+from . import forking
 from .config import Limits
 from .core import events as ev
 from .core.session import MessageTooLarge, Session, State
@@ -237,6 +238,18 @@ class Connection:
         self._tick_due = 0.0
         #: True once the end was orderly: a Close frame was sent or received.
         self.orderly = False
+        forking.track(self)
+
+    def _forget_after_fork(self, parent_pid: int) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = PeerLost(
+            f"this process forked: the connection to {self.stream.address or 'the peer'} "
+            f"stays with the parent process (pid {parent_pid}); connect again from the child")
+        if self._tick_timer is not None:
+            self._tick_timer.close()
+        self.stream.detach()
 
     # ------------------------------------------------------------ lifecycle
 

@@ -10,6 +10,7 @@ from gevent import getcurrent
 from gevent.event import Event
 from gevent.hub import get_hub
 
+from . import forking
 from .config import Heartbeat, Limits
 from .core import events as ev
 from .core.events import PeerInfo
@@ -68,6 +69,7 @@ class Server:
             raise RuntimeError("a stopped server cannot start again")
         self._listener = listen(self._url)
         self._acceptor = gevent.spawn(self._accept_loop, self._listener)
+        forking.track(self)
         log.info("serving %s on %s", ", ".join(self._registry.services) or "nothing", self.url)
         return self
 
@@ -131,6 +133,12 @@ class Server:
             timer = get_hub().loop.timer(self.limits.handshake_timeout)
             timer.start(self._handshake_expired, conn, timer)
             conn.start()
+
+    def _forget_after_fork(self, parent_pid: int) -> None:
+        # The child does not serve: the listening socket is the parent's.
+        self._stopping = True
+        if self._listener is not None:
+            self._listener.detach()
 
     def _handshake_expired(self, conn: Connection, timer) -> None:
         timer.close()

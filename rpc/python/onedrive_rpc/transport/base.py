@@ -65,6 +65,11 @@ class Stream(abc.ABC):
     def close(self) -> None:
         """Close now; greenlets blocked on this stream get ConnectionClosed."""
 
+    def detach(self) -> None:
+        """Drop this process's handle without touching the connection (used
+        in a forked child, whose parent keeps the connection)."""
+        self.close()
+
 
 class Listener(abc.ABC):
     """Accepts incoming streams on one address."""
@@ -79,6 +84,10 @@ class Listener(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Stop accepting; wakes a blocked accept() with ConnectionClosed."""
+
+    def detach(self) -> None:
+        """Drop this process's handle; the parent of a fork keeps listening."""
+        self.close()
 
 
 class Transport(abc.ABC):

@@ -94,6 +94,14 @@ class SocketStream(Stream):
         except OSError:
             pass
 
+    def detach(self) -> None:
+        # In a forked child: no waking of greenlets, no shutdown (that would
+        # end the parent's connection too); just let go of the descriptor.
+        self._closed = True
+        self._read_watcher.close()
+        self._write_watcher.close()
+        self._sock.close()
+
     def shutdown_write(self) -> None:
         """Half-close: the peer reads EOF after what we sent."""
         try:
@@ -149,6 +157,13 @@ class SocketListener(Listener):
         self._sock.close()
         if self._on_close is not None:
             self._on_close()
+
+    def detach(self) -> None:
+        # In a forked child: the socket file and the listening socket stay
+        # the parent's; only our descriptor goes.
+        self._closed = True
+        self._watcher.close()
+        self._sock.close()
 
 
 def connect_socket(family: int, address, timeout: Optional[float]) -> socket.socket:
