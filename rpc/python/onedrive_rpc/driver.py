@@ -26,6 +26,7 @@ from google.protobuf.message import DecodeError
 from . import forking
 from .config import Limits
 from .core import events as ev
+from .core.reliability import ACK_DELAY
 from .core.session import MessageTooLarge, Session, State
 from .errors import (LocalProtocolError, PeerLost, RemoteProtocolError, RpcError,
                      StatusCode)
@@ -235,7 +236,10 @@ class Connection:
         #: Set by drain() to refuse new outgoing calls.
         self.refuse_outgoing: Optional[RpcError] = None
         self._tick_timer: Any = None
-        self._tick_due = 0.0
+        self._tick_due = float("inf")
+        # Senders waiting for acks to free the resend buffer.
+        self._room = Event()
+        self._room_waiters = 0
         #: True once the end was orderly: a Close frame was sent or received.
         self.orderly = False
         forking.track(self)
@@ -323,6 +327,7 @@ class Connection:
         if not self.handshake.ready():
             self.handshake.set_exception(error)
         self._drained.set()
+        self._room.set()
         self._progress.set()
         self.closed_event.set()
         reader = self._reader
@@ -342,6 +347,7 @@ class Connection:
         stream = self.stream
         events = self._events
         reads = 0
+        rel = session.reliability
         try:
             while self._reader is me and not self.closed:
                 if events:
@@ -351,6 +357,9 @@ class Connection:
                         # served, so the peer works in parallel with us.
                         self._flush()
                     continue
+                owed = rel.ack_owed_since
+                if owed is not None and self._tick_due > owed + ACK_DELAY:
+                    self._arm_tick()  # an ack is owed sooner than the next heartbeat
                 reads += 1
                 if reads % FAIR_READS == 0:
                     # A peer that keeps us busy must not starve the other
@@ -363,6 +372,8 @@ class Connection:
                 events.extend(session.buffer_updated(n, _monotonic()))
                 if session.queued_bytes:
                     self._flush_soon()
+                if self._room_waiters and rel.unacked_bytes <= self.limits.max_queued_bytes:
+                    self._room.set()  # acks freed the resend buffer
         except ConnectionClosed as exc:
             self.abort(PeerLost(f"connection lost: {exc}"))
         except RemoteProtocolError as exc:
@@ -679,12 +690,23 @@ class Connection:
         del out[:i]
 
     def _wait_for_room(self) -> None:
-        """Block a sender while too much is queued for a peer that is not reading."""
+        """Block a sender while too much is queued for a peer that is not
+        reading, or sent and not yet acknowledged by it."""
         limit = self.limits.max_queued_bytes
-        while (self._out_bytes + self.session.queued_bytes > limit and not self.closed
-               and getcurrent() is not self._hub):
-            self._flush_soon()
-            self._drained.wait()
+        session = self.session
+        while not self.closed and getcurrent() is not self._hub:
+            if self._out_bytes + session.queued_bytes > limit:
+                self._flush_soon()
+                self._drained.wait()
+            elif session.unacked_bytes > limit:
+                self._room_waiters += 1
+                self._room.clear()
+                try:
+                    self._room.wait()
+                finally:
+                    self._room_waiters -= 1
+            else:
+                return
 
 
 _last_blocked_report = [0.0]

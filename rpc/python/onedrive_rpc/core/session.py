@@ -26,6 +26,7 @@ from .. import wire_pb2
 from ..errors import LocalProtocolError, RemoteProtocolError, StatusCode
 from . import events as ev
 from .liveness import Liveness
+from .reliability import Reliability
 from .framing import (DEFAULT_MAX_FRAME_SIZE, LARGE_FRAME, MIN_FRAME_LIMIT, Frame,
                       FrameDecoder, frame_header)
 
@@ -124,6 +125,7 @@ class Session:
         metadata: Optional[Mapping[str, str]] = None,
         heartbeat_interval: float = 1.0,
         heartbeat_misses: int = 3,
+        reliability: Optional[Reliability] = None,
     ) -> None:
         if max_frame_size < MIN_FRAME_LIMIT:
             raise ValueError(f"max_frame_size must be at least {MIN_FRAME_LIMIT} bytes, "
@@ -133,6 +135,8 @@ class Session:
         self._heartbeat = (heartbeat_interval, heartbeat_misses)
         #: Heartbeat bookkeeping, from the moment the session is OPEN.
         self.liveness: Optional[Liveness] = None
+        #: Sequence numbers, acks and the resend buffer (outlives a connection).
+        self.reliability = reliability or Reliability()
         self.role = role
         self.state = State.CONNECTING if role is Role.CLIENT else State.AWAIT_HELLO
         self._identity = wire_pb2.PeerIdentity(peer_id=peer_id, name=name, pid=pid)
@@ -206,7 +210,8 @@ class Session:
                             f"no sign of life from you for {silent:.3f}s "
                             f"(bound {liveness.timeout:.3f}s)")
             return [ev.PeerSilent(silent, liveness.timeout)]
-        if liveness.heartbeat_due(now):
+        if liveness.heartbeat_due(now) or self.reliability.ack_due(now):
+            # A heartbeat also carries the ack nothing else carried in time.
             env = _Envelope()
             env.heartbeat.sent_us = int(now * 1_000_000)
             self._queue(env, b"")
@@ -216,7 +221,15 @@ class Session:
         """When tick() next has something to do; None before the session is open."""
         if self.liveness is None or self.state is not State.OPEN:
             return None
-        return self.liveness.next_deadline()
+        deadline = self.liveness.next_deadline()
+        ack = self.reliability.ack_deadline()
+        return deadline if ack is None or ack > deadline else ack
+
+    @property
+    def unacked_bytes(self) -> int:
+        """Bytes of sequenced frames sent or queued that the peer has not
+        acknowledged: the owner stops sending while this is too large."""
+        return self.reliability.unacked_bytes
 
     def _open(self, interval: float, misses: int) -> None:
         self.state = State.OPEN
@@ -240,7 +253,7 @@ class Session:
             req.timeout_us = max(1, int(timeout * 1_000_000))
         if metadata:
             req.metadata.update(metadata)
-        self._queue(env, payload)
+        self._queue(env, payload, True)
 
     def send_response(self, call_id: int, code: int, message: str = "",
                       details: str = "", payload: bytes = b"") -> None:
@@ -258,7 +271,7 @@ class Session:
             status.code = code
             status.message = message
             status.details = details
-        self._queue(env, payload)
+        self._queue(env, payload, True)
         self._calls_in.discard(call_id)
 
     def send_cancel(self, call_id: int, reason: str = "") -> None:
@@ -266,7 +279,7 @@ class Session:
         env = _Envelope()
         env.cancel.call_id = call_id
         env.cancel.reason = reason
-        self._queue(env, b"")
+        self._queue(env, b"", True)
 
     def send_close(self, code: int, message: str = "", end_session: bool = True) -> None:
         """Queue a Close and stop; further sends are LocalProtocolErrors."""
@@ -288,29 +301,37 @@ class Session:
         if self.state is not State.OPEN:
             raise LocalProtocolError(f"cannot send while {self.state.value}")
 
-    def _queue(self, env: _Envelope, payload: Frame) -> None:
+    def _queue(self, env: _Envelope, payload: Frame, sequenced: bool = False) -> None:
+        """Frame `env` (+ payload) for the wire. Sequenced frames get the
+        next seq and stay in the resend buffer until acknowledged; every
+        frame carries our cumulative ack."""
+        rel = self.reliability
+        if sequenced:
+            seq = env.seq = rel.stamp()
+        if rel.received:
+            env.ack = rel.acking()
         body = env.SerializeToString()
         plen = len(payload)
         if plen:
             prefix = b"\x0a" + _varint(plen)
             total = len(prefix) + plen + len(body)
-            if total > self.peer_max_frame_size:
-                raise MessageTooLarge(total, self.peer_max_frame_size)
             if plen < LARGE_FRAME:
-                frame = b"".join((frame_header(total), prefix, payload, body))
-                self._out.append(frame)
+                buffers: List[Frame] = [b"".join((frame_header(total), prefix, payload, body))]
             else:
                 # Large payloads are never concatenated: the driver writes
                 # header, payload and tail with one vectored send.
-                self._out.append(frame_header(total) + prefix)
-                self._out.append(payload)
-                self._out.append(body)
-            self._out_bytes += total + 4
+                buffers = [frame_header(total) + prefix, payload, body]
         else:
-            if len(body) > self.peer_max_frame_size:
-                raise MessageTooLarge(len(body), self.peer_max_frame_size)
-            self._out.append(frame_header(len(body)) + body)
-            self._out_bytes += len(body) + 4
+            total = len(body)
+            buffers = [frame_header(total) + body]
+        if total > self.peer_max_frame_size:
+            if sequenced:
+                rel.next_seq -= 1  # never sent: the peer must not see a gap
+            raise MessageTooLarge(total, self.peer_max_frame_size)
+        self._out.extend(buffers)
+        self._out_bytes += total + 4
+        if sequenced:
+            rel.keep(seq, buffers, total + 4)
 
     # ----------------------------------------------------------------- input
 
@@ -366,11 +387,18 @@ class Session:
         if self.liveness is not None:
             self.liveness.received(now)
         handlers = self._handlers
+        rel = self.reliability
         for frame in frames:
             if self.state is State.CLOSED:
                 break
             try:
                 env, payload = _split_payload(frame)
+                if env.ack:
+                    rel.on_ack(env.ack)
+                if env.seq and not rel.on_sequenced(env.seq, now):
+                    continue  # a copy of a frame we already have (resent)
+                if env.ack_now:
+                    rel.ack_wanted_now()
                 kind = env.WhichOneof("kind")
                 handler = handlers.get(kind)  # type: ignore[arg-type]
                 if handler is None:

@@ -49,8 +49,11 @@ class _Link:
                 self.proxy._forward(self, dst, view[:n])
         except ConnectionClosed:
             pass
-        finally:
-            self.close()
+        if self.proxy._mode == "blackhole" and not self.closed:
+            # A dead link carries no FIN either: the other side hears nothing.
+            src.close()
+            return
+        self.close()
 
     def close(self) -> None:
         if self.closed:
