@@ -694,6 +694,9 @@ class Connection:
         reading, or sent and not yet acknowledged by it."""
         limit = self.limits.max_queued_bytes
         session = self.session
+        if (self._out_bytes + session.queued_bytes <= limit
+                and session.reliability.unacked_bytes <= limit):
+            return
         while not self.closed and getcurrent() is not self._hub:
             if self._out_bytes + session.queued_bytes > limit:
                 self._flush_soon()

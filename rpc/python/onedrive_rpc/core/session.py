@@ -306,10 +306,13 @@ class Session:
         next seq and stay in the resend buffer until acknowledged; every
         frame carries our cumulative ack."""
         rel = self.reliability
-        if sequenced:
-            seq = env.seq = rel.stamp()
-        if rel.received:
-            env.ack = rel.acking()
+        if sequenced:  # Reliability.stamp(), inlined: this runs for every call
+            seq = env.seq = rel.next_seq
+            rel.next_seq = seq + 1
+        received = rel.received
+        if received:  # Reliability.acking(), inlined
+            env.ack = rel.ack_sent = received
+            rel.ack_owed_since = None
         body = env.SerializeToString()
         plen = len(payload)
         if plen:
@@ -330,8 +333,9 @@ class Session:
             raise MessageTooLarge(total, self.peer_max_frame_size)
         self._out.extend(buffers)
         self._out_bytes += total + 4
-        if sequenced:
-            rel.keep(seq, buffers, total + 4)
+        if sequenced:  # Reliability.keep(), inlined
+            rel.unacked.append((seq, buffers, total + 4))
+            rel.unacked_bytes += total + 4
 
     # ----------------------------------------------------------------- input
 
@@ -393,10 +397,17 @@ class Session:
                 break
             try:
                 env, payload = _split_payload(frame)
-                if env.ack:
-                    rel.on_ack(env.ack)
-                if env.seq and not rel.on_sequenced(env.seq, now):
-                    continue  # a copy of a frame we already have (resent)
+                ack = env.ack
+                if ack > rel.peer_acked:
+                    rel.on_ack(ack)
+                seq = env.seq
+                if seq:
+                    if seq == rel.received + 1:  # Reliability.on_sequenced's common case
+                        rel.received = seq
+                        if rel.ack_owed_since is None:
+                            rel.ack_owed_since = now
+                    elif not rel.on_sequenced(seq, now):
+                        continue  # a copy of a frame we already have (resent)
                 if env.ack_now:
                     rel.ack_wanted_now()
                 kind = env.WhichOneof("kind")
