@@ -16,6 +16,7 @@ __all__ = [
     "CancelReceived",
     "CloseReceived",
     "PeerSilent",
+    "ResumeRequested",
 ]
 
 Payload = Union[bytes, memoryview]
@@ -30,10 +31,26 @@ class PeerInfo(NamedTuple):
 
 
 class Handshaken(NamedTuple):
-    """The handshake finished; calls may flow."""
+    """The handshake finished; calls may flow.
+
+    `resumed`: this connection continues an earlier session (what the peer
+    had not received was queued again). A client that asked to resume and
+    gets resumed=False learns that its old session is gone.
+    """
 
     peer: PeerInfo
     session_id: str
+    metadata: Mapping[str, str]
+    resumed: bool = False
+
+
+class ResumeRequested(NamedTuple):
+    """Server side: the Hello names an earlier session. Answer with
+    Session.accept_resume(its Reliability) or Session.refuse_resume()."""
+
+    session_id: str
+    received_seq: int
+    peer: PeerInfo
     metadata: Mapping[str, str]
 
 
@@ -85,4 +102,4 @@ class PeerSilent(NamedTuple):
 
 
 Event = Union[Handshaken, RequestReceived, ResponseReceived, CancelReceived,
-              CloseReceived, PeerSilent]
+              CloseReceived, PeerSilent, ResumeRequested]

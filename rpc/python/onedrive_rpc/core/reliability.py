@@ -30,7 +30,7 @@ class Reliability:
     """What one side of a session sent, received and owes."""
 
     __slots__ = ("next_seq", "received", "peer_acked", "unacked", "unacked_bytes",
-                 "ack_owed_since", "ack_sent")
+                 "ack_owed_since", "ack_sent", "calls_in")
 
     def __init__(self) -> None:
         #: Sequence number of the next frame we send (the first is 1).
@@ -46,6 +46,9 @@ class Reliability:
         self.ack_owed_since: Optional[float] = None
         #: The ack value last put on the wire.
         self.ack_sent = 0
+        #: Calls the peer made that we have not answered yet: each gets
+        #: exactly one answer, whichever connection carries it.
+        self.calls_in: set = set()
 
     # ------------------------------------------------------------- sending
 

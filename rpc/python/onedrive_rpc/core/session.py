@@ -126,6 +126,7 @@ class Session:
         heartbeat_interval: float = 1.0,
         heartbeat_misses: int = 3,
         reliability: Optional[Reliability] = None,
+        resume_session_id: str = "",
     ) -> None:
         if max_frame_size < MIN_FRAME_LIMIT:
             raise ValueError(f"max_frame_size must be at least {MIN_FRAME_LIMIT} bytes, "
@@ -137,6 +138,14 @@ class Session:
         self.liveness: Optional[Liveness] = None
         #: Sequence numbers, acks and the resend buffer (outlives a connection).
         self.reliability = reliability or Reliability()
+        # Client: the session to resume (its Reliability is `reliability`).
+        self._resume_id = resume_session_id
+        # Server: the session the Hello asked to resume, until answered.
+        self._resume_request: Optional[Tuple[str, int]] = None
+        self._agreed_interval = heartbeat_interval
+        self._hello_metadata: Dict[str, str] = {}
+        #: Whether losing the peer ends the session (False: it may resume).
+        self.end_session_on_loss = True
         self.role = role
         self.state = State.CONNECTING if role is Role.CLIENT else State.AWAIT_HELLO
         self._identity = wire_pb2.PeerIdentity(peer_id=peer_id, name=name, pid=pid)
@@ -153,8 +162,6 @@ class Session:
         self._hello_sent = False
         # A protocol error found after good frames of the same read.
         self._error: Optional[RemoteProtocolError] = None
-        # Server side: calls received and not yet answered.
-        self._calls_in: set = set()
         self._handlers: Dict[str, Callable[[_Envelope, Frame], Optional[ev.Event]]] = {
             "hello": self._on_hello,
             "welcome": self._on_welcome,
@@ -180,7 +187,10 @@ class Session:
         hello.heartbeat.interval_ms = _ms(self._heartbeat[0])
         hello.heartbeat.misses = self._heartbeat[1]
         hello.metadata.update(self._metadata)
-        self._queue(env, b"")
+        if self._resume_id:
+            hello.resume_session_id = self._resume_id
+            hello.resume_received_seq = self.reliability.received
+        self._queue(env, b"", ack=False)
 
     def data_to_send(self, now: Optional[float] = None) -> List[Frame]:
         """Everything queued for the wire, in order; the queue is emptied.
@@ -208,7 +218,7 @@ class Session:
             silent = liveness.silent_for(now)
             self.send_close(StatusCode.UNAVAILABLE,
                             f"no sign of life from you for {silent:.3f}s "
-                            f"(bound {liveness.timeout:.3f}s)")
+                            f"(bound {liveness.timeout:.3f}s)", self.end_session_on_loss)
             return [ev.PeerSilent(silent, liveness.timeout)]
         if liveness.heartbeat_due(now) or self.reliability.ack_due(now):
             # A heartbeat also carries the ack nothing else carried in time.
@@ -261,7 +271,7 @@ class Session:
         payload does not fit the peer's frame limit; the call stays open so
         the caller can answer again with an error."""
         self._require_open()
-        if call_id not in self._calls_in:
+        if call_id not in self.reliability.calls_in:
             raise LocalProtocolError(f"call {call_id} is not in flight")
         env = _Envelope()
         resp = env.response
@@ -272,7 +282,7 @@ class Session:
             status.message = message
             status.details = details
         self._queue(env, payload, True)
-        self._calls_in.discard(call_id)
+        self.reliability.calls_in.discard(call_id)
 
     def send_cancel(self, call_id: int, reason: str = "") -> None:
         self._require_open()
@@ -295,22 +305,24 @@ class Session:
     @property
     def calls_in_flight(self) -> int:
         """Server side: calls received and not yet answered."""
-        return len(self._calls_in)
+        return len(self.reliability.calls_in)
 
     def _require_open(self) -> None:
         if self.state is not State.OPEN:
             raise LocalProtocolError(f"cannot send while {self.state.value}")
 
-    def _queue(self, env: _Envelope, payload: Frame, sequenced: bool = False) -> None:
+    def _queue(self, env: _Envelope, payload: Frame, sequenced: bool = False,
+               ack: bool = True) -> None:
         """Frame `env` (+ payload) for the wire. Sequenced frames get the
         next seq and stay in the resend buffer until acknowledged; every
-        frame carries our cumulative ack."""
+        frame but the handshake's carries our cumulative ack (a resuming
+        handshake says what it received in its own fields)."""
         rel = self.reliability
         if sequenced:  # Reliability.stamp(), inlined: this runs for every call
             seq = env.seq = rel.next_seq
             rel.next_seq = seq + 1
         received = rel.received
-        if received:  # Reliability.acking(), inlined
+        if received and ack:  # Reliability.acking(), inlined
             env.ack = rel.ack_sent = received
             rel.ack_owed_since = None
         body = env.SerializeToString()
@@ -451,20 +463,62 @@ class Session:
             self.peer_max_frame_size = _peer_frame_limit(hello.max_frame_size)
         self.peer = _peer_info(hello.identity)
         # The smaller interval wins; each side keeps its own misses.
-        interval, misses = self._heartbeat
+        interval = self._heartbeat[0]
         if hello.heartbeat.interval_ms:
             interval = min(interval, _heartbeat_interval(hello.heartbeat.interval_ms))
+        self._agreed_interval = interval
+        self._hello_metadata = dict(hello.metadata)
+        if hello.resume_session_id:
+            # The driver looks the session up, then accept_resume()/refuse_resume().
+            self._resume_request = (hello.resume_session_id, hello.resume_received_seq)
+            return ev.ResumeRequested(hello.resume_session_id, hello.resume_received_seq,
+                                      self.peer, self._hello_metadata)
+        return self._welcome(resumed=False)
+
+    def accept_resume(self, reliability: Reliability) -> ev.Handshaken:
+        """Server: continue the session the Hello named, whose state is
+        `reliability`; what the client has not received is queued again."""
+        session_id, peer_received = self._take_resume_request()
+        self.reliability = reliability
+        self.session_id = session_id
+        handshaken = self._welcome(resumed=True)
+        self._resend(peer_received)
+        return handshaken
+
+    def refuse_resume(self) -> ev.Handshaken:
+        """Server: the named session is unknown (or gone): start a new one."""
+        self._take_resume_request()
+        return self._welcome(resumed=False)
+
+    def _take_resume_request(self) -> Tuple[str, int]:
+        request = self._resume_request
+        if request is None or self.state is not State.AWAIT_HELLO:
+            raise LocalProtocolError("no resumption was requested")
+        self._resume_request = None
+        return request
+
+    def _welcome(self, resumed: bool) -> ev.Handshaken:
         reply = _Envelope()
         welcome = reply.welcome
         welcome.version = PROTOCOL_VERSION
         welcome.identity.CopyFrom(self._identity)
         welcome.max_frame_size = self.max_frame_size
         welcome.session_id = self.session_id
-        welcome.heartbeat.interval_ms = _ms(interval)
-        welcome.heartbeat.misses = misses
-        self._open(interval, misses)
-        self._queue(reply, b"")
-        return ev.Handshaken(self.peer, self.session_id, dict(hello.metadata))
+        welcome.heartbeat.interval_ms = _ms(self._agreed_interval)
+        welcome.heartbeat.misses = self._heartbeat[1]
+        if resumed:
+            welcome.resumed = True
+            welcome.resume_received_seq = self.reliability.received
+        self._open(self._agreed_interval, self._heartbeat[1])
+        self._queue(reply, b"", ack=False)
+        assert self.peer is not None
+        return ev.Handshaken(self.peer, self.session_id, self._hello_metadata, resumed)
+
+    def _resend(self, peer_received: int) -> None:
+        """Queue again every sequenced frame after `peer_received`."""
+        buffers = self.reliability.resend_after(peer_received)
+        self._out.extend(buffers)
+        self._out_bytes += sum(len(b) for b in buffers)
 
     def _on_welcome(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
         if self.role is not Role.CLIENT or self.state is not State.CONNECTING:
@@ -479,22 +533,33 @@ class Session:
         if welcome.max_frame_size:
             self.peer_max_frame_size = _peer_frame_limit(welcome.max_frame_size)
         self.peer = _peer_info(welcome.identity)
+        if welcome.resumed:
+            if welcome.session_id != self._resume_id or not self._resume_id:
+                raise RemoteProtocolError(
+                    f"server resumed session {welcome.session_id!r}, but this client asked "
+                    f"for {self._resume_id or 'a new session'!r}")
+        elif self._resume_id:
+            # The server does not know our session (it restarted, or its
+            # grace period passed): start over; the driver fails what was pending.
+            self.reliability = Reliability()
         self.session_id = welcome.session_id
         interval = self._heartbeat[0]
         if welcome.heartbeat.interval_ms:
             interval = _heartbeat_interval(welcome.heartbeat.interval_ms)
         self._open(interval, self._heartbeat[1])
-        return ev.Handshaken(self.peer, self.session_id, _EMPTY)
+        if welcome.resumed:
+            self._resend(welcome.resume_received_seq)
+        return ev.Handshaken(self.peer, self.session_id, _EMPTY, welcome.resumed)
 
     def _on_request(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
         self._expect_open("request")
         req = env.request
         call_id = req.call_id
-        if call_id in self._calls_in:
+        if call_id in self.reliability.calls_in:
             raise RemoteProtocolError(f"call id {call_id} is already in flight")
         if not req.method:
             raise RemoteProtocolError(f"request {call_id} names no method")
-        self._calls_in.add(call_id)
+        self.reliability.calls_in.add(call_id)
         if req.timeout_us:
             timeout: Optional[float] = req.timeout_us / 1_000_000
             deadline: Optional[float] = self.last_received + timeout  # type: ignore[operator]
@@ -513,7 +578,7 @@ class Session:
     def _on_cancel(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
         self._expect_open("cancel")
         cancel = env.cancel
-        if cancel.call_id not in self._calls_in:
+        if cancel.call_id not in self.reliability.calls_in:
             return None  # already answered: the cancel crossed our response
         return ev.CancelReceived(cancel.call_id, cancel.reason)
 

@@ -1080,16 +1080,20 @@ def test_unknown_fields_inside_known_messages_are_ignored():
     assert request.call_id == 4
 
 
-def test_reserved_handshake_fields_are_ignored():
+def test_a_hello_naming_an_unknown_session_gets_a_new_one():
     server = make_server()
     env = hello_env()
     env.hello.resume_session_id = "old"
     env.hello.resume_received_seq = 9
-    env.hello.auth_nonce = b"n" * 16
-    [handshaken] = server.receive_data(framed(env), 0.0)
-    assert handshaken.session_id == "session-1"
+    env.hello.auth_nonce = b"n" * 16  # reserved: ignored
+    [request] = server.receive_data(framed(env), 0.0)
+    assert isinstance(request, ev.ResumeRequested)
+    assert (request.session_id, request.received_seq) == ("old", 9)
+    assert server.state is State.AWAIT_HELLO and wire(server) == b""
+    handshaken = server.refuse_resume()
+    assert handshaken.session_id == "session-1" and handshaken.resumed is False
     [welcome] = envelopes(wire(server))
-    assert welcome.welcome.resumed is False
+    assert welcome.welcome.resumed is False and welcome.welcome.session_id == "session-1"
     assert welcome.welcome.resume_received_seq == 0
 
 
