@@ -6,7 +6,7 @@
     client = rpc.Client(peer, echo_pb2.DESCRIPTOR.services_by_name["Echo"])
 """
 from .client import Client
-from .config import Heartbeat, Limits
+from .config import Heartbeat, Limits, Reconnect
 from .driver import CallFuture, Context
 from .errors import (FrameTooLarge, LocalProtocolError, PeerLost, ProtocolError,
                      RemoteProtocolError, RpcError, StatusCode, TransportError)
@@ -29,6 +29,7 @@ __all__ = [
     "Peer",
     "PeerLost",
     "ProtocolError",
+    "Reconnect",
     "RemoteProtocolError",
     "RpcError",
     "Server",

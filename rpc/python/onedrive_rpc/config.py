@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 from .core.framing import ABSOLUTE_MAX_FRAME_SIZE, DEFAULT_MAX_FRAME_SIZE, MIN_FRAME_LIMIT
 
-__all__ = ["Limits", "Heartbeat"]
+__all__ = ["Limits", "Heartbeat", "Reconnect"]
 
 
 @dataclass(frozen=True)
@@ -75,3 +76,44 @@ class Heartbeat:
 # below 10 ms a heartbeat is noise, above an hour it no longer finds anything.
 MIN_HEARTBEAT_INTERVAL = 0.01
 MAX_HEARTBEAT_INTERVAL = 3600.0
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """How a client comes back after its connection breaks.
+
+    It retries at once, then after `initial_delay`, doubling (`multiplier`)
+    up to `max_delay`, each delay varied by +/- `jitter` so that many
+    clients of a restarted server do not come back in lockstep. Within
+    `grace` seconds it resumes the same session: calls in flight complete,
+    nothing is lost or run twice. After that, or if the server lost the
+    session (it restarted), pending calls fail with UNAVAILABLE and the
+    client starts a new session. `enabled=False`: a broken connection ends
+    the peer.
+    """
+
+    enabled: bool = True
+    initial_delay: float = 0.05
+    max_delay: float = 2.0
+    multiplier: float = 2.0
+    jitter: float = 0.2
+    grace: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.initial_delay <= self.max_delay:
+            raise ValueError(f"need 0 < initial_delay <= max_delay, not {self.initial_delay}, "
+                             f"{self.max_delay}")
+        if self.multiplier < 1:
+            raise ValueError(f"multiplier must be at least 1, not {self.multiplier}")
+        if not 0 <= self.jitter < 1:
+            raise ValueError(f"jitter must be in [0, 1), not {self.jitter}")
+        if self.grace < 0:
+            raise ValueError(f"grace must not be negative, not {self.grace}")
+
+    def delays(self, rng) -> "Iterator[float]":
+        """The waits between attempts: 0 first, then capped exponential with jitter."""
+        yield 0.0
+        delay = self.initial_delay
+        while True:
+            yield delay * (1 + self.jitter * (2 * rng.random() - 1))
+            delay = min(delay * self.multiplier, self.max_delay)

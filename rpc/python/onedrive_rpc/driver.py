@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional
+from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional
 
 import gevent
 from gevent import getcurrent
@@ -203,14 +203,22 @@ class Connection:
     def __init__(self, stream: Stream, session: Session, *,
                  dispatch: Optional[Callable[[Context, ev.RequestReceived], None]] = None,
                  limits: Optional[Limits] = None,
-                 on_handshake: Optional[Callable[["Connection", ev.Handshaken], None]] = None,
-                 on_close: Optional[Callable[["Connection"], None]] = None) -> None:
+                 on_close: Optional[Callable[["Connection"], None]] = None,
+                 on_suspend: Optional[Callable[["Connection", RpcError], None]] = None,
+                 session_grace: float = 0.0) -> None:
         self.stream = stream
         self.session = session
         self.limits = limits or Limits()
         self._dispatch = dispatch
-        self._on_handshake = on_handshake
         self._on_close = on_close
+        # Resumable: a lost connection suspends the session for
+        # `session_grace` seconds instead of ending it; on_suspend is told.
+        self._on_suspend = on_suspend
+        self.session_grace = session_grace
+        self.suspended = False
+        self._grace_timer: Any = None
+        self._pending_deadline_timer: Any = None
+        session.end_session_on_loss = session_grace <= 0
         self._hub = get_hub()
         self._loop = self._hub.loop
         self._events: Deque[ev.Event] = deque()
@@ -227,7 +235,6 @@ class Connection:
         self._writer: Optional[gevent.Greenlet] = None
         self._drained = Event()
         self._drained.set()
-        self.handshake: AsyncResult = AsyncResult()
         self.closed = False
         self.close_reason: Optional[RpcError] = None
         self.closed_event = Event()
@@ -261,21 +268,35 @@ class Connection:
     def peer(self) -> Optional[ev.PeerInfo]:
         return self.session.peer
 
-    def start(self) -> None:
-        if self.session.role.value == "client":
-            self.session.start(_monotonic())
-            self._flush_soon()
+    def start(self, events: Iterable[ev.Event] = ()) -> "Connection":
+        """Run a connection whose handshake is done (see `handshake`);
+        `events` are what arrived right behind it."""
+        self._events.extend(events)
         self._reader = gevent.spawn(self._read_loop)
+        self._arm_tick()
+        self._flush_soon()
+        return self
 
-    def wait_handshake(self, timeout: Optional[float]) -> ev.Handshaken:
-        """Block until the handshake is done; raise RpcError if it fails."""
-        try:
-            return self.handshake.get(timeout=timeout)
-        except gevent.Timeout:
-            error = RpcError(StatusCode.DEADLINE_EXCEEDED,
-                             f"handshake with {self.stream.address} not done after {timeout}s")
-            self.abort(error)
-            raise error from None
+    def resume(self, stream: Stream, session: Session, events: Iterable[ev.Event] = ()) -> None:
+        """Carry on the suspended session over a new connection whose
+        handshake resumed it: what the peer lacks is already queued."""
+        if self.closed:
+            raise self._closed_error()
+        if not self.suspended:
+            raise RuntimeError("only a suspended connection can resume")
+        for timer in (self._grace_timer, self._pending_deadline_timer):
+            if timer is not None:
+                timer.close()
+        self._grace_timer = self._pending_deadline_timer = None
+        self.stream = stream
+        self.session = session
+        session.end_session_on_loss = False
+        self._out = []
+        self._out_bytes = 0
+        self.suspended = False
+        log.info("session %s resumed over %s", session.session_id, stream.address)
+        self.start(events)
+        self._room.set()
 
     def close(self, code: StatusCode = StatusCode.UNAVAILABLE,
               message: str = "connection closed", flush_timeout: float = 1.0) -> None:
@@ -283,7 +304,7 @@ class Connection:
         if self.closed:
             return
         self.orderly = True
-        if self.session.state is State.OPEN or self.session.state is State.AWAIT_HELLO:
+        if not self.suspended and self.session.state in (State.OPEN, State.AWAIT_HELLO):
             self.session.send_close(code, message)
             if getcurrent() is self._hub:
                 self._flush()  # best effort: the hub cannot wait
@@ -309,23 +330,67 @@ class Connection:
         """Close at once, without the close frame (the stream is unusable)."""
         self._teardown(error)
 
+    def _lost(self, error: RpcError, stream: Stream, silent: bool = False) -> None:
+        """The transport under `stream` is gone (EOF, reset, silence). A
+        resumable session is suspended; anything else ends."""
+        if self.closed or self.suspended or stream is not self.stream:
+            return  # already handled, or news about a connection we replaced
+        if self.session_grace <= 0 or self.orderly:
+            self.abort(error)
+            return
+        self.suspended = True
+        self.suspend_reason = error
+        if self._tick_timer is not None:
+            self._tick_timer.close()
+            self._tick_timer = None
+        stream.close()
+        self._out = []
+        self._out_bytes = 0
+        self.session.data_to_send()  # the resend buffer keeps what matters
+        self._drained.set()
+        if silent:
+            # Declared lost by heartbeats: the peer is dead or hung, so what
+            # we wait for fails now; the session may still resume later.
+            self._fail_pending(error)
+        else:
+            liveness = self.session.liveness
+            bound = liveness.timeout if liveness is not None else self.session_grace
+            self._pending_deadline_timer = self._loop.timer(min(bound, self.session_grace))
+            self._pending_deadline_timer.start(self._fail_pending, error)
+        self._grace_timer = self._loop.timer(self.session_grace)
+        self._grace_timer.start(self._grace_expired, error)
+        log.info("connection to %s lost (%s); session %s kept %.1fs for resumption",
+                 stream.address, error.message, self.session.session_id, self.session_grace)
+        if self._on_suspend is not None:
+            self._loop.run_callback(self._on_suspend, self, error)
+
+    def _grace_expired(self, error: RpcError) -> None:
+        if self.suspended and not self.closed:
+            self.abort(PeerLost(f"{error.message}; the session was not resumed within "
+                                f"{self.session_grace:.1f}s"))
+
+    def _fail_pending(self, error: RpcError) -> None:
+        """Fail every call we are waiting for with `error`."""
+        pending, self._pending = self._pending, {}
+        for waiter in pending.values():
+            self._loop.run_callback(waiter.switch, _fresh(error))
+        if pending:
+            self._progress.set()
+
     def _teardown(self, error: RpcError) -> None:
         if self.closed:
             return
         self.closed = True
         self.close_reason = error
-        if self._tick_timer is not None:
-            self._tick_timer.close()
-            self._tick_timer = None
+        for timer in (self._tick_timer, self._grace_timer, self._pending_deadline_timer):
+            if timer is not None:
+                timer.close()
+        self._tick_timer = self._grace_timer = self._pending_deadline_timer = None
         self.stream.close()
-        pending, self._pending = self._pending, {}
-        for waiter in pending.values():
-            self._loop.run_callback(waiter.switch, _fresh(error))
+        self._fail_pending(error)
         for call in self.calls.values():
             if call.abort is None:
                 call.abort = CallAborted(StatusCode.CANCELLED, f"connection lost: {error.message}")
-        if not self.handshake.ready():
-            self.handshake.set_exception(error)
         self._drained.set()
         self._room.set()
         self._progress.set()
@@ -367,7 +432,7 @@ class Connection:
                     gevent.sleep(0)
                 n = stream.recv_into(session.get_buffer())
                 if n == 0:
-                    self.abort(PeerLost(f"connection closed by {stream.address or 'the peer'}"))
+                    self._lost(PeerLost(f"connection closed by {stream.address or 'the peer'}"), stream)
                     return
                 events.extend(session.buffer_updated(n, _monotonic()))
                 if session.queued_bytes:
@@ -375,7 +440,7 @@ class Connection:
                 if self._room_waiters and rel.unacked_bytes <= self.limits.max_queued_bytes:
                     self._room.set()  # acks freed the resend buffer
         except ConnectionClosed as exc:
-            self.abort(PeerLost(f"connection lost: {exc}"))
+            self._lost(PeerLost(f"connection lost: {exc}"), stream)
         except RemoteProtocolError as exc:
             log.warning("closing connection from %s: %s", stream.address, exc)
             self._flush_soon()
@@ -401,13 +466,11 @@ class Connection:
             if call is not None:
                 self._abort_call(call, CallAborted(StatusCode.CANCELLED,
                                                    event.reason or "cancelled by the caller"))
-        elif kind is ev.Handshaken:
-            self._arm_tick()
-            if self._on_handshake is not None:
-                self._on_handshake(self, event)
-            if not self.handshake.ready():
-                self.handshake.set(event)
         elif kind is ev.CloseReceived:
+            if not event.end_session and self.session_grace > 0:
+                # The peer dropped this connection but keeps the session.
+                self._lost(PeerLost(f"peer dropped the connection: {event.message}"), self.stream)
+                return
             self.orderly = True
             code = StatusCode.from_wire(event.code)
             error: RpcError
@@ -423,7 +486,7 @@ class Connection:
         # One timer per connection, always at the session's next deadline:
         # heartbeats come from the hub, never from handlers, so a handler
         # that runs for minutes cannot make us look dead.
-        if self.closed:
+        if self.closed or self.suspended:
             return
         if delay is None:
             deadline = self.session.next_deadline()
@@ -438,7 +501,7 @@ class Connection:
 
     def _on_tick(self) -> None:
         # Hub callback.
-        if self.closed:
+        if self.closed or self.suspended:
             return
         now = _monotonic()
         liveness = self.session.liveness
@@ -457,7 +520,7 @@ class Connection:
                        f"(heartbeat bound {silent.bound:.3f}s)")
             log.warning("%s from %s", message, self.stream.address)
             self._flush()  # the Close telling a frozen peer why, if it ever wakes
-            self.abort(PeerLost(message))
+            self._lost(PeerLost(message), self.stream, silent=True)
             return
         if self.session.queued_bytes:
             self._flush_soon()
@@ -609,7 +672,8 @@ class Connection:
     # --------------------------------------------------------------- writing
 
     def _flush_soon(self) -> None:
-        if not self._flush_scheduled and self._writer is None and not self.closed:
+        if (not self._flush_scheduled and self._writer is None and not self.closed
+                and not self.suspended):
             self._flush_scheduled = True
             self._drained.clear()
             self._loop.run_callback(self._flush)
@@ -618,6 +682,9 @@ class Connection:
         # Hub callback: must never block.
         self._flush_scheduled = False
         if self.closed:
+            return
+        if self.suspended:
+            self.session.data_to_send()  # nowhere to go; the resend buffer keeps it
             return
         self._take_output()
         try:
@@ -653,11 +720,11 @@ class Connection:
         self._drained.set()
         if not self.closed:
             timer = self._loop.timer(WRITE_FAILURE_GRACE)
-            timer.start(self._abort_after_write_failure, timer, error)
+            timer.start(self._after_write_failure, timer, error, self.stream)
 
-    def _abort_after_write_failure(self, timer: Any, error: RpcError) -> None:
+    def _after_write_failure(self, timer: Any, error: RpcError, stream: Stream) -> None:
         timer.close()
-        self.abort(error)
+        self._lost(error, stream)
 
     def _take_output(self) -> None:
         session = self.session
@@ -697,6 +764,8 @@ class Connection:
         if (self._out_bytes + session.queued_bytes <= limit
                 and session.reliability.unacked_bytes <= limit):
             return
+        if self.suspended:
+            self._flush()  # drops the unsendable copies; only the resend buffer counts
         while not self.closed and getcurrent() is not self._hub:
             if self._out_bytes + session.queued_bytes > limit:
                 self._flush_soon()

@@ -1,35 +1,67 @@
 """rpc.connect(url) -> Peer: one session with a server, carrying any number of calls."""
 from __future__ import annotations
 
+import errno
+import logging
+import random
 from typing import Any, Callable, Mapping, Optional
 
-from .config import Heartbeat, Limits
+import gevent
+
+from .config import Heartbeat, Limits, Reconnect
 from .core.events import PeerInfo
 from .core.session import Role, Session
 from .driver import CallFuture, Connection
 from .errors import PeerLost, RpcError, StatusCode
+from .handshake import perform_handshake
 from .hooks import PeerHooks
 from .identity import local_identity
 from .transport import connect_stream
 
 __all__ = ["Peer", "connect"]
 
+log = logging.getLogger("onedrive_rpc")
+
 #: Seconds connect() waits for the connection and the handshake by default.
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
 
 class Peer:
-    """A connected peer. Calls go through `call`/`call_future`, or a Client."""
+    """A connected peer. Calls go through `call`/`call_future`, or a Client.
 
-    def __init__(self, url: str, connection: Connection, hooks: Optional[PeerHooks] = None) -> None:
+    If the connection breaks, the peer reconnects by itself (see Reconnect)
+    and resumes its session; `on_lost`, `on_resumed` and `on_reconnected`
+    (a new session: the old one was gone) tell what happened.
+    """
+
+    def __init__(self, url: str, connection: Connection, open_session: Callable[..., Session],
+                 *, timeout: Optional[float], limits: Limits, reconnect: Reconnect) -> None:
         self.url = url
         self._connection = connection
-        self._hooks = hooks or PeerHooks()
+        self._open_session = open_session
+        self._timeout = timeout
+        self._limits = limits
+        self._reconnect = reconnect
+        self._hooks = PeerHooks()
+        self._closing = False
+        self._reconnector: Optional[gevent.Greenlet] = None
+        self._rng = random.Random()
+        self._adopt(connection)
 
     def on_lost(self, callback: Callable[[RpcError], None]) -> Callable[[RpcError], None]:
-        """Call `callback(reason)` if the connection dies, hangs past the
+        """Call `callback(reason)` when the connection dies, hangs past the
         heartbeat bound or is cut off (not after close())."""
         return self._hooks.add("lost", callback)
+
+    def on_resumed(self, callback: Callable[[str], None]) -> Callable[[str], None]:
+        """Call `callback(session_id)` when a lost connection came back and
+        its session resumed: calls in flight complete."""
+        return self._hooks.add("resumed", callback)
+
+    def on_reconnected(self, callback: Callable[[str], None]) -> Callable[[str], None]:
+        """Call `callback(new_session_id)` when the peer connected again but
+        the old session was gone (server restarted, or grace passed)."""
+        return self._hooks.add("reconnected", callback)
 
     def on_disconnected(self, callback: Callable[[RpcError], None]) -> Callable[[RpcError], None]:
         """Call `callback(reason)` when the connection ends in order."""
@@ -67,6 +99,9 @@ class Peer:
         """Close the connection in order: refuse new calls (UNAVAILABLE), let
         calls in flight finish for up to `grace` seconds, then send Close.
         Calls still pending after that fail with UNAVAILABLE."""
+        self._closing = True
+        if self._reconnector is not None and self._reconnector is not gevent.getcurrent():
+            self._reconnector.kill()
         if grace:
             self._connection.drain(grace)
         self._connection.close(StatusCode.UNAVAILABLE, "peer closed the connection")
@@ -81,32 +116,117 @@ class Peer:
         state = "closed" if self.closed else "open"
         return f"<Peer {self.url} {state}>"
 
+    # ------------------------------------------------------------ reconnect
+
+    def _adopt(self, connection: Connection) -> None:
+        self._connection = connection
+        connection._on_close = self._on_close
+        connection._on_suspend = self._on_suspend
+
+    def _on_close(self, connection: Connection) -> None:
+        if connection is not self._connection:
+            return
+        if connection.orderly:
+            self._hooks.fire("disconnected", connection.close_reason)
+            return
+        if not getattr(connection, "reported_lost", False):
+            self._hooks.fire("lost", connection.close_reason)
+        if self._reconnect.enabled and not self._closing and self._reconnector is None:
+            self._reconnector = gevent.spawn(self._come_back, connection)
+
+    def _on_suspend(self, connection: Connection, reason: RpcError) -> None:
+        connection.reported_lost = True
+        self._hooks.fire("lost", reason)
+        if not self._closing and self._reconnector is None:
+            self._reconnector = gevent.spawn(self._come_back, connection)
+
+    def _come_back(self, old: Connection) -> None:
+        """Reconnect with capped exponential backoff: resume `old` if it is
+        still suspended, else start a new session."""
+        try:
+            for delay in self._reconnect.delays(self._rng):
+                if self._closing:
+                    return
+                gevent.sleep(delay)
+                if self._attempt(old):
+                    return
+        finally:
+            self._reconnector = None
+
+    def _attempt(self, old: Connection) -> bool:
+        resuming = old.suspended and not old.closed
+        try:
+            stream = connect_stream(self.url, self._timeout)
+        except OSError as exc:
+            if resuming and exc.errno in _NOBODY_THERE:
+                # The server process is gone, and its sessions with it.
+                old.abort(PeerLost(f"{self.url} is gone ({exc.strerror or exc}): "
+                                   f"the session ended with it"))
+            return False
+        if resuming:
+            session = self._open_session(reliability=old.session.reliability,
+                                         resume_session_id=old.session.session_id)
+        else:
+            session = self._open_session()
+        try:
+            handshaken, events = perform_handshake(stream, session, self._timeout)
+        except RpcError as exc:
+            log.info("reconnecting to %s failed: %s", self.url, exc.message)
+            return False
+        if handshaken.resumed and old.suspended and not old.closed:
+            old.resume(stream, session, events)
+            self._hooks.fire("resumed", handshaken.session_id)
+            return True
+        if not old.closed:
+            old.abort(PeerLost(f"the server no longer has session {old.session.session_id} "
+                               f"(it restarted, or the session outlived its grace period)"))
+        fresh = Connection(stream, session, limits=self._limits, session_grace=self._grace())
+        self._adopt(fresh)
+        fresh.start(events)
+        log.info("reconnected to %s with a new session %s", self.url, handshaken.session_id)
+        self._hooks.fire("reconnected", handshaken.session_id)
+        return True
+
+    def _grace(self) -> float:
+        return self._reconnect.grace if self._reconnect.enabled else 0.0
+
+
+# Connecting failed in a way that says no server is there at all.
+_NOBODY_THERE = (errno.ECONNREFUSED, errno.ENOENT)
+
 
 def connect(url: str, *, name: Optional[str] = None,
             timeout: Optional[float] = DEFAULT_CONNECT_TIMEOUT,
             limits: Optional[Limits] = None,
             heartbeat: Optional[Heartbeat] = None,
+            reconnect: Optional[Reconnect] = None,
             metadata: Optional[Mapping[str, str]] = None) -> Peer:
     """Connect to a server and finish the handshake, or raise RpcError.
 
     UNAVAILABLE (PeerLost) if nothing answers, DEADLINE_EXCEEDED if the
     handshake takes longer than `timeout`, FAILED_PRECONDITION on a
-    protocol version mismatch.
+    protocol version mismatch. `reconnect` (default: on) says how the peer
+    comes back when the connection breaks later.
     """
     limits = limits or Limits()
     heartbeat = heartbeat or Heartbeat()
+    reconnect = reconnect or Reconnect()
+    peer_id, my_name, pid = local_identity(name)
+
+    def open_session(**resume: Any) -> Session:
+        return Session(Role.CLIENT, peer_id=peer_id, name=my_name, pid=pid,
+                       max_frame_size=limits.max_frame_size, metadata=metadata,
+                       heartbeat_interval=heartbeat.interval,
+                       heartbeat_misses=heartbeat.misses, **resume)
+
     try:
         stream = connect_stream(url, timeout)
     except OSError as exc:
         raise PeerLost(f"cannot connect to {url}: {exc.strerror or exc}") from exc
-    peer_id, my_name, pid = local_identity(name)
-    session = Session(Role.CLIENT, peer_id=peer_id, name=my_name, pid=pid,
-                      max_frame_size=limits.max_frame_size, metadata=metadata,
-                      heartbeat_interval=heartbeat.interval, heartbeat_misses=heartbeat.misses)
-    hooks = PeerHooks()
-    connection = Connection(stream, session, limits=limits,
-                            on_close=lambda conn: hooks.fire("disconnected" if conn.orderly else "lost",
-                                                             conn.close_reason))
-    connection.start()
-    connection.wait_handshake(timeout)
-    return Peer(url, connection, hooks)
+    session = open_session()
+    handshaken, events = perform_handshake(stream, session, timeout)
+    grace = reconnect.grace if reconnect.enabled else 0.0
+    connection = Connection(stream, session, limits=limits, session_grace=grace)
+    peer = Peer(url, connection, open_session, timeout=timeout, limits=limits, reconnect=reconnect)
+    connection.start(events)
+    return peer

@@ -3,26 +3,32 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import gevent
 from gevent import getcurrent
 from gevent.event import Event
-from gevent.hub import get_hub
 
 from . import forking
 from .config import Heartbeat, Limits
 from .core import events as ev
 from .core.events import PeerInfo
+from .core.reliability import Reliability
 from .core.session import Role, Session
 from .driver import Connection
-from .errors import RpcError, StatusCode
+from .errors import PeerLost, RpcError, StatusCode
+from .handshake import perform_handshake, refuse
 from .hooks import PeerHooks
 from .identity import local_identity
 from .service import Registry, Service
-from .transport import ConnectionClosed, Listener, listen
+from .transport import ConnectionClosed, Listener, Stream, listen
 
-__all__ = ["Server"]
+__all__ = ["Server", "DEFAULT_SESSION_GRACE"]
+
+#: Seconds a server keeps the session of a peer whose connection broke, so
+#: that it can reconnect and resume without losing calls: long enough for a
+#: reconnect with backoff, short enough not to hoard dead peers' state.
+DEFAULT_SESSION_GRACE = 10.0
 
 log = logging.getLogger("onedrive_rpc")
 
@@ -37,11 +43,15 @@ class Server:
     def __init__(self, url: str, *, name: Optional[str] = None,
                  limits: Optional[Limits] = None,
                  heartbeat: Optional[Heartbeat] = None,
+                 session_grace: float = DEFAULT_SESSION_GRACE,
                  include_tracebacks: bool = False) -> None:
         self._url = url
         self._name = name
         self.limits = limits or Limits()
         self.heartbeat = heartbeat or Heartbeat()
+        #: Seconds a lost peer's session is kept for it to resume (0: never).
+        self.session_grace = session_grace
+        self._sessions: Dict[str, Connection] = {}
         self._hooks = PeerHooks()
         self._registry = Registry(include_tracebacks=include_tracebacks)
         self._listener: Optional[Listener] = None
@@ -112,41 +122,69 @@ class Server:
                 stream = listener.accept()
             except ConnectionClosed:
                 return
-            peer_id, name, pid = local_identity(self._name)
-            session = Session(Role.SERVER, peer_id=peer_id, name=name, pid=pid,
-                              max_frame_size=self.limits.max_frame_size,
-                              session_id=uuid.uuid4().hex,
-                              heartbeat_interval=self.heartbeat.interval,
-                              heartbeat_misses=self.heartbeat.misses)
-            conn = Connection(stream, session, dispatch=self._registry.dispatch,
-                              limits=self.limits, on_handshake=self._on_handshake,
-                              on_close=self._on_close)
-            if len(self._connections) >= self.limits.max_connections:
-                log.warning("refusing %s: %d connections already", stream.address,
-                            len(self._connections))
-                gevent.spawn(conn.close, StatusCode.RESOURCE_EXHAUSTED,
-                             f"server has too many connections ({self.limits.max_connections})")
-                continue
-            if self._stopping:
-                conn.refuse_calls = RpcError(StatusCode.UNAVAILABLE, "server is stopping")
-            self._connections.append(conn)
-            timer = get_hub().loop.timer(self.limits.handshake_timeout)
-            timer.start(self._handshake_expired, conn, timer)
-            conn.start()
+            gevent.spawn(self._admit, stream)
+
+    def _admit(self, stream: Stream) -> None:
+        """Handshake a new stream, then give it a new session or the
+        suspended one it resumes."""
+        peer_id, name, pid = local_identity(self._name)
+        session = Session(Role.SERVER, peer_id=peer_id, name=name, pid=pid,
+                          max_frame_size=self.limits.max_frame_size,
+                          session_id=uuid.uuid4().hex,
+                          heartbeat_interval=self.heartbeat.interval,
+                          heartbeat_misses=self.heartbeat.misses)
+        if len(self._connections) >= self.limits.max_connections:
+            log.warning("refusing %s: %d connections already", stream.address,
+                        len(self._connections))
+            refuse(stream, session, StatusCode.RESOURCE_EXHAUSTED,
+                   f"server has too many connections ({self.limits.max_connections})")
+            stream.close()
+            return
+        try:
+            handshaken, events = perform_handshake(stream, session, self.limits.handshake_timeout,
+                                                   self._resolve_resume)
+        except RpcError as exc:
+            log.warning("closing %s: %s", stream.address, exc.message)
+            return
+        if handshaken.resumed:
+            conn = self._sessions.get(handshaken.session_id)
+            if conn is not None and conn.suspended and not conn.closed:
+                conn.resume(stream, session, events)
+                self._hooks.fire("resumed", handshaken.peer)
+                return
+            stream.close()  # its grace ran out during the handshake: let it retry
+            return
+        conn = Connection(stream, session, dispatch=self._registry.dispatch,
+                          limits=self.limits, on_close=self._on_close,
+                          on_suspend=self._on_suspend, session_grace=self.session_grace)
+        if self._stopping:
+            conn.refuse_calls = RpcError(StatusCode.UNAVAILABLE, "server is stopping")
+        self._connections.append(conn)
+        self._sessions[handshaken.session_id] = conn
+        conn.start(events)
+        log.debug("peer %s (%s, pid %d) connected from %s", handshaken.peer.name,
+                  handshaken.peer.peer_id, handshaken.peer.pid, stream.address)
+        self._hooks.fire("connected", handshaken.peer)
+
+    def _resolve_resume(self, request: ev.ResumeRequested) -> Optional[Reliability]:
+        conn = self._sessions.get(request.session_id)
+        if conn is None or conn.closed:
+            return None
+        if not conn.suspended:
+            # The client saw its connection die before we did (a black hole).
+            conn._lost(PeerLost("replaced by a new connection of the same session"), conn.stream)
+        return conn.session.reliability if conn.suspended else None
+
+    def _on_suspend(self, conn: Connection, reason: RpcError) -> None:
+        if conn.peer is not None:
+            conn.reported_lost = True
+            self._hooks.fire("lost", conn.peer, reason)
 
     def _forget_after_fork(self, parent_pid: int) -> None:
         # The child does not serve: the listening socket is the parent's.
         self._stopping = True
         if self._listener is not None:
             self._listener.detach()
-
-    def _handshake_expired(self, conn: Connection, timer) -> None:
-        timer.close()
-        if not conn.handshake.ready() and not conn.closed:
-            log.warning("closing %s: no handshake within %ss", conn.stream.address,
-                        self.limits.handshake_timeout)
-            conn.close(StatusCode.DEADLINE_EXCEEDED,
-                       f"no handshake within {self.limits.handshake_timeout}s")
 
     def on_peer_connected(self, callback: Callable[[PeerInfo], None]) -> Callable[[PeerInfo], None]:
         """Call `callback(peer)` when a peer finishes its handshake."""
@@ -164,16 +202,21 @@ class Server:
         (a Close frame, sent by either side)."""
         return self._hooks.add("disconnected", callback)
 
-    def _on_handshake(self, conn: Connection, event: ev.Handshaken) -> None:
-        log.debug("peer %s (%s, pid %d) connected from %s", event.peer.name,
-                  event.peer.peer_id, event.peer.pid, conn.stream.address)
-        self._hooks.fire("connected", event.peer)
+    def on_peer_resumed(self, callback: Callable[[PeerInfo], None]) -> Callable[[PeerInfo], None]:
+        """Call `callback(peer)` when a lost peer comes back within the
+        session grace period and its session resumes."""
+        return self._hooks.add("resumed", callback)
 
     def _on_close(self, conn: Connection) -> None:
         try:
             self._connections.remove(conn)
         except ValueError:
             pass
+        if self._sessions.get(conn.session.session_id) is conn:
+            del self._sessions[conn.session.session_id]
         log.debug("connection from %s closed: %s", conn.stream.address, conn.close_reason)
         if conn.peer is not None:
-            self._hooks.fire("disconnected" if conn.orderly else "lost", conn.peer, conn.close_reason)
+            if conn.orderly:
+                self._hooks.fire("disconnected", conn.peer, conn.close_reason)
+            elif not getattr(conn, "reported_lost", False):
+                self._hooks.fire("lost", conn.peer, conn.close_reason)

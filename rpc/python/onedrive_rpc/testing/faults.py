@@ -131,7 +131,8 @@ class FaultProxy:
 
     def cut_after(self, nbytes: int) -> None:
         """Forward `nbytes` more bytes (both directions counted), then cut
-        whatever connection carries the byte after them, mid-frame or not."""
+        whatever connection carries the byte after them, mid-frame or not;
+        after that one cut, everything passes again."""
         self._mode, self._budget = "budget", nbytes
 
     # -------------------------------------------------------------- plumbing
@@ -162,7 +163,7 @@ class FaultProxy:
             if len(data) > self._budget:
                 data = data[:self._budget]
                 self._send(dst, data)
-                self._budget = 0
+                self.heal()  # one cut; connections made after it pass
                 link.close()
                 return
             self._budget -= len(data)

@@ -46,7 +46,7 @@ def test_a_frozen_server_is_lost_within_the_bound(proc_url, peers):
         try:
             elapsed, error = failure_time(rpc.Client(peer, ECHO), Msg(delay=60), server.stop)
         finally:
-            server.cont()
+            server.kill()  # its call would hold a graceful stop for seconds
         assert isinstance(error, rpc.PeerLost) and "no sign of life" in error.message
         assert BOUND - HB.interval <= elapsed <= BOUND + SLACK, elapsed
         assert "no sign of life" in lost.get(timeout=5).message
@@ -70,6 +70,7 @@ def test_a_server_whose_event_loop_is_blocked_is_lost_within_the_bound(proc_url,
             hog.get(timeout=BOUND + 10)
         elapsed = time.monotonic() - start
         assert elapsed <= BOUND + SLACK, elapsed
+        server.kill()
 
 
 def test_a_black_holed_link_is_lost_within_the_bound(proc_url, peers):
@@ -80,6 +81,7 @@ def test_a_black_holed_link_is_lost_within_the_bound(proc_url, peers):
         assert isinstance(error, rpc.PeerLost) and "no sign of life" in error.message
         assert BOUND - HB.interval <= elapsed <= BOUND + SLACK, elapsed
         assert proxy.dropped > 0  # heartbeats went into the hole
+        server.kill()
 
 
 def test_a_frozen_client_is_lost_by_the_server_within_the_bound():

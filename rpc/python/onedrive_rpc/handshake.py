@@ -1,0 +1,121 @@
+"""Run a session's handshake over a fresh stream, before any Connection exists.
+
+Doing the handshake first lets a server decide which session a stream
+belongs to (a new one, or a suspended one it resumes) before any call is
+served, and lets a reconnecting client know whether its calls in flight
+survived.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Callable, Deque, List, Optional, Sequence, Tuple
+
+import gevent
+
+from .core import events as ev
+from .core.reliability import Reliability
+from .core.session import Role, Session
+from .errors import PeerLost, RemoteProtocolError, RpcError, StatusCode
+from .transport.base import Buffer, ConnectionClosed, Stream
+
+__all__ = ["perform_handshake", "write_all", "refuse"]
+
+_monotonic = time.monotonic
+
+ResumeResolver = Callable[[ev.ResumeRequested], Optional[Reliability]]
+
+
+def write_all(stream: Stream, buffers: Sequence[Buffer]) -> None:
+    """Write everything, waiting cooperatively while the stream is full."""
+    pending = [memoryview(b) for b in buffers if len(b)]
+    while pending:
+        sent = stream.send_nowait(pending)
+        while sent and pending:
+            head = pending[0]
+            if sent >= len(head):
+                sent -= len(head)
+                pending.pop(0)
+            else:
+                pending[0] = head[sent:]
+                sent = 0
+        if pending:
+            stream.wait_writable()
+
+
+def perform_handshake(stream: Stream, session: Session, timeout: Optional[float],
+                      resolve_resume: Optional[ResumeResolver] = None
+                      ) -> Tuple[ev.Handshaken, List[ev.Event]]:
+    """Handshake `session` over `stream`; return its Handshaken event and the
+    events that arrived right behind it. Raises RpcError (PeerLost if the
+    stream ends; DEADLINE_EXCEEDED after `timeout`; the peer's status if it
+    sends a Close) after telling the peer why where it can; the stream is
+    then closed."""
+    try:
+        with gevent.Timeout(timeout, RpcError(
+                StatusCode.DEADLINE_EXCEEDED,
+                f"no handshake within {timeout}s with {stream.address or 'the peer'}")):
+            try:
+                return _handshake(stream, session, resolve_resume)
+            except ConnectionClosed as exc:
+                raise PeerLost(f"connection lost during the handshake: {exc}") from None
+    except RpcError as exc:
+        if exc.code == StatusCode.DEADLINE_EXCEEDED and session.role is Role.SERVER:
+            refuse(stream, session, StatusCode.DEADLINE_EXCEEDED, exc.message)
+        stream.close()
+        raise
+
+
+def _handshake(stream: Stream, session: Session, resolve_resume: Optional[ResumeResolver]
+               ) -> Tuple[ev.Handshaken, List[ev.Event]]:
+    if session.role is Role.CLIENT:
+        session.start(_monotonic())
+        write_all(stream, session.data_to_send(_monotonic()))
+    events: Deque[ev.Event] = deque()
+    while True:
+        try:
+            n = stream.recv_into(session.get_buffer())
+            if n == 0:
+                raise PeerLost(f"{stream.address or 'the peer'} closed the connection "
+                               f"during the handshake")
+            events.extend(session.buffer_updated(n, _monotonic()))
+        except RemoteProtocolError as exc:
+            _send_what_is_queued(stream, session)  # the Close saying why
+            code = StatusCode.FAILED_PRECONDITION if "version" in str(exc) else StatusCode.INTERNAL
+            raise RpcError(code, str(exc)) from None
+        while events:
+            event = events.popleft()
+            if type(event) is ev.ResumeRequested:
+                reliability = resolve_resume(event) if resolve_resume is not None else None
+                try:
+                    event = (session.accept_resume(reliability) if reliability is not None
+                             else session.refuse_resume())
+                except RemoteProtocolError as exc:
+                    session.send_close(StatusCode.INTERNAL, f"protocol error: {exc}")
+                    _send_what_is_queued(stream, session)
+                    raise RpcError(StatusCode.INTERNAL, str(exc)) from None
+            if type(event) is ev.Handshaken:
+                write_all(stream, session.data_to_send(_monotonic()))
+                return event, list(events)
+            if type(event) is ev.CloseReceived:
+                code = StatusCode.from_wire(event.code)
+                if code == StatusCode.UNAVAILABLE or code == StatusCode.OK:
+                    raise PeerLost(f"peer closed the connection: {event.message}")
+                raise RpcError(code, event.message)
+        _send_what_is_queued(stream, session)
+
+
+def refuse(stream: Stream, session: Session, code: StatusCode, message: str) -> None:
+    """Tell a peer in the handshake why it is turned away (best effort)."""
+    session.send_close(code, message)
+    _send_what_is_queued(stream, session)
+
+
+def _send_what_is_queued(stream: Stream, session: Session) -> None:
+    data = session.data_to_send()
+    if data:
+        try:
+            with gevent.Timeout(1.0, False):
+                write_all(stream, data)
+        except ConnectionClosed:
+            pass
