@@ -15,7 +15,7 @@ import gevent
 from gevent import subprocess
 
 import onedrive_rpc as rpc
-from onedrive_rpc.testing.echo_service import ECHO, EchoService
+from onedrive_rpc.testing.echo_service import EchoService
 from onedrive_rpc.testing.faults import FaultProxy
 
 SOAK_SECONDS = float(os.environ.get("ONEDRIVE_RPC_SOAK_SECONDS", "6"))
