@@ -127,9 +127,9 @@ class Peer:
         if connection is not self._connection:
             return
         if connection.orderly:
+            # E.g. the server stopped gracefully: come back when it does.
             self._hooks.fire("disconnected", connection.close_reason)
-            return
-        if not getattr(connection, "reported_lost", False):
+        elif not getattr(connection, "reported_lost", False):
             self._hooks.fire("lost", connection.close_reason)
         if self._reconnect.enabled and not self._closing and self._reconnector is None:
             self._reconnector = gevent.spawn(self._come_back, connection)
