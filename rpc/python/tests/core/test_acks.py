@@ -11,21 +11,13 @@ from onedrive_rpc.core.framing import FrameDecoder
 from onedrive_rpc.core.reliability import ACK_DELAY, Reliability
 from onedrive_rpc.core.session import Role, Session
 from onedrive_rpc.errors import RemoteProtocolError
+from onedrive_rpc.testing.helpers import envelopes, framed
 
 METHOD = "/a.B/C"
 
 
 def wire(session, now=None):
     return b"".join(bytes(b) for b in session.data_to_send(now))
-
-
-def envelopes(data):
-    out = []
-    for frame in FrameDecoder().feed(data):
-        env = wire_pb2.Envelope()
-        env.ParseFromString(frame)
-        out.append(env)
-    return out
 
 
 def open_pair():
@@ -64,17 +56,12 @@ def test_calls_are_sequenced_and_acks_ride_on_the_answers():
     sent = envelopes(wire(client))
     assert [e.seq for e in sent] == [1, 2] and [e.ack for e in sent] == [0, 0]
     assert client.unacked_bytes > 0
-    server.receive_data(b"".join(_framed(e) for e in sent), 1.0)
+    server.receive_data(b"".join(framed(e) for e in sent), 1.0)
     server.send_response(1, 0, payload=b"resp-1")
     [resp] = envelopes(wire(server))
     assert (resp.seq, resp.ack) == (1, 2)  # both requests acknowledged at once
-    client.receive_data(_framed(resp), 1.0)
+    client.receive_data(framed(resp), 1.0)
     assert client.unacked_bytes == 0 and client.reliability.peer_acked == 2
-
-
-def _framed(env):
-    body = env.SerializeToString()
-    return len(body).to_bytes(4, "big") + body
 
 
 def test_an_ack_nothing_carried_goes_alone_after_the_delay():
@@ -86,7 +73,7 @@ def test_an_ack_nothing_carried_goes_alone_after_the_delay():
     assert server.tick(0.5 + ACK_DELAY) == []
     [bare] = envelopes(wire(server, now=0.5 + ACK_DELAY))
     assert bare.WhichOneof("kind") == "heartbeat" and bare.ack == 1 and bare.seq == 0
-    client.receive_data(_framed(bare), 0.6)
+    client.receive_data(framed(bare), 0.6)
     assert client.unacked_bytes == 0
     # Back to the heartbeat clock, counted from the bare ack.
     assert server.next_deadline() == pytest.approx(1.5 + ACK_DELAY)
@@ -97,7 +84,7 @@ def test_ack_now_is_answered_at_the_next_tick():
     env = wire_pb2.Envelope(seq=1, ack_now=True)
     env.request.call_id = 1
     env.request.method = METHOD
-    server.receive_data(_framed(env), 3.0)
+    server.receive_data(framed(env), 3.0)
     assert server.next_deadline() == float("-inf")  # now
     server.tick(3.0)
     [bare] = envelopes(wire(server))
@@ -128,7 +115,7 @@ def test_unsequenced_frames_need_no_sequence_numbers():
     env = wire_pb2.Envelope()
     env.request.call_id = 9
     env.request.method = METHOD
-    [request] = server.receive_data(_framed(env), 0.0)
+    [request] = server.receive_data(framed(env), 0.0)
     assert request.call_id == 9 and server.reliability.received == 0
 
 

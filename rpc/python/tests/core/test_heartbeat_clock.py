@@ -5,21 +5,15 @@ from __future__ import annotations
 import pytest
 
 from onedrive_rpc.core import events as ev
-from onedrive_rpc.core.framing import FrameDecoder
 from onedrive_rpc.core.liveness import Liveness
 from onedrive_rpc.core.session import Role, Session, State
 from onedrive_rpc.errors import RemoteProtocolError
+from onedrive_rpc.testing.helpers import envelopes, framed
 from onedrive_rpc import wire_pb2
 
 
 def frames(session, now):
-    data = b"".join(bytes(b) for b in session.data_to_send(now))
-    result = []
-    for frame in FrameDecoder().feed(data):
-        env = wire_pb2.Envelope()
-        env.ParseFromString(frame)
-        result.append(env)
-    return result
+    return envelopes(b"".join(bytes(b) for b in session.data_to_send(now)))
 
 
 def deliver(src, dst, now):
@@ -71,14 +65,9 @@ def test_handshake_frames_carry_the_settings():
     client.start(0.0)
     [hello] = frames(client, 0.0)
     assert (hello.hello.heartbeat.interval_ms, hello.hello.heartbeat.misses) == (200, 7)
-    server.receive_data(_framed(hello), 0.0)
+    server.receive_data(framed(hello), 0.0)
     [welcome] = frames(server, 0.0)
     assert (welcome.welcome.heartbeat.interval_ms, welcome.welcome.heartbeat.misses) == (200, 2)
-
-
-def _framed(env):
-    body = env.SerializeToString()
-    return len(body).to_bytes(4, "big") + body
 
 
 def test_an_idle_side_sends_one_heartbeat_per_interval():
@@ -164,7 +153,7 @@ def test_too_short_intervals_are_refused_both_ways():
     env.hello.version = wire_pb2.PROTOCOL_VERSION_1
     env.hello.heartbeat.interval_ms = 5
     with pytest.raises(RemoteProtocolError, match="heartbeat interval of 5 ms"):
-        server.receive_data(_framed(env), 0.0)
+        server.receive_data(framed(env), 0.0)
 
 
 def test_heartbeat_before_the_handshake_is_a_protocol_error():
@@ -172,4 +161,4 @@ def test_heartbeat_before_the_handshake_is_a_protocol_error():
     env = wire_pb2.Envelope()
     env.heartbeat.sent_us = 1
     with pytest.raises(RemoteProtocolError, match="heartbeat frame received while await_hello"):
-        server.receive_data(_framed(env), 0.0)
+        server.receive_data(framed(env), 0.0)

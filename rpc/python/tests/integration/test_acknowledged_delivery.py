@@ -6,18 +6,13 @@ import gevent
 import pytest
 
 import onedrive_rpc as rpc
+from onedrive_rpc.testing.helpers import wait_until
 from onedrive_rpc.core.session import Role, Session
 from onedrive_rpc.testing import echo_pb2
 from onedrive_rpc.testing.echo_service import ECHO, EchoService
 from onedrive_rpc.transport import ConnectionClosed, listen
 
 Msg = echo_pb2.Msg
-
-
-def wait_until(predicate, timeout=5.0):
-    with gevent.Timeout(timeout, AssertionError(f"condition not met within {timeout}s")):
-        while not predicate():
-            gevent.sleep(0.005)
 
 
 def test_both_sides_forget_what_the_other_acknowledged(url, peers):

@@ -9,6 +9,7 @@ import onedrive_rpc as rpc
 from onedrive_rpc import wire_pb2
 from onedrive_rpc.core.framing import FrameDecoder, frame_header
 from onedrive_rpc.core.session import Role, Session
+from onedrive_rpc.handshake import write_all
 from onedrive_rpc.testing import echo_pb2
 from onedrive_rpc.testing.echo_service import ECHO, EchoService
 from onedrive_rpc.transport import ConnectionClosed, connect_stream
@@ -71,12 +72,7 @@ def request_frame() -> bytes:
 
 
 def send(stream, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = stream.send_nowait([view])
-        view = view[n:]
-        if view:
-            stream.wait_writable()
+    write_all(stream, [data])
 
 
 def frames_until_closed(stream, timeout=5.0):

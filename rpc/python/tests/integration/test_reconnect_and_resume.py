@@ -7,6 +7,7 @@ import pytest
 from gevent.event import AsyncResult
 
 import onedrive_rpc as rpc
+from onedrive_rpc.testing.helpers import wait_until
 from onedrive_rpc.testing import echo_pb2
 from onedrive_rpc.testing.echo_service import ECHO, EchoService
 from onedrive_rpc.testing.faults import FaultProxy
@@ -14,12 +15,6 @@ from onedrive_rpc.testing.process import ServerProcess
 
 Msg = echo_pb2.Msg
 HB = rpc.Heartbeat(interval=0.2, misses=3)
-
-
-def wait_until(predicate, timeout=10.0):
-    with gevent.Timeout(timeout, AssertionError(f"condition not met within {timeout}s")):
-        while not predicate():
-            gevent.sleep(0.005)
 
 
 @pytest.fixture
@@ -46,7 +41,7 @@ def test_calls_in_flight_complete_once_across_a_cut(served, peers):
     session = peer.session_id
     client = rpc.Client(peer, ECHO)
     futures = [client.sleep.future(Msg(text=str(i), delay=0.3), timeout=20) for i in range(50)]
-    wait_until(lambda: service.calls["sleep"] == 50)
+    wait_until(lambda: service.calls["sleep"] == 50, timeout=10)
     proxy.cut()  # every call is running on the server; none has answered
     assert [f.get(timeout=20).text for f in futures] == [str(i) for i in range(50)]
     assert service.calls["sleep"] == 50  # no handler ran twice
@@ -118,7 +113,7 @@ def test_after_the_grace_period_the_session_is_gone(url, peers):
         proxy.cut()
         with pytest.raises(rpc.PeerLost):
             stranded.get(timeout=5)  # ...so the call fails within the liveness bound
-        wait_until(lambda: not server.connections)  # the server's grace ran out
+        wait_until(lambda: not server.connections, timeout=10)  # the server's grace ran out
         proxy.heal()
         new_session = reconnected.get(timeout=10)  # a new session, said so
         assert peer.session_id == new_session

@@ -10,6 +10,7 @@ import pytest
 from gevent.event import Event
 
 import onedrive_rpc as rpc
+from onedrive_rpc.testing.helpers import wait_until
 from onedrive_rpc.identity import local_identity
 from onedrive_rpc.testing import echo_pb2
 from onedrive_rpc.testing.echo_service import ECHO
@@ -67,12 +68,6 @@ def probe_server(url):
     server.probe = probe
     yield server
     server.stop()
-
-
-def wait_until(predicate, timeout=5.0):
-    with gevent.Timeout(timeout, AssertionError(f"condition not met within {timeout}s")):
-        while not predicate():
-            gevent.sleep(0.005)
 
 
 def test_context_carries_deadline_metadata_and_identity(probe_server, transport, peers):

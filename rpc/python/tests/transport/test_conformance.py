@@ -11,6 +11,7 @@ import pytest
 
 import onedrive_rpc as rpc
 from onedrive_rpc.errors import TransportError
+from onedrive_rpc.handshake import write_all
 from onedrive_rpc.testing import echo_pb2
 from onedrive_rpc.testing.echo_service import ECHO, EchoService
 from onedrive_rpc.transport import ConnectionClosed, connect_stream, listen
@@ -30,12 +31,7 @@ def pair(url):
 
 
 def send_all(stream, data):
-    view = memoryview(data)
-    while view:
-        n = stream.send_nowait([view])
-        view = view[n:]
-        if view:
-            stream.wait_writable()
+    write_all(stream, [data])
 
 
 def recv_exactly(stream, size):

@@ -1,0 +1,38 @@
+"""Small helpers for protocol and integration tests (ours and users')."""
+from __future__ import annotations
+
+from typing import Callable, List, Union
+
+import gevent
+
+from .. import wire_pb2
+from ..core.framing import FrameDecoder, frame_header
+
+__all__ = ["wait_until", "framed", "envelopes"]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, poll: float = 0.005) -> None:
+    """Wait (cooperatively) until predicate() is true; AssertionError after `timeout`."""
+    with gevent.Timeout(timeout, AssertionError(f"condition not met within {timeout}s")):
+        while not predicate():
+            gevent.sleep(poll)
+
+
+def framed(envelope_or_body: Union[wire_pb2.Envelope, bytes]) -> bytes:
+    """One frame on the wire: length prefix + serialized Envelope (or raw body)."""
+    body = (envelope_or_body.SerializeToString()
+            if isinstance(envelope_or_body, wire_pb2.Envelope) else bytes(envelope_or_body))
+    return frame_header(len(body)) + body
+
+
+def envelopes(data: bytes) -> List[wire_pb2.Envelope]:
+    """The Envelopes framed in `data`, which must hold whole frames."""
+    decoder = FrameDecoder()
+    result = []
+    for frame in decoder.feed(data):
+        env = wire_pb2.Envelope()
+        env.ParseFromString(frame)
+        result.append(env)
+    if decoder.buffered:
+        raise ValueError(f"{decoder.buffered} bytes of an incomplete frame at the end")
+    return result
