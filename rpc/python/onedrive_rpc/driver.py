@@ -216,6 +216,8 @@ class Connection:
         self._on_suspend = on_suspend
         self.session_grace = session_grace
         self.suspended = False
+        self.suspend_reason: Optional[RpcError] = None
+        self._pending_failed = False
         self._grace_timer: Any = None
         self._pending_deadline_timer: Any = None
         session.end_session_on_loss = session_grace <= 0
@@ -346,8 +348,9 @@ class Connection:
         stream.close()
         self._out = []
         self._out_bytes = 0
-        self.session.data_to_send()  # the resend buffer keeps what matters
+        self.session.suspend()  # the resend buffer keeps what matters
         self._drained.set()
+        self._pending_failed = False
         if silent:
             # Declared lost by heartbeats: the peer is dead or hung, so what
             # we wait for fails now; the session may still resume later.
@@ -371,6 +374,8 @@ class Connection:
 
     def _fail_pending(self, error: RpcError) -> None:
         """Fail every call we are waiting for with `error`."""
+        if self.suspended:
+            self._pending_failed = True  # and new calls fail fast until we are back
         pending, self._pending = self._pending, {}
         for waiter in pending.values():
             self._loop.run_callback(waiter.switch, _fresh(error))
@@ -572,7 +577,7 @@ class Connection:
         if self.closed or call.call_id not in self.calls:
             return
         self._wait_for_room()
-        if self.closed or self.session.state is not State.OPEN:
+        if self.closed or self.session.state not in (State.OPEN, State.SUSPENDED):
             return
         try:
             self.session.send_response(call.call_id, code, message, details, payload)
@@ -641,6 +646,8 @@ class Connection:
             raise self._closed_error()
         if self.refuse_outgoing is not None:
             raise _fresh(self.refuse_outgoing)
+        if self.suspended and self._pending_failed:
+            raise PeerLost(f"not connected: {self.suspend_reason.message}; reconnecting")
         self._wait_for_room()
         call_id = self._next_call_id
         self._next_call_id = call_id + 1
@@ -664,7 +671,7 @@ class Connection:
             self._send_cancel(call_id, reason)
 
     def _send_cancel(self, call_id: int, reason: str) -> None:
-        if self.closed or self.session.state is not State.OPEN:
+        if self.closed or self.session.state not in (State.OPEN, State.SUSPENDED):
             return
         self.session.send_cancel(call_id, reason)
         self._flush_soon()

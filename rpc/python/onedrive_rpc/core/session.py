@@ -47,6 +47,9 @@ class State(enum.Enum):
     CONNECTING = "connecting"    # client: Hello sent, waiting for Welcome
     AWAIT_HELLO = "await_hello"  # server: waiting for the client's Hello
     OPEN = "open"
+    # The connection is gone, the session lives on for a resume: what is
+    # sent goes to the resend buffer only; nothing is received.
+    SUSPENDED = "suspended"
     CLOSED = "closed"
 
 
@@ -308,8 +311,15 @@ class Session:
         return len(self.reliability.calls_in)
 
     def _require_open(self) -> None:
-        if self.state is not State.OPEN:
+        if self.state is not State.OPEN and self.state is not State.SUSPENDED:
             raise LocalProtocolError(f"cannot send while {self.state.value}")
+
+    def suspend(self) -> None:
+        """The connection is gone but the session may resume: keep taking
+        calls and answers into the resend buffer; drop what was queued."""
+        if self.state is State.OPEN or self.state is State.CLOSED:
+            self.state = State.SUSPENDED
+        self.data_to_send()
 
     def _queue(self, env: _Envelope, payload: Frame, sequenced: bool = False,
                ack: bool = True) -> None:
@@ -343,8 +353,9 @@ class Session:
             if sequenced:
                 rel.next_seq -= 1  # never sent: the peer must not see a gap
             raise MessageTooLarge(total, self.peer_max_frame_size)
-        self._out.extend(buffers)
-        self._out_bytes += total + 4
+        if self.state is not State.SUSPENDED:  # else only the resend buffer keeps it
+            self._out.extend(buffers)
+            self._out_bytes += total + 4
         if sequenced:  # Reliability.keep(), inlined
             rel.unacked.append((seq, buffers, total + 4))
             rel.unacked_bytes += total + 4

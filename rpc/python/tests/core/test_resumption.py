@@ -141,3 +141,24 @@ def test_exhaustive_cases_are_many():
     assert len(cases) == len(set(cases)) == sum(
         1 for _ in itertools.product(range(CALLS + 1), repeat=3)
         if _[1] <= _[0] and _[2] <= _[1])
+
+
+def test_answers_given_while_suspended_reach_the_caller_after_the_resume():
+    client, server, _, _ = connect()
+    client.send_request(1, METHOD, b"slow call")
+    [request] = server.receive_data(take(client), 0.0)
+    # The client freezes: the server's heartbeat gives up on the connection...
+    server.end_session_on_loss = False
+    assert [type(e) for e in server.tick(10.0)] == [ev.PeerSilent]
+    server.suspend()
+    assert server.state is State.SUSPENDED and take(server) == b""
+    # ...while the handler finishes and answers into the resend buffer.
+    server.send_response(request.call_id, 0, payload=b"done")
+    assert take(server) == b""
+    # The client thaws, reconnects and resumes: the answer arrives once.
+    old_server = server
+    client, server, _, events = connect(client.reliability, lambda sid: old_server.reliability,
+                                        resume_id="S")
+    assert [(type(e), getattr(e, "call_id", None)) for e in events] == [
+        (ev.Handshaken, None), (ev.ResponseReceived, 1)]
+    assert bytes(events[1].payload) == b"done"
