@@ -325,14 +325,16 @@ class Session:
                ack: bool = True) -> None:
         """Frame `env` (+ payload) for the wire. Sequenced frames get the
         next seq and stay in the resend buffer until acknowledged; every
-        frame but the handshake's carries our cumulative ack (a resuming
-        handshake says what it received in its own fields)."""
+        frame but the handshake's carries our cumulative ack when it moved
+        since we last sent it (a resuming handshake says what it received in
+        its own fields)."""
         rel = self.reliability
         if sequenced:  # Reliability.stamp(), inlined: this runs for every call
             seq = env.seq = rel.next_seq
             rel.next_seq = seq + 1
         received = rel.received
-        if received and ack:  # Reliability.acking(), inlined
+        if received != rel.ack_sent and ack:  # Reliability.acking(), inlined
+            # Only news: an ack the peer already has would cost bytes and time.
             env.ack = rel.ack_sent = received
             rel.ack_owed_since = None
         body = env.SerializeToString()
