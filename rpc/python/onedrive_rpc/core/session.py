@@ -63,9 +63,19 @@ class MessageTooLarge(LocalProtocolError):
                          f"frame size of {limit} bytes")
 
 
+_ONE_BYTE_VARINTS = [bytes((i,)) for i in range(0x80)]
+
+
+def _timeout_us(timeout: float) -> int:
+    # At least 1 µs: 0 on the wire means "no deadline".
+    return max(1, int(timeout * 1_000_000))
+
+
 def _varint(value: int) -> bytes:
     if value < 0x80:
-        return bytes((value,))
+        return _ONE_BYTE_VARINTS[value]
+    if value < 0x4000:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -262,8 +272,7 @@ class Session:
         req.call_id = call_id
         req.method = method
         if timeout is not None:
-            # At least 1 µs: 0 on the wire means "no deadline".
-            req.timeout_us = max(1, int(timeout * 1_000_000))
+            req.timeout_us = _timeout_us(timeout)
         if metadata:
             req.metadata.update(metadata)
         self._queue(env, payload, True)
@@ -329,15 +338,17 @@ class Session:
         since we last sent it (a resuming handshake says what it received in
         its own fields)."""
         rel = self.reliability
-        if sequenced:  # Reliability.stamp(), inlined: this runs for every call
-            seq = env.seq = rel.next_seq
-            rel.next_seq = seq + 1
-        received = rel.received
-        if received != rel.ack_sent and ack:  # Reliability.acking(), inlined
-            # Only news: an ack the peer already has would cost bytes and time.
-            env.ack = rel.ack_sent = received
-            rel.ack_owed_since = None
-        body = env.SerializeToString()
+        seq = rel.next_seq if sequenced else 0
+        received = rel.received if ack and rel.received != rel.ack_sent else 0
+        if seq:
+            env.seq = seq
+        if received:
+            env.ack = received
+        self._frame(env.SerializeToString(), payload, seq, received)
+
+    def _frame(self, body: bytes, payload: Frame, seq: int, acked: int) -> None:
+        """Queue one frame (payload first, then `body`); commit its seq and
+        ack only once it is known to fit the peer's frame limit."""
         plen = len(payload)
         if plen:
             prefix = b"\x0a" + _varint(plen)
@@ -352,13 +363,16 @@ class Session:
             total = len(body)
             buffers = [frame_header(total) + body]
         if total > self.peer_max_frame_size:
-            if sequenced:
-                rel.next_seq -= 1  # never sent: the peer must not see a gap
-            raise MessageTooLarge(total, self.peer_max_frame_size)
+            raise MessageTooLarge(total, self.peer_max_frame_size)  # nothing committed
+        rel = self.reliability
+        if acked:  # Reliability.acking(), inlined: this runs for every call
+            rel.ack_sent = acked
+            rel.ack_owed_since = None
         if self.state is not State.SUSPENDED:  # else only the resend buffer keeps it
             self._out.extend(buffers)
             self._out_bytes += total + 4
-        if sequenced:  # Reliability.keep(), inlined
+        if seq:  # Reliability.stamp() and keep(), inlined
+            rel.next_seq = seq + 1
             rel.unacked.append((seq, buffers, total + 4))
             rel.unacked_bytes += total + 4
 

@@ -149,3 +149,20 @@ def test_a_refused_message_does_not_burn_a_sequence_number():
     client.send_request(2, METHOD, b"fits")
     [request] = server.receive_data(wire(client), 0.0)  # seq 1, no gap
     assert request.call_id == 2
+
+
+def test_a_refused_message_does_not_swallow_an_owed_ack():
+    client = Session(Role.CLIENT, peer_id="c")
+    server = Session(Role.SERVER, peer_id="s", max_frame_size=1024)
+    client.start(0.0)
+    server.receive_data(wire(client), 0.0)
+    client.receive_data(wire(server), 0.0)
+    server.send_request(1, METHOD, b"from the server")  # calls go both ways
+    client.receive_data(wire(server), 0.5)
+    assert client.reliability.ack_owed_since == 0.5
+    with pytest.raises(Exception):
+        client.send_request(1, METHOD, b"x" * 2000)
+    assert client.reliability.ack_owed_since == 0.5 and client.reliability.ack_sent == 0
+    client.send_request(2, METHOD, b"fits")
+    [env] = envelopes(wire(client))
+    assert (env.seq, env.ack) == (1, 1)
