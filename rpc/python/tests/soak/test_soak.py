@@ -46,7 +46,7 @@ def chaos(proxy, stop_at, rng, log):
             log["cut_after"] += 1
 
 
-def test_soak_nothing_lost_nothing_duplicated():
+def test_soak_nothing_lost_nothing_duplicated(capsys):
     service = CountingEcho()
     server = rpc.Server("tcp://127.0.0.1:0", heartbeat=rpc.Heartbeat(0.2, 3))
     server.add_service(service)
@@ -84,10 +84,11 @@ def test_soak_nothing_lost_nothing_duplicated():
     new_sessions = sum(r["new_sessions"] for r in reports)
     duplicated = sum(n - 1 for n in service.executions.values() if n > 1)
     lost = issued - answered
-    print(f"\nsoak {SOAK_SECONDS:.0f}s, {CLIENTS} client processes, faults {dict(faults)}: "
-          f"issued {issued}, answered {answered}, lost {lost}, duplicated {duplicated}, "
-          f"wrong {wrong}, handler executions {sum(service.executions.values())}, "
-          f"sessions resumed {resumed}, new sessions {new_sessions}")
+    with capsys.disabled():  # shown in every run's output, passed or not
+        print(f"\nsoak {SOAK_SECONDS:.0f}s, {CLIENTS} client processes, faults {dict(faults)}: "
+              f"issued {issued}, answered {answered}, lost {lost}, duplicated {duplicated}, "
+              f"wrong {wrong}, handler executions {sum(service.executions.values())}, "
+              f"sessions resumed {resumed}, new sessions {new_sessions}")
     assert faults["cut"] + faults["cut_after"] >= 5
     assert issued > 1000
     assert resumed >= 5 and new_sessions == 0  # the cuts hit live sessions, which all came back
