@@ -768,9 +768,9 @@ class Connection:
         reading, or sent and not yet acknowledged by it."""
         limit = self.limits.max_queued_bytes
         session = self.session
-        if (self._out_bytes + session.queued_bytes <= limit
+        if (self._out_bytes + session._out_bytes <= limit
                 and session.reliability.unacked_bytes <= limit):
-            return
+            return  # the common case, without a property call
         if self.suspended:
             self._flush()  # drops the unsendable copies; only the resend buffer counts
         while not self.closed and getcurrent() is not self._hub:

@@ -215,7 +215,7 @@ class Session:
         self._out = []
         self._out_bytes = 0
         if now is not None and out and self.liveness is not None:
-            self.liveness.sent(now)
+            self.liveness.last_sent = now  # Liveness.sent(), inlined
         return out
 
     # -------------------------------------------------------------- liveness
@@ -438,7 +438,12 @@ class Session:
                 env, payload = _split_payload(frame)
                 ack = env.ack
                 if ack > rel.peer_acked:
-                    rel.on_ack(ack)
+                    if ack >= rel.next_seq:
+                        rel.on_ack(ack)  # raises: an ack for frames never sent
+                    rel.peer_acked = ack  # Reliability.on_ack(), inlined
+                    unacked = rel.unacked
+                    while unacked and unacked[0][0] <= ack:
+                        rel.unacked_bytes -= unacked.popleft()[2]
                 seq = env.seq
                 if seq:
                     if seq == rel.received + 1:  # Reliability.on_sequenced's common case
