@@ -9,6 +9,11 @@ the handler, answers, and exits).
 Output is coalesced: sends queue frames in the session and schedule one hub
 callback per loop pass that writes everything queued with one non-blocking
 send; only what the kernel does not take at once goes to a writer greenlet.
+
+A Connection outlives its stream when its session is resumable: a broken
+stream suspends it (calls and answers keep going into the session's resend
+buffer) until `resume()` gives it a new stream whose handshake resumed the
+session, or its grace period runs out.
 """
 from __future__ import annotations
 
