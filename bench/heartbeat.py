@@ -71,6 +71,7 @@ import onedrive_rpc as rpc  # noqa: E402
 from onedrive_rpc.testing import echo_pb2  # noqa: E402
 from onedrive_rpc.testing.echo_service import ECHO, EchoService  # noqa: E402
 from onedrive_rpc.testing.process import ServerProcess  # noqa: E402
+from procstat import cpu_seconds  # noqa: E402  (bench/ is on sys.path as the script's folder)
 
 HOST = "127.0.0.1"
 PEERS = 100
@@ -99,8 +100,6 @@ class BenchError(RuntimeError):
 
 # ------------------------------------------------------------------ CPU time
 
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
 
 def _schedstat_cpu(pid: int) -> Optional[float]:
     total = 0
@@ -116,13 +115,7 @@ def _schedstat_cpu(pid: int) -> Optional[float]:
     return total / 1e9
 
 
-def _stat_cpu(pid: int) -> Optional[float]:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
-    except (OSError, IndexError, ValueError):
-        return None
+_stat_cpu = cpu_seconds
 
 
 def _cpu_source() -> str:

@@ -99,6 +99,7 @@ from gevent.event import Event  # noqa: E402
 import onedrive_rpc as rpc  # noqa: E402
 from onedrive_rpc.testing import echo_pb2  # noqa: E402
 from onedrive_rpc.testing.echo_service import ECHO, EchoService  # noqa: E402
+from procstat import cpu_seconds  # noqa: E402  (bench/ is on sys.path as the script's folder)
 
 HOST = "127.0.0.1"
 SMALL = 64
@@ -475,17 +476,7 @@ class Raw:
 
 # --------------------------------------------------------------- harness
 
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _server_cpu(pid: int) -> Optional[float]:
-    """CPU seconds (user + system) used so far by process `pid` (Linux /proc)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
-    except (OSError, IndexError, ValueError):
-        return None
+_server_cpu = cpu_seconds
 
 
 def measure(impl, workload: str, duration: float, warmup: float,
