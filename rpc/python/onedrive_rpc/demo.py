@@ -1,11 +1,13 @@
 """`onedrive-rpc demo`: a server in its own process and a client talking to it.
 
 Shows each thing request/response promises: a call, a future, many calls
-at once on one connection, and a distinct status code for each failure.
+at once on one connection, a distinct status code for each failure, calls
+that survive a cut connection, and a killed server noticed at once.
 """
 from __future__ import annotations
 
 import time
+from typing import List
 
 import gevent
 
@@ -14,6 +16,7 @@ from .errors import RpcError
 from .peer import connect
 from .testing import echo_pb2
 from .testing.echo_service import ECHO
+from .testing.faults import FaultProxy
 from .testing.process import ServerProcess
 
 __all__ = ["run"]
@@ -30,6 +33,22 @@ def _expect_error(what: str, method, request) -> None:
         _say(f"  {what:<28} -> {exc.code.name}: {exc.message}")
     else:
         _say(f"  {what:<28} -> no error?!")
+
+
+def _show_a_cut_connection(url: str) -> None:
+    with FaultProxy(url) as proxy, connect(proxy.url, name="demo-client") as peer:
+        resumed: List[str] = []
+        peer.on_resumed(resumed.append)
+        client = Client(peer, ECHO)
+        futures = [client.sleep.future(echo_pb2.Msg(text=str(i), delay=0.3), timeout=10.0)
+                   for i in range(20)]
+        gevent.sleep(0.1)
+        proxy.cut()
+        _say("cut the connection (through a fault proxy) while 20 calls were running ...")
+        ok = [f.get(timeout=10.0).text for f in futures] == [str(i) for i in range(20)]
+        gevent.sleep(0)  # let the resumed hook run
+        _say(f"  reconnected and resumed session {', '.join(resumed) or '?'}: "
+             f"{'all 20 calls answered' if ok else 'WRONG ANSWERS'}")
 
 
 def run(url: str = "tcp://127.0.0.1:0") -> int:
@@ -62,6 +81,8 @@ def run(url: str = "tcp://127.0.0.1:0") -> int:
             _expect_error("handler raises", client.fail, echo_pb2.Msg(text="disk full"))
             _expect_error("method not implemented", client.missing, echo_pb2.Msg())
             _expect_error("deadline 1 s, handler 5 s", client.sleep, echo_pb2.Msg(delay=5))
+
+            _show_a_cut_connection(server.url)
 
             gevent.spawn_later(0.2, server.kill)
             _say("killing the server process (SIGKILL) while a call is in flight ...")
