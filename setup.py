@@ -1,5 +1,22 @@
 """Distribution onedrive-rpc: the package lives in rpc/python/onedrive_rpc."""
+import os
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+# The contracts users import ("onedrive_rpc/options.proto") ship inside the
+# package, copied from rpc/protos at build time: one source of truth.
+SHIPPED_PROTOS = ("options.proto", "wire.proto")
+
+
+class BuildWithProtos(build_py):
+    def run(self):
+        super().run()
+        target = os.path.join(self.build_lib, "onedrive_rpc", "_protos", "onedrive_rpc")
+        self.mkpath(target)
+        for name in SHIPPED_PROTOS:
+            self.copy_file(os.path.join("rpc", "protos", "onedrive_rpc", name), target)
+
 
 setup(
     name="onedrive-rpc",
@@ -18,7 +35,15 @@ setup(
         # 1.85.1) and refuse older runtimes.
         "protobuf>=7.35.1,<8",
     ],
-    entry_points={"console_scripts": ["onedrive-rpc = onedrive_rpc.cli:main"]},
+    extras_require={
+        # protoc itself, for python -m onedrive_rpc.codegen
+        "codegen": ["grpcio-tools>=1.85.1"],
+    },
+    entry_points={"console_scripts": [
+        "onedrive-rpc = onedrive_rpc.cli:main",
+        "protoc-gen-onedrive_rpc = onedrive_rpc.codegen.plugin:main",
+    ]},
+    cmdclass={"build_py": BuildWithProtos},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Framework :: gevent",

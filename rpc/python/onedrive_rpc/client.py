@@ -6,7 +6,7 @@
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional
+from typing import Dict, Generic, Mapping, Optional, TypeVar
 
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
@@ -20,8 +20,13 @@ from .service import MethodInfo, method_infos
 __all__ = ["Client", "UnaryMethod"]
 
 
-class UnaryMethod:
-    """A request/response method: call it, or `.future()` it."""
+RequestT = TypeVar("RequestT", bound=Message)
+ReplyT = TypeVar("ReplyT", bound=Message)
+
+
+class UnaryMethod(Generic[RequestT, ReplyT]):
+    """A request/response method: call it, or `.future()` it. Generated
+    `.pyi` stubs give each one its request and reply types."""
 
     __slots__ = ("_peer", "info", "_path", "_input", "_decode")
 
@@ -32,19 +37,19 @@ class UnaryMethod:
         self._input = info.input_type
         self._decode = info.output_type.FromString
 
-    def _payload(self, request: Message) -> bytes:
+    def _payload(self, request: RequestT) -> bytes:
         if not isinstance(request, self._input):
             raise TypeError(f"{self.info.attribute}() takes a {self._input.DESCRIPTOR.full_name}, "
                             f"not {type(request).__name__}")
         return request.SerializeToString()
 
-    def __call__(self, request: Message, *, timeout: Optional[float] = None,
-                 metadata: Optional[Mapping[str, str]] = None) -> Message:
+    def __call__(self, request: RequestT, *, timeout: Optional[float] = None,
+                 metadata: Optional[Mapping[str, str]] = None) -> ReplyT:
         """Send `request`, wait for the reply; RpcError on any failure."""
         return self._peer.call(self._path, self._payload(request), self._decode,
                                timeout, metadata)
 
-    def future(self, request: Message, *, timeout: Optional[float] = None,
+    def future(self, request: RequestT, *, timeout: Optional[float] = None,
                metadata: Optional[Mapping[str, str]] = None) -> CallFuture:
         """Send `request` now; the returned future's get() gives the reply."""
         return self._peer.call_future(self._path, self._payload(request), self._decode,
