@@ -295,9 +295,16 @@ class Connection:
             if timer is not None:
                 timer.close()
         self._grace_timer = self._pending_deadline_timer = None
+        old_writer = self._writer
+        if old_writer is not None:
+            old_writer.kill(block=False)  # it wrote to the old stream
+        self._writer = None
+        self._flush_scheduled = False
         self.stream = stream
         self.session = session
         session.end_session_on_loss = False
+        # Frames the old session took while this handshake finished.
+        session.queue_frames_sent_since_resend()
         self._out = []
         self._out_bytes = 0
         self.suspended = False
@@ -379,9 +386,12 @@ class Connection:
 
     def _fail_pending(self, error: RpcError) -> None:
         """Fail every call we are waiting for with `error`."""
+        pending, self._pending = self._pending, {}
         if self.suspended:
             self._pending_failed = True  # and new calls fail fast until we are back
-        pending, self._pending = self._pending, {}
+            for call_id in pending:
+                # Should the session resume, the server need not run them on.
+                self.session.send_cancel(call_id, f"the caller gave up: {error.message}")
         for waiter in pending.values():
             self._loop.run_callback(waiter.switch, _fresh(error))
         if pending:
@@ -710,18 +720,23 @@ class Connection:
             self._drained.set()
 
     def _write_loop(self) -> None:
+        stream = self.stream
         try:
-            while not self.closed:
+            while not self.closed and stream is self.stream:
                 self._take_output()
                 if not self._out:
                     break
-                self.stream.wait_writable()
-                self._consume(self.stream.send_nowait(self._sendable()))
+                stream.wait_writable()
+                if stream is not self.stream:
+                    break  # resumed on another stream meanwhile
+                self._consume(stream.send_nowait(self._sendable()))
         except ConnectionClosed as exc:
-            self._write_failed(exc)
+            if stream is self.stream:
+                self._write_failed(exc)
         finally:
-            self._writer = None
-            self._drained.set()
+            if self._writer is getcurrent():
+                self._writer = None
+                self._drained.set()
 
     def _write_failed(self, exc: ConnectionClosed) -> None:
         # The peer may have said why it hung up (a Close frame) in what we

@@ -64,6 +64,9 @@ def perform_handshake(stream: Stream, session: Session, timeout: Optional[float]
             refuse(stream, session, StatusCode.DEADLINE_EXCEEDED, exc.message)
         stream.close()
         raise
+    except BaseException:  # killed (GreenletExit) or a bug: never leak the socket
+        stream.close()
+        raise
 
 
 def _handshake(stream: Stream, session: Session, resolve_resume: Optional[ResumeResolver]

@@ -13,7 +13,7 @@ from .core.events import PeerInfo
 from .core.session import Role, Session
 from .driver import CallFuture, Connection
 from .errors import PeerLost, RpcError, StatusCode
-from .handshake import perform_handshake
+from .handshake import perform_handshake, refuse
 from .hooks import PeerHooks
 from .identity import local_identity
 from .transport import connect_stream
@@ -173,10 +173,17 @@ class Peer:
         except RpcError as exc:
             log.info("reconnecting to %s failed: %s", self.url, exc.message)
             return False
-        if handshaken.resumed and old.suspended and not old.closed:
-            old.resume(stream, session, events)
-            self._hooks.fire("resumed", handshaken.session_id)
-            return True
+        if handshaken.resumed:
+            if old.suspended and not old.closed:
+                old.resume(stream, session, events)
+                self._hooks.fire("resumed", handshaken.session_id)
+                return True
+            # We gave the session up while the server was resuming it: end
+            # it there too, then start afresh (call ids must not restart
+            # inside a live session).
+            refuse(stream, session, StatusCode.UNAVAILABLE, "the client gave this session up")
+            stream.close()
+            return False
         if not old.closed:
             old.abort(PeerLost(f"the server no longer has session {old.session.session_id} "
                                f"(it restarted, or the session outlived its grace period)"))

@@ -8,6 +8,7 @@ from typing import Callable, Dict, List, Optional
 import gevent
 from gevent import getcurrent
 from gevent.event import Event
+from gevent.pool import Group
 
 from . import forking
 from .config import Heartbeat, Limits
@@ -52,6 +53,8 @@ class Server:
         #: Seconds a lost peer's session is kept for it to resume (0: never).
         self.session_grace = session_grace
         self._sessions: Dict[str, Connection] = {}
+        # Streams still in their handshake: stop() ends them too.
+        self._admitting = Group()
         self._hooks = PeerHooks()
         self._registry = Registry(include_tracebacks=include_tracebacks)
         self._listener: Optional[Listener] = None
@@ -106,6 +109,7 @@ class Server:
             conn.close(StatusCode.UNAVAILABLE, "server stopped")
         if self._acceptor is not None and self._acceptor is not getcurrent():
             self._acceptor.kill()
+        self._admitting.kill(block=False)
         self._stopped.set()
 
     def __enter__(self) -> "Server":
@@ -122,7 +126,7 @@ class Server:
                 stream = listener.accept()
             except ConnectionClosed:
                 return
-            gevent.spawn(self._admit, stream)
+            self._admitting.spawn(self._admit, stream)
 
     def _admit(self, stream: Stream) -> None:
         """Handshake a new stream, then give it a new session or the
@@ -145,6 +149,10 @@ class Server:
                                                    self._resolve_resume)
         except RpcError as exc:
             log.warning("closing %s: %s", stream.address, exc.message)
+            return
+        if self._stopping:
+            refuse(stream, session, StatusCode.UNAVAILABLE, "server stopped")
+            stream.close()
             return
         if handshaken.resumed:
             conn = self._sessions.get(handshaken.session_id)

@@ -173,6 +173,8 @@ class Session:
         self._out: List[Frame] = []
         self._out_bytes = 0
         self._hello_sent = False
+        # Resumed session: the last seq the handshake's resend covered.
+        self._resent_through: Optional[int] = None
         # A protocol error found after good frames of the same read.
         self._error: Optional[RemoteProtocolError] = None
         self._handlers: Dict[str, Callable[[_Envelope, Frame], Optional[ev.Event]]] = {
@@ -551,6 +553,20 @@ class Session:
         buffers = self.reliability.resend_after(peer_received)
         self._out.extend(buffers)
         self._out_bytes += sum(len(b) for b in buffers)
+        self._resent_through = self.reliability.next_seq - 1
+
+    def queue_frames_sent_since_resend(self) -> None:
+        """Queue the sequenced frames the resend of this resumed session did
+        not include: the old connection's session took them (into the
+        shared resend buffer) while the handshake was finishing."""
+        last = self._resent_through
+        self._resent_through = None
+        if last is None:
+            return
+        for seq, buffers, size in self.reliability.unacked:
+            if seq > last:
+                self._out.extend(buffers)
+                self._out_bytes += size
 
     def _on_welcome(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
         if self.role is not Role.CLIENT or self.state is not State.CONNECTING:

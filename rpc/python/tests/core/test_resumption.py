@@ -162,3 +162,24 @@ def test_answers_given_while_suspended_reach_the_caller_after_the_resume():
     assert [(type(e), getattr(e, "call_id", None)) for e in events] == [
         (ev.Handshaken, None), (ev.ResponseReceived, 1)]
     assert bytes(events[1].payload) == b"done"
+
+
+def test_frames_taken_while_the_resume_handshake_finishes_are_not_skipped():
+    client, server, _, _ = connect()
+    client.send_request(1, METHOD, b"one")
+    server.receive_data(take(client), 0.0)
+    old_server = server
+    old_server.suspend()
+    # The client resumes; the server's Welcome and resend are being written...
+    client2 = Session(Role.CLIENT, peer_id="c", reliability=client.reliability, resume_session_id="S")
+    server2 = Session(Role.SERVER, peer_id="s", session_id="fresh")
+    client2.start(0.0)
+    [request] = server2.receive_data(take(client2), 0.0)
+    server2.accept_resume(old_server.reliability)
+    welcome = take(server2)
+    # ...while a handler answers through the old, suspended session.
+    old_server.send_response(1, 0, payload=b"answered in the window")
+    server2.queue_frames_sent_since_resend()
+    events = client2.receive_data(welcome + take(server2), 0.0)
+    assert [type(e) for e in events] == [ev.Handshaken, ev.ResponseReceived]
+    assert bytes(events[1].payload) == b"answered in the window"

@@ -221,3 +221,36 @@ def test_peer_close_grace_bounds_the_wait(probe_server):
         peer.close(grace=0.2)
     with pytest.raises(rpc.PeerLost):
         stuck.get(timeout=5)
+
+
+def test_a_handshake_in_progress_when_the_server_stops_is_turned_away(url):
+    from onedrive_rpc.core.session import Role, Session
+    from onedrive_rpc.handshake import write_all
+    from onedrive_rpc.testing.helpers import envelopes
+    from onedrive_rpc.transport import connect_stream
+    server = rpc.Server(url)
+    server.add_service(Probe())
+    server.start()
+    stream = connect_stream(server.url, timeout=5)
+    wait_until(lambda: len(server._admitting) == 1)  # accepted, waiting for Hello
+    server.stop()
+    hello = Session(Role.CLIENT, peer_id="late")
+    hello.start(0.0)
+    try:
+        write_all(stream, hello.data_to_send())
+    except Exception:
+        pass  # the stream may already be gone: that is a refusal too
+    data = bytearray()
+    buf = bytearray(65536)
+    with gevent.Timeout(5):
+        while True:
+            try:
+                n = stream.recv_into(memoryview(buf))
+            except Exception:
+                break
+            if not n:
+                break
+            data += buf[:n]
+    stream.close()
+    assert [e.WhichOneof("kind") for e in envelopes(bytes(data))] in ([], ["close"])
+    assert server.connections == []
