@@ -137,7 +137,8 @@ class Server:
                           session_id=uuid.uuid4().hex,
                           heartbeat_interval=self.heartbeat.interval,
                           heartbeat_misses=self.heartbeat.misses)
-        if len(self._connections) >= self.limits.max_connections:
+        # Handshakes in progress count too, or a burst could overshoot the limit.
+        if len(self._connections) + len(self._admitting) > self.limits.max_connections:
             log.warning("refusing %s: %d connections already", stream.address,
                         len(self._connections))
             refuse(stream, session, StatusCode.RESOURCE_EXHAUSTED,
