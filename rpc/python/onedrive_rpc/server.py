@@ -105,8 +105,9 @@ class Server:
             conn.refuse_calls = refusal
         if grace:
             gevent.joinall([gevent.spawn(conn.drain, grace) for conn in self._connections])
-        for conn in list(self._connections):
-            conn.close(StatusCode.UNAVAILABLE, "server stopped")
+        # Concurrently: each close may wait up to a second for its flush.
+        gevent.joinall([gevent.spawn(conn.close, StatusCode.UNAVAILABLE, "server stopped")
+                        for conn in list(self._connections)])
         if self._acceptor is not None and self._acceptor is not getcurrent():
             self._acceptor.kill()
         self._admitting.kill(block=False)
