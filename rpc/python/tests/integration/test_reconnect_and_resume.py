@@ -121,3 +121,27 @@ def test_after_the_grace_period_the_session_is_gone(url, peers):
     finally:
         proxy.stop()
         server.stop()
+
+
+def test_a_frozen_client_is_lost_then_resumes_when_it_thaws():
+    from onedrive_rpc.testing.process import ClientProcess
+    server = rpc.Server("tcp://127.0.0.1:0", heartbeat=HB)
+    server.add_service(EchoService())
+    connected, lost, resumed = AsyncResult(), AsyncResult(), AsyncResult()
+    server.on_peer_connected(connected.set)
+    server.on_peer_lost(lambda peer, reason: lost.set(reason))
+    server.on_peer_resumed(resumed.set)
+    server.start()
+    try:
+        with ClientProcess(server.url, heartbeat=(HB.interval, HB.misses)) as client:
+            connected.get(timeout=10)
+            session = next(iter(server._sessions))
+            client.stop()
+            assert "no sign of life" in lost.get(timeout=5).message
+            wait_until(lambda: server.connections[0].suspended)
+            client.cont()
+            assert resumed.get(timeout=10).pid == client.pid
+            assert list(server._sessions) == [session]  # the same session, not a new one
+            assert not server.connections[0].suspended and len(server.connections) == 1
+    finally:
+        server.stop()
