@@ -71,7 +71,7 @@ import onedrive_rpc as rpc  # noqa: E402
 from onedrive_rpc.testing import echo_pb2  # noqa: E402
 from onedrive_rpc.testing.echo_service import ECHO, EchoService  # noqa: E402
 from onedrive_rpc.testing.process import ServerProcess  # noqa: E402
-from procstat import cpu_seconds  # noqa: E402  (bench/ is on sys.path as the script's folder)
+from procstat import cpu_seconds, stop_child  # noqa: E402  (bench/ is on sys.path as the script's folder)
 
 HOST = "127.0.0.1"
 PEERS = 100
@@ -223,18 +223,7 @@ class Child:
             return None
 
     def stop(self) -> None:
-        if self.proc.stdin is not None:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        stop_child(self.proc)
 
 
 # ------------------------------------------------------------------ cpu
