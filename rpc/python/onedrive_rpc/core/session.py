@@ -35,6 +35,7 @@ __all__ = ["Role", "State", "Session", "PROTOCOL_VERSION", "MessageTooLarge"]
 PROTOCOL_VERSION = wire_pb2.PROTOCOL_VERSION_1
 
 _Envelope = wire_pb2.Envelope
+_Handler = Callable[[_Envelope, Frame], Optional["ev.Event"]]
 _EMPTY: Mapping[str, str] = {}
 
 
@@ -177,15 +178,20 @@ class Session:
         self._resent_through: Optional[int] = None
         # A protocol error found after good frames of the same read.
         self._error: Optional[RemoteProtocolError] = None
-        self._handlers: Dict[str, Callable[[_Envelope, Frame], Optional[ev.Event]]] = {
-            "hello": self._on_hello,
-            "welcome": self._on_welcome,
+        # Frame kind -> handler, one table per state (OPEN, and before it):
+        # the state check costs a dict pick per frame, not a call.
+        self._open_handlers: Dict[str, _Handler] = {
             "request": self._on_request,
             "response": self._on_response,
             "cancel": self._on_cancel,
-            "close": self._on_close,
             "heartbeat": self._on_heartbeat,
+            "close": self._on_close,
         }
+        self._handshake_handlers: Dict[str, _Handler] = {
+            kind: self._not_open for kind in self._open_handlers}
+        self._handshake_handlers.update(
+            hello=self._on_hello, welcome=self._on_welcome, close=self._on_close)
+        self._open_handlers.update(hello=self._on_hello, welcome=self._on_welcome)
 
     # ---------------------------------------------------------------- output
 
@@ -268,7 +274,8 @@ class Session:
     def send_request(self, call_id: int, method: str, payload: bytes,
                      timeout: Optional[float] = None,
                      metadata: Optional[Mapping[str, str]] = None) -> None:
-        self._require_open()
+        if self.state is not State.OPEN:
+            self._require_open()
         env = _Envelope()
         req = env.request
         req.call_id = call_id
@@ -284,7 +291,8 @@ class Session:
         """Answer a call. Raises MessageTooLarge (nothing queued) if the
         payload does not fit the peer's frame limit; the call stays open so
         the caller can answer again with an error."""
-        self._require_open()
+        if self.state is not State.OPEN:
+            self._require_open()
         if call_id not in self.reliability.calls_in:
             raise LocalProtocolError(f"call {call_id} is not in flight")
         env = _Envelope()
@@ -341,16 +349,13 @@ class Session:
         its own fields)."""
         rel = self.reliability
         seq = rel.next_seq if sequenced else 0
-        received = rel.received if ack and rel.received != rel.ack_sent else 0
+        acked = rel.received if ack and rel.received != rel.ack_sent else 0
         if seq:
             env.seq = seq
-        if received:
-            env.ack = received
-        self._frame(env.SerializeToString(), payload, seq, received)
-
-    def _frame(self, body: bytes, payload: Frame, seq: int, acked: int) -> None:
-        """Queue one frame (payload first, then `body`); commit its seq and
-        ack only once it is known to fit the peer's frame limit."""
+        if acked:
+            env.ack = acked
+        body = env.SerializeToString()
+        # Payload first, then the rest of the envelope.
         plen = len(payload)
         if plen:
             prefix = b"\x0a" + _varint(plen)
@@ -365,18 +370,19 @@ class Session:
             total = len(body)
             buffers = [frame_header(total) + body]
         if total > self.peer_max_frame_size:
-            raise MessageTooLarge(total, self.peer_max_frame_size)  # nothing committed
-        rel = self.reliability
+            # Nothing is committed: seq and ack stay as they were.
+            raise MessageTooLarge(total, self.peer_max_frame_size)
+        size = total + 4
         if acked:  # Reliability.acking(), inlined: this runs for every call
             rel.ack_sent = acked
             rel.ack_owed_since = None
         if self.state is not State.SUSPENDED:  # else only the resend buffer keeps it
             self._out.extend(buffers)
-            self._out_bytes += total + 4
+            self._out_bytes += size
         if seq:  # Reliability.stamp() and keep(), inlined
             rel.next_seq = seq + 1
-            rel.unacked.append((seq, buffers, total + 4))
-            rel.unacked_bytes += total + 4
+            rel.unacked.append((seq, buffers, size))
+            rel.unacked_bytes += size
 
     # ----------------------------------------------------------------- input
 
@@ -431,13 +437,25 @@ class Session:
         self.last_received = now
         if self.liveness is not None:
             self.liveness.received(now)
-        handlers = self._handlers
         rel = self.reliability
         for frame in frames:
-            if self.state is State.CLOSED:
+            state = self.state
+            if state is State.OPEN:
+                handlers = self._open_handlers
+            elif state is State.CLOSED:
                 break
+            else:
+                handlers = self._handshake_handlers
             try:
-                env, payload = _split_payload(frame)
+                plen = frame[1] if len(frame) > 2 and frame[0] == 0x0A else 0x80
+                if plen < 0x80 and plen + 2 <= len(frame):
+                    # _split_payload's common case, inlined: a payload
+                    # shorter than 128 bytes, first.
+                    env = _Envelope()
+                    env.ParseFromString(frame[plen + 2:])
+                    payload = env.payload if env.HasField("payload") else frame[2:plen + 2]
+                else:
+                    env, payload = _split_payload(frame)
                 ack = env.ack
                 if ack > rel.peer_acked:
                     if ack >= rel.next_seq:
@@ -463,14 +481,16 @@ class Session:
                         f"unexpected {kind or 'empty'} frame: not supported by "
                         f"protocol version {PROTOCOL_VERSION}")
                 event = handler(env, payload)
-            except RemoteProtocolError as exc:
+            except (RemoteProtocolError, DecodeError) as exc:
+                error = exc if isinstance(exc, RemoteProtocolError) else RemoteProtocolError(
+                    f"malformed envelope: {exc or 'truncated'}")
                 if events:
                     # Deliver what came before the bad frame; the next call
                     # raises. Nothing after it is looked at.
-                    self._error = exc
+                    self._error = error
                     return events
-                self._fail(exc)
-                raise
+                self._fail(error)
+                raise error from None
             if event is not None:
                 events.append(event)
         return events
@@ -479,9 +499,8 @@ class Session:
         # Tell the peer why before hanging up; it may be a bug it can fix.
         self.send_close(StatusCode.INTERNAL, f"protocol error: {exc}")
 
-    def _expect_open(self, what: str) -> None:
-        if self.state is not State.OPEN:
-            raise RemoteProtocolError(f"{what} frame received while {self.state.value}")
+    def _not_open(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
+        raise RemoteProtocolError(f"{env.WhichOneof('kind')} frame received while {self.state.value}")
 
     def _on_hello(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
         if self.role is not Role.SERVER or self.state is not State.AWAIT_HELLO:
@@ -600,7 +619,6 @@ class Session:
         return ev.Handshaken(self.peer, self.session_id, _EMPTY, welcome.resumed)
 
     def _on_request(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
-        self._expect_open("request")
         req = env.request
         call_id = req.call_id
         if call_id in self.reliability.calls_in:
@@ -617,21 +635,18 @@ class Session:
         return ev.RequestReceived(call_id, req.method, payload, timeout, metadata, deadline)
 
     def _on_response(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
-        self._expect_open("response")
         resp = env.response
         status = resp.status
         return ev.ResponseReceived(resp.call_id, status.code, status.message,
                                    status.details, payload)
 
     def _on_cancel(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
-        self._expect_open("cancel")
         cancel = env.cancel
         if cancel.call_id not in self.reliability.calls_in:
             return None  # already answered: the cancel crossed our response
         return ev.CancelReceived(cancel.call_id, cancel.reason)
 
     def _on_heartbeat(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
-        self._expect_open("heartbeat")
         return None  # receiving it was the point
 
     def _on_close(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
