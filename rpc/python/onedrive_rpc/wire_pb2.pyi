@@ -257,12 +257,14 @@ class Notify(_message.Message):
     def __init__(self, method: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Publish(_message.Message):
-    __slots__ = ("method", "topic")
+    __slots__ = ("method", "topic", "call_id")
     METHOD_FIELD_NUMBER: _ClassVar[int]
     TOPIC_FIELD_NUMBER: _ClassVar[int]
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
     method: str
     topic: str
-    def __init__(self, method: _Optional[str] = ..., topic: _Optional[str] = ...) -> None: ...
+    call_id: int
+    def __init__(self, method: _Optional[str] = ..., topic: _Optional[str] = ..., call_id: _Optional[int] = ...) -> None: ...
 
 class Deliver(_message.Message):
     __slots__ = ("subscription_id", "topic", "publisher", "publisher_seq", "dropped")
@@ -279,12 +281,14 @@ class Deliver(_message.Message):
     def __init__(self, subscription_id: _Optional[int] = ..., topic: _Optional[str] = ..., publisher: _Optional[str] = ..., publisher_seq: _Optional[int] = ..., dropped: _Optional[int] = ...) -> None: ...
 
 class Broadcast(_message.Message):
-    __slots__ = ("method", "origin")
+    __slots__ = ("method", "origin", "call_id")
     METHOD_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
     method: str
     origin: str
-    def __init__(self, method: _Optional[str] = ..., origin: _Optional[str] = ...) -> None: ...
+    call_id: int
+    def __init__(self, method: _Optional[str] = ..., origin: _Optional[str] = ..., call_id: _Optional[int] = ...) -> None: ...
 
 class Subscribe(_message.Message):
     __slots__ = ("subscription_id", "call_id", "method", "pattern", "queue_limit", "policy")

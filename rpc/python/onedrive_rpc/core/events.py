@@ -17,6 +17,20 @@ __all__ = [
     "CloseReceived",
     "PeerSilent",
     "ResumeRequested",
+    "StreamItemReceived",
+    "StreamEndReceived",
+    "CreditReceived",
+    "NotifyReceived",
+    "SubscribeReceived",
+    "UnsubscribeReceived",
+    "PublishReceived",
+    "DeliverReceived",
+    "BroadcastReceived",
+    "ProduceReceived",
+    "ConsumeReceived",
+    "TaskReceived",
+    "TaskDoneReceived",
+    "PATTERN_EVENTS",
 ]
 
 Payload = Union[bytes, memoryview]
@@ -66,6 +80,8 @@ class RequestReceived(NamedTuple):
     # When the call must be done, on the clock the session is fed (arrival
     # time + timeout), so time spent queued here counts; None: no deadline.
     deadline: Optional[float]
+    # Server streams: items we may send before the caller grants more (0: our default).
+    initial_credit: int = 0
 
 
 class ResponseReceived(NamedTuple):
@@ -101,5 +117,136 @@ class PeerSilent(NamedTuple):
     bound: float
 
 
+# ------------------------------------------------- the other patterns (§8)
+
+
+class StreamItemReceived(NamedTuple):
+    """One item of the server stream our call `call_id` opened."""
+
+    call_id: int
+    payload: Payload
+
+
+class StreamEndReceived(NamedTuple):
+    """The server stream of call `call_id` ended: OK, or an error."""
+
+    call_id: int
+    code: int
+    message: str
+    details: str
+
+
+class CreditReceived(NamedTuple):
+    """Flow control: the peer may take `items` more on one stream
+    (call_id), subscription (subscription_id) or consumer (consumer_id)."""
+
+    call_id: int
+    subscription_id: int
+    consumer_id: int
+    items: int
+
+
+class NotifyReceived(NamedTuple):
+    """A one-way message to notification method `method`."""
+
+    method: str
+    payload: Payload
+    metadata: Mapping[str, str]
+
+
+class SubscribeReceived(NamedTuple):
+    """The peer subscribes to `pattern` of publish/subscribe method
+    `method`; answer call_id with a response."""
+
+    call_id: int
+    subscription_id: int
+    method: str
+    pattern: str
+    queue_limit: int
+    policy: int
+
+
+class UnsubscribeReceived(NamedTuple):
+    subscription_id: int
+
+
+class PublishReceived(NamedTuple):
+    """The peer publishes a message on `topic` through us; a non-zero
+    call_id wants a response once it was fanned out."""
+
+    call_id: int
+    method: str
+    topic: str
+    payload: Payload
+
+
+class DeliverReceived(NamedTuple):
+    """A message published on a topic our subscription matched."""
+
+    subscription_id: int
+    topic: str
+    publisher: str
+    publisher_seq: int
+    dropped: int
+    payload: Payload
+
+
+class BroadcastReceived(NamedTuple):
+    """A broadcast: from the peer itself (origin empty) or relayed by it;
+    a non-zero call_id wants a response once it was relayed."""
+
+    call_id: int
+    method: str
+    origin: str
+    payload: Payload
+
+
+class ProduceReceived(NamedTuple):
+    """The peer puts a task on work queue `method`; answer call_id once
+    the queue took it."""
+
+    call_id: int
+    method: str
+    payload: Payload
+
+
+class ConsumeReceived(NamedTuple):
+    """The peer registers (or, stop=True, withdraws) consumer `consumer_id`
+    of work queue `method`; answer call_id."""
+
+    call_id: int
+    consumer_id: int
+    method: str
+    prefetch: int
+    stop: bool
+
+
+class TaskReceived(NamedTuple):
+    """A task for our consumer `consumer_id`; `attempt` is 1 the first time."""
+
+    consumer_id: int
+    task_id: int
+    attempt: int
+    payload: Payload
+
+
+class TaskDoneReceived(NamedTuple):
+    """The peer's consumer finished a task: code 0 acknowledges it."""
+
+    consumer_id: int
+    task_id: int
+    code: int
+    message: str
+
+
 Event = Union[Handshaken, RequestReceived, ResponseReceived, CancelReceived,
-              CloseReceived, PeerSilent, ResumeRequested]
+              CloseReceived, PeerSilent, ResumeRequested, StreamItemReceived,
+              StreamEndReceived, CreditReceived, NotifyReceived, SubscribeReceived,
+              UnsubscribeReceived, PublishReceived, DeliverReceived, BroadcastReceived,
+              ProduceReceived, ConsumeReceived, TaskReceived, TaskDoneReceived]
+
+# The events of the publish/subscribe, work queue and broadcast frames,
+# which the driver hands to the side hosting those patterns.
+PATTERN_EVENTS = (SubscribeReceived, UnsubscribeReceived, PublishReceived, DeliverReceived,
+                  BroadcastReceived, ProduceReceived, ConsumeReceived, TaskReceived,
+                  TaskDoneReceived)

@@ -18,13 +18,15 @@ is a RemoteProtocolError.
 from __future__ import annotations
 
 import enum
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+import functools
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from google.protobuf.message import DecodeError
 
 from .. import wire_pb2
 from ..errors import LocalProtocolError, RemoteProtocolError, StatusCode
 from . import events as ev
+from . import pattern_frames
 from .liveness import Liveness
 from .reliability import Reliability
 from .framing import (DEFAULT_MAX_FRAME_SIZE, LARGE_FRAME, MIN_FRAME_LIMIT, Frame,
@@ -187,6 +189,8 @@ class Session:
             "heartbeat": self._on_heartbeat,
             "close": self._on_close,
         }
+        for kind in pattern_frames.DECODERS:
+            self._open_handlers[kind] = functools.partial(self._on_pattern, kind)
         self._handshake_handlers: Dict[str, _Handler] = {
             kind: self._not_open for kind in self._open_handlers}
         self._handshake_handlers.update(
@@ -273,7 +277,10 @@ class Session:
 
     def send_request(self, call_id: int, method: str, payload: bytes,
                      timeout: Optional[float] = None,
-                     metadata: Optional[Mapping[str, str]] = None) -> None:
+                     metadata: Optional[Mapping[str, str]] = None,
+                     initial_credit: int = 0) -> None:
+        """Call `method`; for a server stream, `initial_credit` is how many
+        items the peer may send before we grant more (0: its default)."""
         if self.state is not State.OPEN:
             self._require_open()
         env = _Envelope()
@@ -284,6 +291,8 @@ class Session:
             req.timeout_us = _timeout_us(timeout)
         if metadata:
             req.metadata.update(metadata)
+        if initial_credit:
+            req.initial_credit = initial_credit
         self._queue(env, payload, True)
 
     def send_response(self, call_id: int, code: int, message: str = "",
@@ -305,6 +314,38 @@ class Session:
             status.details = details
         self._queue(env, payload, True)
         self.reliability.calls_in.discard(call_id)
+
+    def send_frame(self, kind: str, payload: Frame = b"", *, ack_now: bool = False,
+                   status: Optional[Tuple[int, str, str]] = None, **fields: Any) -> int:
+        """Queue one sequenced frame of the other patterns (§8): `kind` is
+        the Envelope field, `fields` the values of its message and
+        `status` its (code, message, details) for stream_end and task_done.
+        `ack_now` asks the peer to acknowledge it at once. Returns the
+        frame's seq: it has arrived once `reliability.peer_acked` reaches it."""
+        if self.state is not State.OPEN:
+            self._require_open()
+        if kind not in pattern_frames.SENDABLE:
+            raise ValueError(f"{kind!r} is not a pattern frame")
+        call_id = fields.get("call_id", 0)
+        if kind == "stream_item" or kind == "stream_end":
+            if call_id not in self.reliability.calls_in:
+                raise LocalProtocolError(f"call {call_id} is not in flight")
+        env = _Envelope()
+        message = getattr(env, kind)
+        for name, value in fields.items():
+            if name == "metadata":
+                message.metadata.update(value)
+            else:
+                setattr(message, name, value)
+        if status is not None:
+            message.status.code, message.status.message, message.status.details = status
+        if ack_now:
+            env.ack_now = True
+        seq = self.reliability.next_seq
+        self._queue(env, payload, True)
+        if kind == "stream_end":
+            self.reliability.calls_in.discard(call_id)
+        return seq
 
     def send_cancel(self, call_id: int, reason: str = "") -> None:
         self._require_open()
@@ -632,7 +673,8 @@ class Session:
         else:
             timeout = deadline = None
         metadata = dict(req.metadata) if len(req.metadata) else _EMPTY
-        return ev.RequestReceived(call_id, req.method, payload, timeout, metadata, deadline)
+        return ev.RequestReceived(call_id, req.method, payload, timeout, metadata, deadline,
+                                  req.initial_credit)
 
     def _on_response(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
         resp = env.response
@@ -645,6 +687,17 @@ class Session:
         if cancel.call_id not in self.reliability.calls_in:
             return None  # already answered: the cancel crossed our response
         return ev.CancelReceived(cancel.call_id, cancel.reason)
+
+    def _on_pattern(self, kind: str, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
+        event = pattern_frames.DECODERS[kind](env, payload)
+        if kind in pattern_frames.OPENS_CALL:
+            call_id = event.call_id  # type: ignore[union-attr]
+            if call_id:
+                calls_in = self.reliability.calls_in
+                if call_id in calls_in:
+                    raise RemoteProtocolError(f"call id {call_id} is already in flight")
+                calls_in.add(call_id)
+        return event
 
     def _on_heartbeat(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
         return None  # receiving it was the point

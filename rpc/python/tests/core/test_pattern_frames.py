@@ -1,0 +1,151 @@
+"""The frames of streams, notifications, publish/subscribe, work queues and
+broadcasts through two sans-IO sessions: what goes in comes out as the
+right event, sequenced and acknowledged like calls, and a peer that sends
+nonsense gets a protocol error naming it."""
+from __future__ import annotations
+
+import pytest
+
+from onedrive_rpc import wire_pb2
+from onedrive_rpc.core import events as ev
+from onedrive_rpc.core.session import Role, Session, State
+from onedrive_rpc.errors import LocalProtocolError, RemoteProtocolError
+from onedrive_rpc.testing.helpers import envelopes, framed
+
+METHOD = "/a.B/C"
+
+
+def wire(session):
+    return b"".join(bytes(b) for b in session.data_to_send())
+
+
+def open_pair():
+    client = Session(Role.CLIENT, peer_id="c")
+    server = Session(Role.SERVER, peer_id="s", session_id="S")
+    client.start(0.0)
+    server.receive_data(wire(client), 0.0)
+    client.receive_data(wire(server), 0.0)
+    return client, server
+
+
+ROUND_TRIPS = [
+    ("notify", b"n", dict(method=METHOD, metadata={"k": "v"}),
+     ev.NotifyReceived(METHOD, b"n", {"k": "v"})),
+    ("subscribe", b"", dict(call_id=7, subscription_id=3, method=METHOD, pattern="a.*",
+                            queue_limit=10, policy=wire_pb2.DROP_NEWEST),
+     ev.SubscribeReceived(7, 3, METHOD, "a.*", 10, wire_pb2.DROP_NEWEST)),
+    ("unsubscribe", b"", dict(subscription_id=3), ev.UnsubscribeReceived(3)),
+    ("publish", b"m", dict(method=METHOD, topic="a.b"), ev.PublishReceived(0, METHOD, "a.b", b"m")),
+    ("publish", b"m", dict(call_id=9, method=METHOD, topic="a.b"),
+     ev.PublishReceived(9, METHOD, "a.b", b"m")),
+    ("deliver", b"d", dict(subscription_id=3, topic="a.b", publisher="p", publisher_seq=4,
+                           dropped=2),
+     ev.DeliverReceived(3, "a.b", "p", 4, 2, b"d")),
+    ("broadcast", b"x", dict(method=METHOD, origin="o"), ev.BroadcastReceived(0, METHOD, "o", b"x")),
+    ("produce", b"t", dict(call_id=8, method=METHOD), ev.ProduceReceived(8, METHOD, b"t")),
+    ("consume", b"", dict(call_id=5, consumer_id=2, method=METHOD, prefetch=4),
+     ev.ConsumeReceived(5, 2, METHOD, 4, False)),
+    ("task", b"t", dict(consumer_id=2, task_id=11, attempt=3), ev.TaskReceived(2, 11, 3, b"t")),
+    ("credit", b"", dict(subscription_id=3, items=5), ev.CreditReceived(0, 3, 0, 5)),
+]
+
+
+@pytest.mark.parametrize("kind,payload,fields,expected", ROUND_TRIPS,
+                         ids=[f"{r[0]}-{i}" for i, r in enumerate(ROUND_TRIPS)])
+def test_each_frame_arrives_as_its_event_both_ways(kind, payload, fields, expected):
+    for sender_index in (0, 1):
+        pair = open_pair()
+        sender, receiver = pair[sender_index], pair[1 - sender_index]
+        seq = sender.send_frame(kind, payload, **fields)
+        assert seq == 1
+        [event] = receiver.receive_data(wire(sender), 1.0)
+        assert event == expected
+        assert receiver.reliability.received == 1  # sequenced like calls
+
+
+def test_stream_items_and_end_answer_a_request_and_end_the_call():
+    client, server = open_pair()
+    client.send_request(1, METHOD, b"q", initial_credit=4)
+    [request] = server.receive_data(wire(client), 0.0)
+    assert request.initial_credit == 4
+    server.send_frame("stream_item", b"i1", call_id=1)
+    server.send_frame("stream_item", b"i2", call_id=1)
+    server.send_frame("stream_end", call_id=1, status=(0, "", ""))
+    assert server.calls_in_flight == 0
+    assert client.receive_data(wire(server), 0.0) == [
+        ev.StreamItemReceived(1, b"i1"), ev.StreamItemReceived(1, b"i2"),
+        ev.StreamEndReceived(1, 0, "", "")]
+    with pytest.raises(LocalProtocolError, match="call 1 is not in flight"):
+        server.send_frame("stream_item", b"late", call_id=1)
+
+
+def test_task_done_carries_its_status():
+    client, server = open_pair()
+    client.send_frame("task_done", consumer_id=2, task_id=5, status=(13, "boom", ""))
+    assert server.receive_data(wire(client), 0.0) == [ev.TaskDoneReceived(2, 5, 13, "boom")]
+
+
+def test_a_frame_that_opens_a_call_is_answered_with_a_response():
+    client, server = open_pair()
+    client.send_frame("produce", b"task", call_id=3, method=METHOD)
+    server.receive_data(wire(client), 0.0)
+    assert server.calls_in_flight == 1
+    server.send_response(3, 0)
+    [response] = client.receive_data(wire(server), 0.0)
+    assert response.call_id == 3 and server.calls_in_flight == 0
+
+
+def test_confirming_ack_now_is_acknowledged_at_once():
+    client, server = open_pair()
+    seq = client.send_frame("notify", b"n", ack_now=True, method=METHOD)
+    [sent] = envelopes(wire(client))
+    assert sent.ack_now and sent.seq == seq
+    server.receive_data(framed(sent), 5.0)
+    assert server.reliability.ack_due(5.0)  # no delayed-ack wait
+    server.tick(5.0)
+    client.receive_data(wire(server), 5.0)
+    assert client.reliability.peer_acked >= seq
+
+
+def test_send_frame_refuses_what_is_not_a_pattern_frame_and_before_open():
+    client, _ = open_pair()
+    with pytest.raises(ValueError, match="'hello' is not a pattern frame"):
+        client.send_frame("hello")
+    fresh = Session(Role.CLIENT, peer_id="x")
+    with pytest.raises(LocalProtocolError, match="cannot send while connecting"):
+        fresh.send_frame("notify", method=METHOD)
+
+
+BAD_FRAMES = [
+    (wire_pb2.Envelope(notify=wire_pb2.Notify()), "notify frame names no method"),
+    (wire_pb2.Envelope(publish=wire_pb2.Publish(topic="a")), "publish frame names no method"),
+    (wire_pb2.Envelope(credit=wire_pb2.Credit(call_id=1)), "credit frame grants no items"),
+    (wire_pb2.Envelope(credit=wire_pb2.Credit(call_id=1, consumer_id=2, items=1)),
+     "must name exactly one of call_id, subscription_id and consumer_id"),
+    (wire_pb2.Envelope(subscribe=wire_pb2.Subscribe(method=METHOD, pattern="a")),
+     "subscribe frame has no subscription_id"),
+    (wire_pb2.Envelope(consume=wire_pb2.Consume(method=METHOD)), "consume frame has no consumer_id"),
+]
+
+
+@pytest.mark.parametrize("env,text", BAD_FRAMES, ids=[b[1][:30] for b in BAD_FRAMES])
+def test_malformed_pattern_frames_are_protocol_errors(env, text):
+    _, server = open_pair()
+    with pytest.raises(RemoteProtocolError, match=text):
+        server.receive_data(framed(env), 0.0)
+    assert server.state is State.CLOSED
+
+
+def test_a_call_id_already_in_flight_is_a_protocol_error():
+    client, server = open_pair()
+    client.send_request(4, METHOD, b"")
+    server.receive_data(wire(client), 0.0)
+    client.send_frame("produce", b"t", call_id=4, method=METHOD)
+    with pytest.raises(RemoteProtocolError, match="call id 4 is already in flight"):
+        server.receive_data(wire(client), 0.0)
+
+
+def test_pattern_frames_before_the_handshake_are_refused():
+    server = Session(Role.SERVER, peer_id="s", session_id="S")
+    with pytest.raises(RemoteProtocolError, match="notify frame received while await_hello"):
+        server.receive_data(framed(wire_pb2.Envelope(notify=wire_pb2.Notify(method=METHOD))), 0.0)
