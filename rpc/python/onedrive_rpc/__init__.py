@@ -7,7 +7,7 @@
 """
 from .client import Client
 from .config import Heartbeat, Limits, Reconnect
-from .driver import CallFuture, Context
+from .calls import CallFuture, Context
 from .errors import (FrameTooLarge, LocalProtocolError, PeerLost, ProtocolError,
                      RemoteProtocolError, RpcError, StatusCode, TransportError)
 from .peer import Peer, connect

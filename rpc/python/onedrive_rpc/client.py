@@ -12,7 +12,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
 from . import options_pb2
-from .driver import CallFuture
+from .calls import CallFuture
 from .errors import RpcError, StatusCode
 from .peer import Peer
 from .service import MethodInfo, method_infos

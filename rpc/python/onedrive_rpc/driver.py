@@ -24,11 +24,11 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional
 
 import gevent
 from gevent import getcurrent
-from gevent.event import AsyncResult, Event
+from gevent.event import Event
 from gevent.hub import Waiter, get_hub
-from google.protobuf.message import DecodeError
 
 from . import forking
+from .calls import TIMED_OUT, CallAborted, CallFuture, Context, call_result, fresh
 from .config import Limits
 from .core import events as ev
 from .core.reliability import ACK_DELAY
@@ -37,12 +37,11 @@ from .errors import (LocalProtocolError, PeerLost, RemoteProtocolError, RpcError
                      StatusCode)
 from .transport.base import ConnectionClosed, Stream
 
-__all__ = ["Connection", "CallAborted", "Context", "CallFuture"]
+__all__ = ["Connection"]
 
 log = logging.getLogger("onedrive_rpc")
 
 _monotonic = time.monotonic
-_TIMED_OUT = object()
 
 # Bytes of answers queued while serving one read's batch of requests that
 # are sent before serving the rest (bench/reqresp.py W2: about 1.7x).
@@ -59,142 +58,6 @@ WRITE_FAILURE_GRACE = 0.25
 # Coalesced small frames are joined into one buffer up to this size; past it
 # a vectored send avoids copying.
 _JOIN_LIMIT = 64 * 1024
-
-
-class CallAborted(BaseException):
-    """Raised inside a handler whose call was cancelled or ran out of time.
-
-    A BaseException, like GreenletExit, so `except Exception` in user code
-    does not swallow it.
-    """
-
-    def __init__(self, code: StatusCode, message: str) -> None:
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
-
-
-class Context:
-    """An incoming call being served, as its handler sees it.
-
-    `method`, `metadata`, `deadline` (monotonic seconds, or None), `peer`
-    (the caller's identity), `address`, `credentials` (unix sockets),
-    `time_remaining()` and `cancelled`.
-    """
-
-    __slots__ = ("connection", "call_id", "method", "metadata", "deadline",
-                 "greenlet", "timer", "abort", "done")
-
-    def __init__(self, connection: "Connection", event: ev.RequestReceived) -> None:
-        self.connection = connection
-        self.call_id = event.call_id
-        self.method = event.method
-        self.metadata = event.metadata
-        self.deadline = event.deadline
-        self.greenlet = getcurrent()
-        self.timer = None
-        self.abort: Optional[CallAborted] = None
-        self.done = False
-
-    @property
-    def peer(self) -> Optional[ev.PeerInfo]:
-        return self.connection.session.peer
-
-    @property
-    def address(self) -> str:
-        return self.connection.stream.address
-
-    @property
-    def credentials(self) -> Any:
-        return self.connection.stream.credentials
-
-    @property
-    def cancelled(self) -> bool:
-        """True once the caller cancelled, the deadline passed or the peer left."""
-        return self.abort is not None
-
-    def time_remaining(self) -> Optional[float]:
-        """Seconds left before the caller's deadline; None if it set none."""
-        if self.deadline is None:
-            return None
-        return max(0.0, self.deadline - _monotonic())
-
-
-class CallFuture:
-    """The pending result of a call: `get(timeout)` returns it or raises RpcError.
-
-    Like gevent's AsyncResult: `get(block, timeout)` raises gevent.Timeout if
-    the result is not there in time (the call itself goes on until its own
-    deadline); `ready()`, `successful()`, `exception`, `rawlink()`.
-    """
-
-    __slots__ = ("_connection", "_call_id", "_decode", "_result", "_timer")
-
-    def __init__(self, connection: "Connection", call_id: int,
-                 decode: Callable[[Any], Any]) -> None:
-        self._connection = connection
-        self._call_id = call_id
-        self._decode = decode
-        self._result = AsyncResult()
-        self._timer = None
-
-    def switch(self, outcome: Any) -> None:
-        # Called from the hub with a ResponseReceived, an RpcError or _TIMED_OUT.
-        if self._result.ready():
-            return
-        if self._timer is not None:
-            self._timer.close()
-            self._timer = None
-        if outcome is _TIMED_OUT:
-            self._connection._abandon(self._call_id, "deadline exceeded")
-            outcome = RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
-        try:
-            value = _outcome(outcome, self._decode)
-        except RpcError as exc:
-            self._result.set_exception(exc)
-        else:
-            self._result.set(value)
-
-    def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
-        return self._result.get(block, timeout)
-
-    def ready(self) -> bool:
-        return self._result.ready()
-
-    def successful(self) -> bool:
-        return self._result.successful()
-
-    @property
-    def exception(self) -> Optional[BaseException]:
-        return self._result.exception
-
-    def rawlink(self, callback: Callable[[Any], None]) -> None:
-        """Call `callback(async_result)` once the outcome is known."""
-        self._result.rawlink(callback)
-
-    def cancel(self, reason: str = "cancelled by the caller") -> bool:
-        """Give up on the call: the server is told, get() raises CANCELLED."""
-        if self._result.ready():
-            return False
-        self._connection._abandon(self._call_id, reason)
-        self.switch(RpcError(StatusCode.CANCELLED, reason))
-        return True
-
-
-def _outcome(outcome: Any, decode: Callable[[Any], Any]) -> Any:
-    """Turn what the reader delivered into the decoded reply, or raise."""
-    if type(outcome) is ev.ResponseReceived:
-        if outcome.code == 0:
-            try:
-                return decode(outcome.payload)
-            except DecodeError as exc:
-                raise RpcError(StatusCode.INTERNAL,
-                               f"the response does not parse: {exc}") from None
-        raise RpcError(StatusCode.from_wire(outcome.code), outcome.message,
-                       outcome.details or None)
-    if isinstance(outcome, RpcError):
-        raise outcome
-    raise TypeError(f"unexpected call outcome {outcome!r}")
 
 
 class Connection:
@@ -393,7 +256,7 @@ class Connection:
                 # Should the session resume, the server need not run them on.
                 self.session.send_cancel(call_id, f"the caller gave up: {error.message}")
         for waiter in pending.values():
-            self._loop.run_callback(waiter.switch, _fresh(error))
+            self._loop.run_callback(waiter.switch, fresh(error))
         if pending:
             self._progress.set()
 
@@ -629,7 +492,7 @@ class Connection:
         timer = None
         if timeout is not None:
             timer = self._loop.timer(timeout)
-            timer.start(waiter.switch, _TIMED_OUT)
+            timer.start(waiter.switch, TIMED_OUT)
         try:
             outcome = waiter.get()
         except BaseException:
@@ -639,11 +502,11 @@ class Connection:
         finally:
             if timer is not None:
                 timer.close()
-        if outcome is _TIMED_OUT:
+        if outcome is TIMED_OUT:
             self._abandon(call_id, "deadline exceeded")
             raise RpcError(StatusCode.DEADLINE_EXCEEDED,
                            f"deadline exceeded after {timeout}s calling {method}")
-        return _outcome(outcome, decode)
+        return call_result(outcome, decode)
 
     def call_future(self, method: str, payload: bytes, decode: Callable[[Any], Any],
                     timeout: Optional[float] = None,
@@ -652,7 +515,7 @@ class Connection:
         future._call_id = self._send_request(method, payload, timeout, metadata, future)
         if timeout is not None:
             future._timer = timer = self._loop.timer(timeout)
-            timer.start(future.switch, _TIMED_OUT)
+            timer.start(future.switch, TIMED_OUT)
         return future
 
     def _send_request(self, method: str, payload: bytes, timeout: Optional[float],
@@ -660,7 +523,7 @@ class Connection:
         if self.closed:
             raise self._closed_error()
         if self.refuse_outgoing is not None:
-            raise _fresh(self.refuse_outgoing)
+            raise fresh(self.refuse_outgoing)
         if self.suspended and self._pending_failed:
             raise PeerLost(f"not connected: {self.suspend_reason.message}; reconnecting")
         self._wait_for_room()
@@ -678,7 +541,7 @@ class Connection:
 
     def _closed_error(self) -> RpcError:
         reason = self.close_reason
-        return PeerLost("connection closed") if reason is None else _fresh(reason)
+        return PeerLost("connection closed") if reason is None else fresh(reason)
 
     def _abandon(self, call_id: int, reason: str) -> None:
         if self._pending.pop(call_id, None) is not None:
@@ -820,10 +683,3 @@ def _report_blocked_loop(late: float, interval: float) -> None:
         log.warning("the gevent event loop of this process was blocked for about %.3fs "
                     "(heartbeat interval %.3fs): peers may have declared it lost; "
                     "look for CPU-bound or blocking code running in a greenlet", late, interval)
-
-
-def _fresh(error: RpcError) -> RpcError:
-    """A new exception equal to `error`: one instance per raise keeps tracebacks apart."""
-    if isinstance(error, PeerLost):
-        return PeerLost(error.message, error.details)
-    return RpcError(error.code, error.message, error.details)

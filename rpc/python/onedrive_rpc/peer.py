@@ -11,7 +11,8 @@ import gevent
 from .config import Heartbeat, Limits, Reconnect
 from .core.events import PeerInfo
 from .core.session import Role, Session
-from .driver import CallFuture, Connection
+from .calls import CallFuture
+from .driver import Connection
 from .errors import PeerLost, RpcError, StatusCode
 from .handshake import perform_handshake, refuse
 from .hooks import PeerHooks

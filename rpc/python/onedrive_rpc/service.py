@@ -22,7 +22,7 @@ from google.protobuf.message_factory import GetMessageClass
 
 from . import options_pb2
 from .core import events as ev
-from .driver import CallAborted, Context
+from .calls import CallAborted, Context
 from .errors import RpcError, StatusCode
 
 __all__ = ["Service", "MethodInfo", "Registry", "snake_case", "method_infos"]

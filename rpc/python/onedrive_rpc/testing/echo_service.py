@@ -6,7 +6,7 @@ import time
 
 import gevent
 
-from ..driver import Context
+from ..calls import Context
 from ..service import Service
 from . import echo_pb2
 
