@@ -1,0 +1,349 @@
+"""The broker state of one publish/subscribe method (e.g. "/pkg.Svc/ItemChanged"),
+on the server. Pure logic: no I/O, no clock; the driver feeds it calls and
+sends what they return.
+
+Calls and what they return::
+
+    PubSub(default_queue_limit=1024, max_queue_limit=65536, max_subscriptions_per_owner=10000)
+    subscribe(owner, subscription_id, pattern, *, queue_limit=0, policy=Policy.DROP_OLDEST, credit=0)
+    unsubscribe(owner, subscription_id) -> bool       # False if unknown: idempotent
+    drop_owner(owner) -> int                          # the peer is gone: how many were removed
+    publish(topic, payload, publisher) -> PublishResult(deliveries, disconnected, matched, publisher_seq)
+    grant(owner, subscription_id, items) -> [Delivery]  # queued messages the new credit releases
+    forget_publisher(publisher) -> bool               # its session ended: drop its counter
+    subscription(owner, subscription_id) -> SubscriptionState
+    subscriptions() -> [SubscriptionState]
+
+A subscriber is ``(owner, subscription_id)``: the owner is any hashable the
+driver chooses (a connection, a local subscriber's token), the id is the
+subscriber's own number, unique per owner.
+
+Delivery guarantee: at most once, in order. Each subscription receives the
+messages published on topics its pattern matches, in publish order, each at
+most once; the broker hands it at most `credit` messages (the subscriber
+grants more as it consumes them) and queues the rest, at most `queue_limit`.
+A message arriving for a full queue invokes the subscription's slow-consumer
+`Policy`: drop the oldest queued message, drop the new one, or end the
+subscription (reported in `PublishResult.disconnected`, for the driver to
+end with RESOURCE_EXHAUSTED). Dropped messages are counted, and every
+`Delivery` carries the subscription's count so far, so a subscriber can see
+what it missed. Each publisher's messages carry `publisher_seq`, counting
+from 1 across all topics of this method: a subscriber sees it strictly
+increase per publisher (with gaps for other topics and dropped messages).
+
+Memory: at most `queue_limit` messages per subscription (payloads are
+shared between subscriptions, not copied), at most
+`max_subscriptions_per_owner` subscriptions per owner, and a removed
+subscription frees everything it held. Publisher counters are kept until
+`forget_publisher`.
+"""
+from __future__ import annotations
+
+import enum
+from collections import deque
+from typing import Deque, Dict, Hashable, List, NamedTuple, Tuple
+
+from .topics import TopicIndex, check_topic
+
+__all__ = [
+    "Policy",
+    "Delivery",
+    "Disconnect",
+    "PublishResult",
+    "SubscriptionState",
+    "TooManySubscriptions",
+    "PubSub",
+    "DEFAULT_QUEUE_LIMIT",
+    "MAX_QUEUE_LIMIT",
+    "MAX_SUBSCRIPTIONS_PER_OWNER",
+]
+
+# Messages a subscription may have waiting for credit unless it asks
+# otherwise: enough to ride out a burst, small enough that a stalled
+# subscriber costs a bounded amount of memory.
+DEFAULT_QUEUE_LIMIT = 1024
+# The most a subscriber may ask for: each subscriber chooses its own queue
+# size, so this caps what one peer can make the server hold per subscription.
+MAX_QUEUE_LIMIT = 65536
+# Subscriptions one owner (peer) may hold: with MAX_QUEUE_LIMIT, this bounds
+# what a single peer can make the server hold.
+MAX_SUBSCRIPTIONS_PER_OWNER = 10000
+
+# Wire value of SlowConsumerPolicy.BLOCK_PUBLISHER, which we do not implement.
+_WIRE_BLOCK_PUBLISHER = 4
+
+
+class Policy(enum.IntEnum):
+    """What happens when a message arrives for a full queue. Values equal
+    the wire's SlowConsumerPolicy."""
+
+    #: Drop the oldest queued message, keep the new one: a subscriber that
+    #: catches up sees the latest state.
+    DROP_OLDEST = 1
+    #: Drop the new message, keep what is queued.
+    DROP_NEWEST = 2
+    #: End the subscription: the subscriber must not miss messages silently.
+    DISCONNECT = 3
+
+    @classmethod
+    def from_wire(cls, value: int) -> "Policy":
+        """The policy a Subscribe frame asks for; 0 (unspecified) is
+        DROP_OLDEST. ValueError for BLOCK_PUBLISHER and unknown numbers."""
+        if value == 0:
+            return cls.DROP_OLDEST
+        if value == _WIRE_BLOCK_PUBLISHER:
+            raise ValueError(f"slow-consumer policy BLOCK_PUBLISHER ({value}) is not supported: "
+                             f"use DROP_OLDEST, DROP_NEWEST or DISCONNECT")
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"unknown slow-consumer policy {value!r}") from None
+
+
+class Delivery(NamedTuple):
+    """One message to send to one subscription (a Deliver frame)."""
+
+    owner: Hashable
+    subscription_id: int
+    topic: str
+    publisher: str
+    publisher_seq: int
+    #: The subscription's messages dropped so far, when this one was handed out.
+    dropped: int
+    payload: bytes
+
+
+class Disconnect(NamedTuple):
+    """A subscription the DISCONNECT policy ended; the driver ends it with
+    RESOURCE_EXHAUSTED and `reason`."""
+
+    owner: Hashable
+    subscription_id: int
+    reason: str
+
+
+class PublishResult(NamedTuple):
+    """What one publish did."""
+
+    #: Sendable now (within credit), in subscription order.
+    deliveries: List[Delivery]
+    #: Subscriptions removed because their DISCONNECT policy tripped.
+    disconnected: List[Disconnect]
+    #: Subscriptions whose pattern matched the topic (delivered, queued,
+    #: dropped or disconnected).
+    matched: int
+    #: The number this message got in its publisher's sequence.
+    publisher_seq: int
+
+
+class SubscriptionState(NamedTuple):
+    """A read-only snapshot of one subscription."""
+
+    owner: Hashable
+    subscription_id: int
+    pattern: str
+    queue_limit: int
+    policy: Policy
+    #: Messages the broker may still hand out without waiting for a grant.
+    credit: int
+    #: Messages waiting for credit.
+    queued: int
+    dropped: int
+
+
+class TooManySubscriptions(ValueError):
+    """An owner asked for more subscriptions than allowed (RESOURCE_EXHAUSTED)."""
+
+
+# A published message as queued: topic, publisher, publisher_seq, payload.
+_Message = Tuple[str, str, int, bytes]
+_Key = Tuple[Hashable, int]
+
+
+class _Subscription:
+    __slots__ = ("owner", "subscription_id", "pattern", "queue_limit", "policy",
+                 "credit", "queue", "dropped")
+
+    def __init__(self, owner: Hashable, subscription_id: int, pattern: str,
+                 queue_limit: int, policy: Policy, credit: int) -> None:
+        self.owner = owner
+        self.subscription_id = subscription_id
+        self.pattern = pattern
+        self.queue_limit = queue_limit
+        self.policy = policy
+        self.credit = credit
+        # Invariant: the queue is non-empty only while credit is 0.
+        self.queue: Deque[_Message] = deque()
+        self.dropped = 0
+
+    def deliver(self, message: _Message) -> Delivery:
+        topic, publisher, seq, payload = message
+        return Delivery(self.owner, self.subscription_id, topic, publisher, seq,
+                        self.dropped, payload)
+
+    def state(self) -> SubscriptionState:
+        return SubscriptionState(self.owner, self.subscription_id, self.pattern,
+                                 self.queue_limit, self.policy, self.credit,
+                                 len(self.queue), self.dropped)
+
+
+class PubSub:
+    """Subscriptions, their queues and credit, and publisher counters for
+    one publish/subscribe method. See the module docstring."""
+
+    def __init__(self, default_queue_limit: int = DEFAULT_QUEUE_LIMIT,
+                 max_queue_limit: int = MAX_QUEUE_LIMIT,
+                 max_subscriptions_per_owner: int = MAX_SUBSCRIPTIONS_PER_OWNER) -> None:
+        if max_queue_limit < 1:
+            raise ValueError(f"max_queue_limit must be at least 1, got {max_queue_limit!r}")
+        if not 1 <= default_queue_limit <= max_queue_limit:
+            raise ValueError(f"default_queue_limit must be between 1 and max_queue_limit "
+                             f"({max_queue_limit}), got {default_queue_limit!r}")
+        if max_subscriptions_per_owner < 1:
+            raise ValueError(f"max_subscriptions_per_owner must be at least 1, "
+                             f"got {max_subscriptions_per_owner!r}")
+        self.default_queue_limit = default_queue_limit
+        self.max_queue_limit = max_queue_limit
+        self.max_subscriptions_per_owner = max_subscriptions_per_owner
+        self._index: TopicIndex[_Key] = TopicIndex()
+        self._subs: Dict[_Key, _Subscription] = {}
+        #: owner -> its subscription ids (a dict as an ordered set).
+        self._owners: Dict[Hashable, Dict[int, None]] = {}
+        #: publisher -> the last publisher_seq it was given.
+        self._publishers: Dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._subs)
+
+    # ------------------------------------------------------- subscriptions
+
+    def subscribe(self, owner: Hashable, subscription_id: int, pattern: str, *,
+                  queue_limit: int = 0, policy: Policy = Policy.DROP_OLDEST,
+                  credit: int = 0) -> None:
+        """Add a subscription. `queue_limit` 0 means the default; `credit`
+        0 means `queue_limit`. TopicError for a bad pattern, ValueError for
+        a bad limit, policy or credit or an id the owner already uses,
+        TooManySubscriptions past the per-owner limit."""
+        if queue_limit < 0 or queue_limit > self.max_queue_limit:
+            raise ValueError(f"queue_limit {queue_limit!r} for subscription {subscription_id} is "
+                             f"out of range: it must be between 1 and {self.max_queue_limit} "
+                             f"(or 0 for the default, {self.default_queue_limit})")
+        if not isinstance(policy, Policy):
+            raise ValueError(f"policy must be a Policy, got {policy!r} "
+                             f"(use Policy.from_wire for wire values)")
+        if credit < 0:
+            raise ValueError(f"credit {credit!r} for subscription {subscription_id} is negative")
+        key = (owner, subscription_id)
+        if key in self._subs:
+            raise ValueError(f"subscription id {subscription_id} is already in use by this owner "
+                             f"(pattern {self._subs[key].pattern!r})")
+        ids = self._owners.get(owner)
+        if ids is not None and len(ids) >= self.max_subscriptions_per_owner:
+            raise TooManySubscriptions(
+                f"subscription {subscription_id} would exceed the limit of "
+                f"{self.max_subscriptions_per_owner} subscriptions per subscriber")
+        self._index.add(key, pattern)  # validates the pattern
+        limit = queue_limit or self.default_queue_limit
+        self._subs[key] = _Subscription(owner, subscription_id, pattern, limit, policy,
+                                        credit or limit)
+        if ids is None:
+            ids = self._owners[owner] = {}
+        ids[subscription_id] = None
+
+    def unsubscribe(self, owner: Hashable, subscription_id: int) -> bool:
+        """Remove a subscription and its queue; False if there is none
+        (already gone, e.g. disconnected as a slow consumer)."""
+        if (owner, subscription_id) not in self._subs:
+            return False
+        self._remove(owner, subscription_id)
+        return True
+
+    def drop_owner(self, owner: Hashable) -> int:
+        """Remove every subscription of `owner` (its peer is gone); returns
+        how many there were."""
+        ids = self._owners.get(owner)
+        if not ids:
+            return 0
+        count = len(ids)
+        for subscription_id in list(ids):
+            self._remove(owner, subscription_id)
+        return count
+
+    def _remove(self, owner: Hashable, subscription_id: int) -> _Subscription:
+        key = (owner, subscription_id)
+        sub = self._subs.pop(key)
+        self._index.remove(key)
+        ids = self._owners[owner]
+        del ids[subscription_id]
+        if not ids:
+            del self._owners[owner]
+        return sub
+
+    def subscription(self, owner: Hashable, subscription_id: int) -> SubscriptionState:
+        """A snapshot of one subscription; KeyError if there is none."""
+        sub = self._subs.get((owner, subscription_id))
+        if sub is None:
+            raise KeyError(f"no subscription {subscription_id} for owner {owner!r}")
+        return sub.state()
+
+    def subscriptions(self) -> List[SubscriptionState]:
+        """Snapshots of every subscription, in the order they were made."""
+        return [sub.state() for sub in self._subs.values()]
+
+    # ------------------------------------------------------------- messages
+
+    def publish(self, topic: str, payload: bytes, publisher: str) -> PublishResult:
+        """Offer a message to every subscription matching `topic`
+        (TopicError if it is invalid): deliver within credit, else queue,
+        else apply the slow-consumer policy."""
+        check_topic(topic)
+        seq = self._publishers.get(publisher, 0) + 1
+        self._publishers[publisher] = seq
+        message: _Message = (topic, publisher, seq, payload)
+        deliveries: List[Delivery] = []
+        disconnected: List[Disconnect] = []
+        keys = self._index.match(topic)
+        subs = self._subs
+        for key in keys:
+            sub = subs[key]
+            if sub.credit:
+                sub.credit -= 1
+                deliveries.append(sub.deliver(message))
+            elif len(sub.queue) < sub.queue_limit:
+                sub.queue.append(message)
+            elif sub.policy is Policy.DROP_OLDEST:
+                sub.queue.popleft()
+                sub.queue.append(message)
+                sub.dropped += 1
+            elif sub.policy is Policy.DROP_NEWEST:
+                sub.dropped += 1
+            else:
+                self._remove(sub.owner, sub.subscription_id)
+                disconnected.append(Disconnect(
+                    sub.owner, sub.subscription_id,
+                    f"slow consumer: subscription {sub.subscription_id} (pattern {sub.pattern!r}) "
+                    f"has {sub.queue_limit} messages waiting for credit, its queue limit, and "
+                    f"its policy is DISCONNECT"))
+        return PublishResult(deliveries, disconnected, len(keys), seq)
+
+    def grant(self, owner: Hashable, subscription_id: int, items: int) -> List[Delivery]:
+        """The subscriber may take `items` more messages: returns the queued
+        ones that are now sendable, in order. An unknown subscription
+        returns [] (a grant may cross its removal); ValueError if `items`
+        is negative."""
+        if items < 0:
+            raise ValueError(f"credit grant of {items!r} items for subscription "
+                             f"{subscription_id} is negative")
+        sub = self._subs.get((owner, subscription_id))
+        if sub is None:
+            return []
+        queue = sub.queue
+        released = min(items, len(queue))
+        out = [sub.deliver(queue.popleft()) for _ in range(released)]
+        sub.credit += items - released
+        return out
+
+    def forget_publisher(self, publisher: str) -> bool:
+        """Drop `publisher`'s counter (its session ended); False if unknown.
+        A later publisher of the same name starts again at 1."""
+        return self._publishers.pop(publisher, None) is not None

@@ -1,0 +1,349 @@
+"""The publish/subscribe broker state: fan-out by pattern, credit, bounded
+queues and slow-consumer policies, ordering, and memory freed on the way out."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from onedrive_rpc import wire_pb2
+from onedrive_rpc.core.pubsub import (Delivery, Disconnect, Policy, PubSub,
+                                      SubscriptionState, TooManySubscriptions)
+from onedrive_rpc.core.topics import TopicError, matches
+
+A, B = "conn-a", "conn-b"
+
+
+def payloads(deliveries):
+    return [d.payload for d in deliveries]
+
+
+def test_policy_matches_the_wire_enum():
+    for policy in Policy:
+        assert policy.value == wire_pb2.SlowConsumerPolicy.Value(policy.name)
+        assert Policy.from_wire(policy.value) is policy
+    assert Policy.from_wire(wire_pb2.SLOW_CONSUMER_POLICY_UNSPECIFIED) is Policy.DROP_OLDEST
+    with pytest.raises(ValueError, match=r"BLOCK_PUBLISHER \(4\) is not supported"):
+        Policy.from_wire(wire_pb2.BLOCK_PUBLISHER)
+    with pytest.raises(ValueError, match="unknown slow-consumer policy 9"):
+        Policy.from_wire(9)
+
+
+def test_fan_out_to_matching_subscriptions_only():
+    ps = PubSub()
+    ps.subscribe(A, 1, "drive.x.report")
+    ps.subscribe(B, 1, "drive.y.report")
+    ps.subscribe(B, 2, "drive.*.report")
+    ps.subscribe(A, 2, "drive.>")
+    ps.subscribe(A, 3, "other")
+    result = ps.publish("drive.x.report", b"m", "pub")
+    assert result.matched == 3 and result.disconnected == [] and result.publisher_seq == 1
+    assert result.deliveries == [
+        Delivery(A, 1, "drive.x.report", "pub", 1, 0, b"m"),
+        Delivery(B, 2, "drive.x.report", "pub", 1, 0, b"m"),
+        Delivery(A, 2, "drive.x.report", "pub", 1, 0, b"m"),
+    ]
+    result = ps.publish("drive.x", b"n", "pub")
+    assert [(d.owner, d.subscription_id) for d in result.deliveries] == [(A, 2)]
+    result = ps.publish("nothing.here", b"o", "pub")
+    assert result.matched == 0 and result.deliveries == [] and result.publisher_seq == 3
+
+
+def test_same_id_for_different_owners_is_two_subscriptions():
+    ps = PubSub()
+    ps.subscribe(A, 7, "t")
+    ps.subscribe(B, 7, "t")
+    assert [d.owner for d in ps.publish("t", b"x", "p").deliveries] == [A, B]
+
+
+def test_credit_limits_deliveries_and_grant_releases_the_queue_in_order():
+    ps = PubSub()
+    ps.subscribe(A, 1, "t", queue_limit=10, credit=2)
+    got = []
+    for n in range(5):
+        got += ps.publish("t", b"%d" % n, "p").deliveries
+    assert payloads(got) == [b"0", b"1"]
+    state = ps.subscription(A, 1)
+    assert (state.credit, state.queued, state.dropped) == (0, 3, 0)
+    released = ps.grant(A, 1, 2)
+    assert payloads(released) == [b"2", b"3"]
+    assert [d.publisher_seq for d in released] == [3, 4]
+    assert ps.grant(A, 1, 5) == [Delivery(A, 1, "t", "p", 5, 0, b"4")]
+    assert ps.subscription(A, 1).credit == 4 and ps.subscription(A, 1).queued == 0
+    assert payloads(ps.publish("t", b"5", "p").deliveries) == [b"5"]
+    assert ps.grant(A, 1, 0) == [] and ps.subscription(A, 1).credit == 3
+
+
+def test_default_credit_is_the_queue_limit():
+    ps = PubSub(default_queue_limit=3)
+    ps.subscribe(A, 1, "t")
+    ps.subscribe(A, 2, "t", queue_limit=5)
+    assert ps.subscription(A, 1).credit == 3 and ps.subscription(A, 1).queue_limit == 3
+    assert ps.subscription(A, 2).credit == 5
+
+
+def fill(ps, count, topic="t"):
+    """Publish `count` messages b"0", b"1", ...; returns all results."""
+    return [ps.publish(topic, b"%d" % n, "p") for n in range(count)]
+
+
+def test_drop_oldest_keeps_the_newest():
+    ps = PubSub()
+    ps.subscribe(A, 1, "t", queue_limit=3, credit=1)
+    results = fill(ps, 6)  # 0 delivered, 1-3 queued, then 4 and 5 push out 1 and 2
+    assert [len(r.deliveries) for r in results] == [1, 0, 0, 0, 0, 0]
+    state = ps.subscription(A, 1)
+    assert (state.queued, state.dropped, state.policy) == (3, 2, Policy.DROP_OLDEST)
+    released = ps.grant(A, 1, 10)
+    assert payloads(released) == [b"3", b"4", b"5"]
+    assert [d.dropped for d in released] == [2, 2, 2]
+    assert all(r.matched == 1 and not r.disconnected for r in results)
+
+
+def test_drop_newest_keeps_what_is_queued():
+    ps = PubSub()
+    ps.subscribe(A, 1, "t", queue_limit=3, credit=1, policy=Policy.DROP_NEWEST)
+    fill(ps, 6)
+    assert ps.subscription(A, 1).dropped == 2
+    released = ps.grant(A, 1, 10)
+    assert payloads(released) == [b"1", b"2", b"3"]
+    assert [d.dropped for d in released] == [2, 2, 2]
+    # The counter rides on later deliveries too.
+    assert ps.publish("t", b"later", "p").deliveries[0].dropped == 2
+
+
+def test_dropped_is_the_count_when_handed_out():
+    ps = PubSub()
+    ps.subscribe(A, 1, "t", queue_limit=1, credit=1)
+    assert ps.publish("t", b"0", "p").deliveries[0].dropped == 0
+    fill(ps, 3)  # queue holds one: two dropped
+    [delivery] = ps.grant(A, 1, 1)
+    assert delivery.dropped == 2 and delivery.payload == b"2"
+
+
+def test_disconnect_reports_and_removes_the_slow_consumer():
+    ps = PubSub()
+    ps.subscribe(A, 1, "t", queue_limit=2, credit=1, policy=Policy.DISCONNECT)
+    ps.subscribe(B, 1, "t")
+    results = fill(ps, 3)
+    assert all(not r.disconnected for r in results)
+    assert ps.subscription(A, 1).queued == 2
+    result = ps.publish("t", b"3", "p")
+    assert result.matched == 2
+    [gone] = result.disconnected
+    assert isinstance(gone, Disconnect) and (gone.owner, gone.subscription_id) == (A, 1)
+    assert gone.reason.startswith("slow consumer: subscription 1 (pattern 't')")
+    assert "queue limit" in gone.reason
+    assert [(d.owner, d.payload) for d in result.deliveries] == [(B, b"3")]
+    assert len(ps) == 1 and ps.unsubscribe(A, 1) is False and ps.grant(A, 1, 5) == []
+    assert ps.publish("t", b"4", "p").matched == 1
+    assert ps._index.match("t") == [(B, 1)]
+
+
+def test_unsubscribe_stops_delivery_and_frees_the_queue():
+    ps = PubSub()
+    ps.subscribe(A, 1, "t", credit=1)
+    ps.subscribe(A, 2, "t")
+    fill(ps, 5)
+    assert ps.subscription(A, 1).queued == 4
+    assert ps.unsubscribe(A, 1) is True
+    assert ps.unsubscribe(A, 1) is False
+    with pytest.raises(KeyError, match="no subscription 1 for owner 'conn-a'"):
+        ps.subscription(A, 1)
+    result = ps.publish("t", b"x", "p")
+    assert result.matched == 1 and [d.subscription_id for d in result.deliveries] == [2]
+    ps.subscribe(A, 1, "t")  # the id may be reused
+    assert ps.subscription(A, 1).queued == 0
+
+
+def test_drop_owner_removes_all_its_subscriptions():
+    ps = PubSub()
+    for sid in range(3):
+        ps.subscribe(A, sid, "t.>", credit=1)
+    ps.subscribe(B, 0, "t.>")
+    fill(ps, 4, "t.x")
+    assert ps.drop_owner(A) == 3
+    assert ps.drop_owner(A) == 0 and ps.drop_owner("never") == 0
+    assert [(s.owner, s.subscription_id) for s in ps.subscriptions()] == [(B, 0)]
+    assert [d.owner for d in ps.publish("t.x", b"y", "p").deliveries] == [B]
+    assert A not in ps._owners and len(ps._index) == 1
+
+
+def test_everything_freed_when_all_subscriptions_go():
+    ps = PubSub()
+    ps.subscribe(A, 1, "a.*.c", credit=1)
+    ps.subscribe(B, 1, "a.>", credit=1, policy=Policy.DISCONNECT, queue_limit=1)
+    fill(ps, 3, "a.b.c")
+    ps.drop_owner(A)
+    assert ps.subscriptions() == [] and len(ps) == 0
+    assert ps._subs == {} and ps._owners == {} and ps._index._node_count() == 0
+    assert ps.forget_publisher("p") is True and ps.forget_publisher("p") is False
+    assert ps._publishers == {}
+
+
+def test_subscribe_errors():
+    ps = PubSub(default_queue_limit=10, max_queue_limit=100, max_subscriptions_per_owner=2)
+    ps.subscribe(A, 1, "t")
+    with pytest.raises(ValueError,
+                       match=r"subscription id 1 is already in use by this owner \(pattern 't'\)"):
+        ps.subscribe(A, 1, "u")
+    with pytest.raises(TopicError, match=r"pattern 'a\.>\.b'"):
+        ps.subscribe(A, 2, "a.>.b")
+    with pytest.raises(ValueError, match="queue_limit 101 for subscription 2 is out of range: it must be "
+                                         "between 1 and 100"):
+        ps.subscribe(A, 2, "t", queue_limit=101)
+    with pytest.raises(ValueError, match="queue_limit -1 for subscription 2"):
+        ps.subscribe(A, 2, "t", queue_limit=-1)
+    with pytest.raises(ValueError, match="credit -3 for subscription 2 is negative"):
+        ps.subscribe(A, 2, "t", credit=-3)
+    with pytest.raises(ValueError, match="policy must be a Policy, got 4"):
+        ps.subscribe(A, 2, "t", policy=4)  # type: ignore[arg-type]
+    assert len(ps) == 1  # nothing half-added
+    ps.subscribe(A, 2, "t", queue_limit=100)
+    with pytest.raises(TooManySubscriptions, match="would exceed the limit of 2 subscriptions"):
+        ps.subscribe(A, 3, "t")
+    ps.subscribe(B, 3, "t")  # the limit is per owner
+    ps.unsubscribe(A, 1)
+    ps.subscribe(A, 3, "t")
+    with pytest.raises(ValueError, match="credit grant of -1 items for subscription 3 is negative"):
+        ps.grant(A, 3, -1)
+
+
+def test_constructor_limits_are_checked():
+    with pytest.raises(ValueError, match="default_queue_limit must be between 1 and max_queue_limit"):
+        PubSub(default_queue_limit=10, max_queue_limit=5)
+    with pytest.raises(ValueError, match="max_subscriptions_per_owner must be at least 1, got 0"):
+        PubSub(max_subscriptions_per_owner=0)
+
+
+def test_bad_topic_is_refused_before_anything_changes():
+    ps = PubSub()
+    ps.subscribe(A, 1, ">")
+    with pytest.raises(TopicError, match=r"topic 'a\.\*'"):
+        ps.publish("a.*", b"x", "p")
+    with pytest.raises(TopicError, match="topic is empty"):
+        ps.publish("", b"x", "p")
+    assert ps.publish("a", b"x", "p").publisher_seq == 1  # no number was spent
+
+
+def test_publisher_seq_counts_per_publisher():
+    ps = PubSub()
+    ps.subscribe(A, 1, ">")
+    seen = [(d.publisher, d.publisher_seq)
+            for pub, topic in [("p", "a"), ("q", "b"), ("p", "c.d"), ("p", "a"), ("q", "a")]
+            for d in ps.publish(topic, b"", pub).deliveries]
+    assert seen == [("p", 1), ("q", 1), ("p", 2), ("p", 3), ("q", 2)]
+    ps.forget_publisher("p")
+    assert ps.publish("a", b"", "p").publisher_seq == 1
+    assert ps.publish("a", b"", "q").publisher_seq == 3
+
+
+def test_subscription_state_is_a_snapshot():
+    ps = PubSub()
+    ps.subscribe(A, 1, "a.*", queue_limit=4, credit=2, policy=Policy.DROP_NEWEST)
+    state = ps.subscription(A, 1)
+    assert state == SubscriptionState(A, 1, "a.*", 4, Policy.DROP_NEWEST, 2, 0, 0)
+    ps.publish("a.b", b"", "p")
+    assert state.credit == 2 and ps.subscription(A, 1).credit == 1
+
+
+# ------------------------------------------------------------ properties
+
+SUBS = [  # (owner, id, pattern, queue_limit, policy)
+    (A, 1, "t.>", 3, Policy.DROP_OLDEST),
+    (A, 2, "t.x", 2, Policy.DROP_NEWEST),
+    (B, 1, "t.*", 4, Policy.DISCONNECT),
+    (B, 2, ">", 1, Policy.DROP_OLDEST),
+]
+
+operations = st.lists(st.one_of(
+    st.tuples(st.just("publish"), st.sampled_from(["t.x", "t.y", "u"]), st.sampled_from(["p", "q"])),
+    st.tuples(st.just("grant"), st.integers(0, len(SUBS) - 1), st.integers(0, 3)),
+), max_size=80)
+
+
+@settings(max_examples=300, deadline=None)
+@given(operations, st.lists(st.integers(0, 3), min_size=len(SUBS), max_size=len(SUBS)))
+def test_any_interleaving_delivers_a_subsequence_in_order(ops, credits):
+    ps = PubSub()
+    for (owner, sid, pattern, limit, policy), credit in zip(SUBS, credits):
+        ps.subscribe(owner, sid, pattern, queue_limit=limit, policy=policy, credit=credit)
+    published = []  # every message, in publish order: (topic, publisher, seq)
+    received = {(owner, sid): [] for owner, sid, *_ in SUBS}
+    last_seq = {}
+    gone = set()
+
+    def take(deliveries):
+        for d in deliveries:
+            key = (d.owner, d.subscription_id)
+            assert key not in gone
+            received[key].append((d.topic, d.publisher, d.publisher_seq))
+            assert d.payload == b"%s:%d" % (d.publisher.encode(), d.publisher_seq)
+            assert d.dropped == ps.subscription(*key).dropped
+
+    for op in ops:
+        if op[0] == "publish":
+            _, topic, publisher = op
+            result = ps.publish(topic, b"%s:%d" % (publisher.encode(), last_seq.get(publisher, 0) + 1),
+                                publisher)
+            assert result.publisher_seq == last_seq.get(publisher, 0) + 1
+            last_seq[publisher] = result.publisher_seq
+            published.append((topic, publisher, result.publisher_seq))
+            take(result.deliveries)
+            for owner, sid, reason in result.disconnected:
+                assert reason.startswith("slow consumer: ")
+                gone.add((owner, sid))
+        else:
+            _, index, items = op
+            owner, sid = SUBS[index][:2]
+            take(ps.grant(owner, sid, items))
+        for state in ps.subscriptions():
+            assert state.queued <= state.queue_limit
+            assert state.queued == 0 or state.credit == 0
+
+    for owner, sid, pattern, *_ in SUBS:
+        key = (owner, sid)
+        got = received[key]
+        assert len(set(got)) == len(got)  # no duplicates
+        wanted = [m for m in published if matches(pattern, m[0])]
+        it = iter(wanted)
+        assert all(m in it for m in got)  # a subsequence of publish order
+        if key not in gone:
+            state = ps.subscription(owner, sid)
+            # Nothing vanished unaccounted: delivered + queued + dropped == matched.
+            assert len(got) + state.queued + state.dropped == len(wanted)
+            if state.dropped == 0:  # nothing lost: a prefix, the rest still queued
+                assert got == wanted[:len(got)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["t.x", "t.y", "u.v"]), st.sampled_from(["p", "q", "r"])),
+                max_size=60),
+       st.lists(st.integers(0, 5), max_size=60))
+def test_enough_credit_delivers_everything_exactly_once(messages, grants):
+    ps = PubSub()
+    limit = len(messages) + 1  # the queue can never fill: no policy ever trips
+    ps.subscribe(A, 1, "t.*", queue_limit=limit, credit=1, policy=Policy.DISCONNECT)
+    ps.subscribe(B, 1, ">", queue_limit=limit, credit=1, policy=Policy.DROP_NEWEST)
+    got = {A: [], B: []}
+    grants = iter(grants)
+    for topic, publisher in messages:
+        result = ps.publish(topic, topic.encode(), publisher)
+        assert not result.disconnected
+        for d in result.deliveries:
+            got[d.owner].append((topic, publisher, d.publisher_seq))
+        for owner in (A, B):
+            for d in ps.grant(owner, 1, next(grants, 0)):
+                got[d.owner].append((d.topic, d.publisher, d.publisher_seq))
+    for owner in (A, B):
+        for d in ps.grant(owner, 1, limit):
+            got[owner].append((d.topic, d.publisher, d.publisher_seq))
+
+    seqs = {}
+    published = []
+    for topic, publisher in messages:
+        seqs[publisher] = seqs.get(publisher, 0) + 1
+        published.append((topic, publisher, seqs[publisher]))
+    assert got[A] == [m for m in published if m[0].startswith("t.")]
+    assert got[B] == published
+    assert all(s.dropped == 0 and s.queued == 0 for s in ps.subscriptions())
