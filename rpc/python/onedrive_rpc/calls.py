@@ -3,10 +3,10 @@ gets, the CallFuture a caller holds, and the outcome of a call."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from gevent import getcurrent
-from gevent.event import AsyncResult
+from gevent.event import AsyncResult, Event
 from google.protobuf.message import DecodeError
 
 from .core import events as ev
@@ -15,7 +15,8 @@ from .errors import PeerLost, RpcError, StatusCode
 if TYPE_CHECKING:
     from .driver import Connection
 
-__all__ = ["CallAborted", "Context", "CallFuture", "TIMED_OUT", "call_result", "fresh"]
+__all__ = ["CallAborted", "Context", "DEFAULT_STREAM_WINDOW", "CallFuture", "TIMED_OUT",
+           "call_result", "fresh"]
 
 _monotonic = time.monotonic
 
@@ -36,27 +37,45 @@ class CallAborted(BaseException):
         self.message = message
 
 
+#: Items a server stream may send before its caller grants more, when the
+#: caller did not say (Request.initial_credit = 0).
+DEFAULT_STREAM_WINDOW = 32
+
+
 class Context:
-    """An incoming call being served, as its handler sees it.
+    """An incoming call, stream, notification or task being served, as its
+    handler sees it.
 
     `method`, `metadata`, `deadline` (monotonic seconds, or None), `peer`
     (the caller's identity), `address`, `credentials` (unix sockets),
-    `time_remaining()` and `cancelled`.
+    `time_remaining()`, `cancelled`, and for work queue tasks `attempt`
+    (1 the first time a task is delivered).
     """
 
     __slots__ = ("connection", "call_id", "method", "metadata", "deadline",
-                 "greenlet", "timer", "abort", "done")
+                 "greenlet", "timer", "abort", "done", "streaming", "credit",
+                 "credit_event", "one_way", "attempt")
 
-    def __init__(self, connection: "Connection", event: ev.RequestReceived) -> None:
+    def __init__(self, connection: "Connection", call_id: int, method: str,
+                 metadata: Mapping[str, str], deadline: Optional[float] = None,
+                 initial_credit: int = 0, one_way: bool = False) -> None:
         self.connection = connection
-        self.call_id = event.call_id
-        self.method = event.method
-        self.metadata = event.metadata
-        self.deadline = event.deadline
+        self.call_id = call_id
+        self.method = method
+        self.metadata = metadata
+        self.deadline = deadline
         self.greenlet = getcurrent()
         self.timer = None
         self.abort: Optional[CallAborted] = None
         self.done = False
+        #: Set once the handler turned out to be a server stream.
+        self.streaming = False
+        #: Stream items we may still send before the caller grants more.
+        self.credit = initial_credit or DEFAULT_STREAM_WINDOW
+        self.credit_event: Optional[Event] = None
+        #: A notification: nobody waits for an answer.
+        self.one_way = one_way
+        self.attempt = 0
 
     @property
     def peer(self) -> Optional[ev.PeerInfo]:

@@ -12,21 +12,21 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
 from . import options_pb2
-from .calls import CallFuture
+from .calls import DEFAULT_STREAM_WINDOW, CallFuture
 from .errors import RpcError, StatusCode
 from .peer import Peer
 from .service import MethodInfo, method_infos
+from .streams import ServerStream
 
-__all__ = ["Client", "UnaryMethod"]
+__all__ = ["Client", "UnaryMethod", "StreamMethod", "NotifyMethod"]
 
 
 RequestT = TypeVar("RequestT", bound=Message)
 ReplyT = TypeVar("ReplyT", bound=Message)
 
 
-class UnaryMethod(Generic[RequestT, ReplyT]):
-    """A request/response method: call it, or `.future()` it. Generated
-    `.pyi` stubs give each one its request and reply types."""
+class _Method:
+    """One method of a service on a peer: checks and serializes requests."""
 
     __slots__ = ("_peer", "info", "_path", "_input", "_decode")
 
@@ -37,11 +37,21 @@ class UnaryMethod(Generic[RequestT, ReplyT]):
         self._input = info.input_type
         self._decode = info.output_type.FromString
 
-    def _payload(self, request: RequestT) -> bytes:
+    def _payload(self, request: Message) -> bytes:
         if not isinstance(request, self._input):
             raise TypeError(f"{self.info.attribute}() takes a {self._input.DESCRIPTOR.full_name}, "
                             f"not {type(request).__name__}")
         return request.SerializeToString()
+
+    def __repr__(self) -> str:
+        return f"<{options_pb2.Pattern.Name(self.info.pattern).lower()} method {self._path}>"
+
+
+class UnaryMethod(_Method, Generic[RequestT, ReplyT]):
+    """A request/response method: call it, or `.future()` it. Generated
+    `.pyi` stubs give each one its request and reply types."""
+
+    __slots__ = ()
 
     def __call__(self, request: RequestT, *, timeout: Optional[float] = None,
                  metadata: Optional[Mapping[str, str]] = None) -> ReplyT:
@@ -55,8 +65,34 @@ class UnaryMethod(Generic[RequestT, ReplyT]):
         return self._peer.call_future(self._path, self._payload(request), self._decode,
                                       timeout, metadata)
 
-    def __repr__(self) -> str:
-        return f"<method {self._path}>"
+
+class StreamMethod(_Method, Generic[RequestT, ReplyT]):
+    """A server-stream method: `for item in client.watch(request): ...`."""
+
+    __slots__ = ()
+
+    def __call__(self, request: RequestT, *, timeout: Optional[float] = None,
+                 metadata: Optional[Mapping[str, str]] = None,
+                 window: int = DEFAULT_STREAM_WINDOW) -> ServerStream[ReplyT]:
+        """Open the stream. `timeout` bounds the whole stream; `window` is
+        how many items may wait here unread (the server waits beyond it)."""
+        return self._peer.open_stream(self._path, self._payload(request), self._decode,
+                                      timeout, metadata, window)
+
+
+class NotifyMethod(_Method, Generic[RequestT]):
+    """A notification method: one-way, no reply."""
+
+    __slots__ = ()
+
+    def __call__(self, request: RequestT, *, confirm: bool = False,
+                 timeout: Optional[float] = None,
+                 metadata: Optional[Mapping[str, str]] = None) -> None:
+        """Send `request`. Returns at once; with `confirm=True`, once the
+        peer has received it, or raises RpcError (UNAVAILABLE: the peer was
+        lost and the notification will not arrive; DEADLINE_EXCEEDED after
+        `timeout`: it may still arrive)."""
+        self._peer.notify(self._path, self._payload(request), metadata, confirm, timeout)
 
 
 class _NotYetSupported:
@@ -81,13 +117,18 @@ class Client:
         self.descriptor = descriptor
         self._methods: Dict[str, object] = {}
         for info in method_infos(descriptor):
-            if info.pattern == options_pb2.REQUEST_RESPONSE:
-                method: object = UnaryMethod(peer, info)
-            else:
-                method = _NotYetSupported(info)
+            kind = _METHOD_KINDS.get(info.pattern)
+            method: object = kind(peer, info) if kind is not None else _NotYetSupported(info)
             self._methods[info.attribute] = method
             setattr(self, info.attribute, method)
 
     @property
     def methods(self) -> Dict[str, object]:
         return dict(self._methods)
+
+
+_METHOD_KINDS = {
+    options_pb2.REQUEST_RESPONSE: UnaryMethod,
+    options_pb2.SERVER_STREAM: StreamMethod,
+    options_pb2.NOTIFICATION: NotifyMethod,
+}

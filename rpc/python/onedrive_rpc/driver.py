@@ -28,13 +28,15 @@ from gevent.event import Event
 from gevent.hub import Waiter, get_hub
 
 from . import forking
-from .calls import TIMED_OUT, CallAborted, CallFuture, Context, call_result, fresh
+from .calls import (DEFAULT_STREAM_WINDOW, TIMED_OUT, CallAborted, CallFuture, Context,
+                    call_result, fresh)
 from .config import Limits
 from .core import events as ev
 from .core.reliability import ACK_DELAY
 from .core.session import MessageTooLarge, Session, State
 from .errors import (LocalProtocolError, PeerLost, RemoteProtocolError, RpcError,
                      StatusCode)
+from .streams import ServerStream, StreamReceiver
 from .transport.base import ConnectionClosed, Stream
 
 __all__ = ["Connection"]
@@ -73,11 +75,15 @@ class Connection:
                  limits: Optional[Limits] = None,
                  on_close: Optional[Callable[["Connection"], None]] = None,
                  on_suspend: Optional[Callable[["Connection", RpcError], None]] = None,
+                 patterns: Optional[Callable[["Connection", ev.Event], None]] = None,
                  session_grace: float = 0.0) -> None:
         self.stream = stream
         self.session = session
         self.limits = limits or Limits()
         self._dispatch = dispatch
+        # Publish/subscribe, work queue and broadcast frames go to whoever
+        # hosts those patterns on this side (server: its broker).
+        self._patterns = patterns or _no_patterns
         self._on_close = on_close
         # Resumable: a lost connection suspends the session for
         # `session_grace` seconds instead of ending it; on_suspend is told.
@@ -96,6 +102,10 @@ class Connection:
         # Outgoing calls: call id -> object whose switch(outcome) runs in the hub.
         self._pending: Dict[int, Any] = {}
         self._next_call_id = 1
+        # Notifications being served get negative ids in `calls`.
+        self._next_one_way = -1
+        # Confirmed notifications: (seq, waiter) in seq order, released by acks.
+        self._confirms: Deque[Any] = deque()
         # Incoming calls being served.
         self.calls: Dict[int, Context] = {}
         self._progress = Event()
@@ -259,6 +269,13 @@ class Connection:
             self._loop.run_callback(waiter.switch, fresh(error))
         if pending:
             self._progress.set()
+        confirms, self._confirms = self._confirms, deque()
+        for seq, waiter in confirms:
+            if self.suspended:
+                # Not confirmed means not delivered: it must not arrive
+                # after all should the session resume.
+                self.session.withdraw(seq)
+            self._loop.run_callback(waiter.switch, fresh(error))
 
     def _teardown(self, error: RpcError) -> None:
         if self.closed:
@@ -274,6 +291,8 @@ class Connection:
         for call in self.calls.values():
             if call.abort is None:
                 call.abort = CallAborted(StatusCode.CANCELLED, f"connection lost: {error.message}")
+            if call.credit_event is not None:
+                call.credit_event.set()  # a stream waiting for credit sees the abort
         self._drained.set()
         self._room.set()
         self._progress.set()
@@ -320,6 +339,8 @@ class Connection:
                 events.extend(session.buffer_updated(n, _monotonic()))
                 if session.queued_bytes:
                     self._flush_soon()
+                if self._confirms and self._confirms[0][0] <= rel.peer_acked:
+                    self._release_confirms()
                 if self._room_waiters and rel.unacked_bytes <= self.limits.max_queued_bytes:
                     self._room.set()  # acks freed the resend buffer
         except ConnectionClosed as exc:
@@ -343,7 +364,29 @@ class Connection:
                 self._loop.run_callback(waiter.switch, event)
                 self._progress.set()
         elif kind is ev.RequestReceived:
-            self._serve(event)
+            self._serve(event, event.call_id, event.deadline, event.initial_credit)
+        elif kind is ev.StreamItemReceived:
+            receiver = self._pending.get(event.call_id)
+            if type(receiver) is StreamReceiver:
+                receiver.item(event.payload)
+        elif kind is ev.StreamEndReceived:
+            waiter = self._pending.pop(event.call_id, None)
+            if waiter is not None:
+                self._loop.run_callback(waiter.switch, ev.ResponseReceived(
+                    event.call_id, event.code, event.message, event.details, b""))
+                self._progress.set()
+        elif kind is ev.CreditReceived and event.call_id:
+            call = self.calls.get(event.call_id)
+            if call is not None:
+                call.credit += event.items
+                if call.credit_event is not None:
+                    call.credit_event.set()
+        elif kind is ev.NotifyReceived:
+            call_id = self._next_one_way
+            self._next_one_way = call_id - 1
+            self._serve(event, call_id, None, one_way=True)
+        elif kind in _PATTERN_EVENTS:
+            self._patterns(self, event)
         elif kind is ev.CancelReceived:
             call = self.calls.get(event.call_id)
             if call is not None:
@@ -411,7 +454,8 @@ class Connection:
 
     # --------------------------------------------------------------- serving
 
-    def _serve(self, event: ev.RequestReceived) -> None:
+    def _serve(self, event: Any, call_id: int, deadline: Optional[float],
+               initial_credit: int = 0, one_way: bool = False) -> None:
         limit = self.limits.max_concurrent_calls
         while len(self.calls) >= limit and not self.closed:
             # Backpressure: stop reading until a call finishes.
@@ -419,7 +463,8 @@ class Connection:
             self._progress.wait()
         if self.closed:
             return
-        call = Context(self, event)
+        call = Context(self, call_id, event.method, event.metadata, deadline,
+                       initial_credit, one_way)
         self.calls[call.call_id] = call
         if call.deadline is not None:
             call.timer = self._loop.timer(max(0.0, call.deadline - _monotonic()))
@@ -454,13 +499,44 @@ class Connection:
             code, message, payload = call.abort.code, call.abort.message, b""
         if self.closed or call.call_id not in self.calls:
             return
+        if call.one_way:
+            if code != StatusCode.OK:
+                log.warning("notification %s from %s failed: %s %s", call.method,
+                            self.stream.address, StatusCode(code).name, message)
+            return  # nobody waits for an answer
         self._wait_for_room()
         if self.closed or self.session.state not in (State.OPEN, State.SUSPENDED):
             return
+        if call.streaming:
+            self.session.send_frame("stream_end", call_id=call.call_id,
+                                    status=(code, message, details))
+        else:
+            try:
+                self.session.send_response(call.call_id, code, message, details, payload)
+            except MessageTooLarge as exc:
+                self.session.send_response(call.call_id, StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        self._flush_soon()
+
+    def send_stream_item(self, call: Context, payload: bytes) -> None:
+        """Send one item of the server stream `call` (the dispatcher's job),
+        first waiting until the caller has granted room for it; raises
+        CallAborted once the stream was cancelled or the peer is gone."""
+        while call.credit <= 0 and call.abort is None and not self.closed:
+            if call.credit_event is None:
+                call.credit_event = Event()
+            call.credit_event.clear()
+            call.credit_event.wait()
+        if call.abort is None:
+            self._wait_for_room()
+        if call.abort is not None:
+            raise call.abort
+        if self.closed or self.session.state not in (State.OPEN, State.SUSPENDED):
+            raise CallAborted(StatusCode.CANCELLED, "connection closed")
         try:
-            self.session.send_response(call.call_id, code, message, details, payload)
+            self.session.send_frame("stream_item", payload, call_id=call.call_id)
         except MessageTooLarge as exc:
-            self.session.send_response(call.call_id, StatusCode.RESOURCE_EXHAUSTED, str(exc))
+            raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
+        call.credit -= 1
         self._flush_soon()
 
     def _take_over_reading(self, serving: Any) -> None:
@@ -518,19 +594,86 @@ class Connection:
             timer.start(future.switch, TIMED_OUT)
         return future
 
-    def _send_request(self, method: str, payload: bytes, timeout: Optional[float],
-                      metadata: Optional[Mapping[str, str]], waiter: Any) -> int:
+    def open_stream(self, method: str, payload: bytes, decode: Callable[[Any], Any],
+                    timeout: Optional[float] = None,
+                    metadata: Optional[Mapping[str, str]] = None,
+                    window: int = DEFAULT_STREAM_WINDOW) -> ServerStream:
+        """Call server-stream `method`; iterate the result for its items."""
+        if not 1 <= window <= MAX_STREAM_WINDOW:
+            raise ValueError(f"stream window must be 1..{MAX_STREAM_WINDOW} items, not {window}")
+        receiver = StreamReceiver(self, method, window)
+        receiver.call_id = self._send_request(method, payload, timeout, metadata, receiver, window)
+        if timeout is not None:
+            receiver.timer = timer = self._loop.timer(timeout)
+            timer.start(receiver.switch, TIMED_OUT)
+        return ServerStream(receiver, decode)
+
+    def _grant_stream(self, call_id: int, items: int) -> None:
+        if call_id in self._pending and not self.closed:
+            self.session.send_frame("credit", call_id=call_id, items=items)
+            self._flush_soon()
+
+    def notify(self, method: str, payload: bytes, metadata: Optional[Mapping[str, str]] = None,
+               confirm: bool = False, timeout: Optional[float] = None) -> None:
+        """Send a one-way message to notification `method`. With `confirm`,
+        return once the peer acknowledged receiving it; raise PeerLost if the
+        peer is lost first (it is then never delivered), DEADLINE_EXCEEDED
+        after `timeout` (it may still arrive)."""
+        self._check_can_send()
+        self._wait_for_room()
+        try:
+            seq = self.session.send_frame("notify", payload, ack_now=confirm, method=method,
+                                          metadata=metadata or {})
+        except MessageTooLarge as exc:
+            raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
+        except LocalProtocolError:
+            raise self._closed_error() from None
+        self._flush_soon()
+        if not confirm:
+            return
+        waiter = Waiter(self._hub)
+        entry = (seq, waiter)
+        self._confirms.append(entry)
+        timer = None
+        if timeout is not None:
+            timer = self._loop.timer(timeout)
+            timer.start(waiter.switch, TIMED_OUT)
+        try:
+            result = waiter.get()
+        finally:
+            if timer is not None:
+                timer.close()
+            if entry in self._confirms:  # timed out or killed: no longer waited for
+                self._confirms.remove(entry)
+        if result is TIMED_OUT:
+            raise RpcError(StatusCode.DEADLINE_EXCEEDED,
+                           f"notification to {method} not confirmed within {timeout}s")
+        if isinstance(result, RpcError):
+            raise result
+
+    def _release_confirms(self) -> None:
+        acked = self.session.reliability.peer_acked
+        confirms = self._confirms
+        while confirms and confirms[0][0] <= acked:
+            self._loop.run_callback(confirms.popleft()[1].switch, None)
+
+    def _check_can_send(self) -> None:
         if self.closed:
             raise self._closed_error()
         if self.refuse_outgoing is not None:
             raise fresh(self.refuse_outgoing)
         if self.suspended and self._pending_failed:
             raise PeerLost(f"not connected: {self.suspend_reason.message}; reconnecting")
+
+    def _send_request(self, method: str, payload: bytes, timeout: Optional[float],
+                      metadata: Optional[Mapping[str, str]], waiter: Any,
+                      initial_credit: int = 0) -> int:
+        self._check_can_send()
         self._wait_for_room()
         call_id = self._next_call_id
         self._next_call_id = call_id + 1
         try:
-            self.session.send_request(call_id, method, payload, timeout, metadata)
+            self.session.send_request(call_id, method, payload, timeout, metadata, initial_credit)
         except MessageTooLarge as exc:
             raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
         except LocalProtocolError:
@@ -669,6 +812,24 @@ class Connection:
                     self._room_waiters -= 1
             else:
                 return
+
+
+#: Largest stream window a caller may ask for.
+MAX_STREAM_WINDOW = 65536
+
+_PATTERN_EVENTS = frozenset(ev.PATTERN_EVENTS) | {ev.CreditReceived}
+
+
+def _no_patterns(connection: "Connection", event: Any) -> None:
+    """This side hosts no publish/subscribe, work queues or broadcasts."""
+    call_id = getattr(event, "call_id", 0)
+    message = "this peer hosts no publish/subscribe, work queues or broadcasts"
+    if call_id and connection.session.state is State.OPEN:
+        connection.session.send_response(call_id, StatusCode.UNIMPLEMENTED, message)
+        connection._flush_soon()
+    else:
+        log.warning("dropped a %s frame from %s: %s", type(event).__name__,
+                    connection.stream.address, message)
 
 
 _last_blocked_report = [0.0]

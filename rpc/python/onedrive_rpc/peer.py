@@ -11,12 +11,13 @@ import gevent
 from .config import Heartbeat, Limits, Reconnect
 from .core.events import PeerInfo
 from .core.session import Role, Session
-from .calls import CallFuture
+from .calls import DEFAULT_STREAM_WINDOW, CallFuture
 from .driver import Connection
 from .errors import PeerLost, RpcError, StatusCode
 from .handshake import perform_handshake, refuse
 from .hooks import PeerHooks
 from .identity import local_identity
+from .streams import ServerStream
 from .transport import connect_stream
 
 __all__ = ["Peer", "connect"]
@@ -95,6 +96,18 @@ class Peer:
                     timeout: Optional[float] = None,
                     metadata: Optional[Mapping[str, str]] = None) -> CallFuture:
         return self._connection.call_future(method, payload, decode, timeout, metadata)
+
+    def open_stream(self, method: str, payload: bytes, decode: Callable[[Any], Any],
+                    timeout: Optional[float] = None,
+                    metadata: Optional[Mapping[str, str]] = None,
+                    window: int = DEFAULT_STREAM_WINDOW) -> ServerStream:
+        """Low level: open server stream "/pkg.Service/Method"; iterate it."""
+        return self._connection.open_stream(method, payload, decode, timeout, metadata, window)
+
+    def notify(self, method: str, payload: bytes, metadata: Optional[Mapping[str, str]] = None,
+               confirm: bool = False, timeout: Optional[float] = None) -> None:
+        """Low level: send notification "/pkg.Service/Method" (see NotifyMethod)."""
+        self._connection.notify(method, payload, metadata, confirm, timeout)
 
     def close(self, grace: Optional[float] = None) -> None:
         """Close the connection in order: refuse new calls (UNAVAILABLE), let

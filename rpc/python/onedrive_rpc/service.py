@@ -14,14 +14,13 @@ from __future__ import annotations
 import logging
 import re
 import traceback
-from typing import Callable, ClassVar, Dict, List, NamedTuple, Optional, Type
+from typing import Any, Callable, ClassVar, Dict, List, NamedTuple, Optional, Type
 
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.message_factory import GetMessageClass
 
 from . import options_pb2
-from .core import events as ev
 from .calls import CallAborted, Context
 from .errors import RpcError, StatusCode
 
@@ -117,16 +116,16 @@ class Registry:
         self._handlers.update(handlers)
         self._services[descriptor.full_name] = service
 
-    def dispatch(self, call: Context, event: ev.RequestReceived) -> None:
-        """Run the handler of `event.method` and answer through the connection."""
+    def dispatch(self, call: Context, event: Any) -> None:
+        """Run the handler of `event.method` (a call, a server stream or a
+        notification) and answer through the connection."""
         handler = self._handlers.get(event.method)
         if handler is None:
             raise RpcError(StatusCode.UNIMPLEMENTED, self._unknown(event.method))
         info = handler.info
-        if info.pattern != options_pb2.REQUEST_RESPONSE:
-            raise RpcError(StatusCode.UNIMPLEMENTED,
-                           f"{info.path} is a {options_pb2.Pattern.Name(info.pattern)} method, "
-                           f"which this version does not serve yet")
+        pattern = info.pattern
+        if call.one_way != (pattern == _NOTIFICATION) or pattern not in _SERVED_BY_HANDLERS:
+            raise RpcError(StatusCode.UNIMPLEMENTED, _wrong_use(info, call.one_way))
         if handler.func is None:
             raise RpcError(StatusCode.UNIMPLEMENTED, f"method {info.path} is not implemented")
         try:
@@ -135,24 +134,81 @@ class Registry:
             raise RpcError(StatusCode.INVALID_ARGUMENT,
                            f"request does not parse as {info.input_type.DESCRIPTOR.full_name}: "
                            f"{exc}") from None
+        if pattern == _SERVER_STREAM:
+            self._stream(handler.func, info, request, call)
+            return
         try:
             reply = handler.func(request, call)
         except (RpcError, CallAborted):
             raise
         except Exception as exc:
-            log.exception("handler of %s failed", info.path)
-            details = None
-            if self.include_tracebacks:
-                details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            raise RpcError(StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}", details) from None
+            raise self._internal(info, exc) from None
+        if call.one_way:
+            return
         if not isinstance(reply, info.output_type):
             raise RpcError(StatusCode.INTERNAL,
                            f"handler of {info.path} returned {type(reply).__name__}, "
                            f"expected {info.output_type.DESCRIPTOR.full_name}")
         call.connection.respond(call, reply.SerializeToString())
 
+    def _stream(self, func: Callable[..., Any], info: MethodInfo, request: Message,
+                call: Context) -> None:
+        """Send what a server-stream handler yields, as the caller's credit
+        allows; its end (or error) ends the stream."""
+        call.streaming = True
+        connection = call.connection
+        output_type = info.output_type
+        iterator = None
+        try:
+            iterator = iter(func(request, call))
+            for item in iterator:
+                if not isinstance(item, output_type):
+                    raise RpcError(StatusCode.INTERNAL,
+                                   f"handler of {info.path} yielded {type(item).__name__}, "
+                                   f"expected {output_type.DESCRIPTOR.full_name}")
+                connection.send_stream_item(call, item.SerializeToString())
+        except (RpcError, CallAborted):
+            raise
+        except Exception as exc:
+            raise self._internal(info, exc) from None
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()  # a generator left early runs its finally blocks now
+        connection.respond(call, b"")
+
+    def _internal(self, info: MethodInfo, exc: Exception) -> RpcError:
+        """A handler raised: log it, and tell the caller INTERNAL (with the
+        traceback only when the server opted in)."""
+        log.exception("handler of %s failed", info.path)
+        details = None
+        if self.include_tracebacks:
+            details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return RpcError(StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}", details)
+
     def _unknown(self, path: str) -> str:
         service, _, method = path.lstrip("/").partition("/")
         if service in self._services:
             return f"service {service} has no method {method!r}"
         return f"unknown service {service!r} (this server has: {', '.join(sorted(self._services)) or 'none'})"
+
+
+_NOTIFICATION = options_pb2.NOTIFICATION
+_SERVER_STREAM = options_pb2.SERVER_STREAM
+_SERVED_BY_HANDLERS = (options_pb2.REQUEST_RESPONSE, options_pb2.SERVER_STREAM,
+                       options_pb2.NOTIFICATION)
+
+_HOW_TO_USE = {
+    options_pb2.REQUEST_RESPONSE: "call it",
+    options_pb2.SERVER_STREAM: "call it and iterate the stream",
+    options_pb2.NOTIFICATION: "send it as a notification",
+    options_pb2.PUBLISH_SUBSCRIBE: "publish or subscribe to it",
+    options_pb2.PRODUCER_CONSUMER: "produce to it or consume from it",
+    options_pb2.BROADCAST: "broadcast it or listen to it",
+}
+
+
+def _wrong_use(info: MethodInfo, one_way: bool) -> str:
+    used = "a notification" if one_way else "a call"
+    return (f"{info.path} is a {options_pb2.Pattern.Name(info.pattern)} method, sent {used}: "
+            f"{_HOW_TO_USE[info.pattern]}")

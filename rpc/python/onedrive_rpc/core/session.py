@@ -347,6 +347,27 @@ class Session:
             self.reliability.calls_in.discard(call_id)
         return seq
 
+    def withdraw(self, seq: int) -> bool:
+        """While SUSPENDED: make sequenced frame `seq`, still unacknowledged,
+        reach the peer as an empty heartbeat instead (it keeps its place in
+        the sequence). For a confirmed notification reported as failed, so
+        that it does not arrive after all on a resume. False if it is no
+        longer held (acknowledged) or the session is not suspended."""
+        unacked = self.reliability.unacked
+        if self.state is not State.SUSPENDED or not unacked or seq < unacked[0][0]:
+            return False
+        index = seq - unacked[0][0]  # the buffer holds consecutive seqs
+        if index >= len(unacked):
+            return False
+        env = _Envelope(seq=seq)
+        env.heartbeat.SetInParent()
+        body = env.SerializeToString()
+        old_size = unacked[index][2]
+        frame = frame_header(len(body)) + body
+        unacked[index] = (seq, [frame], len(frame))
+        self.reliability.unacked_bytes += len(frame) - old_size
+        return True
+
     def send_cancel(self, call_id: int, reason: str = "") -> None:
         self._require_open()
         env = _Envelope()

@@ -22,17 +22,26 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from onedrive_rpc import options_pb2 as onedrive__rpc_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fonedrive_rpc/testing/echo.proto\x12\x14onedrive_rpc.testing\"0\n\x03Msg\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\r\n\x05\x64\x65lay\x18\x03 \x01(\x01\x32\xbf\x02\n\x04\x45\x63ho\x12<\n\x04\x45\x63ho\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12=\n\x05Sleep\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12<\n\x04\x46\x61il\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12?\n\x07Missing\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12;\n\x03Hog\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msgb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fonedrive_rpc/testing/echo.proto\x12\x14onedrive_rpc.testing\x1a\x1aonedrive_rpc/options.proto\"?\n\x03Msg\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\r\n\x05\x64\x65lay\x18\x03 \x01(\x01\x12\r\n\x05\x63ount\x18\x04 \x01(\r2\xd6\x05\n\x04\x45\x63ho\x12<\n\x04\x45\x63ho\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12=\n\x05Sleep\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12<\n\x04\x46\x61il\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12?\n\x07Missing\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12;\n\x03Hog\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12?\n\x05\x43ount\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg0\x01\x12\x42\n\x04Note\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\"\x04\x90\xa1\x19\x03\x12=\n\x05Stats\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12\x45\n\x07\x43hanged\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\"\x04\x90\xa1\x19\x04\x12\x42\n\x04Work\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\"\x04\x90\xa1\x19\x05\x12\x46\n\x08\x41nnounce\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\"\x04\x90\xa1\x19\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'onedrive_rpc.testing.echo_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MSG']._serialized_start=57
-  _globals['_MSG']._serialized_end=105
-  _globals['_ECHO']._serialized_start=108
-  _globals['_ECHO']._serialized_end=427
+  _globals['_ECHO'].methods_by_name['Note']._loaded_options = None
+  _globals['_ECHO'].methods_by_name['Note']._serialized_options = b'\220\241\031\003'
+  _globals['_ECHO'].methods_by_name['Changed']._loaded_options = None
+  _globals['_ECHO'].methods_by_name['Changed']._serialized_options = b'\220\241\031\004'
+  _globals['_ECHO'].methods_by_name['Work']._loaded_options = None
+  _globals['_ECHO'].methods_by_name['Work']._serialized_options = b'\220\241\031\005'
+  _globals['_ECHO'].methods_by_name['Announce']._loaded_options = None
+  _globals['_ECHO'].methods_by_name['Announce']._serialized_options = b'\220\241\031\006'
+  _globals['_MSG']._serialized_start=85
+  _globals['_MSG']._serialized_end=148
+  _globals['_ECHO']._serialized_start=151
+  _globals['_ECHO']._serialized_end=877
 # @@protoc_insertion_point(module_scope)

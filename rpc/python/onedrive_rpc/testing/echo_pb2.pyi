@@ -1,3 +1,4 @@
+from onedrive_rpc import options_pb2 as _options_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from typing import ClassVar as _ClassVar, Optional as _Optional
@@ -5,11 +6,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Msg(_message.Message):
-    __slots__ = ("text", "data", "delay")
+    __slots__ = ("text", "data", "delay", "count")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     DELAY_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
     text: str
     data: bytes
     delay: float
-    def __init__(self, text: _Optional[str] = ..., data: _Optional[bytes] = ..., delay: _Optional[float] = ...) -> None: ...
+    count: int
+    def __init__(self, text: _Optional[str] = ..., data: _Optional[bytes] = ..., delay: _Optional[float] = ..., count: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,145 @@
+"""The caller's side of a server stream: items arrive into a receiver the
+connection feeds; the user iterates a ServerStream over it.
+
+Flow control: the caller grants the server `window` items up front and
+grants more as it consumes them (half a window at a time), so at most one
+window of items ever waits here, however fast the server produces.
+
+The connection holds only the receiver, never the ServerStream: when user
+code drops the iterator (a `break` out of its for loop), the ServerStream
+is collected and cancels the stream on the server.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable, Deque, Generic, Iterator, TypeVar
+
+from gevent.event import Event
+from google.protobuf.message import DecodeError
+
+from .calls import TIMED_OUT, call_result
+from .core import events as ev
+from .errors import RpcError, StatusCode
+
+if TYPE_CHECKING:
+    from .driver import Connection
+
+__all__ = ["ServerStream", "StreamReceiver"]
+
+ItemT = TypeVar("ItemT")
+
+
+class StreamReceiver:
+    """What the connection feeds for one stream call (its `_pending` entry)."""
+
+    __slots__ = ("connection", "call_id", "method", "items", "end", "event", "timer",
+                 "consumed", "grant_every")
+
+    def __init__(self, connection: "Connection", method: str, window: int) -> None:
+        self.connection = connection
+        self.call_id = 0
+        self.method = method
+        self.items: Deque[Any] = deque()
+        # The final outcome: a ResponseReceived (OK or error) or an RpcError.
+        self.end: Any = None
+        self.event = Event()
+        self.timer: Any = None
+        self.consumed = 0
+        self.grant_every = max(1, window // 2)
+
+    def item(self, payload: Any) -> None:
+        # From the connection's reader.
+        self.items.append(payload)
+        self.event.set()
+
+    def switch(self, result: Any) -> None:
+        # From the hub: the stream ended (StreamEnd, an error, or TIMED_OUT).
+        if self.end is not None:
+            return
+        if self.timer is not None:
+            self.timer.close()
+            self.timer = None
+        if result is TIMED_OUT:
+            self.connection._abandon(self.call_id, "deadline exceeded")
+            result = RpcError(StatusCode.DEADLINE_EXCEEDED,
+                              f"deadline exceeded reading the stream of {self.method}")
+        self.end = result
+        self.event.set()
+
+    def cancel(self, reason: str) -> bool:
+        if self.end is not None:
+            return False
+        self.connection._abandon(self.call_id, reason)
+        self.items.clear()  # the caller wants no more
+        self.switch(RpcError(StatusCode.CANCELLED, reason))
+        return True
+
+
+class ServerStream(Generic[ItemT]):
+    """The items of a server stream: `for item in client.watch(request)`.
+
+    Ends with StopIteration when the server finishes, raises RpcError when
+    it fails, the deadline passes or the peer is lost. Leaving the loop
+    early cancels the stream on the server, as do `cancel()` and leaving a
+    `with` block; keep a reference without finishing it and it stays open.
+    """
+
+    __slots__ = ("_receiver", "_decode", "__weakref__")
+
+    def __init__(self, receiver: StreamReceiver, decode: Callable[[Any], ItemT]) -> None:
+        self._receiver = receiver
+        self._decode = decode
+
+    def __iter__(self) -> Iterator[ItemT]:
+        return self
+
+    def __next__(self) -> ItemT:
+        receiver = self._receiver
+        while True:
+            if receiver.items:
+                payload = receiver.items.popleft()
+                receiver.consumed += 1
+                if receiver.consumed >= receiver.grant_every and receiver.end is None:
+                    receiver.connection._grant_stream(receiver.call_id, receiver.consumed)
+                    receiver.consumed = 0
+                try:
+                    return self._decode(payload)
+                except DecodeError as exc:
+                    receiver.cancel("a stream item did not parse")
+                    raise RpcError(StatusCode.INTERNAL,
+                                   f"a stream item of {receiver.method} does not parse: {exc}") from None
+            end = receiver.end
+            if end is not None:
+                if type(end) is ev.ResponseReceived and end.code == 0:
+                    raise StopIteration
+                call_result(end, self._decode)  # raises the RpcError
+                raise StopIteration  # pragma: no cover (an OK end is handled above)
+            receiver.event.clear()
+            receiver.event.wait()
+
+    @property
+    def done(self) -> bool:
+        """True once the stream ended, whatever the reason."""
+        return self._receiver.end is not None
+
+    def cancel(self, reason: str = "cancelled by the caller") -> bool:
+        """Stop the stream: the server's handler is stopped, iterating
+        raises CANCELLED. False if it had already ended."""
+        return self._receiver.cancel(reason)
+
+    close = cancel
+
+    def __enter__(self) -> "ServerStream[ItemT]":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.cancel("the caller left the stream")
+
+    def __del__(self) -> None:
+        receiver = getattr(self, "_receiver", None)
+        if receiver is not None and receiver.end is None:
+            receiver.cancel("the caller stopped reading the stream")
+
+    def __repr__(self) -> str:
+        state = "done" if self.done else "open"
+        return f"<ServerStream {self._receiver.method} call {self._receiver.call_id} {state}>"
