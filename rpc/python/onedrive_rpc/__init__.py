@@ -10,16 +10,20 @@ from .config import Heartbeat, Limits, Reconnect
 from .calls import CallFuture, Context
 from .errors import (FrameTooLarge, LocalProtocolError, PeerLost, ProtocolError,
                      RemoteProtocolError, RpcError, StatusCode, TransportError)
+from .patterns import BroadcastListener, Consumer, Received, Subscription, TaskContext
 from .peer import Peer, connect
 from .server import Server
 from .service import Service
+from .streams import ServerStream
 from .transport import Listener, Stream, Transport, register_transport
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BroadcastListener",
     "CallFuture",
     "Client",
+    "Consumer",
     "Context",
     "FrameTooLarge",
     "Heartbeat",
@@ -29,13 +33,17 @@ __all__ = [
     "Peer",
     "PeerLost",
     "ProtocolError",
+    "Received",
     "Reconnect",
     "RemoteProtocolError",
     "RpcError",
     "Server",
+    "ServerStream",
     "Service",
     "StatusCode",
     "Stream",
+    "Subscription",
+    "TaskContext",
     "Transport",
     "TransportError",
     "connect",

@@ -6,20 +6,27 @@
 """
 from __future__ import annotations
 
-from typing import Dict, Generic, Mapping, Optional, TypeVar
+from typing import Any, Callable, Dict, Generic, Mapping, Optional, TypeVar, Union
 
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
 from . import options_pb2
 from .calls import DEFAULT_STREAM_WINDOW, CallFuture
-from .errors import RpcError, StatusCode
+from .core.pubsub import Policy
 from .peer import Peer
+from .patterns import BroadcastListener, Consumer, Received, Subscription, TaskContext
 from .service import MethodInfo, method_infos
+from .server import Server
 from .streams import ServerStream
 
-__all__ = ["Client", "UnaryMethod", "StreamMethod", "NotifyMethod"]
+__all__ = ["Client", "UnaryMethod", "StreamMethod", "NotifyMethod", "TopicMethod", "QueueMethod",
+           "BroadcastMethod"]
 
+
+#: What a client works through: a connected peer, or a server itself (for
+#: its own publish, produce, consume, broadcast and listen).
+Endpoint = Union[Peer, Server]
 
 RequestT = TypeVar("RequestT", bound=Message)
 ReplyT = TypeVar("ReplyT", bound=Message)
@@ -30,8 +37,8 @@ class _Method:
 
     __slots__ = ("_peer", "info", "_path", "_input", "_decode")
 
-    def __init__(self, peer: Peer, info: MethodInfo) -> None:
-        self._peer = peer
+    def __init__(self, peer: Endpoint, info: MethodInfo) -> None:
+        self._peer: Any = peer
         self.info = info
         self._path = info.path
         self._input = info.input_type
@@ -95,30 +102,102 @@ class NotifyMethod(_Method, Generic[RequestT]):
         self._peer.notify(self._path, self._payload(request), metadata, confirm, timeout)
 
 
-class _NotYetSupported:
-    """A method whose pattern this version cannot call yet: says so when used."""
+class _MessageMethod(_Method, Generic[RequestT]):
+    """A method whose input messages travel on their own (published, queued
+    or broadcast): its output type plays no part."""
 
-    def __init__(self, info: MethodInfo) -> None:
-        self.info = info
+    __slots__ = ()
 
-    def __call__(self, *args, **kwargs):
-        raise RpcError(StatusCode.UNIMPLEMENTED,
-                       f"{self.info.path} is a {options_pb2.Pattern.Name(self.info.pattern)} "
-                       f"method, which this version cannot call yet")
+    def _decode_input(self, payload: Any) -> RequestT:
+        return self._input.FromString(payload)  # type: ignore[return-value]
 
-    future = __call__
+
+class TopicMethod(_MessageMethod[RequestT]):
+    """A publish/subscribe method: `publish(topic, message)`, and
+    `subscribe(pattern, callback)` for topics like "drive.*.changed" or
+    "drive.>" (`*` one level, `>` the rest)."""
+
+    __slots__ = ()
+
+    def publish(self, topic: str, message: RequestT, *, confirm: bool = False,
+                timeout: Optional[float] = None) -> None:
+        """Publish `message` on `topic`: every subscription whose pattern
+        matches gets it once, in publish order. With `confirm`, return once
+        the server has handed it out (RpcError if it refused)."""
+        self._peer.publish(self._path, topic, self._payload(message), confirm, timeout)
+
+    def subscribe(self, pattern: str, callback: Optional[Callable[[Received], None]] = None, *,
+                  queue_limit: int = 0, policy: str = "drop_oldest",
+                  timeout: Optional[float] = None) -> Subscription:
+        """Receive what is published on topics matching `pattern`:
+        `callback(received)` in a greenlet of its own, or iterate the
+        returned Subscription. At most `queue_limit` messages wait for it
+        (1024 by default); past that the server applies `policy`:
+        "drop_oldest" (default), "drop_newest" (both counted in
+        `subscription.dropped`) or "disconnect" (the connection is closed
+        with RESOURCE_EXHAUSTED). It comes back by itself after a reconnect."""
+        return self._peer.subscribe(self._path, pattern, self._decode_input, callback,
+                                    queue_limit=queue_limit, policy=_policy(policy),
+                                    timeout=timeout)
+
+
+class QueueMethod(_MessageMethod[RequestT]):
+    """A producer/consumer method: a work queue the server hosts."""
+
+    __slots__ = ()
+
+    def produce(self, task: RequestT, *, timeout: Optional[float] = None) -> None:
+        """Put `task` on the queue; returns once the queue has it."""
+        self._peer.produce(self._path, self._payload(task), timeout)
+
+    def consume(self, handler: Callable[[RequestT, TaskContext], Any], *, prefetch: int = 1,
+                timeout: Optional[float] = None) -> Consumer:
+        """Run `handler(task, context)` for tasks of the queue, up to
+        `prefetch` at once; each task goes to one consumer, and returning
+        acknowledges it. Raising (or this peer being lost) gives it to
+        another consumer, `context.attempt` counting; after too many
+        attempts it becomes a dead letter on the server."""
+        return self._peer.consume(self._path, self._decode_input, handler, prefetch, timeout)
+
+
+class BroadcastMethod(_MessageMethod[RequestT]):
+    """A broadcast method: to every peer connected to the server."""
+
+    __slots__ = ()
+
+    def broadcast(self, message: RequestT, *, confirm: bool = False,
+                  timeout: Optional[float] = None) -> None:
+        """Send `message` to every other peer of the server (from the
+        server: to every peer)."""
+        self._peer.broadcast(self._path, self._payload(message), confirm, timeout)
+
+    def listen(self, callback: Optional[Callable[[Received], None]] = None) -> BroadcastListener:
+        """Hear this method's broadcasts: `callback(received)`, or iterate."""
+        return self._peer.listen(self._path, self._decode_input, callback)
+
+
+def _policy(name: str) -> int:
+    try:
+        return int(Policy[name.upper()])
+    except KeyError:
+        raise ValueError(f"policy must be 'drop_oldest', 'drop_newest' or 'disconnect', "
+                         f"not {name!r}") from None
 
 
 class Client:
-    """Calls the methods of one service on a peer, by their snake_case names."""
+    """The methods of one service on a peer, by their snake_case names,
+    each shaped by its pattern (see the *Method classes).
 
-    def __init__(self, peer: Peer, descriptor: ServiceDescriptor) -> None:
+    `peer` may also be the Server itself: code in the serving process then
+    publishes, produces, consumes, broadcasts and listens like a peer.
+    """
+
+    def __init__(self, peer: Endpoint, descriptor: ServiceDescriptor) -> None:
         self.peer = peer
         self.descriptor = descriptor
         self._methods: Dict[str, object] = {}
         for info in method_infos(descriptor):
-            kind = _METHOD_KINDS.get(info.pattern)
-            method: object = kind(peer, info) if kind is not None else _NotYetSupported(info)
+            method: object = _METHOD_KINDS[info.pattern](peer, info)
             self._methods[info.attribute] = method
             setattr(self, info.attribute, method)
 
@@ -127,8 +206,11 @@ class Client:
         return dict(self._methods)
 
 
-_METHOD_KINDS = {
+_METHOD_KINDS: Dict[int, Any] = {
     options_pb2.REQUEST_RESPONSE: UnaryMethod,
     options_pb2.SERVER_STREAM: StreamMethod,
     options_pb2.NOTIFICATION: NotifyMethod,
+    options_pb2.PUBLISH_SUBSCRIBE: TopicMethod,
+    options_pb2.PRODUCER_CONSUMER: QueueMethod,
+    options_pb2.BROADCAST: BroadcastMethod,
 }

@@ -83,7 +83,7 @@ class Connection:
         self._dispatch = dispatch
         # Publish/subscribe, work queue and broadcast frames go to whoever
         # hosts those patterns on this side (server: its broker).
-        self._patterns = patterns or _no_patterns
+        self._patterns = patterns or no_patterns
         self._on_close = on_close
         # Resumable: a lost connection suspends the session for
         # `session_grace` seconds instead of ending it; on_suspend is told.
@@ -565,6 +565,69 @@ class Connection:
         """Call `method` and wait for its reply, decoded with `decode`."""
         waiter = Waiter(self._hub)
         call_id = self._send_request(method, payload, timeout, metadata, waiter)
+        return self._await(call_id, waiter, timeout, decode, method)
+
+    def call_frame(self, kind: str, payload: bytes = b"", timeout: Optional[float] = None,
+                   **fields: Any) -> None:
+        """Send a pattern frame that opens a call (subscribe, produce,
+        consume, or a confirmed publish or broadcast) and wait for the
+        peer's answer; RpcError if it refused."""
+        waiter = Waiter(self._hub)
+        self._check_can_send()
+        self._wait_for_room()
+        call_id = self._next_call_id
+        self._next_call_id = call_id + 1
+        self._send_frame(kind, payload, call_id=call_id, **fields)
+        self._pending[call_id] = waiter
+        self._flush_soon()
+        self._await(call_id, waiter, timeout, _no_reply, f"{kind} to {fields.get('method', '?')}")
+
+    def send_one_way(self, kind: str, payload: bytes = b"", **fields: Any) -> int:
+        """Send a pattern frame nobody answers (publish, unsubscribe,
+        task_done, ...); returns its seq."""
+        self._check_can_send()
+        self._wait_for_room()
+        seq = self._send_frame(kind, payload, **fields)
+        self._flush_soon()
+        return seq
+
+    def push(self, kind: str, payload: bytes = b"", **fields: Any) -> bool:
+        """Server side: send a frame the peer did not ask for just now (a
+        delivery, a task, a broadcast) without ever blocking the sender. A
+        peer that lets more than `max_queued_bytes` pile up is closed as a
+        slow consumer; False then (and when the connection is gone)."""
+        if self.closed or self.session.state not in (State.OPEN, State.SUSPENDED):
+            return False
+        limit = self.limits.max_queued_bytes
+        if self.session.reliability.unacked_bytes + self._out_bytes > limit:
+            if self.refuse_outgoing is None:
+                self.refuse_outgoing = PeerLost("closed as a slow consumer")
+                log.warning("closing %s: a slow consumer (more than %d bytes unacknowledged)",
+                            self.stream.address, limit)
+                gevent.spawn(self.close, StatusCode.RESOURCE_EXHAUSTED,
+                             f"slow consumer: more than {limit} bytes sent to you "
+                             f"are not acknowledged")
+            return False
+        self.session.send_frame(kind, payload, **fields)
+        self._flush_soon()
+        return True
+
+    def answer(self, call_id: int, code: StatusCode = StatusCode.OK, message: str = "") -> None:
+        """Answer a call that a pattern frame opened (see call_frame)."""
+        if not self.closed and self.session.state in (State.OPEN, State.SUSPENDED):
+            self.session.send_response(call_id, code, message)
+            self._flush_soon()
+
+    def _send_frame(self, kind: str, payload: bytes, **fields: Any) -> int:
+        try:
+            return self.session.send_frame(kind, payload, **fields)
+        except MessageTooLarge as exc:
+            raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
+        except LocalProtocolError:
+            raise self._closed_error() from None
+
+    def _await(self, call_id: int, waiter: Waiter, timeout: Optional[float],
+               decode: Callable[[Any], Any], what: str) -> Any:
         timer = None
         if timeout is not None:
             timer = self._loop.timer(timeout)
@@ -581,7 +644,7 @@ class Connection:
         if outcome is TIMED_OUT:
             self._abandon(call_id, "deadline exceeded")
             raise RpcError(StatusCode.DEADLINE_EXCEEDED,
-                           f"deadline exceeded after {timeout}s calling {method}")
+                           f"deadline exceeded after {timeout}s calling {what}")
         return call_result(outcome, decode)
 
     def call_future(self, method: str, payload: bytes, decode: Callable[[Any], Any],
@@ -609,8 +672,14 @@ class Connection:
         return ServerStream(receiver, decode)
 
     def _grant_stream(self, call_id: int, items: int) -> None:
-        if call_id in self._pending and not self.closed:
-            self.session.send_frame("credit", call_id=call_id, items=items)
+        if call_id in self._pending:
+            self.grant(items, call_id=call_id)
+
+    def grant(self, items: int, **which: int) -> None:
+        """Flow control for a subscription or consumer: the peer may send
+        `items` more. Quietly nothing once the connection is gone."""
+        if not self.closed and self.session.state in (State.OPEN, State.SUSPENDED):
+            self.session.send_frame("credit", items=items, **which)
             self._flush_soon()
 
     def notify(self, method: str, payload: bytes, metadata: Optional[Mapping[str, str]] = None,
@@ -621,13 +690,8 @@ class Connection:
         after `timeout` (it may still arrive)."""
         self._check_can_send()
         self._wait_for_room()
-        try:
-            seq = self.session.send_frame("notify", payload, ack_now=confirm, method=method,
-                                          metadata=metadata or {})
-        except MessageTooLarge as exc:
-            raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
-        except LocalProtocolError:
-            raise self._closed_error() from None
+        seq = self._send_frame("notify", payload, ack_now=confirm, method=method,
+                               metadata=metadata or {})
         self._flush_soon()
         if not confirm:
             return
@@ -820,7 +884,11 @@ MAX_STREAM_WINDOW = 65536
 _PATTERN_EVENTS = frozenset(ev.PATTERN_EVENTS) | {ev.CreditReceived}
 
 
-def _no_patterns(connection: "Connection", event: Any) -> None:
+def _no_reply(payload: Any) -> None:
+    return None
+
+
+def no_patterns(connection: "Connection", event: Any) -> None:
     """This side hosts no publish/subscribe, work queues or broadcasts."""
     call_id = getattr(event, "call_id", 0)
     message = "this peer hosts no publish/subscribe, work queues or broadcasts"

@@ -2,27 +2,35 @@
 from __future__ import annotations
 
 import errno
+import itertools
 import logging
 import random
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import gevent
 
 from .config import Heartbeat, Limits, Reconnect
+from .core import events as ev
 from .core.events import PeerInfo
+from .core.pubsub import DEFAULT_QUEUE_LIMIT, Policy
+from .core.topics import check_pattern, check_topic
+from .core.workqueue import MAX_PREFETCH
 from .core.session import Role, Session
 from .calls import DEFAULT_STREAM_WINDOW, CallFuture
-from .driver import Connection
+from .driver import Connection, no_patterns
 from .errors import PeerLost, RpcError, StatusCode
 from .handshake import perform_handshake, refuse
 from .hooks import PeerHooks
 from .identity import local_identity
 from .streams import ServerStream
+from .patterns import BroadcastListener, Consumer, Received, Subscription, TaskContext
 from .transport import connect_stream
 
 __all__ = ["Peer", "connect"]
 
 log = logging.getLogger("onedrive_rpc")
+
+DROP_OLDEST = int(Policy.DROP_OLDEST)
 
 #: Seconds connect() waits for the connection and the handshake by default.
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -48,6 +56,12 @@ class Peer:
         self._closing = False
         self._reconnector: Optional[gevent.Greenlet] = None
         self._rng = random.Random()
+        # The receiving ends of the patterns, by id: they outlive connections
+        # and are registered again when a new session starts.
+        self._ids = itertools.count(1)
+        self._subscriptions: Dict[int, Subscription] = {}
+        self._consumers: Dict[int, Consumer] = {}
+        self._listeners: Dict[str, List[BroadcastListener]] = {}
         self._adopt(connection)
 
     def on_lost(self, callback: Callable[[RpcError], None]) -> Callable[[RpcError], None]:
@@ -109,6 +123,155 @@ class Peer:
         """Low level: send notification "/pkg.Service/Method" (see NotifyMethod)."""
         self._connection.notify(method, payload, metadata, confirm, timeout)
 
+    # ------------------------------------------- publish/subscribe, queues, broadcast
+
+    def publish(self, method: str, topic: str, payload: bytes, confirm: bool = False,
+                timeout: Optional[float] = None) -> None:
+        """Publish on `topic` of PUBLISH_SUBSCRIBE `method` through the
+        server. With `confirm`, return once the server handed it to the
+        subscriptions (RpcError if it refused, e.g. UNIMPLEMENTED)."""
+        check_topic(topic)
+        if confirm:
+            self._connection.call_frame("publish", payload, timeout, method=method, topic=topic)
+        else:
+            self._connection.send_one_way("publish", payload, method=method, topic=topic)
+
+    def subscribe(self, method: str, pattern: str, decode: Callable[[Any], Any],
+                  callback: Optional[Callable[[Received], None]] = None, *,
+                  queue_limit: int = 0, policy: int = DROP_OLDEST,
+                  timeout: Optional[float] = None) -> Subscription:
+        """Subscribe to the topics matching `pattern` of `method`; returns
+        once the server has registered it. See Subscription."""
+        check_pattern(pattern)
+        sid = next(self._ids)
+        sub: Subscription = Subscription(sid, method, pattern, queue_limit or DEFAULT_QUEUE_LIMIT,
+                                         policy, decode, callback,
+                                         grant=lambda items: self._connection.grant(
+                                             items, subscription_id=sid),
+                                         unsubscribe=self._unsubscribe)
+        self._subscriptions[sid] = sub
+        try:
+            self._register(sub, timeout)
+        except BaseException:
+            self._subscriptions.pop(sid, None)
+            sub.close(RpcError(StatusCode.CANCELLED, "subscribing failed"))
+            raise
+        return sub
+
+    def _register(self, what: Any, timeout: Optional[float]) -> None:
+        if isinstance(what, Subscription):
+            self._connection.call_frame("subscribe", b"", timeout, subscription_id=what.id,
+                                        method=what.method, pattern=what.pattern,
+                                        queue_limit=what.queue_limit, policy=what.policy)
+        else:
+            self._connection.call_frame("consume", b"", timeout, consumer_id=what.id,
+                                        method=what.method, prefetch=what.prefetch)
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        if self._subscriptions.pop(sub.id, None) is not None:
+            self._quietly("unsubscribe", subscription_id=sub.id)
+
+    def produce(self, method: str, payload: bytes, timeout: Optional[float] = None) -> None:
+        """Put a task on work queue `method`; returns once the queue has it
+        (RESOURCE_EXHAUSTED when it is full)."""
+        self._connection.call_frame("produce", payload, timeout, method=method)
+
+    def consume(self, method: str, decode: Callable[[Any], Any],
+                handler: Callable[[Any, TaskContext], Any], prefetch: int = 1,
+                timeout: Optional[float] = None) -> Consumer:
+        """Take tasks of work queue `method`: `handler(task, context)` runs
+        for each, up to `prefetch` at once. See Consumer."""
+        if not 1 <= prefetch <= MAX_PREFETCH:
+            raise ValueError(f"prefetch must be 1..{MAX_PREFETCH}, not {prefetch}")
+        cid = next(self._ids)
+        consumer = Consumer(cid, method, prefetch, decode, handler,
+                            done=lambda task_id, code, message: self._task_done(
+                                cid, task_id, code, message),
+                            withdraw=self._withdraw)
+        self._consumers[cid] = consumer
+        try:
+            self._register(consumer, timeout)
+        except BaseException:
+            self._consumers.pop(cid, None)
+            raise
+        return consumer
+
+    def _task_done(self, consumer_id: int, task_id: int, code: int, message: str) -> None:
+        self._connection.send_one_way("task_done", consumer_id=consumer_id, task_id=task_id,
+                                      status=(code, message, ""))
+
+    def _withdraw(self, consumer: Consumer) -> None:
+        if self._consumers.pop(consumer.id, None) is not None:
+            try:
+                self._connection.call_frame("consume", b"", self._timeout, consumer_id=consumer.id,
+                                            method=consumer.method, stop=True)
+            except RpcError as exc:
+                log.info("withdrawing consumer %d of %s: %s", consumer.id, consumer.method,
+                         exc.message)
+
+    def broadcast(self, method: str, payload: bytes, confirm: bool = False,
+                  timeout: Optional[float] = None) -> None:
+        """Broadcast through the server to every other connected peer."""
+        if confirm:
+            self._connection.call_frame("broadcast", payload, timeout, method=method)
+        else:
+            self._connection.send_one_way("broadcast", payload, method=method)
+
+    def listen(self, method: str, decode: Callable[[Any], Any],
+               callback: Optional[Callable[[Received], None]] = None) -> BroadcastListener:
+        """Hear the broadcasts of `method`, as `callback(received)` or by
+        iterating the returned listener."""
+        listener: BroadcastListener = BroadcastListener(method, decode, callback, self._unlisten)
+        self._listeners.setdefault(method, []).append(listener)
+        return listener
+
+    def _unlisten(self, listener: BroadcastListener) -> None:
+        listeners = self._listeners.get(listener.method, [])
+        if listener in listeners:
+            listeners.remove(listener)
+
+    def _on_pattern(self, connection: Connection, event: Any) -> None:
+        # From the connection's reader: what the server pushed.
+        kind = type(event)
+        if kind is ev.DeliverReceived:
+            sub = self._subscriptions.get(event.subscription_id)
+            if sub is not None:
+                sub.deliver(event.payload, event.topic, event.publisher, event.publisher_seq,
+                            event.dropped)
+        elif kind is ev.TaskReceived:
+            consumer = self._consumers.get(event.consumer_id)
+            if consumer is not None:
+                consumer.task(event.task_id, event.attempt, event.payload)
+            else:  # withdrawn meanwhile: give it back at once
+                connection.send_one_way("task_done", consumer_id=event.consumer_id,
+                                        task_id=event.task_id,
+                                        status=(StatusCode.UNAVAILABLE, "consumer withdrawn", ""))
+        elif kind is ev.BroadcastReceived:
+            for listener in list(self._listeners.get(event.method, ())):
+                listener.deliver(event.payload, event.origin)
+        else:
+            no_patterns(connection, event)
+
+    def _restore(self, connection: Connection) -> None:
+        """A new session: register the subscriptions and consumers again
+        (the old session's were lost with it)."""
+        for what in list(self._subscriptions.values()) + list(self._consumers.values()):
+            if connection is not self._connection or connection.closed:
+                return
+            if isinstance(what, Subscription):
+                what.restarted()
+            try:
+                self._register(what, self._timeout)
+            except RpcError as exc:
+                log.warning("could not restore %r on %s: %s", what, self.url, exc.message)
+
+    def _quietly(self, kind: str, **fields: Any) -> None:
+        """Send a frame that only matters while the session lives."""
+        try:
+            self._connection.send_one_way(kind, **fields)
+        except RpcError:
+            pass  # the session is gone, and what it held with it
+
     def close(self, grace: Optional[float] = None) -> None:
         """Close the connection in order: refuse new calls (UNAVAILABLE), let
         calls in flight finish for up to `grace` seconds, then send Close.
@@ -134,6 +297,7 @@ class Peer:
 
     def _adopt(self, connection: Connection) -> None:
         self._connection = connection
+        connection._patterns = self._on_pattern
         connection._on_close = self._on_close
         connection._on_suspend = self._on_suspend
 
@@ -205,6 +369,8 @@ class Peer:
         self._adopt(fresh)
         fresh.start(events)
         log.info("reconnected to %s with a new session %s", self.url, handshaken.session_id)
+        if self._subscriptions or self._consumers:
+            gevent.spawn(self._restore, fresh)
         self._hooks.fire("reconnected", handshaken.session_id)
         return True
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import gevent
 from gevent import getcurrent
@@ -11,9 +11,12 @@ from gevent.event import Event
 from gevent.pool import Group
 
 from . import forking
+from .broker import Broker
 from .config import Heartbeat, Limits
 from .core import events as ev
 from .core.events import PeerInfo
+from .core.pubsub import Policy
+from .core.workqueue import WorkQueue
 from .core.reliability import Reliability
 from .core.session import Role, Session
 from .driver import Connection
@@ -21,6 +24,7 @@ from .errors import PeerLost, RpcError, StatusCode
 from .handshake import perform_handshake, refuse
 from .hooks import PeerHooks
 from .identity import local_identity
+from .patterns import BroadcastListener, Consumer, Received, Subscription, TaskContext
 from .service import Registry, Service
 from .transport import ConnectionClosed, Listener, Stream, listen
 
@@ -32,6 +36,8 @@ __all__ = ["Server", "DEFAULT_SESSION_GRACE"]
 DEFAULT_SESSION_GRACE = 10.0
 
 log = logging.getLogger("onedrive_rpc")
+
+DROP_OLDEST = int(Policy.DROP_OLDEST)
 
 
 class Server:
@@ -57,6 +63,8 @@ class Server:
         self._admitting = Group()
         self._hooks = PeerHooks()
         self._registry = Registry(include_tracebacks=include_tracebacks)
+        self._broker = Broker(self._registry, lambda: self._connections,
+                              local_identity(name)[0])
         self._listener: Optional[Listener] = None
         self._acceptor: Optional[gevent.Greenlet] = None
         self._connections: List[Connection] = []
@@ -113,6 +121,49 @@ class Server:
         self._admitting.kill(block=False)
         self._stopped.set()
 
+    # ------------------------------------------------- the server's own side
+    # Publish, produce, consume, broadcast and listen from this process, as
+    # a peer would: rpc.Client(server, descriptor) uses these.
+
+    def publish(self, method: str, topic: str, payload: bytes, confirm: bool = False,
+                timeout: Optional[float] = None) -> None:
+        """Publish on `topic` of PUBLISH_SUBSCRIBE `method` ("/pkg.Svc/M")."""
+        self._broker.publish(method, topic, payload)
+
+    def subscribe(self, method: str, pattern: str, decode: Callable[[Any], Any],
+                  callback: Optional[Callable[[Received], None]] = None, *,
+                  queue_limit: int = 0, policy: int = DROP_OLDEST,
+                  timeout: Optional[float] = None) -> Subscription:
+        return self._broker.subscribe(method, pattern, decode, callback,
+                                      queue_limit=queue_limit, policy=policy)
+
+    def produce(self, method: str, payload: bytes, timeout: Optional[float] = None) -> None:
+        self._broker.produce(method, payload)
+
+    def consume(self, method: str, decode: Callable[[Any], Any],
+                handler: Callable[[Any, TaskContext], Any], prefetch: int = 1,
+                timeout: Optional[float] = None) -> Consumer:
+        return self._broker.consume(method, decode, handler, prefetch)
+
+    def broadcast(self, method: str, payload: bytes, confirm: bool = False,
+                  timeout: Optional[float] = None) -> int:
+        """Send to every connected peer; returns how many it went to."""
+        return self._broker.broadcast(method, payload)
+
+    def listen(self, method: str, decode: Callable[[Any], Any],
+               callback: Optional[Callable[[Received], None]] = None) -> BroadcastListener:
+        return self._broker.listen(method, decode, callback)
+
+    def call(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("a Server does not call its own methods: connect to it with rpc.connect()")
+
+    call_future = open_stream = notify = call
+
+    def work_queue(self, method: str) -> WorkQueue:
+        """The work queue of PRODUCER_CONSUMER `method`: `stats()`,
+        `dead_letters()`, `replay(ids)`, `purge_dead_letters()`."""
+        return self._broker.work_queue(method)
+
     def __enter__(self) -> "Server":
         if self._listener is None:
             self.start()
@@ -166,7 +217,8 @@ class Server:
             return
         conn = Connection(stream, session, dispatch=self._registry.dispatch,
                           limits=self.limits, on_close=self._on_close,
-                          on_suspend=self._on_suspend, session_grace=self.session_grace)
+                          on_suspend=self._on_suspend, patterns=self._broker.handle,
+                          session_grace=self.session_grace)
         if self._stopping:
             conn.refuse_calls = RpcError(StatusCode.UNAVAILABLE, "server is stopping")
         self._connections.append(conn)
@@ -222,6 +274,7 @@ class Server:
             self._connections.remove(conn)
         except ValueError:
             pass
+        self._broker.forget(conn)
         if self._sessions.get(conn.session.session_id) is conn:
             del self._sessions[conn.session.session_id]
         log.debug("connection from %s closed: %s", conn.stream.address, conn.close_reason)

@@ -116,6 +116,14 @@ class Registry:
         self._handlers.update(handlers)
         self._services[descriptor.full_name] = service
 
+    def info(self, path: str) -> Optional[MethodInfo]:
+        """What method `path` ("/pkg.Service/Method") is; None if not served."""
+        handler = self._handlers.get(path)
+        return handler.info if handler is not None else None
+
+    def describe_unknown(self, path: str) -> str:
+        return self._unknown(path)
+
     def dispatch(self, call: Context, event: Any) -> None:
         """Run the handler of `event.method` (a call, a server stream or a
         notification) and answer through the connection."""

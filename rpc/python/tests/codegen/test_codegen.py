@@ -86,9 +86,10 @@ def test_generated_code_serves_and_calls(shop, peers):
             client.get_item(types_pb2.Item.Price(cents=5), timeout=5)
         assert info.value.code == rpc.StatusCode.UNIMPLEMENTED
         assert "/shop.orders.Orders/GetItem is not implemented" in info.value.message
-        with pytest.raises(rpc.RpcError) as info:
-            client.price_changed(types_pb2.Item(), timeout=5)
-        assert info.value.code == rpc.StatusCode.UNIMPLEMENTED and "PUBLISH_SUBSCRIBE" in info.value.message
+        with client.price_changed.subscribe("prices.*", timeout=5) as sub:
+            client.price_changed.publish("prices.b1", types_pb2.Item(id="b1"), confirm=True, timeout=5)
+            received = sub.get(timeout=5)
+        assert received.topic == "prices.b1" and received.message == types_pb2.Item(id="b1")
         with pytest.raises(TypeError):
             client.place_order(types_pb2.Item(), timeout=5)
     finally:

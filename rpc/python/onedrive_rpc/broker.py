@@ -1,0 +1,360 @@
+"""The serving side of publish/subscribe, work queues and broadcasts.
+
+A server owns one Broker. It hosts a topic space per PUBLISH_SUBSCRIBE
+method and a work queue per PRODUCER_CONSUMER method of its services, and
+relays broadcasts. Peers reach it through their connections (the frames of
+spec §8); code in the server's own process reaches it through the same
+calls (`rpc.Client(server, ...)`), as a subscriber, consumer, publisher,
+producer or listener like any other.
+
+Nothing here blocks: the state machines (core/pubsub.py, core/workqueue.py)
+decide, and frames are pushed to connections without waiting (a peer that
+lets too much pile up is closed as a slow consumer).
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections import defaultdict
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+import gevent
+
+from . import options_pb2
+from .core import events as ev
+from .core.pubsub import Delivery, Disconnect, Policy, PubSub, TooManySubscriptions
+from .core.topics import TopicError, check_pattern
+from .core.workqueue import DeadLetter, QueueFull, QueueStats, WorkQueue
+from .driver import Connection
+from .errors import RpcError, StatusCode
+from .patterns import Consumer, BroadcastListener, Received, Subscription, TaskContext
+from .service import MethodInfo, Registry
+
+__all__ = ["Broker"]
+
+log = logging.getLogger("onedrive_rpc")
+
+_monotonic = time.monotonic
+
+
+class _Local:
+    """The owner of the server's own subscriptions and consumers."""
+
+    def __repr__(self) -> str:
+        return "<this process>"
+
+
+class Broker:
+    """Topics, work queues and broadcasts of one server."""
+
+    def __init__(self, registry: Registry, connections: Callable[[], Iterable[Connection]],
+                 identity: str = "") -> None:
+        self._registry = registry
+        self._connections = connections
+        #: The server's peer id: the publisher of what it publishes itself.
+        self.identity = identity
+        self._topics: Dict[str, PubSub] = {}
+        self._queues: Dict[str, WorkQueue] = {}
+        # (owner, subscription id) -> method, (owner, consumer id) -> method
+        self._subscribed: Dict[Tuple[Any, int], str] = {}
+        self._consuming: Dict[Tuple[Any, int], str] = {}
+        self._local = _Local()
+        self._local_ids = itertools.count(1)
+        self._local_subscriptions: Dict[int, Subscription] = {}
+        self._local_consumers: Dict[int, Consumer] = {}
+        self._listeners: Dict[str, List[BroadcastListener]] = defaultdict(list)
+        self._handlers: Dict[type, Callable[[Connection, Any], None]] = {
+            ev.SubscribeReceived: self._on_subscribe,
+            ev.UnsubscribeReceived: self._on_unsubscribe,
+            ev.PublishReceived: self._on_publish,
+            ev.CreditReceived: self._on_credit,
+            ev.ProduceReceived: self._on_produce,
+            ev.ConsumeReceived: self._on_consume,
+            ev.TaskDoneReceived: self._on_task_done,
+            ev.BroadcastReceived: self._on_broadcast,
+        }
+
+    # ------------------------------------------------------ from connections
+
+    def handle(self, conn: Connection, event: Any) -> None:
+        """A pattern frame arrived on `conn` (the driver's `patterns` hook)."""
+        handler = self._handlers.get(type(event))
+        call_id = getattr(event, "call_id", 0)
+        try:
+            if handler is None:
+                raise RpcError(StatusCode.UNIMPLEMENTED,
+                               f"a server does not take {type(event).__name__} frames")
+            handler(conn, event)
+        except RpcError as exc:
+            if call_id:
+                conn.answer(call_id, exc.code, exc.message)
+            else:
+                log.warning("%s from %s refused: %s", type(event).__name__, conn.stream.address,
+                            exc.message)
+        else:
+            if call_id:
+                conn.answer(call_id)
+
+    def forget(self, conn: Connection) -> None:
+        """`conn`'s session ended: its subscriptions go, and its consumers'
+        unfinished tasks go back to their queues (an attempt used, unless it
+        withdrew in order)."""
+        for pubsub in self._topics.values():
+            pubsub.drop_owner(conn)
+            if conn.peer is not None:
+                pubsub.forget_publisher(conn.peer.peer_id)
+        for key in [key for key in self._subscribed if key[0] is conn]:
+            del self._subscribed[key]
+        for key in [key for key in self._consuming if key[0] is conn]:
+            self._remove_consumer(key, lost=not conn.orderly)
+
+    def _on_subscribe(self, conn: Connection, event: ev.SubscribeReceived) -> None:
+        self._subscribe(conn, event.subscription_id, event.method, event.pattern,
+                        event.queue_limit, event.policy)
+
+    def _on_unsubscribe(self, conn: Connection, event: ev.UnsubscribeReceived) -> None:
+        self._unsubscribe(conn, event.subscription_id)
+
+    def _on_publish(self, conn: Connection, event: ev.PublishReceived) -> None:
+        publisher = conn.peer.peer_id if conn.peer is not None else conn.stream.address
+        self.publish(event.method, event.topic, bytes(event.payload), publisher)
+
+    def _on_credit(self, conn: Connection, event: ev.CreditReceived) -> None:
+        if event.subscription_id:
+            method = self._subscribed.get((conn, event.subscription_id))
+            if method is not None:
+                self._send(self._topics[method].grant(conn, event.subscription_id, event.items))
+        elif event.consumer_id:
+            key = (conn, event.consumer_id)
+            method = self._consuming.get(key)
+            if method is not None:
+                self._queues[method].grant(key, event.items)
+                self._dispatch(method)
+
+    def _on_produce(self, conn: Connection, event: ev.ProduceReceived) -> None:
+        self.produce(event.method, bytes(event.payload))
+
+    def _on_consume(self, conn: Connection, event: ev.ConsumeReceived) -> None:
+        key = (conn, event.consumer_id)
+        if event.stop:
+            if key in self._consuming:
+                self._remove_consumer(key, lost=False)
+            return
+        self._add_consumer(key, event.method, event.prefetch or 1)
+
+    def _on_task_done(self, conn: Connection, event: ev.TaskDoneReceived) -> None:
+        self._task_done((conn, event.consumer_id), event.task_id, event.code, event.message)
+
+    def _on_broadcast(self, conn: Connection, event: ev.BroadcastReceived) -> None:
+        origin = conn.peer.peer_id if conn.peer is not None else conn.stream.address
+        self.broadcast(event.method, bytes(event.payload), origin, skip=conn)
+
+    # ---------------------------------------------------- publish/subscribe
+
+    def _pubsub(self, method: str) -> PubSub:
+        pubsub = self._topics.get(method)
+        if pubsub is None:
+            self._method(method, options_pb2.PUBLISH_SUBSCRIBE)
+            pubsub = self._topics[method] = PubSub()
+        return pubsub
+
+    def _subscribe(self, owner: Any, subscription_id: int, method: str, pattern: str,
+                   queue_limit: int, policy: int) -> None:
+        pubsub = self._pubsub(method)
+        try:
+            pubsub.subscribe(owner, subscription_id, pattern, queue_limit=queue_limit,
+                             policy=Policy.from_wire(policy))
+        except TooManySubscriptions as exc:
+            raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
+        except ValueError as exc:  # TopicError among them
+            raise RpcError(StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        self._subscribed[(owner, subscription_id)] = method
+
+    def _unsubscribe(self, owner: Any, subscription_id: int) -> None:
+        method = self._subscribed.pop((owner, subscription_id), None)
+        if method is not None:
+            self._topics[method].unsubscribe(owner, subscription_id)
+
+    def publish(self, method: str, topic: str, payload: bytes, publisher: str = "") -> int:
+        """Hand `payload` to every subscription whose pattern matches
+        `topic`; returns how many matched."""
+        pubsub = self._pubsub(method)
+        try:
+            result = pubsub.publish(topic, payload, publisher or self.identity)
+        except TopicError as exc:
+            raise RpcError(StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        self._send(result.deliveries)
+        for dropped in result.disconnected:
+            self._disconnect(method, dropped)
+        return result.matched
+
+    def _send(self, deliveries: List[Delivery]) -> None:
+        for d in deliveries:
+            if d.owner is self._local:
+                sub = self._local_subscriptions.get(d.subscription_id)
+                if sub is not None:
+                    sub.deliver(d.payload, d.topic, d.publisher, d.publisher_seq, d.dropped)
+            else:
+                d.owner.push("deliver", d.payload, subscription_id=d.subscription_id,
+                             topic=d.topic, publisher=d.publisher,
+                             publisher_seq=d.publisher_seq, dropped=d.dropped)
+
+    def _disconnect(self, method: str, dropped: Disconnect) -> None:
+        self._subscribed.pop((dropped.owner, dropped.subscription_id), None)
+        if dropped.owner is self._local:
+            sub = self._local_subscriptions.pop(dropped.subscription_id, None)
+            if sub is not None:
+                sub.close(RpcError(StatusCode.RESOURCE_EXHAUSTED, dropped.reason))
+            return
+        conn = dropped.owner
+        log.warning("disconnecting %s from %s: %s", conn.stream.address, method, dropped.reason)
+        if conn.refuse_outgoing is None:
+            conn.refuse_outgoing = RpcError(StatusCode.RESOURCE_EXHAUSTED, dropped.reason)
+            gevent.spawn(conn.close, StatusCode.RESOURCE_EXHAUSTED, dropped.reason)
+
+    def subscribe(self, method: str, pattern: str, decode: Callable[[Any], Any],
+                  callback: Optional[Callable[[Received], None]] = None, *,
+                  queue_limit: int = 0, policy: int = Policy.DROP_OLDEST) -> Subscription:
+        """Subscribe this process to `pattern` of `method` (see Peer.subscribe)."""
+        check_pattern(pattern)
+        sid = next(self._local_ids)
+        pubsub = self._pubsub(method)
+        sub = Subscription(sid, method, pattern, queue_limit or pubsub.default_queue_limit,
+                           policy, decode, callback,
+                           grant=lambda items: self._send(pubsub.grant(self._local, sid, items)),
+                           unsubscribe=self._local_unsubscribe)
+        self._local_subscriptions[sid] = sub
+        try:
+            self._subscribe(self._local, sid, method, pattern, queue_limit, policy)
+        except RpcError:
+            del self._local_subscriptions[sid]
+            raise
+        return sub
+
+    def _local_unsubscribe(self, sub: Subscription) -> None:
+        self._local_subscriptions.pop(sub.id, None)
+        self._unsubscribe(self._local, sub.id)
+
+    # ------------------------------------------------------------ work queues
+
+    def _queue(self, method: str) -> WorkQueue:
+        queue = self._queues.get(method)
+        if queue is None:
+            self._method(method, options_pb2.PRODUCER_CONSUMER)
+            queue = self._queues[method] = WorkQueue(method)
+        return queue
+
+    def work_queue(self, method: str) -> WorkQueue:
+        """The queue of PRODUCER_CONSUMER method `method`, to inspect
+        (`stats()`, `dead_letters()`) or manage (`replay()`)."""
+        return self._queue(method)
+
+    def produce(self, method: str, payload: bytes) -> int:
+        """Put a task on the queue; returns its id."""
+        queue = self._queue(method)
+        try:
+            task_id = queue.put(payload, _monotonic())
+        except QueueFull as exc:
+            raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
+        self._dispatch(method)
+        return task_id
+
+    def _add_consumer(self, key: Tuple[Any, int], method: str, prefetch: int) -> None:
+        queue = self._queue(method)
+        try:
+            queue.add_consumer(key, prefetch)
+        except ValueError as exc:
+            raise RpcError(StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        self._consuming[key] = method
+        self._dispatch(method)
+
+    def _remove_consumer(self, key: Tuple[Any, int], lost: bool) -> None:
+        method = self._consuming.pop(key)
+        self._report_dead(method, self._queues[method].remove_consumer(key, lost, _monotonic()))
+        self._dispatch(method)
+
+    def _task_done(self, key: Tuple[Any, int], task_id: int, code: int, message: str) -> None:
+        method = self._consuming.get(key)
+        if method is None:
+            return  # a consumer that withdrew, or was given up on
+        dead = self._queues[method].done(key, task_id, code == StatusCode.OK, message,
+                                         now=_monotonic())
+        if dead is not None:
+            self._report_dead(method, [dead])
+        self._dispatch(method)
+
+    def _dispatch(self, method: str) -> None:
+        for a in self._queues[method].dispatch():
+            owner, consumer_id = a.consumer
+            if owner is self._local:
+                self._local_consumers[consumer_id].task(a.task_id, a.attempt, a.payload)
+            elif not owner.push("task", a.payload, consumer_id=consumer_id, task_id=a.task_id,
+                                attempt=a.attempt):
+                # Closed under us: its on_close will hand the task back.
+                log.debug("task %d of %s not sent: connection gone", a.task_id, method)
+
+    def _report_dead(self, method: str, dead: List[DeadLetter]) -> None:
+        for letter in dead:
+            log.warning("task %d of %s is a dead letter after %d attempts: %s",
+                        letter.task_id, method, letter.attempts, letter.last_error)
+
+    def consume(self, method: str, decode: Callable[[Any], Any],
+                handler: Callable[[Any, TaskContext], Any], prefetch: int = 1) -> Consumer:
+        """Consume tasks of `method` in this process (see Peer.consume)."""
+        consumer_id = next(self._local_ids)
+        key = (self._local, consumer_id)
+        consumer = Consumer(
+            consumer_id, method, prefetch, decode, handler,
+            done=lambda task_id, code, message: self._task_done(key, task_id, code, message),
+            withdraw=lambda c: self._remove_consumer(key, lost=False) if key in self._consuming else None)
+        self._local_consumers[consumer_id] = consumer
+        try:
+            self._add_consumer(key, method, prefetch)
+        except RpcError:
+            del self._local_consumers[consumer_id]
+            raise
+        return consumer
+
+    def queue_stats(self, method: str) -> QueueStats:
+        return self._queue(method).stats()
+
+    # ------------------------------------------------------------- broadcast
+
+    def broadcast(self, method: str, payload: bytes, origin: str = "",
+                  skip: Optional[Connection] = None) -> int:
+        """Send to every connected peer (but `skip`, the one it came from)
+        and to this process's listeners; returns how many peers it went to."""
+        self._method(method, options_pb2.BROADCAST)
+        sent = 0
+        for conn in list(self._connections()):
+            if conn is not skip and conn.push("broadcast", payload, method=method, origin=origin):
+                sent += 1
+        for listener in list(self._listeners.get(method, ())):
+            listener.deliver(payload, origin)
+        return sent
+
+    def listen(self, method: str, decode: Callable[[Any], Any],
+               callback: Optional[Callable[[Received], None]] = None) -> BroadcastListener:
+        """Hear the broadcasts of `method` in this process."""
+        self._method(method, options_pb2.BROADCAST)
+        listener: BroadcastListener = BroadcastListener(method, decode, callback, self._unlisten)
+        self._listeners[method].append(listener)
+        return listener
+
+    def _unlisten(self, listener: BroadcastListener) -> None:
+        listeners = self._listeners.get(listener.method, [])
+        if listener in listeners:
+            listeners.remove(listener)
+
+    # ------------------------------------------------------------------ misc
+
+    def _method(self, path: str, pattern: int) -> MethodInfo:
+        info = self._registry.info(path)
+        if info is None:
+            raise RpcError(StatusCode.UNIMPLEMENTED, self._registry.describe_unknown(path))
+        if info.pattern != pattern:
+            raise RpcError(StatusCode.UNIMPLEMENTED,
+                           f"{path} is a {options_pb2.Pattern.Name(info.pattern)} method, "
+                           f"not {options_pb2.Pattern.Name(pattern)}")
+        return info

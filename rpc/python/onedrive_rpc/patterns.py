@@ -1,0 +1,329 @@
+"""What a subscriber, a work queue consumer and a broadcast listener hold:
+the receiving ends of the publish/subscribe, producer/consumer and
+broadcast patterns, the same whether the sender is across a connection or
+in this process (a server subscribing to its own topics).
+
+Each keeps what arrived in a bounded inbox worked in order by one greenlet
+(or by the caller iterating it), so a slow callback delays only its own
+messages and never the connection's reader.
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Any, Callable, Deque, Generic, Iterator, NamedTuple, Optional, TypeVar
+
+import gevent
+from gevent.event import Event
+from gevent.pool import Group
+from google.protobuf.message import DecodeError
+
+from .errors import RpcError, StatusCode
+
+__all__ = ["Received", "Subscription", "BroadcastListener", "Consumer", "TaskContext",
+           "DEFAULT_LISTENER_QUEUE"]
+
+log = logging.getLogger("onedrive_rpc")
+
+MsgT = TypeVar("MsgT")
+
+#: Broadcasts a listener keeps unhandled before it drops the oldest.
+DEFAULT_LISTENER_QUEUE = 1024
+
+
+class Received(NamedTuple):
+    """One published message (or broadcast) as a subscriber sees it.
+
+    `topic` is empty for broadcasts; `publisher` is the sender's peer id
+    (for a broadcast, the peer that sent it, or empty for the server itself)
+    and `publisher_seq` its per-publisher counter, which only increases;
+    `dropped` is how many messages this subscription lost to its
+    slow-consumer policy so far.
+    """
+
+    message: Any
+    topic: str
+    publisher: str
+    publisher_seq: int
+    dropped: int
+
+
+class _Inbox(Generic[MsgT]):
+    """Arrivals in order, worked by a callback greenlet or by iteration."""
+
+    def __init__(self, description: str, decode: Callable[[Any], Any],
+                 callback: Optional[Callable[[Received], None]]) -> None:
+        self.description = description
+        self._decode = decode
+        self._items: Deque[Received] = deque()
+        self._event = Event()
+        self.closed: Optional[RpcError] = None
+        self._callback = callback
+        self._worker: Optional[gevent.Greenlet] = None
+        if callback is not None:
+            self._worker = gevent.spawn(self._work)
+
+    def put(self, payload: Any, topic: str, publisher: str, seq: int, dropped: int) -> None:
+        if self.closed is not None:
+            return
+        try:
+            message = self._decode(payload)
+        except DecodeError as exc:
+            log.warning("%s: a message does not parse, skipped: %s", self.description, exc)
+            message = None
+        self._items.append(Received(message, topic, publisher, seq, dropped))
+        self._event.set()
+
+    def drop_oldest(self) -> None:
+        self._items.popleft()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def close(self, reason: RpcError) -> None:
+        if self.closed is None:
+            self.closed = reason
+            self._event.set()
+            worker = self._worker
+            if worker is not None and worker is not gevent.getcurrent():
+                worker.kill(block=False)
+
+    def take(self, timeout: Optional[float] = None) -> Received:
+        """The next arrival; raises the closing reason once closed and empty."""
+        while not self._items:
+            if self.closed is not None:
+                raise self.closed
+            self._event.clear()
+            if not self._event.wait(timeout):
+                raise RpcError(StatusCode.DEADLINE_EXCEEDED,
+                               f"{self.description}: nothing arrived within {timeout}s")
+        received = self._items.popleft()
+        self._taken()
+        return received
+
+    def _taken(self) -> None:
+        """One arrival left the inbox (flow control hooks in here)."""
+
+    def _work(self) -> None:
+        callback = self._callback
+        assert callback is not None
+        while True:
+            try:
+                received = self.take()
+            except RpcError:
+                return
+            if received.message is None:
+                continue
+            try:
+                callback(received)
+            except Exception:
+                log.exception("%s: the callback failed", self.description)
+
+
+class Subscription(_Inbox[MsgT]):
+    """Messages published on topics matching `pattern`.
+
+    With a callback, a greenlet calls `callback(received)` for each message
+    in order; without one, iterate the subscription (`for r in sub:`) or
+    call `get(timeout)`. Each item is a `Received`. `cancel()` stops it;
+    `dropped` counts the messages the server dropped for it (its
+    slow-consumer policy) so far.
+    """
+
+    def __init__(self, subscription_id: int, method: str, pattern: str, queue_limit: int,
+                 policy: int, decode: Callable[[Any], Any],
+                 callback: Optional[Callable[[Received], None]],
+                 grant: Callable[[int], None], unsubscribe: Callable[["Subscription"], None]) -> None:
+        super().__init__(f"subscription {subscription_id} to {pattern!r} of {method}",
+                         decode, callback)
+        self.id = subscription_id
+        self.method = method
+        self.pattern = pattern
+        self.queue_limit = queue_limit
+        self.policy = policy
+        self._grant = grant
+        self._unsubscribe = unsubscribe
+        self._consumed = 0
+        # Arrivals from an earlier session, consumed without granting credit
+        # to the current one (which never sent them).
+        self._ungranted = 0
+        self.dropped = 0
+        self.received = 0
+
+    def deliver(self, payload: Any, topic: str, publisher: str, seq: int, dropped: int) -> None:
+        self.received += 1
+        self.dropped = dropped
+        self.put(payload, topic, publisher, seq, dropped)
+
+    def restarted(self) -> None:
+        """Subscribed again in a new session: credit starts afresh there."""
+        self._ungranted = len(self)
+        self._consumed = 0
+
+    def _taken(self) -> None:
+        if self._ungranted:
+            self._ungranted -= 1
+            return
+        self._consumed += 1
+        if self._consumed >= max(1, self.queue_limit // 2) and self.closed is None:
+            consumed, self._consumed = self._consumed, 0
+            self._grant(consumed)
+
+    def get(self, timeout: Optional[float] = None) -> Received:
+        """The next message; RpcError once cancelled (CANCELLED) or after
+        `timeout` (DEADLINE_EXCEEDED)."""
+        return self.take(timeout)
+
+    def __iter__(self) -> Iterator[Received]:
+        while True:
+            try:
+                yield self.take()
+            except RpcError as exc:
+                if exc.code == StatusCode.CANCELLED:
+                    return
+                raise
+
+    def cancel(self) -> None:
+        """Stop delivery: the server forgets the subscription."""
+        if self.closed is None:
+            self._unsubscribe(self)
+            self.close(RpcError(StatusCode.CANCELLED, f"{self.description} was cancelled"))
+
+    def __enter__(self) -> "Subscription[MsgT]":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.cancel()
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self.id} {self.pattern!r} {self.method}>"
+
+
+class BroadcastListener(_Inbox[MsgT]):
+    """Broadcasts of one method, handled like a subscription's messages
+    (`callback(received)`, or iterate); at most `queue_limit` wait, then
+    the oldest is dropped and `dropped` counts it."""
+
+    def __init__(self, method: str, decode: Callable[[Any], Any],
+                 callback: Optional[Callable[[Received], None]],
+                 stop: Callable[["BroadcastListener"], None],
+                 queue_limit: int = DEFAULT_LISTENER_QUEUE) -> None:
+        super().__init__(f"listener of {method}", decode, callback)
+        self.method = method
+        self.queue_limit = queue_limit
+        self._stop = stop
+        self.dropped = 0
+
+    def deliver(self, payload: Any, origin: str) -> None:
+        if len(self) >= self.queue_limit:
+            self.drop_oldest()
+            self.dropped += 1
+        self.put(payload, "", origin, 0, self.dropped)
+
+    def get(self, timeout: Optional[float] = None) -> Received:
+        return self.take(timeout)
+
+    def __iter__(self) -> Iterator[Received]:
+        while True:
+            try:
+                yield self.take()
+            except RpcError as exc:
+                if exc.code == StatusCode.CANCELLED:
+                    return
+                raise
+
+    def cancel(self) -> None:
+        if self.closed is None:
+            self._stop(self)
+            self.close(RpcError(StatusCode.CANCELLED, f"{self.description} was cancelled"))
+
+
+class TaskContext:
+    """What a consumer's handler learns about its task: `attempt` (1 the
+    first time, more on redelivery after failures or lost consumers),
+    `task_id` and the queue's `method`."""
+
+    __slots__ = ("method", "task_id", "attempt")
+
+    def __init__(self, method: str, task_id: int, attempt: int) -> None:
+        self.method = method
+        self.task_id = task_id
+        self.attempt = attempt
+
+    def __repr__(self) -> str:
+        return f"<TaskContext {self.method} task {self.task_id} attempt {self.attempt}>"
+
+
+class Consumer:
+    """A consumer of a work queue: runs `handler(task, context)` for each
+    task, up to `prefetch` at once. Returning acknowledges the task; raising
+    puts it back for another attempt (by any consumer).
+
+    `stop(grace)` stops taking tasks, lets running handlers finish for up
+    to `grace` seconds, then withdraws: tasks not finished go back to the
+    queue without counting an attempt.
+    """
+
+    def __init__(self, consumer_id: int, method: str, prefetch: int,
+                 decode: Callable[[Any], Any], handler: Callable[[Any, TaskContext], Any],
+                 done: Callable[[int, int, str], None],
+                 withdraw: Callable[["Consumer"], None]) -> None:
+        self.id = consumer_id
+        self.method = method
+        self.prefetch = prefetch
+        self._decode = decode
+        self._handler = handler
+        self._done = done
+        self._withdraw = withdraw
+        self._running = Group()
+        self.stopped = False
+        #: Tasks finished by this consumer: acknowledged, and failed.
+        self.completed = 0
+        self.failed = 0
+
+    def task(self, task_id: int, attempt: int, payload: Any) -> None:
+        if self.stopped:
+            return  # withdrawing: the queue takes it back
+        self._running.spawn(self._run, task_id, attempt, payload)
+
+    def _run(self, task_id: int, attempt: int, payload: Any) -> None:
+        try:
+            task = self._decode(payload)
+        except DecodeError as exc:
+            self._finish(task_id, StatusCode.INVALID_ARGUMENT, f"task does not parse: {exc}")
+            return
+        try:
+            self._handler(task, TaskContext(self.method, task_id, attempt))
+        except Exception as exc:
+            log.warning("consumer %d of %s: task %d attempt %d failed: %r", self.id,
+                        self.method, task_id, attempt, exc)
+            self._finish(task_id, StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+        else:
+            self._finish(task_id, StatusCode.OK, "")
+
+    def _finish(self, task_id: int, code: int, message: str) -> None:
+        if code == StatusCode.OK:
+            self.completed += 1
+        else:
+            self.failed += 1
+        try:
+            self._done(task_id, code, message)
+        except RpcError as exc:
+            log.warning("consumer %d of %s: could not report task %d: %s", self.id,
+                        self.method, task_id, exc.message)
+
+    @property
+    def running(self) -> int:
+        """Handlers running now."""
+        return len(self._running)
+
+    def stop(self, grace: Optional[float] = 10.0) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        self._running.join(timeout=grace)
+        self._running.kill(block=False)
+        self._withdraw(self)
+
+    def __repr__(self) -> str:
+        return f"<Consumer {self.id} of {self.method} prefetch {self.prefetch}>"
