@@ -102,8 +102,7 @@ class Broker:
         withdrew in order)."""
         for pubsub in self._topics.values():
             pubsub.drop_owner(conn)
-            if conn.peer is not None:
-                pubsub.forget_publisher(conn.peer.peer_id)
+            pubsub.forget_publisher(conn.session.session_id)
         for key in [key for key in self._subscribed if key[0] is conn]:
             del self._subscribed[key]
         for key in [key for key in self._consuming if key[0] is conn]:
@@ -117,8 +116,7 @@ class Broker:
         self._unsubscribe(conn, event.subscription_id)
 
     def _on_publish(self, conn: Connection, event: ev.PublishReceived) -> None:
-        publisher = conn.peer.peer_id if conn.peer is not None else conn.stream.address
-        self.publish(event.method, event.topic, bytes(event.payload), publisher)
+        self.publish(event.method, event.topic, bytes(event.payload), conn.session.session_id)
 
     def _on_credit(self, conn: Connection, event: ev.CreditReceived) -> None:
         if event.subscription_id:
@@ -147,8 +145,7 @@ class Broker:
         self._task_done((conn, event.consumer_id), event.task_id, event.code, event.message)
 
     def _on_broadcast(self, conn: Connection, event: ev.BroadcastReceived) -> None:
-        origin = conn.peer.peer_id if conn.peer is not None else conn.stream.address
-        self.broadcast(event.method, bytes(event.payload), origin, skip=conn)
+        self.broadcast(event.method, bytes(event.payload), conn.session.session_id, skip=conn)
 
     # ---------------------------------------------------- publish/subscribe
 
@@ -245,10 +242,23 @@ class Broker:
             queue = self._queues[method] = WorkQueue(method)
         return queue
 
-    def work_queue(self, method: str) -> WorkQueue:
-        """The queue of PRODUCER_CONSUMER method `method`, to inspect
-        (`stats()`, `dead_letters()`) or manage (`replay()`)."""
-        return self._queue(method)
+    def queue_stats(self, method: str) -> QueueStats:
+        return self._queue(method).stats()
+
+    def dead_letters(self, method: str) -> List[DeadLetter]:
+        return self._queue(method).dead_letters()
+
+    def replay(self, method: str, task_ids: Optional[Iterable[int]] = None) -> int:
+        """Put dead letters (all, or those named) back on the queue."""
+        try:
+            count = self._queue(method).replay(task_ids)
+        except QueueFull as exc:
+            raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
+        self._dispatch(method)
+        return count
+
+    def purge(self, method: str) -> int:
+        return self._queue(method).purge_dead_letters()
 
     def produce(self, method: str, payload: bytes) -> int:
         """Put a task on the queue; returns its id."""
@@ -316,22 +326,21 @@ class Broker:
             raise
         return consumer
 
-    def queue_stats(self, method: str) -> QueueStats:
-        return self._queue(method).stats()
-
     # ------------------------------------------------------------- broadcast
 
     def broadcast(self, method: str, payload: bytes, origin: str = "",
                   skip: Optional[Connection] = None) -> int:
-        """Send to every connected peer (but `skip`, the one it came from)
-        and to this process's listeners; returns how many peers it went to."""
+        """Send to every connected peer but `skip`, the one it came from
+        (and then to this process's listeners too: like a peer, the server
+        does not hear its own); returns how many peers it went to."""
         self._method(method, options_pb2.BROADCAST)
         sent = 0
         for conn in list(self._connections()):
             if conn is not skip and conn.push("broadcast", payload, method=method, origin=origin):
                 sent += 1
-        for listener in list(self._listeners.get(method, ())):
-            listener.deliver(payload, origin)
+        if skip is not None:
+            for listener in list(self._listeners.get(method, ())):
+                listener.deliver(payload, origin)
         return sent
 
     def listen(self, method: str, decode: Callable[[Any], Any],

@@ -166,10 +166,10 @@ class BroadcastMethod(_MessageMethod[RequestT]):
     __slots__ = ()
 
     def broadcast(self, message: RequestT, *, confirm: bool = False,
-                  timeout: Optional[float] = None) -> None:
-        """Send `message` to every other peer of the server (from the
-        server: to every peer)."""
-        self._peer.broadcast(self._path, self._payload(message), confirm, timeout)
+                  timeout: Optional[float] = None) -> Optional[int]:
+        """Send `message` to every other peer of the server. From the
+        server itself: to every peer, returning how many."""
+        return self._peer.broadcast(self._path, self._payload(message), confirm, timeout)
 
     def listen(self, callback: Optional[Callable[[Received], None]] = None) -> BroadcastListener:
         """Hear this method's broadcasts: `callback(received)`, or iterate."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import gevent
 from gevent import getcurrent
@@ -16,7 +16,7 @@ from .config import Heartbeat, Limits
 from .core import events as ev
 from .core.events import PeerInfo
 from .core.pubsub import Policy
-from .core.workqueue import WorkQueue
+from .core.workqueue import DeadLetter, QueueStats
 from .core.reliability import Reliability
 from .core.session import Role, Session
 from .driver import Connection
@@ -159,10 +159,24 @@ class Server:
 
     call_future = open_stream = notify = call
 
-    def work_queue(self, method: str) -> WorkQueue:
-        """The work queue of PRODUCER_CONSUMER `method`: `stats()`,
-        `dead_letters()`, `replay(ids)`, `purge_dead_letters()`."""
-        return self._broker.work_queue(method)
+    def queue_stats(self, method: str) -> QueueStats:
+        """Counts of work queue `method` ("/pkg.Svc/M"): ready, in flight,
+        consumers, dead letters, produced, completed, failed attempts,
+        redeliveries."""
+        return self._broker.queue_stats(method)
+
+    def dead_letters(self, method: str) -> List[DeadLetter]:
+        """Tasks of work queue `method` that failed too often: each with its
+        id, attempts, last error, payload and when it died."""
+        return self._broker.dead_letters(method)
+
+    def replay_dead_letters(self, method: str, task_ids: Optional[Iterable[int]] = None) -> int:
+        """Give dead letters (all, or those named) to the consumers again,
+        attempts counted afresh; returns how many."""
+        return self._broker.replay(method, task_ids)
+
+    def purge_dead_letters(self, method: str) -> int:
+        return self._broker.purge(method)
 
     def __enter__(self) -> "Server":
         if self._listener is None:

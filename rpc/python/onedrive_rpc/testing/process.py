@@ -11,6 +11,7 @@ line (bounded) instead of sleeping.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -20,7 +21,7 @@ from typing import List, Optional, Tuple
 import gevent
 from gevent import subprocess
 
-__all__ = ["ServerProcess", "ClientProcess", "main"]
+__all__ = ["ServerProcess", "ClientProcess", "PatternPeerProcess", "main"]
 
 READY = "READY "
 
@@ -111,6 +112,45 @@ class ClientProcess(ServerProcess):
     mode = ["--client"]
 
 
+class PatternPeerProcess(ServerProcess):
+    """A peer in a child process on the receiving end of a pattern of the
+    Echo service, reporting what it gets as JSON lines in `received`:
+
+        PatternPeerProcess(url, "subscribe", "a.>")   # Echo.Changed
+        PatternPeerProcess(url, "consume", "2")       # Echo.Work, prefetch 2
+        PatternPeerProcess(url, "listen")             # Echo.Announce
+
+    A subscriber reports {"topic", "text", "publisher", "seq", "dropped"}
+    per message; a consumer {"event": "start"|"done", "text", "attempt"}
+    per task (its handler sleeps the task's `delay` first); a listener
+    {"text", "origin"} per broadcast.
+    """
+
+    def __init__(self, url: str, role: str, *role_args: str, **kwargs) -> None:
+        super().__init__(url, **kwargs)
+        self.mode = ["--role", role]
+        self.args += [f"--role-arg={arg}" for arg in role_args]
+        self.received: List[dict] = []
+        self._reader: Optional[gevent.Greenlet] = None
+
+    def start(self) -> "PatternPeerProcess":
+        super().start()
+        self._reader = gevent.spawn(self._read)
+        return self
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.received.append(json.loads(line))
+
+    def __exit__(self, *exc_info) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        super().__exit__(*exc_info)
+
+
 def _heartbeat(text: str):
     from ..config import Heartbeat
     interval, misses = text.split(",")
@@ -131,6 +171,35 @@ def _client(args: argparse.Namespace) -> None:
         peer.close()
 
 
+def _pattern_peer(args: argparse.Namespace) -> None:
+    from ..client import Client
+    from ..peer import connect
+    from .echo_service import ECHO
+
+    peer = connect(args.url, name=f"test-{args.role}", heartbeat=args.heartbeat)
+    client = Client(peer, ECHO)
+
+    def report(**record) -> None:
+        print(json.dumps(record), flush=True)
+
+    if args.role == "subscribe":
+        client.changed.subscribe(args.role_arg[0], lambda r: report(
+            topic=r.topic, text=r.message.text, publisher=r.publisher, seq=r.publisher_seq,
+            dropped=r.dropped), timeout=10)
+    elif args.role == "consume":
+        def work(task, context) -> None:
+            report(event="start", text=task.text, attempt=context.attempt)
+            if task.delay:
+                gevent.sleep(task.delay)
+            report(event="done", text=task.text, attempt=context.attempt)
+
+        client.work.consume(work, prefetch=int(args.role_arg[0]), timeout=10)
+    else:
+        client.announce.listen(lambda r: report(text=r.message.text, origin=r.publisher))
+    print(READY + args.url, flush=True)
+    gevent.sleep(3600)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     from ..server import Server
     from .echo_service import EchoService
@@ -138,6 +207,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description="Serve the test Echo service.")
     parser.add_argument("--client", action="store_true",
                         help="be a client of URL instead, with a call in flight")
+    parser.add_argument("--role", choices=["subscribe", "consume", "listen"],
+                        help="be a peer of URL on the receiving end of a pattern")
+    parser.add_argument("--role-arg", action="append", default=[])
     parser.add_argument("url")
     parser.add_argument("--tracebacks", action="store_true")
     parser.add_argument("--heartbeat", type=_heartbeat, default=None, help="interval,misses")
@@ -146,6 +218,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     logging.basicConfig(level=args.log_level.upper(), format="child %(levelname)s %(message)s")
     if args.client:
         _client(args)
+        return
+    if args.role:
+        _pattern_peer(args)
         return
     server = Server(args.url, name="echo-server", include_tracebacks=args.tracebacks,
                     heartbeat=args.heartbeat)

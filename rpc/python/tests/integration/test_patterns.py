@@ -1,0 +1,394 @@
+"""Publish/subscribe, work queues and broadcasts end to end: over every
+transport with peers in this process, across OS processes over tcp and
+unix, and through connections cut in the middle (nothing lost, nothing
+twice)."""
+from __future__ import annotations
+
+import collections
+
+import gevent
+import pytest
+from gevent.event import AsyncResult
+
+import onedrive_rpc as rpc
+from onedrive_rpc.testing import echo_pb2
+from onedrive_rpc.testing.echo_service import ECHO, EchoService
+from onedrive_rpc.testing.faults import FaultProxy
+from onedrive_rpc.testing.helpers import wait_until
+from onedrive_rpc.testing.process import PatternPeerProcess
+
+Msg = echo_pb2.Msg
+HB = rpc.Heartbeat(interval=0.2, misses=3)
+WORK = "/onedrive_rpc.testing.Echo/Work"
+
+
+@pytest.fixture
+def served(url):
+    """An EchoService server in this process; its broker can be inspected."""
+    server = rpc.Server(url, heartbeat=HB, session_grace=2.0)
+    server.add_service(EchoService())
+    server.start()
+    yield server
+    server.stop()
+
+
+def echo(peer_or_server):
+    return rpc.Client(peer_or_server, ECHO)
+
+
+def texts(items):
+    return [item.message.text for item in items]
+
+
+def collect(subscription, count, timeout=10):
+    with gevent.Timeout(timeout):
+        return [subscription.get() for _ in range(count)]
+
+
+# --------------------------------------------------------- publish/subscribe
+
+
+def test_each_subscriber_gets_what_its_pattern_matches_once_in_order(served, peers):
+    subscriber = echo(peers(served.url))
+    exact = subscriber.changed.subscribe("drive.a.doc", timeout=5)
+    one_level = subscriber.changed.subscribe("drive.*.doc", timeout=5)
+    rest = echo(peers(served.url)).changed.subscribe("drive.>", timeout=5)
+    publisher_peer = peers(served.url)
+    publisher = echo(publisher_peer)
+    topics = ["drive.a.doc", "drive.b.doc", "drive.a.img", "drive.a.doc.v2", "other.a.doc"]
+    for i in range(100):
+        publisher.changed.publish(topics[i % 5], Msg(text=str(i)))
+    echo(served).changed.publish("drive.a.doc", Msg(text="from the server"))
+    expected = {
+        exact: [str(i) for i in range(100) if i % 5 == 0],
+        one_level: [str(i) for i in range(100) if i % 5 in (0, 1)],
+        rest: [str(i) for i in range(100) if i % 5 != 4],
+    }
+    for subscription, wanted in expected.items():
+        got = collect(subscription, len(wanted) + 1)
+        # Order holds per publisher (the peer's session, and the server).
+        from_peer = [r for r in got if r.publisher == publisher_peer.session_id]
+        from_server = [r for r in got if r.publisher != publisher_peer.session_id]
+        assert texts(from_peer) == wanted and texts(from_server) == ["from the server"]
+        seqs = [r.publisher_seq for r in from_peer]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    # Nothing more arrives, and cancel stops delivery.
+    rest.cancel()
+    publisher.changed.publish("drive.a.doc", Msg(text="after"), confirm=True, timeout=5)
+    assert texts(collect(exact, 1)) == ["after"]
+    assert list(rest) == []
+
+
+def test_a_callback_subscription_and_a_server_side_one(served, peers):
+    got = []
+    done = AsyncResult()
+
+    def on_message(received):
+        got.append(received.message.text)
+        if len(got) == 50:
+            done.set()
+
+    echo(peers(served.url)).changed.subscribe("t.>", on_message, timeout=5)
+    local = echo(served).changed.subscribe("t.x")
+    publisher = echo(peers(served.url))
+    for i in range(50):
+        publisher.changed.publish("t.x", Msg(text=str(i)))
+    done.get(timeout=10)
+    assert got == [str(i) for i in range(50)]
+    assert texts(collect(local, 50)) == [str(i) for i in range(50)]
+
+
+def test_a_slow_subscriber_drops_the_oldest_and_can_count_them(served, peers):
+    subscriber = echo(peers(served.url)).changed.subscribe("slow", queue_limit=4, timeout=5)
+    publisher = echo(peers(served.url))
+    for i in range(100):
+        publisher.changed.publish("slow", Msg(text=str(i)), confirm=True, timeout=5)
+    got = []
+    while not got or got[-1].message.text != "99":
+        got.append(subscriber.get(timeout=5))
+    numbers = [int(t) for t in texts(got)]
+    assert numbers == sorted(numbers) and len(numbers) < 100  # in order, some dropped
+    assert subscriber.dropped == got[-1].dropped == 100 - len(numbers)
+    state = served._broker._topics[ECHO_CHANGED].subscriptions()
+    assert all(s.queued <= 4 for s in state)  # the server's queue stayed bounded
+
+
+def test_drop_newest_keeps_the_first_ones(served, peers):
+    subscriber = echo(peers(served.url)).changed.subscribe("slow", queue_limit=4, policy="drop_newest",
+                                                           timeout=5)
+    publisher = echo(peers(served.url))
+    for i in range(50):
+        publisher.changed.publish("slow", Msg(text=str(i)), confirm=True, timeout=5)
+    first = texts(collect(subscriber, 8))
+    assert first == [str(i) for i in range(8)]  # 4 in flight + 4 queued; the rest dropped
+    assert subscriber.dropped == 42
+
+
+def test_the_disconnect_policy_closes_a_slow_subscriber(served, peers):
+    slow_peer = peers(served.url)
+    closed = AsyncResult()
+    slow_peer.on_disconnected(closed.set)
+    echo(slow_peer).changed.subscribe("slow", queue_limit=2, policy="disconnect", timeout=5)
+    publisher = echo(peers(served.url))
+    for i in range(10):
+        publisher.changed.publish("slow", Msg(text=str(i)), confirm=True, timeout=5)
+    reason = closed.get(timeout=5)
+    assert reason.code == rpc.StatusCode.RESOURCE_EXHAUSTED and "slow consumer" in reason.message
+    assert publisher.echo(Msg(text="fine"), timeout=5).text == "fine"
+
+
+def test_bad_subscriptions_and_publishes_get_specific_errors(served, peers):
+    client = echo(peers(served.url))
+    with pytest.raises(ValueError, match="'>' is level 1 of 2; it may only be the last level"):
+        client.changed.subscribe(">.a")
+    with pytest.raises(ValueError, match="contains whitespace"):
+        client.changed.publish("a b", Msg())
+    peer = client.peer
+    with pytest.raises(rpc.RpcError) as info:
+        peer.subscribe("/onedrive_rpc.testing.Echo/Echo", "a", Msg.FromString, timeout=5)
+    assert info.value.code == rpc.StatusCode.UNIMPLEMENTED
+    assert "is a REQUEST_RESPONSE method, not PUBLISH_SUBSCRIBE" in info.value.message
+    with pytest.raises(rpc.RpcError) as info:
+        peer.publish("/no.Such/Thing", "a", b"", confirm=True, timeout=5)
+    assert info.value.code == rpc.StatusCode.UNIMPLEMENTED and "unknown service" in info.value.message
+    with pytest.raises(ValueError, match="policy must be"):
+        client.changed.subscribe("a", policy="block")
+    assert client.echo(Msg(text="still"), timeout=5).text == "still"
+
+
+ECHO_CHANGED = "/onedrive_rpc.testing.Echo/Changed"
+
+
+def test_subscribers_in_other_processes_get_every_message_once_in_order(transport, tmp_path, served):
+    if transport == "inproc":
+        pytest.skip("inproc cannot cross processes")
+    with PatternPeerProcess(served.url, "subscribe", "p.>") as a, \
+            PatternPeerProcess(served.url, "subscribe", "p.even") as b:
+        publisher = echo(served)
+        for i in range(300):
+            publisher.changed.publish("p.even" if i % 2 == 0 else "p.odd", Msg(text=str(i)))
+        wait_until(lambda: len(a.received) == 300 and len(b.received) == 150, timeout=20)
+        assert [r["text"] for r in a.received] == [str(i) for i in range(300)]
+        assert [r["text"] for r in b.received] == [str(i) for i in range(0, 300, 2)]
+        assert all(r["dropped"] == 0 for r in a.received + b.received)
+
+
+def test_subscriptions_get_every_message_exactly_once_across_cuts(served, peers):
+    proxy = FaultProxy(served.url).start()
+    try:
+        peer = peers(proxy.url, heartbeat=HB)
+        resumed = []
+        peer.on_resumed(resumed.append)
+        subscription = echo(peer).changed.subscribe("cut.>", queue_limit=64, timeout=5)
+        publisher = echo(peers(served.url))
+        received = []
+
+        def read():
+            for r in subscription:
+                received.append(r)
+                if len(received) == 2000:
+                    return
+
+        reader = gevent.spawn(read)
+        for i in range(2000):
+            publisher.changed.publish("cut.x", Msg(text=str(i)))
+            if i % 500 == 250:
+                proxy.cut()  # with up to a batch of messages in flight
+            if i % 32 == 31:
+                # Never more than the subscription's queue ahead of it: a
+                # drop here would be the slow-consumer policy, not a loss.
+                wait_until(lambda: len(received) > i - 32, timeout=10)
+        reader.join(timeout=20)
+        assert texts(received) == [str(i) for i in range(2000)]
+        assert all(r.dropped == 0 for r in received)
+        assert len(resumed) >= 1
+    finally:
+        proxy.stop()
+
+
+def test_subscriptions_come_back_in_a_new_session(tmp_path, transport, peers):
+    if transport == "inproc":
+        pytest.skip("a new server on the same inproc name is another test's business")
+    url = f"unix://{tmp_path}/restart.sock" if transport == "unix" else "tcp://127.0.0.1:0"
+    first = rpc.Server(url, heartbeat=HB)
+    first.add_service(EchoService())
+    first.start()
+    url = first.url
+    peer = peers(url, heartbeat=HB)
+    reconnected = AsyncResult()
+    peer.on_reconnected(reconnected.set)
+    sub = echo(peer).changed.subscribe("r.>", timeout=5)
+    echo(first).changed.publish("r.1", Msg(text="old"))
+    assert texts(collect(sub, 1)) == ["old"]
+    first.stop()
+    second = rpc.Server(url, heartbeat=HB)
+    second.add_service(EchoService())
+    second.start()
+    try:
+        reconnected.get(timeout=10)
+        wait_until(lambda: len(second._broker._topics.get(ECHO_CHANGED, ())) == 1, timeout=10)
+        echo(second).changed.publish("r.2", Msg(text="new"))
+        assert texts(collect(sub, 1)) == ["new"]
+    finally:
+        second.stop()
+
+
+# ---------------------------------------------------------------- work queues
+
+
+def test_each_task_goes_to_exactly_one_consumer_fairly(served, peers):
+    done = collections.Counter()
+    by_consumer = collections.Counter()
+    finished = AsyncResult()
+
+    def consumer(name):
+        def handle(task, context):
+            gevent.sleep(0.001)
+            done[task.text] += 1
+            by_consumer[name] += 1
+            if sum(done.values()) == 300:
+                finished.set()
+        return handle
+
+    for name in "abc":
+        echo(peers(served.url)).work.consume(consumer(name), prefetch=2, timeout=5)
+    producer = echo(peers(served.url))
+    for i in range(300):
+        producer.work.produce(Msg(text=str(i)), timeout=5)
+    finished.get(timeout=20)
+    assert done == {str(i): 1 for i in range(300)}
+    assert min(by_consumer.values()) >= 60, by_consumer  # fair, not one consumer first
+    wait_until(lambda: served.queue_stats(WORK).completed == 300)  # the last acks are on their way
+    assert served.queue_stats(WORK).ready == 0 and served.queue_stats(WORK).in_flight == 0
+
+
+def test_a_failing_task_is_retried_with_its_attempt_then_dead_lettered_and_replayed(served, peers):
+    attempts = collections.defaultdict(list)
+    healed = AsyncResult()
+
+    def handle(task, context):
+        attempts[task.text].append(context.attempt)
+        if task.text == "poison" and not healed.ready():
+            raise RuntimeError("cannot digest")
+        if task.text == "flaky" and context.attempt == 1:
+            raise RuntimeError("first time unlucky")
+
+    echo(peers(served.url)).work.consume(handle, prefetch=1, timeout=5)
+    echo(served).work.consume(handle, prefetch=1)  # the server consumes too
+    producer = echo(peers(served.url))
+    producer.work.produce(Msg(text="flaky"), timeout=5)
+    producer.work.produce(Msg(text="poison"), timeout=5)
+    wait_until(lambda: len(served.dead_letters(WORK)) == 1 and attempts["flaky"] == [1, 2])
+    [letter] = served.dead_letters(WORK)
+    assert letter.attempts == 5 and "cannot digest" in letter.last_error
+    assert Msg.FromString(letter.payload).text == "poison"
+    assert attempts["poison"] == [1, 2, 3, 4, 5]
+    healed.set(True)
+    assert served.replay_dead_letters(WORK) == 1
+    wait_until(lambda: attempts["poison"] == [1, 2, 3, 4, 5, 1]
+               and served.queue_stats(WORK).completed == 2)
+    assert served.dead_letters(WORK) == []
+
+
+def test_a_full_queue_refuses_with_resource_exhausted(served, peers):
+    from onedrive_rpc.core.workqueue import WorkQueue
+    served._broker._queues[WORK] = WorkQueue(WORK, max_tasks=3)
+    producer = echo(peers(served.url))
+    for i in range(3):
+        producer.work.produce(Msg(text=str(i)), timeout=5)
+    with pytest.raises(rpc.RpcError) as info:
+        producer.work.produce(Msg(text="one too many"), timeout=5)
+    assert info.value.code == rpc.StatusCode.RESOURCE_EXHAUSTED and "max_tasks" in info.value.message
+
+
+def test_a_consumer_killed_mid_task_has_it_done_exactly_once_by_another(transport, served):
+    if transport == "inproc":
+        pytest.skip("inproc cannot cross processes")
+    with PatternPeerProcess(served.url, "consume", "1", heartbeat=(0.2, 3)) as doomed:
+        echo(served).work.produce(Msg(text="the task", delay=60))
+        wait_until(lambda: doomed.received, timeout=10)
+        assert doomed.received == [{"event": "start", "text": "the task", "attempt": 1}]
+        with PatternPeerProcess(served.url, "consume", "1") as survivor:
+            # A short task for the survivor first: it is consuming for real.
+            doomed.kill()
+            # The server gives the task back once the dead consumer's
+            # session is over (grace 2 s): never while it could come back.
+            wait_until(lambda: survivor.received, timeout=15)
+            assert survivor.received[0] == {"event": "start", "text": "the task", "attempt": 2}
+        assert served.queue_stats(WORK).redelivered == 1
+
+
+def test_tasks_are_done_exactly_once_across_cuts(served, peers):
+    proxy = FaultProxy(served.url).start()
+    try:
+        done = collections.Counter()
+        consumer_peer = peers(proxy.url, heartbeat=HB)
+        echo(consumer_peer).work.consume(lambda task, ctx: done.update([task.text]), prefetch=8,
+                                         timeout=5)
+        producer = echo(peers(served.url))
+        for i in range(1000):
+            producer.work.produce(Msg(text=str(i)), timeout=5)
+            if i % 250 == 100:
+                proxy.cut()
+        wait_until(lambda: served.queue_stats(WORK).completed == 1000, timeout=20)
+        assert done == {str(i): 1 for i in range(1000)}
+        assert served.queue_stats(WORK).redelivered == 0  # resumed, never handed to anyone twice
+    finally:
+        proxy.stop()
+
+
+# ----------------------------------------------------------------- broadcasts
+
+
+def test_a_broadcast_reaches_every_peer_and_a_peer_can_broadcast_to_the_others(served, peers):
+    listeners = []
+    for _ in range(3):
+        listeners.append(echo(peers(served.url)).announce.listen())
+    local = echo(served).announce.listen()
+    sender_peer = peers(served.url)
+    sender = echo(sender_peer)
+    own = sender.announce.listen()
+    assert echo(served).announce.broadcast(Msg(text="from server")) == 4
+    for i in range(20):
+        sender.announce.broadcast(Msg(text=str(i)))
+    sender.announce.broadcast(Msg(text="last"), confirm=True, timeout=5)
+    expected = ["from server"] + [str(i) for i in range(20)] + ["last"]
+    for listener in listeners:
+        got = collect(listener, len(expected))
+        assert texts(got) == expected
+        assert got[0].publisher == "" and {r.publisher for r in got[1:]} == {sender_peer.session_id}
+    assert texts(collect(local, len(expected) - 1)) == expected[1:]
+    # The sender hears the server, never itself.
+    assert texts(collect(own, 1)) == ["from server"]
+    with pytest.raises(rpc.RpcError):
+        own.get(timeout=0.2)
+
+
+def test_listeners_in_other_processes_hear_broadcasts_in_order(transport, served):
+    if transport == "inproc":
+        pytest.skip("inproc cannot cross processes")
+    with PatternPeerProcess(served.url, "listen") as a, PatternPeerProcess(served.url, "listen") as b:
+        wait_until(lambda: len(served.connections) == 2)
+        for i in range(200):
+            echo(served).announce.broadcast(Msg(text=str(i)))
+        wait_until(lambda: len(a.received) == 200 and len(b.received) == 200, timeout=20)
+        assert [r["text"] for r in a.received] == [str(i) for i in range(200)]
+        assert a.received == b.received
+
+
+def test_broadcasts_arrive_exactly_once_across_cuts(served, peers):
+    proxy = FaultProxy(served.url).start()
+    try:
+        listener = echo(peers(proxy.url, heartbeat=HB)).announce.listen()
+        wait_until(lambda: len(served.connections) == 1)
+        server_side = echo(served)
+        for i in range(1000):
+            server_side.announce.broadcast(Msg(text=str(i)))
+            if i % 300 == 150:
+                proxy.cut()
+                gevent.sleep(0)
+        assert texts(collect(listener, 1000, timeout=20)) == [str(i) for i in range(1000)]
+        with pytest.raises(rpc.RpcError):
+            listener.get(timeout=0.2)
+    finally:
+        proxy.stop()
