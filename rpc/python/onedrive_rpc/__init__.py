@@ -5,7 +5,7 @@
     peer = rpc.connect(server.url)
     client = rpc.Client(peer, echo_pb2.DESCRIPTOR.services_by_name["Echo"])
 """
-from .client import Client
+from .client import Client, Endpoint
 from .config import Heartbeat, Limits, Reconnect
 from .calls import CallFuture, Context
 from .errors import (FrameTooLarge, LocalProtocolError, PeerLost, ProtocolError,
@@ -13,7 +13,7 @@ from .errors import (FrameTooLarge, LocalProtocolError, PeerLost, ProtocolError,
 from .patterns import BroadcastListener, Consumer, Received, Subscription, TaskContext
 from .peer import Peer, connect
 from .server import Server
-from .service import Service
+from .service import Service, prefetch, unimplemented
 from .streams import ServerStream
 from .transport import Listener, Stream, Transport, register_transport
 
@@ -25,6 +25,7 @@ __all__ = [
     "Client",
     "Consumer",
     "Context",
+    "Endpoint",
     "FrameTooLarge",
     "Heartbeat",
     "Limits",
@@ -47,5 +48,7 @@ __all__ = [
     "Transport",
     "TransportError",
     "connect",
+    "prefetch",
     "register_transport",
+    "unimplemented",
 ]

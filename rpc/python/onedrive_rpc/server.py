@@ -10,7 +10,7 @@ from gevent import getcurrent
 from gevent.event import Event
 from gevent.pool import Group
 
-from . import forking
+from . import forking, options_pb2
 from .broker import Broker
 from .config import Heartbeat, Limits
 from .core import events as ev
@@ -25,7 +25,7 @@ from .handshake import perform_handshake, refuse
 from .hooks import PeerHooks
 from .identity import local_identity
 from .patterns import BroadcastListener, Consumer, Received, Subscription, TaskContext
-from .service import Registry, Service
+from .service import Registry, Service, prefetch_of
 from .transport import ConnectionClosed, Listener, Stream, listen
 
 __all__ = ["Server", "DEFAULT_SESSION_GRACE"]
@@ -81,7 +81,20 @@ class Server:
         return list(self._connections)
 
     def add_service(self, service: Service) -> None:
-        self._registry.add(service)
+        """Serve `service`. Its publish/subscribe, producer/consumer and
+        broadcast methods, where it defines them, make this server a
+        subscriber (to every topic), consumer or listener of its own."""
+        for handler in self._registry.add(service):
+            func, info = handler.func, handler.info
+            if func is None:
+                continue
+            decode = info.input_type.FromString
+            if info.pattern == options_pb2.PUBLISH_SUBSCRIBE:
+                self._broker.subscribe(info.path, ">", decode, _receiver(func))
+            elif info.pattern == options_pb2.PRODUCER_CONSUMER:
+                self._broker.consume(info.path, decode, func, prefetch_of(func))
+            elif info.pattern == options_pb2.BROADCAST:
+                self._broker.listen(info.path, decode, _receiver(func))
 
     def start(self) -> "Server":
         if self._listener is not None:
@@ -297,3 +310,10 @@ class Server:
                 self._hooks.fire("disconnected", conn.peer, conn.close_reason)
             elif not getattr(conn, "reported_lost", False):
                 self._hooks.fire("lost", conn.peer, conn.close_reason)
+
+
+def _receiver(func: Callable[[Any, Received], Any]) -> Callable[[Received], None]:
+    """A service method as a subscription or listener callback."""
+    def receive(received: Received) -> None:
+        func(received.message, received)
+    return receive

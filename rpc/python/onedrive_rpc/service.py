@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import traceback
-from typing import Any, Callable, ClassVar, Dict, List, NamedTuple, Optional, Type
+from typing import Any, Callable, ClassVar, Dict, List, NamedTuple, Optional, Type, TypeVar
 
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
@@ -24,7 +24,8 @@ from . import options_pb2
 from .calls import CallAborted, Context
 from .errors import RpcError, StatusCode
 
-__all__ = ["Service", "MethodInfo", "Registry", "snake_case", "method_infos"]
+__all__ = ["Service", "MethodInfo", "Registry", "snake_case", "method_infos", "unimplemented",
+           "prefetch"]
 
 log = logging.getLogger("onedrive_rpc")
 
@@ -76,11 +77,47 @@ class Service:
     """Base class of hand-written and generated services.
 
     Set `descriptor` to the service's descriptor and define one method per
-    RPC, named in snake_case, taking (request, context) and returning the
-    output message (or raising RpcError).
+    RPC, named in snake_case, taking (request, context):
+
+    - request/response: return the output message (or raise RpcError);
+    - server stream: yield the output messages (a generator);
+    - notification: handle it, return nothing;
+    - publish/subscribe, producer/consumer and broadcast: optional. Defined,
+      the server itself becomes a receiver: called for every message
+      published on the method (any topic; context is the `Received`), as a
+      consumer of its work queue (context is the `TaskContext`; returning
+      acknowledges, raising retries; `@rpc.prefetch(n)` sets how many at
+      once, default 1), or for every broadcast a peer sends (a `Received`).
     """
 
     descriptor: ClassVar[ServiceDescriptor]
+
+
+_UNIMPLEMENTED = "__onedrive_rpc_unimplemented__"
+_PREFETCH = "__onedrive_rpc_prefetch__"
+FuncT = TypeVar("FuncT", bound=Callable[..., Any])
+
+
+def unimplemented(func: FuncT) -> FuncT:
+    """Mark a method as a placeholder (generated FooBase stubs): the server
+    treats it as not defined (UNIMPLEMENTED; no server-side receiver)."""
+    setattr(func, _UNIMPLEMENTED, True)
+    return func
+
+
+def prefetch(count: int) -> Callable[[FuncT], FuncT]:
+    """How many tasks a service's own consumer method runs at once."""
+    if not 1 <= count <= 10_000:
+        raise ValueError(f"prefetch must be 1..10000, not {count}")
+
+    def mark(func: FuncT) -> FuncT:
+        setattr(func, _PREFETCH, count)
+        return func
+    return mark
+
+
+def prefetch_of(func: Callable[..., Any]) -> int:
+    return getattr(func, _PREFETCH, 1)
 
 
 class _Handler(NamedTuple):
@@ -100,7 +137,9 @@ class Registry:
     def services(self) -> Dict[str, Service]:
         return dict(self._services)
 
-    def add(self, service: Service) -> None:
+    def add(self, service: Service) -> List["_Handler"]:
+        """Add `service`; returns its methods with their functions (None
+        where it defines none)."""
         descriptor = getattr(service, "descriptor", None)
         if descriptor is None:
             raise TypeError(f"{type(service).__name__} has no descriptor: set "
@@ -112,9 +151,12 @@ class Registry:
             func = getattr(service, info.attribute, None)
             if func is not None and not callable(func):
                 raise TypeError(f"{type(service).__name__}.{info.attribute} is not callable")
+            if getattr(func, _UNIMPLEMENTED, False):
+                func = None
             handlers[info.path] = _Handler(info, func)
         self._handlers.update(handlers)
         self._services[descriptor.full_name] = service
+        return list(handlers.values())
 
     def info(self, path: str) -> Optional[MethodInfo]:
         """What method `path` ("/pkg.Service/Method") is; None if not served."""

@@ -32,8 +32,50 @@ def _docstring(text: str, indent: str) -> List[str]:
     return [f'{indent}"""{lines[0]}', *[(indent + line).rstrip() for line in lines[1:]], f'{indent}"""']
 
 
+def _kind(method: MethodModel) -> str:
+    """The method's pattern, derived as the library derives it."""
+    if method.pattern and method.pattern != "PATTERN_DEFAULT":
+        return method.pattern
+    return "SERVER_STREAM" if method.server_streaming else "REQUEST_RESPONSE"
+
+
+# Pattern -> (context type, return type or None for the output type,
+#             client attribute type, whether it takes the output type too)
+_SHAPES = {
+    "REQUEST_RESPONSE": ("rpc.Context", None, "UnaryMethod", True),
+    "SERVER_STREAM": ("rpc.Context", "Iterator", "StreamMethod", True),
+    "NOTIFICATION": ("rpc.Context", "None", "NotifyMethod", False),
+    "PUBLISH_SUBSCRIBE": ("rpc.Received", "None", "TopicMethod", False),
+    "PRODUCER_CONSUMER": ("rpc.TaskContext", "None", "QueueMethod", False),
+    "BROADCAST": ("rpc.Received", "None", "BroadcastMethod", False),
+}
+
+# What defining a method of each pattern in FooBase means (its default docstring).
+_ROLE = {
+    "REQUEST_RESPONSE": "",
+    "SERVER_STREAM": " (server stream: yield the items)",
+    "NOTIFICATION": " (notification: one-way)",
+    "PUBLISH_SUBSCRIBE": " (publish/subscribe: define it to hear every message published)",
+    "PRODUCER_CONSUMER": " (producer/consumer: define it to consume tasks in the server)",
+    "BROADCAST": " (broadcast: define it to hear what peers broadcast)",
+}
+
+
+def _context_type(method: MethodModel) -> str:
+    return _SHAPES[_kind(method)][0]
+
+
 def _return_type(method: MethodModel) -> str:
-    return f"Iterator[{method.output_type}]" if method.server_streaming else method.output_type
+    shape = _SHAPES[_kind(method)][1]
+    if shape is None:
+        return method.output_type
+    return f"Iterator[{method.output_type}]" if shape == "Iterator" else shape
+
+
+def _client_type(method: MethodModel) -> str:
+    _, _, name, with_output = _SHAPES[_kind(method)]
+    types = f"{method.input_type}, {method.output_type}" if with_output else method.input_type
+    return f"{name}[{types}]"
 
 
 def _descriptor(model: FileModel, service: ServiceModel) -> str:
@@ -41,34 +83,34 @@ def _descriptor(model: FileModel, service: ServiceModel) -> str:
     return f'{own_alias}.DESCRIPTOR.services_by_name["{service.name}"]'
 
 
-def _pattern_note(method: MethodModel) -> str:
-    return f" ({method.pattern.lower().replace('_', '/')})" if method.pattern else ""
-
-
 def render_module(model: FileModel) -> str:
     """The runtime module: thin subclasses of rpc.Service and rpc.Client."""
     out = _header(model)
     out.append(f'"""Service stubs for {model.proto_name}: FooBase to serve, FooClient to call."""')
-    if any(m.server_streaming for s in model.services for m in s.methods):
+    if any(_kind(m) == "SERVER_STREAM" for s in model.services for m in s.methods):
         out += ["from typing import Iterator", ""]
     out += ["import onedrive_rpc as rpc", "", *_imports(model)]
     for service in model.services:
         out += ["", "", f"class {service.name}Base(rpc.Service):"]
         doc = (service.doc + "\n\n" if service.doc else "") + (
-            "Subclass it and define the methods you serve; the others answer UNIMPLEMENTED.")
+            "Subclass it and define the methods you serve; the others answer UNIMPLEMENTED\n"
+            "(publish/subscribe, producer/consumer and broadcast methods: the server\n"
+            "is no receiver of its own until you define them).")
         out += _docstring(doc, _INDENT)
         out += ["", f"{_INDENT}descriptor = {_descriptor(model, service)}"]
         for method in service.methods:
             path = f"/{service.full_name}/{method.name}"
-            out += ["", f"{_INDENT}def {method.attribute}(",
-                    f"{_INDENT * 3}self, request: {method.input_type}, context: rpc.Context,",
+            out += ["", f"{_INDENT}@rpc.unimplemented",
+                    f"{_INDENT}def {method.attribute}(",
+                    f"{_INDENT * 3}self, request: {method.input_type}, context: {_context_type(method)},",
                     f"{_INDENT}) -> {_return_type(method)}:"]
-            out += _docstring((method.doc or f"{method.name}{_pattern_note(method)}."), _INDENT * 2)
+            out += _docstring((method.doc or f"{method.name}{_ROLE[_kind(method)]}."), _INDENT * 2)
             out += [f"{_INDENT * 2}raise rpc.RpcError(rpc.StatusCode.UNIMPLEMENTED,",
                     f'{_INDENT * 2}                   "{path} is not implemented")']
         out += ["", "", f"class {service.name}Client(rpc.Client):"]
-        out += _docstring(f"Calls {service.full_name} on a peer: one attribute per method.", _INDENT)
-        out += ["", f"{_INDENT}def __init__(self, peer: rpc.Peer) -> None:",
+        out += _docstring(f"{service.full_name} on a peer (or on the server itself): one "
+                          f"attribute per method.", _INDENT)
+        out += ["", f"{_INDENT}def __init__(self, peer: rpc.Endpoint) -> None:",
                 f"{_INDENT * 2}super().__init__(peer, {_descriptor(model, service)})"]
     return "\n".join(out) + "\n"
 
@@ -76,20 +118,19 @@ def render_module(model: FileModel) -> str:
 def render_stub(model: FileModel) -> str:
     """The .pyi: every method's request and response types, for editors and mypy."""
     out = _header(model)
-    out += ["from typing import Any, Iterator", "", "import onedrive_rpc as rpc",
-            "from onedrive_rpc.client import UnaryMethod", "", *_imports(model)]
+    methods = [m for s in model.services for m in s.methods]
+    kinds = sorted({_SHAPES[_kind(m)][2] for m in methods})
+    out += ["from typing import Iterator", "", "import onedrive_rpc as rpc"]
+    if kinds:
+        out += ["from onedrive_rpc.client import (", *[f"{_INDENT}{kind}," for kind in kinds], ")"]
+    out += ["", *_imports(model)]
     for service in model.services:
         out += ["", "", f"class {service.name}Base(rpc.Service):"]
         for method in service.methods:
             out.append(f"{_INDENT}def {method.attribute}(self, request: {method.input_type}, "
-                       f"context: rpc.Context) -> {_return_type(method)}: ...")
+                       f"context: {_context_type(method)}) -> {_return_type(method)}: ...")
         out += ["", "", f"class {service.name}Client(rpc.Client):"]
         for method in service.methods:
-            if method.server_streaming or method.pattern not in ("", "REQUEST_RESPONSE"):
-                out.append(f"{_INDENT}{method.attribute}: Any  # {method.pattern or 'SERVER_STREAM'}: "
-                           f"not callable by this version yet")
-            else:
-                out.append(f"{_INDENT}{method.attribute}: UnaryMethod[{method.input_type}, "
-                           f"{method.output_type}]")
-        out.append(f"{_INDENT}def __init__(self, peer: rpc.Peer) -> None: ...")
+            out.append(f"{_INDENT}{method.attribute}: {_client_type(method)}")
+        out.append(f"{_INDENT}def __init__(self, peer: rpc.Endpoint) -> None: ...")
     return "\n".join(out) + "\n"

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from google.protobuf import empty_pb2
+
 import onedrive_rpc as rpc
+from onedrive_rpc.testing.helpers import wait_until
 from onedrive_rpc.codegen.__main__ import main as codegen
 
 pytest.importorskip("grpc_tools")
@@ -65,13 +68,30 @@ def shop(tmp_path):
             del sys.modules[name]
 
 
-def test_generated_code_serves_and_calls(shop, peers):
+def test_generated_code_serves_and_calls_every_method(shop, peers):
     orders_rpc, orders_pb2, types_pb2 = shop
+    audited, shipped, heard_prices, heard_closing = [], [], [], []
 
     class Orders(orders_rpc.OrdersBase):
         def place_order(self, request, context):
             item = types_pb2.Item(id=request.item_id, name="book")
             return orders_pb2.Order(id=f"order-{request.quantity}", item=item)
+
+        def list_orders(self, request, context):
+            for i in range(3):
+                yield orders_pb2.Order(id=str(i))
+
+        def audit(self, request, context):
+            audited.append(request.id)
+
+        def ship(self, request, context):  # the server consumes its own queue
+            shipped.append((request.id, context.attempt))
+
+        def price_changed(self, request, context):  # ...hears every price published
+            heard_prices.append((context.topic, request.id))
+
+        def closing(self, request, context):  # ...and what peers broadcast
+            heard_closing.append(context.publisher)
 
     assert "Places an order and returns it." in orders_rpc.OrdersBase.place_order.__doc__
     assert "Takes and tracks orders." in orders_rpc.OrdersBase.__doc__
@@ -79,19 +99,44 @@ def test_generated_code_serves_and_calls(shop, peers):
     server.add_service(Orders())
     server.start()
     try:
-        client = orders_rpc.OrdersClient(peers(server.url))
+        peer = peers(server.url)
+        client = orders_rpc.OrdersClient(peer)
         order = client.place_order(orders_pb2.OrderRequest(item_id="b1", quantity=3), timeout=5)
         assert order == orders_pb2.Order(id="order-3", item=types_pb2.Item(id="b1", name="book"))
-        with pytest.raises(rpc.RpcError) as info:
-            client.get_item(types_pb2.Item.Price(cents=5), timeout=5)
-        assert info.value.code == rpc.StatusCode.UNIMPLEMENTED
-        assert "/shop.orders.Orders/GetItem is not implemented" in info.value.message
+        assert [o.id for o in client.list_orders(empty_pb2.Empty(), timeout=5)] == ["0", "1", "2"]
+        client.audit(orders_pb2.Order(id="a1"), confirm=True, timeout=5)
+        assert audited == ["a1"]
         with client.price_changed.subscribe("prices.*", timeout=5) as sub:
             client.price_changed.publish("prices.b1", types_pb2.Item(id="b1"), confirm=True, timeout=5)
             received = sub.get(timeout=5)
         assert received.topic == "prices.b1" and received.message == types_pb2.Item(id="b1")
+        client.ship.produce(orders_pb2.Order(id="s1"), timeout=5)
+        listener = client.closing.listen()
+        assert orders_rpc.OrdersClient(server).closing.broadcast(empty_pb2.Empty()) == 1
+        assert listener.get(timeout=5).message == empty_pb2.Empty()
+        client.closing.broadcast(empty_pb2.Empty(), confirm=True, timeout=5)
+        wait_until(lambda: shipped == [("s1", 1)] and heard_prices == [("prices.b1", "b1")]
+                   and heard_closing == [peer.session_id])
+        with pytest.raises(rpc.RpcError) as info:
+            client.get_item(types_pb2.Item.Price(cents=5), timeout=5)
+        assert info.value.code == rpc.StatusCode.UNIMPLEMENTED
+        assert "method /shop.orders.Orders/GetItem is not implemented" in info.value.message
         with pytest.raises(TypeError):
             client.place_order(types_pb2.Item(), timeout=5)
+    finally:
+        server.stop()
+
+
+def test_placeholder_methods_make_the_server_no_receiver(shop, peers):
+    orders_rpc, orders_pb2, _ = shop
+    server = rpc.Server("inproc://codegen-shop-empty")
+    server.add_service(orders_rpc.OrdersBase())
+    server.start()
+    try:
+        client = orders_rpc.OrdersClient(peers(server.url))
+        client.ship.produce(orders_pb2.Order(id="waits"), timeout=5)
+        assert server.queue_stats("/shop.orders.Orders/Ship").consumers == 0
+        assert server.queue_stats("/shop.orders.Orders/Ship").ready == 1
     finally:
         server.stop()
 

@@ -7,3 +7,8 @@ from shop.orders_rpc import OrdersClient
 def use(peer: rpc.Peer) -> str:
     order = OrdersClient(peer).place_order(orders_pb2.Order(id="wrong type"))
     return order.id
+
+
+def publish_wrong(peer: rpc.Peer) -> None:
+    # An Order where the topic carries Items: mypy must say so.
+    OrdersClient(peer).price_changed.publish("prices.x", orders_pb2.Order())

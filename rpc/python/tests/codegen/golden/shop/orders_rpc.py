@@ -13,11 +13,14 @@ class OrdersBase(rpc.Service):
     """Takes and tracks orders.
     Second line of the service comment.
 
-    Subclass it and define the methods you serve; the others answer UNIMPLEMENTED.
+    Subclass it and define the methods you serve; the others answer UNIMPLEMENTED
+    (publish/subscribe, producer/consumer and broadcast methods: the server
+    is no receiver of its own until you define them).
     """
 
     descriptor = _orders_pb2.DESCRIPTOR.services_by_name["Orders"]
 
+    @rpc.unimplemented
     def place_order(
             self, request: _orders_pb2.OrderRequest, context: rpc.Context,
     ) -> _orders_pb2.Order:
@@ -25,6 +28,7 @@ class OrdersBase(rpc.Service):
         raise rpc.RpcError(rpc.StatusCode.UNIMPLEMENTED,
                            "/shop.orders.Orders/PlaceOrder is not implemented")
 
+    @rpc.unimplemented
     def list_orders(
             self, request: _empty_pb2.Empty, context: rpc.Context,
     ) -> Iterator[_orders_pb2.Order]:
@@ -32,34 +36,39 @@ class OrdersBase(rpc.Service):
         raise rpc.RpcError(rpc.StatusCode.UNIMPLEMENTED,
                            "/shop.orders.Orders/ListOrders is not implemented")
 
+    @rpc.unimplemented
     def price_changed(
-            self, request: _types_pb2.Item, context: rpc.Context,
-    ) -> _empty_pb2.Empty:
+            self, request: _types_pb2.Item, context: rpc.Received,
+    ) -> None:
         """Prices changed: everyone listening hears it."""
         raise rpc.RpcError(rpc.StatusCode.UNIMPLEMENTED,
                            "/shop.orders.Orders/PriceChanged is not implemented")
 
+    @rpc.unimplemented
     def ship(
-            self, request: _orders_pb2.Order, context: rpc.Context,
-    ) -> _empty_pb2.Empty:
-        """Ship (producer/consumer)."""
+            self, request: _orders_pb2.Order, context: rpc.TaskContext,
+    ) -> None:
+        """Ship (producer/consumer: define it to consume tasks in the server)."""
         raise rpc.RpcError(rpc.StatusCode.UNIMPLEMENTED,
                            "/shop.orders.Orders/Ship is not implemented")
 
+    @rpc.unimplemented
     def audit(
             self, request: _orders_pb2.Order, context: rpc.Context,
-    ) -> _empty_pb2.Empty:
-        """Audit (notification)."""
+    ) -> None:
+        """Audit (notification: one-way)."""
         raise rpc.RpcError(rpc.StatusCode.UNIMPLEMENTED,
                            "/shop.orders.Orders/Audit is not implemented")
 
+    @rpc.unimplemented
     def closing(
-            self, request: _empty_pb2.Empty, context: rpc.Context,
-    ) -> _empty_pb2.Empty:
-        """Closing (broadcast)."""
+            self, request: _empty_pb2.Empty, context: rpc.Received,
+    ) -> None:
+        """Closing (broadcast: define it to hear what peers broadcast)."""
         raise rpc.RpcError(rpc.StatusCode.UNIMPLEMENTED,
                            "/shop.orders.Orders/Closing is not implemented")
 
+    @rpc.unimplemented
     def get_item(
             self, request: _types_pb2.Item.Price, context: rpc.Context,
     ) -> _types_pb2.Item:
@@ -69,7 +78,7 @@ class OrdersBase(rpc.Service):
 
 
 class OrdersClient(rpc.Client):
-    """Calls shop.orders.Orders on a peer: one attribute per method."""
+    """shop.orders.Orders on a peer (or on the server itself): one attribute per method."""
 
-    def __init__(self, peer: rpc.Peer) -> None:
+    def __init__(self, peer: rpc.Endpoint) -> None:
         super().__init__(peer, _orders_pb2.DESCRIPTOR.services_by_name["Orders"])
