@@ -6,7 +6,9 @@
 Uses grpc_tools.protoc, pinned in tox.ini, so a new protoc release cannot
 change the output on its own.
 """
+import contextlib
 import filecmp
+import io
 import pathlib
 import sys
 import tempfile
@@ -17,6 +19,14 @@ ROOT = pathlib.Path(__file__).resolve().parent
 OUT = ROOT.parent / "python"
 PROTOS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "onedrive_rpc").rglob("*.proto"))
 
+# The example service, generated with our own plugin into the package
+# (onedrive_rpc.examples.onedrive.sync_pb2 / sync_rpc).
+EXAMPLES = ROOT / "examples"
+EXAMPLE_PROTOS = sorted(p.relative_to(EXAMPLES).as_posix() for p in EXAMPLES.rglob("*.proto"))
+EXAMPLE_PACKAGE = "onedrive_rpc.examples"
+EXAMPLE_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_rpc.py", "_rpc.pyi")
+sys.path.insert(0, str(OUT))  # onedrive_rpc.codegen, from this checkout
+
 
 def generate(out_dir: pathlib.Path) -> None:
     include = pathlib.Path(protoc.__file__).parent / "_proto"
@@ -26,10 +36,24 @@ def generate(out_dir: pathlib.Path) -> None:
         sys.exit(f"protoc failed: {' '.join(args)}")
 
 
+def generate_examples(out_dir: pathlib.Path) -> None:
+    from onedrive_rpc.codegen.__main__ import main as codegen
+    target = out_dir / EXAMPLE_PACKAGE.replace(".", "/")
+    with contextlib.redirect_stdout(io.StringIO()):
+        status = codegen(["-I", str(EXAMPLES), "--out", str(target),
+                          "--module-prefix", EXAMPLE_PACKAGE, *EXAMPLE_PROTOS])
+    if status != 0:
+        sys.exit(f"generating the examples failed: {EXAMPLE_PROTOS}")
+
+
 def generated_files(base: pathlib.Path):
     for proto in PROTOS:
         stem = proto[:-len(".proto")]
         for suffix in ("_pb2.py", "_pb2.pyi"):
+            yield pathlib.Path(stem + suffix)
+    for proto in EXAMPLE_PROTOS:
+        stem = EXAMPLE_PACKAGE.replace(".", "/") + "/" + proto[:-len(".proto")]
+        for suffix in EXAMPLE_SUFFIXES:
             yield pathlib.Path(stem + suffix)
 
 
@@ -37,17 +61,19 @@ def main() -> int:
     check = "--check" in sys.argv[1:]
     if not check:
         generate(OUT)
+        generate_examples(OUT)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         fresh = pathlib.Path(tmp)
         generate(fresh)
+        generate_examples(fresh)
         stale = [str(name) for name in generated_files(fresh)
                  if not (OUT / name).exists()
                  or not filecmp.cmp(fresh / name, OUT / name, shallow=False)]
     if stale:
         print("stale generated files (run python rpc/protos/generate.py):", *stale, sep="\n  ")
         return 1
-    print(f"{len(PROTOS)} protos: generated files are up to date")
+    print(f"{len(PROTOS) + len(EXAMPLE_PROTOS)} protos: generated files are up to date")
     return 0
 
 

@@ -46,6 +46,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                                      description=__doc__.split("\n")[0])
     parser.add_argument("-I", "--proto_path", action="append", default=[], help="where imports are found")
     parser.add_argument("--out", required=True, help="directory for the generated modules")
+    parser.add_argument("--module-prefix", default="",
+                        help="Python package the output lives in (e.g. myapp.gen): the "
+                             "generated _rpc.py imports its _pb2 modules from there")
     parser.add_argument("files", nargs="+", help=".proto files to compile")
     args = parser.parse_args(argv)
     try:
@@ -61,6 +64,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                    f"--python_out={args.out}", f"--pyi_out={args.out}",
                    f"--plugin=protoc-gen-onedrive_rpc={_plugin_shim(tmp)}",
                    f"--onedrive_rpc_out={args.out}", *args.files]
+        if args.module_prefix:
+            command.insert(-len(args.files), f"--onedrive_rpc_opt=module_prefix={args.module_prefix}")
         return protoc.main(command)
 
 

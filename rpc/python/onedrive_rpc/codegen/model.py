@@ -92,8 +92,19 @@ def _read_varint(data: bytes, pos: int) -> Tuple[int, int]:
 
 
 def build_file(file: descriptor_pb2.FileDescriptorProto,
-               files: Dict[str, descriptor_pb2.FileDescriptorProto]) -> FileModel:
-    """The model of `file`; `files` maps every proto name protoc sent to its descriptor."""
+               files: Dict[str, descriptor_pb2.FileDescriptorProto],
+               module_prefix: str = "") -> FileModel:
+    """The model of `file`; `files` maps every proto name protoc sent to its
+    descriptor. `module_prefix` ("my.pkg") is put before the modules of your
+    own protos when the generated code lives inside a Python package
+    (protobuf's and onedrive_rpc's own modules keep their names)."""
+
+    def module(proto_name: str) -> str:
+        name = module_of(proto_name)
+        if module_prefix and not proto_name.startswith(("google/protobuf/", "onedrive_rpc/")):
+            return f"{module_prefix}.{name}"
+        return name
+
     owner: Dict[str, str] = {}  # ".pkg.Message" -> proto file that defines it
     for proto in files.values():
         prefix = f".{proto.package}" if proto.package else ""
@@ -108,9 +119,9 @@ def build_file(file: descriptor_pb2.FileDescriptorProto,
     def location(full_name: str) -> Tuple[str, str]:
         proto = files[owner[full_name]]
         local = full_name[len(proto.package) + 2:] if proto.package else full_name[1:]
-        return module_of(proto.name), local
+        return module(proto.name), local
 
-    used = {module_of(file.name)}
+    used = {module(file.name)}
     for service in file.service:
         for method in service.method:
             used.add(location(method.input_type)[0])
@@ -132,7 +143,7 @@ def build_file(file: descriptor_pb2.FileDescriptorProto,
         full_name = f"{file.package}.{service.name}" if file.package else service.name
         services.append(ServiceModel(service.name, full_name,
                                      comments.get((_SERVICE_FIELD, s_index), ""), tuple(methods)))
-    own = module_of(file.name)
+    own = module(file.name)
     return FileModel(file.name, own, tuple(sorted(aliases.items())), tuple(services))
 
 

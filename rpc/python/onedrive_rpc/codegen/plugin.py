@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Dict
 
 from google.protobuf.compiler import plugin_pb2
 
@@ -16,13 +17,28 @@ from .render import output_name, render_module, render_stub
 __all__ = ["generate", "main"]
 
 
+def _options(parameter: str) -> Dict[str, str]:
+    """`--onedrive_rpc_opt=module_prefix=my.pkg` (comma-separated key=value)."""
+    options = {}
+    for item in filter(None, parameter.split(",")):
+        key, sep, value = item.partition("=")
+        if key not in _OPTIONS or not sep:
+            raise ValueError(f"unknown option {item!r} (known: {', '.join(_OPTIONS)}=...)")
+        options[key] = value
+    return options
+
+
+_OPTIONS = ("module_prefix",)
+
+
 def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGeneratorResponse:
     response = plugin_pb2.CodeGeneratorResponse()
     response.supported_features = plugin_pb2.CodeGeneratorResponse.FEATURE_PROTO3_OPTIONAL
     files = {f.name: f for f in request.proto_file}
     try:
+        options = _options(request.parameter)
         for name in request.file_to_generate:
-            model = build_file(files[name], files)
+            model = build_file(files[name], files, options.get("module_prefix", ""))
             if not model.services:
                 continue
             for suffix, render in ((".py", render_module), (".pyi", render_stub)):

@@ -27,13 +27,17 @@ READY = "READY "
 
 
 class ServerProcess:
-    """An EchoService served by `python -m onedrive_rpc.testing.process URL`."""
+    """An EchoService served by `python -m onedrive_rpc.testing.process URL`,
+    or whatever `module` serves: `python -m MODULE URL ARGS...`, which must
+    print "READY <url>" once it listens."""
 
     mode: List[str] = []
 
     def __init__(self, url: str, *, args: Optional[List[str]] = None,
                  heartbeat: Optional[Tuple[float, int]] = None,
-                 start_timeout: float = 20.0) -> None:
+                 start_timeout: float = 20.0,
+                 module: str = "onedrive_rpc.testing.process") -> None:
+        self.module = module
         self.requested_url = url
         self.args = list(args or [])
         if heartbeat is not None:
@@ -47,7 +51,7 @@ class ServerProcess:
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "onedrive_rpc.testing.process", *self.mode,
+            [sys.executable, "-m", self.module, *self.mode,
              self.requested_url, *self.args],
             stdout=subprocess.PIPE, env=env, text=True)
         with gevent.Timeout(self.start_timeout, RuntimeError(

@@ -11,16 +11,24 @@ def run_cli(*args, timeout=60):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_the_readme_demo_shows_real_calls():
+def test_the_readme_demo_runs_the_example_daemon_and_shows_every_pattern():
     result = run_cli("demo")
     out = result.stdout
-    assert result.returncode == 0, result.stderr
-    assert "client.echo(text='hello from the demo') -> 'hello from the demo'" in out
-    assert "500 concurrent calls that each sleep 0.3 s on one connection: all answered in order" in out
-    assert "INTERNAL: RuntimeError: disk full" in out
-    assert "UNIMPLEMENTED" in out and "DEADLINE_EXCEEDED" in out
-    assert "all 20 calls answered" in out
-    assert "server killed mid-call       -> UNAVAILABLE" in out
+    assert result.returncode == 0, result.stderr + out
+    assert "the CLI connected to onedrive-daemon" in out
+    assert "-> /Documents/report.docx id=" in out
+    assert "500 concurrent calls on one connection: all answered" in out
+    assert "NOT_FOUND: no item at '/nope.txt'" in out
+    assert "FAILED_PRECONDITION: '/Documents/report.docx' is a file" in out
+    assert "UNIMPLEMENTED: service onedrive.sync.Sync has no method 'Rename'" in out
+    assert "DEADLINE_EXCEEDED" in out
+    assert "file   /Documents/budget 2026.xlsx (12004 bytes)" in out  # the server stream
+    assert "uploader resumed its session; each upload done exactly once: 6 uploads, 6 changes" in out
+    assert "tray saw: CREATED /Documents/scan-0.pdf" in out  # publish/subscribe
+    assert "the daemon has it (acknowledged)" in out  # notification
+    assert "tray heard Shutdown (the user quit) and stops" in out  # broadcast
+    assert "the daemon heard it too and stopped in order" in out
+    assert "daemon exited with status 0" in out
     assert out.rstrip().endswith("demo done")
 
 
