@@ -1,8 +1,10 @@
-"""The `onedrive-rpc` command: demo, call a method with JSON, ping, serve the test service.
+"""The `onedrive-rpc` command: demo, call a method or publish with JSON, subscribe, ping.
 
     onedrive-rpc demo
     onedrive-rpc ping tcp://127.0.0.1:5000
     onedrive-rpc call tcp://127.0.0.1:5000 onedrive_rpc.testing.Echo/Echo '{"text": "hi"}'
+    onedrive-rpc subscribe tcp://127.0.0.1:5000 onedrive_rpc.testing.Echo/Changed 'drive.>'
+    onedrive-rpc publish tcp://127.0.0.1:5000 onedrive_rpc.testing.Echo/Changed drive.a '{"text": "x"}'
     onedrive-rpc serve-echo unix:///tmp/echo.sock
 """
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import List, Optional
 from google.protobuf import json_format
 from google.protobuf.descriptor_pool import Default as default_pool
 
+from . import options_pb2
 from .errors import RpcError
+from .service import method_infos
 
 __all__ = ["main"]
 
@@ -25,6 +29,7 @@ __all__ = ["main"]
 def _load_modules(names: List[str]) -> None:
     # Importing a _pb2 module registers its services in the default pool.
     importlib.import_module("onedrive_rpc.testing.echo_pb2")
+    importlib.import_module("onedrive_rpc.examples.onedrive.sync_pb2")
     for name in names:
         importlib.import_module(name)
 
@@ -52,11 +57,60 @@ def cmd_call(args: argparse.Namespace) -> int:
     _load_modules(args.module)
     service, method = _method(args.method)
     request = json_format.Parse(args.json, GetMessageClass(method.input_type)())
-    output_type = GetMessageClass(method.output_type)
+    decode = GetMessageClass(method.output_type).FromString
+    path = f"/{service.full_name}/{method.name}"
+    pattern = method_infos(service)[list(service.methods).index(method)].pattern
     with connect(args.url, timeout=args.timeout) as peer:
-        reply = peer.call(f"/{service.full_name}/{method.name}", request.SerializeToString(),
-                          output_type.FromString, timeout=args.timeout)
-    print(json_format.MessageToJson(reply, indent=2))
+        payload = request.SerializeToString()
+        if pattern == options_pb2.SERVER_STREAM:
+            for item in peer.open_stream(path, payload, decode, timeout=args.timeout):
+                print(json_format.MessageToJson(item, indent=None), flush=True)
+        elif pattern == options_pb2.NOTIFICATION:
+            peer.notify(path, payload, confirm=True, timeout=args.timeout)
+            print("delivered")
+        elif pattern == options_pb2.REQUEST_RESPONSE:
+            reply = peer.call(path, payload, decode, timeout=args.timeout)
+            print(json_format.MessageToJson(reply, indent=2))
+        else:
+            raise SystemExit(f"{path} is a {options_pb2.Pattern.Name(pattern)} method: "
+                             f"use publish/subscribe")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from google.protobuf.message_factory import GetMessageClass
+
+    from .peer import connect
+
+    _load_modules(args.module)
+    service, method = _method(args.method)
+    message = json_format.Parse(args.json, GetMessageClass(method.input_type)())
+    with connect(args.url, timeout=args.timeout) as peer:
+        peer.publish(f"/{service.full_name}/{method.name}", args.topic, message.SerializeToString(),
+                     confirm=True, timeout=args.timeout)
+    print("published")
+    return 0
+
+
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    """Print what is published on matching topics, one JSON object per line."""
+    from google.protobuf.message_factory import GetMessageClass
+
+    from .peer import connect
+
+    _load_modules(args.module)
+    service, method = _method(args.method)
+    decode = GetMessageClass(method.input_type).FromString
+    with connect(args.url, timeout=args.timeout) as peer:
+        subscription = peer.subscribe(f"/{service.full_name}/{method.name}", args.pattern, decode,
+                                      timeout=args.timeout)
+        print(f"subscribed to {args.pattern!r}", file=sys.stderr, flush=True)
+        for n, received in enumerate(subscription, 1):
+            print(json.dumps({"topic": received.topic, "publisher": received.publisher,
+                              "seq": received.publisher_seq, "dropped": received.dropped,
+                              "message": json_format.MessageToDict(received.message)}), flush=True)
+            if args.count and n >= args.count:
+                break
     return 0
 
 
@@ -90,11 +144,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="onedrive-rpc", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="run a server process and a client talking to it")
-    p.add_argument("--url", default="tcp://127.0.0.1:0", help="where the demo server listens")
+    p = sub.add_parser("demo", help="run the example OneDrive daemon and its components")
+    p.add_argument("--url", default="tcp://127.0.0.1:0", help="where the demo daemon listens")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("call", help="call a method: JSON request in, JSON reply out")
+    p = sub.add_parser("call", help="call a method (or read a stream, or send a notification): "
+                                    "JSON in, JSON out")
     p.add_argument("url")
     p.add_argument("method", help="package.Service/Method")
     p.add_argument("json", nargs="?", default="{}")
@@ -102,6 +157,24 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="a _pb2 module defining the service (repeatable)")
     p.add_argument("--timeout", type=float, default=10.0)
     p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser("publish", help="publish a JSON message on a topic")
+    p.add_argument("url")
+    p.add_argument("method", help="package.Service/Method (a PUBLISH_SUBSCRIBE method)")
+    p.add_argument("topic")
+    p.add_argument("json", nargs="?", default="{}")
+    p.add_argument("--module", action="append", default=[])
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("subscribe", help="print what is published on topics matching a pattern")
+    p.add_argument("url")
+    p.add_argument("method", help="package.Service/Method (a PUBLISH_SUBSCRIBE method)")
+    p.add_argument("pattern", help='e.g. "drive.*.docs" or "drive.>"')
+    p.add_argument("--count", type=int, default=0, help="stop after this many (0: never)")
+    p.add_argument("--module", action="append", default=[])
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.set_defaults(func=cmd_subscribe)
 
     p = sub.add_parser("ping", help="connect, handshake and report the peer")
     p.add_argument("url")
@@ -123,7 +196,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except json.JSONDecodeError as exc:
         print(f"error: bad JSON: {exc}", file=sys.stderr)
         return 2
-    except json_format.ParseError as exc:
+    except (json_format.ParseError, ValueError) as exc:  # ValueError: a bad topic or pattern
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -16,7 +16,7 @@ from .core.pubsub import DEFAULT_QUEUE_LIMIT, Policy
 from .core.topics import check_pattern, check_topic
 from .core.workqueue import MAX_PREFETCH
 from .core.session import Role, Session
-from .calls import DEFAULT_STREAM_WINDOW, CallFuture
+from .calls import DEFAULT_STREAM_WINDOW, CallFuture, fresh
 from .driver import Connection, no_patterns
 from .errors import PeerLost, RpcError, StatusCode
 from .handshake import perform_handshake, refuse
@@ -279,9 +279,26 @@ class Peer:
         self._closing = True
         if self._reconnector is not None and self._reconnector is not gevent.getcurrent():
             self._reconnector.kill()
+        for consumer in list(self._consumers.values()):
+            consumer.stop(grace or 0)  # running tasks finish, the rest go back in order
         if grace:
             self._connection.drain(grace)
         self._connection.close(StatusCode.UNAVAILABLE, "peer closed the connection")
+        self._end_receivers(PeerLost("the peer was closed"))
+
+    def _end_receivers(self, reason: RpcError) -> None:
+        """No session will carry them any more: subscriptions and listeners
+        end (iterating them raises `reason`), consumers stop."""
+        for sub in list(self._subscriptions.values()):
+            sub.close(fresh(reason))
+        for listeners in self._listeners.values():
+            for listener in listeners:
+                listener.close(fresh(reason))
+        for consumer in self._consumers.values():
+            consumer.stopped = True
+        self._subscriptions.clear()
+        self._listeners.clear()
+        self._consumers.clear()
 
     def __enter__(self) -> "Peer":
         return self
@@ -311,6 +328,8 @@ class Peer:
             self._hooks.fire("lost", connection.close_reason)
         if self._reconnect.enabled and not self._closing and self._reconnector is None:
             self._reconnector = gevent.spawn(self._come_back, connection)
+        elif not self._reconnect.enabled and connection.close_reason is not None:
+            self._end_receivers(connection.close_reason)
 
     def _on_suspend(self, connection: Connection, reason: RpcError) -> None:
         connection.reported_lost = True

@@ -44,3 +44,31 @@ def test_call_and_ping_against_a_served_echo(tmp_path):
         assert result.returncode == 2 and "nope" in result.stderr
         result = run_cli("ping", server.url)
         assert result.returncode == 0 and "handshake in" in result.stdout and "echo-server" in result.stdout
+
+
+def test_streams_notifications_publish_and_subscribe_from_the_command_line(tmp_path):
+    from onedrive_rpc.testing.process import ServerProcess
+    with ServerProcess(f"unix://{tmp_path}/cli.sock") as server:
+        result = run_cli("call", server.url, "onedrive_rpc.testing.Echo/Count", '{"count": 3}')
+        assert result.returncode == 0, result.stderr
+        assert [json.loads(line)["text"] for line in result.stdout.splitlines()] == ["0", "1", "2"]
+        result = run_cli("call", server.url, "onedrive_rpc.testing.Echo/Note", '{"text": "n"}')
+        assert result.returncode == 0 and result.stdout.strip() == "delivered", result.stderr
+        subscriber = subprocess.Popen(
+            [sys.executable, "-m", "onedrive_rpc.cli", "subscribe", server.url,
+             "onedrive_rpc.testing.Echo/Changed", "drive.>", "--count", "2"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert "subscribed to 'drive.>'" in subscriber.stderr.readline()
+            for topic in ("drive.a", "other.b", "drive.c.d"):
+                result = run_cli("publish", server.url, "onedrive_rpc.testing.Echo/Changed", topic,
+                                 json.dumps({"text": topic}))
+                assert result.returncode == 0 and "published" in result.stdout, result.stderr
+            out, _ = subscriber.communicate(timeout=30)
+        finally:
+            subscriber.kill()
+        lines = [json.loads(line) for line in out.splitlines()]
+        assert [(m["topic"], m["message"]["text"]) for m in lines] == [
+            ("drive.a", "drive.a"), ("drive.c.d", "drive.c.d")]
+        result = run_cli("publish", server.url, "onedrive_rpc.testing.Echo/Changed", "bad topic", "{}")
+        assert result.returncode == 2 and "whitespace" in result.stderr

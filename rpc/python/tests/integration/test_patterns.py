@@ -137,6 +137,27 @@ def test_the_disconnect_policy_closes_a_slow_subscriber(served, peers):
     assert publisher.echo(Msg(text="fine"), timeout=5).text == "fine"
 
 
+def test_closing_the_peer_ends_its_subscriptions_and_listeners(served, peers):
+    peer = peers(served.url)
+    sub = echo(peer).changed.subscribe("x.>", timeout=5)
+    listener = echo(peer).announce.listen()
+    results = []
+
+    def read(what):
+        try:
+            for _ in what:
+                pass
+        except rpc.PeerLost as exc:
+            results.append(exc.message)
+
+    readers = [gevent.spawn(read, sub), gevent.spawn(read, listener)]
+    gevent.sleep(0)
+    peer.close()
+    gevent.joinall(readers, timeout=5, raise_error=True)
+    assert results == ["the peer was closed"] * 2
+    wait_until(lambda: not served._broker._subscribed)  # the server forgot it too
+
+
 def test_bad_subscriptions_and_publishes_get_specific_errors(served, peers):
     client = echo(peers(served.url))
     with pytest.raises(ValueError, match="'>' is level 1 of 2; it may only be the last level"):
