@@ -104,6 +104,37 @@ class _Inbox(Generic[MsgT]):
     def _taken(self) -> None:
         """One arrival left the inbox (flow control hooks in here)."""
 
+    def get(self, timeout: Optional[float] = None) -> Received:
+        """The next arrival; RpcError once cancelled (CANCELLED), after
+        `timeout` (DEADLINE_EXCEEDED), or when no session can carry it any
+        more (UNAVAILABLE)."""
+        return self.take(timeout)
+
+    def __iter__(self) -> Iterator[Received]:
+        """Arrivals as they come; the loop ends when cancelled."""
+        while True:
+            try:
+                yield self.take()
+            except RpcError as exc:
+                if exc.code == StatusCode.CANCELLED:
+                    return
+                raise
+
+    def cancel(self) -> None:
+        """Stop receiving: the sender forgets it."""
+        if self.closed is None:
+            self._stop()
+            self.close(RpcError(StatusCode.CANCELLED, f"{self.description} was cancelled"))
+
+    def _stop(self) -> None:
+        """Tell the sending side (cancel() calls it once)."""
+
+    def __enter__(self) -> "_Inbox[MsgT]":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.cancel()
+
     def _work(self) -> None:
         callback = self._callback
         assert callback is not None
@@ -169,31 +200,11 @@ class Subscription(_Inbox[MsgT]):
             consumed, self._consumed = self._consumed, 0
             self._grant(consumed)
 
-    def get(self, timeout: Optional[float] = None) -> Received:
-        """The next message; RpcError once cancelled (CANCELLED) or after
-        `timeout` (DEADLINE_EXCEEDED)."""
-        return self.take(timeout)
-
-    def __iter__(self) -> Iterator[Received]:
-        while True:
-            try:
-                yield self.take()
-            except RpcError as exc:
-                if exc.code == StatusCode.CANCELLED:
-                    return
-                raise
-
-    def cancel(self) -> None:
-        """Stop delivery: the server forgets the subscription."""
-        if self.closed is None:
-            self._unsubscribe(self)
-            self.close(RpcError(StatusCode.CANCELLED, f"{self.description} was cancelled"))
+    def _stop(self) -> None:
+        self._unsubscribe(self)
 
     def __enter__(self) -> "Subscription[MsgT]":
         return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.cancel()
 
     def __repr__(self) -> str:
         return f"<Subscription {self.id} {self.pattern!r} {self.method}>"
@@ -211,7 +222,7 @@ class BroadcastListener(_Inbox[MsgT]):
         super().__init__(f"listener of {method}", decode, callback)
         self.method = method
         self.queue_limit = queue_limit
-        self._stop = stop
+        self._unlisten = stop
         self.dropped = 0
 
     def deliver(self, payload: Any, origin: str) -> None:
@@ -220,22 +231,8 @@ class BroadcastListener(_Inbox[MsgT]):
             self.dropped += 1
         self.put(payload, "", origin, 0, self.dropped)
 
-    def get(self, timeout: Optional[float] = None) -> Received:
-        return self.take(timeout)
-
-    def __iter__(self) -> Iterator[Received]:
-        while True:
-            try:
-                yield self.take()
-            except RpcError as exc:
-                if exc.code == StatusCode.CANCELLED:
-                    return
-                raise
-
-    def cancel(self) -> None:
-        if self.closed is None:
-            self._stop(self)
-            self.close(RpcError(StatusCode.CANCELLED, f"{self.description} was cancelled"))
+    def _stop(self) -> None:
+        self._unlisten(self)
 
 
 class TaskContext:
