@@ -39,7 +39,7 @@ class CallAborted(BaseException):
 
 #: Items a server stream may send before its caller grants more, when the
 #: caller did not say (Request.initial_credit = 0).
-DEFAULT_STREAM_WINDOW = 32
+DEFAULT_STREAM_WINDOW = 64
 
 
 class Context:

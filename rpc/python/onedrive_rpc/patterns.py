@@ -16,6 +16,7 @@ from typing import Any, Callable, Deque, Generic, Iterator, NamedTuple, Optional
 import gevent
 from gevent.event import Event
 from gevent.pool import Group
+from gevent.queue import Queue
 from google.protobuf.message import DecodeError
 
 from .errors import RpcError, StatusCode
@@ -272,7 +273,14 @@ class Consumer:
         self._handler = handler
         self._done = done
         self._withdraw = withdraw
-        self._running = Group()
+        # Up to `prefetch` worker greenlets, kept while tasks keep coming (a
+        # greenlet per task would cost a fresh stack each time).
+        self._tasks: "Queue[Any]" = Queue()
+        self._workers = Group()
+        self._idle = 0
+        self._busy = 0
+        self._quiet = Event()
+        self._quiet.set()
         self.stopped = False
         #: Tasks finished by this consumer: acknowledged, and failed.
         self.completed = 0
@@ -281,7 +289,27 @@ class Consumer:
     def task(self, task_id: int, attempt: int, payload: Any) -> None:
         if self.stopped:
             return  # withdrawing: the queue takes it back
-        self._running.spawn(self._run, task_id, attempt, payload)
+        self._tasks.put((task_id, attempt, payload))
+        if self._tasks.qsize() > self._idle and len(self._workers) < self.prefetch:
+            self._workers.spawn(self._work)
+
+    def _work(self) -> None:
+        while not self.stopped:
+            self._idle += 1
+            try:
+                task_id, attempt, payload = self._tasks.get()
+            finally:
+                self._idle -= 1
+            if self.stopped:
+                return
+            self._busy += 1
+            self._quiet.clear()
+            try:
+                self._run(task_id, attempt, payload)
+            finally:
+                self._busy -= 1
+                if not self._busy:
+                    self._quiet.set()
 
     def _run(self, task_id: int, attempt: int, payload: Any) -> None:
         try:
@@ -312,14 +340,14 @@ class Consumer:
     @property
     def running(self) -> int:
         """Handlers running now."""
-        return len(self._running)
+        return self._busy
 
     def stop(self, grace: Optional[float] = 10.0) -> None:
         if self.stopped:
             return
         self.stopped = True
-        self._running.join(timeout=grace)
-        self._running.kill(block=False)
+        self._quiet.wait(grace)
+        self._workers.kill(block=False)
         self._withdraw(self)
 
     def __repr__(self) -> str:
