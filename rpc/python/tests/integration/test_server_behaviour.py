@@ -254,3 +254,47 @@ def test_a_handshake_in_progress_when_the_server_stops_is_turned_away(url):
     stream.close()
     assert [e.WhichOneof("kind") for e in envelopes(bytes(data))] in ([], ["close"])
     assert server.connections == []
+
+
+def _service_declaring(name, *, server_streaming=False, client_streaming=False, pattern=None):
+    """A one-method service built at test time, its method declared as asked."""
+    from google.protobuf import descriptor_pb2, descriptor_pool
+
+    from onedrive_rpc import options_pb2
+
+    file = descriptor_pb2.FileDescriptorProto(
+        name=f"test_declarations/{name}.proto", package=f"decl.{name}", syntax="proto3",
+        dependency=["onedrive_rpc/options.proto"])
+    file.message_type.add(name="M")
+    method = file.service.add(name="Svc").method.add(
+        name="Odd", input_type=f".decl.{name}.M", output_type=f".decl.{name}.M",
+        server_streaming=server_streaming, client_streaming=client_streaming)
+    if pattern is not None:
+        method.options.Extensions[options_pb2.pattern] = pattern
+    descriptor_pool.Default().Add(file)
+    return descriptor_pool.Default().FindServiceByName(f"decl.{name}.Svc")
+
+
+@pytest.mark.parametrize("name,kwargs,message", [
+    ("stream_notification", dict(server_streaming=True, pattern=3),
+     "decl.stream_notification.Svc.Odd: declared NOTIFICATION but returns a stream"),
+    ("unary_stream", dict(pattern=2),
+     "decl.unary_stream.Svc.Odd: declared SERVER_STREAM but does not return a stream"),
+    ("stream_pubsub", dict(server_streaming=True, pattern=4),
+     "decl.stream_pubsub.Svc.Odd: declared PUBLISH_SUBSCRIBE but returns a stream"),
+    ("client_stream", dict(client_streaming=True),
+     "decl.client_stream.Svc.Odd: client streaming is not a supported pattern"),
+])
+def test_a_service_whose_declarations_make_no_sense_is_refused_naming_the_method(name, kwargs, message):
+    descriptor = _service_declaring(name, **kwargs)
+
+    class Odd(rpc.Service):
+        pass
+
+    Odd.descriptor = descriptor
+    server = rpc.Server("inproc://declarations")
+    with pytest.raises(ValueError) as info:
+        server.add_service(Odd())
+    assert str(info.value) == message
+    with pytest.raises(ValueError):
+        rpc.Client(None, descriptor)  # the client refuses it the same way
