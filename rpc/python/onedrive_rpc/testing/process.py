@@ -122,11 +122,13 @@ class PatternPeerProcess(ServerProcess):
 
         PatternPeerProcess(url, "subscribe", "a.>")   # Echo.Changed
         PatternPeerProcess(url, "consume", "2")       # Echo.Work, prefetch 2
+        PatternPeerProcess(url, "consume", "1", "0")  # ... sleeping at most 0 s
         PatternPeerProcess(url, "listen")             # Echo.Announce
 
     A subscriber reports {"topic", "text", "publisher", "seq", "dropped"}
     per message; a consumer {"event": "start"|"done", "text", "attempt"}
-    per task (its handler sleeps the task's `delay` first); a listener
+    per task (its handler sleeps the task's `delay` first, capped by a
+    second argument if given); a listener
     {"text", "origin"} per broadcast.
     """
 
@@ -191,10 +193,12 @@ def _pattern_peer(args: argparse.Namespace) -> None:
             topic=r.topic, text=r.message.text, publisher=r.publisher, seq=r.publisher_seq,
             dropped=r.dropped), timeout=10)
     elif args.role == "consume":
+        cap = float(args.role_arg[1]) if len(args.role_arg) > 1 else float("inf")
+
         def work(task, context) -> None:
             report(event="start", text=task.text, attempt=context.attempt)
-            if task.delay:
-                gevent.sleep(task.delay)
+            if min(task.delay, cap) > 0:
+                gevent.sleep(min(task.delay, cap))
             report(event="done", text=task.text, attempt=context.attempt)
 
         client.work.consume(work, prefetch=int(args.role_arg[0]), timeout=10)

@@ -329,14 +329,20 @@ def test_a_consumer_killed_mid_task_has_it_done_exactly_once_by_another(transpor
         echo(served).work.produce(Msg(text="the task", delay=60))
         wait_until(lambda: doomed.received, timeout=10)
         assert doomed.received == [{"event": "start", "text": "the task", "attempt": 1}]
-        with PatternPeerProcess(served.url, "consume", "1") as survivor:
-            # A short task for the survivor first: it is consuming for real.
+        # The survivor does tasks at once (its sleep is capped at 0 s).
+        with PatternPeerProcess(served.url, "consume", "1", "0") as survivor:
             doomed.kill()
             # The server gives the task back once the dead consumer's
             # session is over (grace 2 s): never while it could come back.
-            wait_until(lambda: survivor.received, timeout=15)
-            assert survivor.received[0] == {"event": "start", "text": "the task", "attempt": 2}
-        assert served.queue_stats(WORK).redelivered == 1
+            wait_until(lambda: served.queue_stats(WORK).completed == 1
+                       and len(survivor.received) == 2, timeout=15)
+            assert survivor.received == [
+                {"event": "start", "text": "the task", "attempt": 2},
+                {"event": "done", "text": "the task", "attempt": 2}]
+        assert doomed.received == [{"event": "start", "text": "the task", "attempt": 1}]
+        stats = served.queue_stats(WORK)
+        assert stats.redelivered == 1 and stats.completed == 1 and stats.ready == 0
+        assert stats.in_flight == 0 and stats.dead == 0
 
 
 def test_tasks_are_done_exactly_once_across_cuts(served, peers):
