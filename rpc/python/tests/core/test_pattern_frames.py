@@ -149,3 +149,25 @@ def test_pattern_frames_before_the_handshake_are_refused():
     server = Session(Role.SERVER, peer_id="s", session_id="S")
     with pytest.raises(RemoteProtocolError, match="notify frame received while await_hello"):
         server.receive_data(framed(wire_pb2.Envelope(notify=wire_pb2.Notify(method=METHOD))), 0.0)
+
+
+def test_a_withdrawn_frame_keeps_its_place_but_arrives_as_a_heartbeat():
+    from onedrive_rpc.core.reliability import Reliability
+    client, server = open_pair()
+    keep = client.send_frame("notify", b"kept", method=METHOD)
+    gone = client.send_frame("notify", b"withdrawn", method=METHOD)
+    assert not client.withdraw(gone)  # only while suspended: the bytes may be on the wire
+    client.data_to_send()  # ...lost with the connection
+    client.suspend()
+    assert client.withdraw(gone) and not client.withdraw(gone + 1) and not client.withdraw(0)
+    # A resumed session resends both seqs; the receiver delivers the first only.
+    resumed = Session(Role.CLIENT, peer_id="c", reliability=client.reliability,
+                      resume_session_id="S")
+    server_side = Session(Role.SERVER, peer_id="s", session_id="S2")
+    resumed.start(0.0)
+    [request] = server_side.receive_data(wire(resumed), 0.0)
+    server_side.accept_resume(Reliability())
+    resumed.receive_data(wire(server_side), 0.0)
+    events = server_side.receive_data(wire(resumed), 0.0)
+    assert events == [ev.NotifyReceived(METHOD, b"kept", {})]
+    assert server_side.reliability.received == gone == keep + 1

@@ -227,7 +227,7 @@ def test_subscriptions_get_every_message_exactly_once_across_cuts(served, peers)
         proxy.stop()
 
 
-def test_subscriptions_come_back_in_a_new_session(tmp_path, transport, peers):
+def test_subscriptions_and_consumers_come_back_in_a_new_session(tmp_path, transport, peers):
     if transport == "inproc":
         pytest.skip("a new server on the same inproc name is another test's business")
     url = f"unix://{tmp_path}/restart.sock" if transport == "unix" else "tcp://127.0.0.1:0"
@@ -239,6 +239,8 @@ def test_subscriptions_come_back_in_a_new_session(tmp_path, transport, peers):
     reconnected = AsyncResult()
     peer.on_reconnected(reconnected.set)
     sub = echo(peer).changed.subscribe("r.>", timeout=5)
+    done = []
+    echo(peer).work.consume(lambda task, context: done.append(task.text), prefetch=2, timeout=5)
     echo(first).changed.publish("r.1", Msg(text="old"))
     assert texts(collect(sub, 1)) == ["old"]
     first.stop()
@@ -247,9 +249,12 @@ def test_subscriptions_come_back_in_a_new_session(tmp_path, transport, peers):
     second.start()
     try:
         reconnected.get(timeout=10)
-        wait_until(lambda: len(second._broker._topics.get(ECHO_CHANGED, ())) == 1, timeout=10)
+        wait_until(lambda: len(second._broker._topics.get(ECHO_CHANGED, ())) == 1
+                   and second.queue_stats(WORK).consumers == 1, timeout=10)
         echo(second).changed.publish("r.2", Msg(text="new"))
         assert texts(collect(sub, 1)) == ["new"]
+        echo(second).work.produce(Msg(text="task for the new session"))
+        wait_until(lambda: done == ["task for the new session"])
     finally:
         second.stop()
 
