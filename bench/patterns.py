@@ -3,6 +3,7 @@
 
     python bench/patterns.py [--duration 2] [--runs 3] [--only W4,W5,W6]
                              [--impls ours,limit] [--w4-publisher window|flood]
+                             [--w4-limit per-frame|batched]
                              [--stream-window 64] [--json]
 
 Processes. Each server runs in a child OS process (this script with the
@@ -55,6 +56,10 @@ measurement):
       fan-out (the server's sendall blocks); nothing throttles ours (there is
       no BLOCK_PUBLISHER policy), its subscriptions drop their oldest, and
       the loss rows show how much.
+      `--w4-limit batched` makes the raw server batch (the publisher still
+      sends each message with its own sendall, as an application publishing
+      one message at a time does): it forwards everything complete in one
+      read with one sendall per subscriber, as ours coalesces its output.
       Figure: delivered messages/s summed over the 4 subscribers, from their
       reports between the end of the warm-up and the end of the window.
       When publishing has stopped, each subscriber is told the number P
@@ -169,9 +174,9 @@ class BenchError(RuntimeError):
 
 # ------------------------------------------------------------- raw framing
 
-def _frames(sock: gsocket.socket) -> Iterator[Tuple[memoryview, int, int]]:
-    """Complete frames as they arrive, until EOF: (buffer view, start of the
-    length prefix, end). A view is valid until the next item is taken."""
+def _read_spans(sock: gsocket.socket) -> Iterator[Tuple[memoryview, List[Tuple[int, int]]]]:
+    """Per read, until EOF: (buffer view, [(start of a length prefix, end)]
+    for every frame the read completed). Valid until the next item is taken."""
     buf = bytearray(RAW_READ_SIZE)
     view = memoryview(buf)
     end = 0
@@ -181,6 +186,7 @@ def _frames(sock: gsocket.socket) -> Iterator[Tuple[memoryview, int, int]]:
             return
         end += n
         pos = 0
+        spans = []
         while end - pos >= 4:
             length = _HEADER.unpack_from(buf, pos)[0]
             if length > RAW_MAX_FRAME:
@@ -188,12 +194,27 @@ def _frames(sock: gsocket.socket) -> Iterator[Tuple[memoryview, int, int]]:
             stop = pos + 4 + length
             if stop > end:
                 break
-            yield view, pos, stop
+            spans.append((pos, stop))
             pos = stop
+        if spans:
+            yield view, spans
         rest = end - pos
         if pos and rest:
             buf[:rest] = buf[pos:end]
         end = rest
+
+
+def _frames(sock: gsocket.socket) -> Iterator[Tuple[memoryview, int, int]]:
+    """Complete frames as they arrive: (buffer view, start, end)."""
+    for view, spans in _read_spans(sock):
+        for start, stop in spans:
+            yield view, start, stop
+
+
+def _reads(sock: gsocket.socket) -> Iterator[Tuple[memoryview, int, int]]:
+    """One item per read: the span of all the complete frames it finished."""
+    for view, spans in _read_spans(sock):
+        yield view, spans[0][0], spans[-1][1]
 
 
 def _count_frames(sock: gsocket.socket, on_count: Callable[[int, int], bool], size: int) -> None:
@@ -304,7 +325,8 @@ class _RawServer:
         self.subscribers = tuple(s for s in self.subscribers if s is not sock)
 
     def publisher(self, sock: gsocket.socket, arg: int) -> None:
-        for view, start, stop in _frames(sock):
+        # arg 1: batched, the frames complete in one read forwarded at once.
+        for view, start, stop in (_reads(sock) if arg == 1 else _frames(sock)):
             frame = view[start:stop]
             for sub in self.subscribers:
                 try:
@@ -634,7 +656,7 @@ def _window(sinks: Sinks, server_pid: int, warmup: float, duration: float,
 
 
 def measure_w4(impl: str, url: str, server_pid: int, warmup: float, duration: float,
-               lifetime: float, flood: bool) -> Dict[str, float]:
+               lifetime: float, flood: bool, batched: bool = False) -> Dict[str, float]:
     sinks = Sinks("sub", impl, url, W4_REPORT, lifetime)
     close: Optional[Callable[[], None]] = None
     try:
@@ -647,7 +669,7 @@ def measure_w4(impl: str, url: str, server_pid: int, warmup: float, duration: fl
             def publish() -> None:
                 publish_ours(TOPIC, msg)
         else:
-            sock = _raw_connect(int(url.rsplit(":", 1)[1]), b"P")
+            sock = _raw_connect(int(url.rsplit(":", 1)[1]), b"P", 1 if batched else 0)
             close = sock.close
             frame = _HEADER.pack(PAYLOAD) + b"x" * PAYLOAD
             sendall = sock.sendall
@@ -936,7 +958,8 @@ def run(args) -> int:
                     with gevent.Timeout(per_measurement,
                                         BenchError(f"{workload} {name} did not finish in time")):
                         if workload == "W4":
-                            res = measure_w4(name, url, pid, warmup, duration, lifetime, flood)
+                            res = measure_w4(name, url, pid, warmup, duration, lifetime, flood,
+                                             args.w4_limit == "batched")
                         elif workload == "W5":
                             res = measure_w5(name, url, pid, warmup, duration, lifetime)
                         else:
@@ -981,6 +1004,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="workloads to run, e.g. W4,W6 (default all)")
     parser.add_argument("--impls", default=",".join(IMPLS),
                         help="subset of ours,limit (default both; ours alone is for profiling)")
+    parser.add_argument("--w4-limit", choices=("per-frame", "batched"), default="per-frame",
+                        help="W4's limit: per-frame sends (default), or batched (an upper bound)")
     parser.add_argument("--w4-publisher", choices=("window", "flood"), default="window",
                         help="W4 pacing: stay 1024 messages ahead of the slowest subscriber "
                         "(default), or publish regardless and count the loss")
