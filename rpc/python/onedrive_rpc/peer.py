@@ -32,6 +32,10 @@ log = logging.getLogger("onedrive_rpc")
 
 DROP_OLDEST = int(Policy.DROP_OLDEST)
 
+#: Seconds close() spends reconnecting, when the connection is down, to
+#: close the session in order.
+CLOSE_RECONNECT_TIMEOUT = 2.0
+
 #: Seconds connect() waits for the connection and the handshake by default.
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
@@ -279,6 +283,13 @@ class Peer:
         self._closing = True
         if self._reconnector is not None and self._reconnector is not gevent.getcurrent():
             self._reconnector.kill()
+        old = self._connection
+        if old.suspended and not old.closed:
+            # Between connections: come back once, briefly, to end the
+            # session in order. Otherwise the server would keep it (and the
+            # tasks of its consumers) until its grace period runs out.
+            with gevent.Timeout(CLOSE_RECONNECT_TIMEOUT, False):
+                self._attempt(old, resume_only=True)
         for consumer in list(self._consumers.values()):
             consumer.stop(grace or 0)  # running tasks finish, the rest go back in order
         if grace:
@@ -350,7 +361,9 @@ class Peer:
         finally:
             self._reconnector = None
 
-    def _attempt(self, old: Connection) -> bool:
+    def _attempt(self, old: Connection, resume_only: bool = False) -> bool:
+        """Connect once: resume `old` if it is suspended and the server
+        still has it, else (unless `resume_only`) start a new session."""
         resuming = old.suspended and not old.closed
         try:
             stream = connect_stream(self.url, self._timeout)
@@ -370,6 +383,9 @@ class Peer:
         except RpcError as exc:
             log.info("reconnecting to %s failed: %s", self.url, exc.message)
             return False
+        except BaseException:  # killed or timed out mid-handshake
+            stream.close()
+            raise
         if handshaken.resumed:
             if old.suspended and not old.closed:
                 old.resume(stream, session, events)
@@ -379,6 +395,10 @@ class Peer:
             # it there too, then start afresh (call ids must not restart
             # inside a live session).
             refuse(stream, session, StatusCode.UNAVAILABLE, "the client gave this session up")
+            stream.close()
+            return False
+        if resume_only:
+            refuse(stream, session, StatusCode.UNAVAILABLE, "the client is closing")
             stream.close()
             return False
         if not old.closed:

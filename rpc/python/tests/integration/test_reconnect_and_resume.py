@@ -145,3 +145,22 @@ def test_a_frozen_client_is_lost_then_resumes_when_it_thaws():
             assert not server.connections[0].suspended and len(server.connections) == 1
     finally:
         server.stop()
+
+
+def test_closing_while_disconnected_still_ends_the_session_in_order(served):
+    server, _, proxy = served
+    disconnected = AsyncResult()
+    server.on_peer_disconnected(lambda peer, reason: disconnected.set(reason))
+    lost = AsyncResult()
+    peer = rpc.connect(proxy.url, heartbeat=HB)
+    peer.on_lost(lost.set)
+    assert rpc.Client(peer, ECHO).echo(Msg(text="hi"), timeout=5).text == "hi"
+    proxy.blackhole()  # reconnects get nowhere...
+    proxy.cut()
+    lost.get(timeout=5)
+    proxy.heal()  # ...until now, when the peer is closed
+    peer.close()
+    # The server hears an orderly close at once, not a loss after its 10 s grace.
+    reason = disconnected.get(timeout=5)
+    assert "peer closed the connection" in reason.message
+    wait_until(lambda: not server.connections)
