@@ -23,6 +23,7 @@ import gevent
 
 from . import options_pb2
 from .core import events as ev
+from .core.pattern_frames import deliver_message, deliver_shared
 from .core.pubsub import Delivery, Disconnect, Policy, PubSub, TooManySubscriptions
 from .core.topics import TopicError, check_pattern
 from .core.workqueue import DeadLetter, QueueFull, QueueStats, WorkQueue
@@ -36,6 +37,10 @@ __all__ = ["Broker"]
 log = logging.getLogger("onedrive_rpc")
 
 _monotonic = time.monotonic
+
+# Messages whose shared Deliver fields are kept encoded: about what the
+# subscriptions' queues can release at once; past it the cache starts over.
+_ENCODED_CACHE = 4096
 
 
 class _Local:
@@ -60,6 +65,8 @@ class Broker:
         self._subscribed: Dict[Tuple[Any, int], str] = {}
         self._consuming: Dict[Tuple[Any, int], str] = {}
         self._local = _Local()
+        # (publisher_seq, publisher, topic) -> the Deliver fields they share.
+        self._encoded: Dict[Tuple[int, str, str], bytes] = {}
         self._local_ids = itertools.count(1)
         self._local_subscriptions: Dict[int, Subscription] = {}
         self._local_consumers: Dict[int, Consumer] = {}
@@ -187,15 +194,23 @@ class Broker:
         return result.matched
 
     def _send(self, deliveries: List[Delivery]) -> None:
+        encoded = self._encoded
         for d in deliveries:
             if d.owner is self._local:
                 sub = self._local_subscriptions.get(d.subscription_id)
                 if sub is not None:
                     sub.deliver(d.payload, d.topic, d.publisher, d.publisher_seq, d.dropped)
-            else:
-                d.owner.push("deliver", d.payload, subscription_id=d.subscription_id,
-                             topic=d.topic, publisher=d.publisher,
-                             publisher_seq=d.publisher_seq, dropped=d.dropped)
+                continue
+            # What the subscribers of one message share is encoded once
+            # (also when queued messages go out later, one by one).
+            key = (d.publisher_seq, d.publisher, d.topic)
+            shared = encoded.get(key)
+            if shared is None:
+                if len(encoded) >= _ENCODED_CACHE:
+                    encoded.clear()
+                shared = encoded[key] = deliver_shared(d.topic, d.publisher, d.publisher_seq)
+            d.owner.push_encoded("deliver", deliver_message(shared, d.subscription_id, d.dropped),
+                                 d.payload)
 
     def _disconnect(self, method: str, dropped: Disconnect) -> None:
         self._subscribed.pop((dropped.owner, dropped.subscription_id), None)

@@ -596,21 +596,33 @@ class Connection:
         delivery, a task, a broadcast) without ever blocking the sender. A
         peer that lets more than `max_queued_bytes` pile up is closed as a
         slow consumer; False then (and when the connection is gone)."""
-        if self.closed or self.session.state not in (State.OPEN, State.SUSPENDED):
-            return False
-        limit = self.limits.max_queued_bytes
-        if self.session.reliability.unacked_bytes + self._out_bytes > limit:
-            if self.refuse_outgoing is None:
-                self.refuse_outgoing = PeerLost("closed as a slow consumer")
-                log.warning("closing %s: a slow consumer (more than %d bytes unacknowledged)",
-                            self.stream.address, limit)
-                gevent.spawn(self.close, StatusCode.RESOURCE_EXHAUSTED,
-                             f"slow consumer: more than {limit} bytes sent to you "
-                             f"are not acknowledged")
+        if not self._may_push():
             return False
         self.session.send_frame(kind, payload, **fields)
         self._flush_soon()
         return True
+
+    def push_encoded(self, kind: str, message: bytes, payload: bytes = b"") -> bool:
+        """push() for a message serialized already (Session.send_encoded)."""
+        if not self._may_push():
+            return False
+        self.session.send_encoded(kind, message, payload)
+        self._flush_soon()
+        return True
+
+    def _may_push(self) -> bool:
+        if self.closed or self.session.state not in (State.OPEN, State.SUSPENDED):
+            return False
+        limit = self.limits.max_queued_bytes
+        if self.session.reliability.unacked_bytes + self._out_bytes <= limit:
+            return True
+        if self.refuse_outgoing is None:
+            self.refuse_outgoing = PeerLost("closed as a slow consumer")
+            log.warning("closing %s: a slow consumer (more than %d bytes unacknowledged)",
+                        self.stream.address, limit)
+            gevent.spawn(self.close, StatusCode.RESOURCE_EXHAUSTED,
+                         f"slow consumer: more than {limit} bytes sent to you are not acknowledged")
+        return False
 
     def answer(self, call_id: int, code: StatusCode = StatusCode.OK, message: str = "") -> None:
         """Answer a call that a pattern frame opened (see call_frame)."""

@@ -13,6 +13,7 @@ from typing import List, Optional, Union
 from ..errors import FrameTooLarge
 
 __all__ = [
+    "varint",
     "HEADER_SIZE",
     "DEFAULT_MAX_FRAME_SIZE",
     "FrameDecoder",
@@ -63,6 +64,26 @@ def _exported(buf: bytearray) -> bool:
 def frame_header(length: int) -> bytes:
     """The 4-byte prefix announcing a frame body of `length` bytes."""
     return _HEADER.pack(length)
+
+
+_ONE_BYTE_VARINTS = [bytes((i,)) for i in range(0x80)]
+
+
+def varint(value: int) -> bytes:
+    """Protobuf's base-128 encoding of a non-negative int (for the few
+    envelope fields written by hand, where building a message costs more)."""
+    if value < 0x80:
+        return _ONE_BYTE_VARINTS[value]
+    if value < 0x4000:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
+    if value < 0x200000:
+        return bytes(((value & 0x7F) | 0x80, ((value >> 7) & 0x7F) | 0x80, value >> 14))
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 class FrameDecoder:

@@ -9,9 +9,9 @@ from typing import Callable, Dict, FrozenSet
 from .. import wire_pb2
 from ..errors import RemoteProtocolError
 from . import events as ev
-from .framing import Frame
+from .framing import Frame, varint
 
-__all__ = ["DECODERS", "OPENS_CALL", "SENDABLE"]
+__all__ = ["DECODERS", "OPENS_CALL", "SENDABLE", "TAGS", "deliver_shared", "deliver_message"]
 
 _Envelope = wire_pb2.Envelope
 Decoder = Callable[[_Envelope, Frame], ev.Event]
@@ -112,3 +112,23 @@ OPENS_CALL: FrozenSet[str] = frozenset({"subscribe", "produce", "consume", "publ
 
 #: Kinds Session.send_frame accepts.
 SENDABLE: FrozenSet[str] = frozenset(DECODERS)
+
+#: Kind -> the tag of its (length-delimited) Envelope field, for
+#: Session.send_encoded.
+TAGS: Dict[str, bytes] = {
+    kind: varint(_Envelope.DESCRIPTOR.fields_by_name[kind].number << 3 | 2) for kind in DECODERS}
+
+
+def deliver_shared(topic: str, publisher: str, publisher_seq: int) -> bytes:
+    """The Deliver fields every subscriber of one message gets, serialized."""
+    return wire_pb2.Deliver(topic=topic, publisher=publisher,
+                            publisher_seq=publisher_seq).SerializeToString()
+
+
+def deliver_message(shared: bytes, subscription_id: int, dropped: int) -> bytes:
+    """One subscriber's Deliver: its own fields, then the shared ones (a
+    serialized message may be the concatenation of its parts)."""
+    own = b"\x08" + varint(subscription_id)
+    if dropped:
+        own += b"\x28" + varint(dropped)
+    return own + shared

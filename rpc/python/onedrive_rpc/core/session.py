@@ -30,7 +30,7 @@ from . import pattern_frames
 from .liveness import Liveness
 from .reliability import Reliability
 from .framing import (DEFAULT_MAX_FRAME_SIZE, LARGE_FRAME, MIN_FRAME_LIMIT, Frame,
-                      FrameDecoder, frame_header)
+                      FrameDecoder, frame_header, varint)
 
 __all__ = ["Role", "State", "Session", "PROTOCOL_VERSION", "MessageTooLarge"]
 
@@ -66,25 +66,9 @@ class MessageTooLarge(LocalProtocolError):
                          f"frame size of {limit} bytes")
 
 
-_ONE_BYTE_VARINTS = [bytes((i,)) for i in range(0x80)]
-
-
 def _timeout_us(timeout: float) -> int:
     # At least 1 µs: 0 on the wire means "no deadline".
     return max(1, int(timeout * 1_000_000))
-
-
-def _varint(value: int) -> bytes:
-    if value < 0x80:
-        return _ONE_BYTE_VARINTS[value]
-    if value < 0x4000:
-        return bytes(((value & 0x7F) | 0x80, value >> 7))
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def _split_payload(frame: Frame) -> Tuple[_Envelope, Frame]:
@@ -347,6 +331,19 @@ class Session:
             self.reliability.calls_in.discard(call_id)
         return seq
 
+    def send_encoded(self, kind: str, message: bytes, payload: Frame = b"") -> int:
+        """Like send_frame, for a pattern frame whose message (`kind`'s
+        field) the caller serialized already: a fan-out encodes what its
+        deliveries share once. Returns the seq."""
+        if self.state is not State.OPEN:
+            self._require_open()
+        tag = pattern_frames.TAGS.get(kind)
+        if tag is None:
+            raise ValueError(f"{kind!r} is not a pattern frame")
+        seq = self.reliability.next_seq
+        self._queue(None, payload, True, tail=tag + varint(len(message)) + message)
+        return seq
+
     def withdraw(self, seq: int) -> bool:
         """While SUSPENDED: make sequenced frame `seq`, still unacknowledged,
         reach the peer as an empty heartbeat instead (it keeps its place in
@@ -402,8 +399,8 @@ class Session:
             self.state = State.SUSPENDED
         self.data_to_send()
 
-    def _queue(self, env: _Envelope, payload: Frame, sequenced: bool = False,
-               ack: bool = True) -> None:
+    def _queue(self, env: Optional[_Envelope], payload: Frame, sequenced: bool = False,
+               ack: bool = True, tail: bytes = b"") -> None:
         """Frame `env` (+ payload) for the wire. Sequenced frames get the
         next seq and stay in the resend buffer until acknowledged; every
         frame but the handshake's carries our cumulative ack when it moved
@@ -412,15 +409,20 @@ class Session:
         rel = self.reliability
         seq = rel.next_seq if sequenced else 0
         acked = rel.received if ack and rel.received != rel.ack_sent else 0
-        if seq:
-            env.seq = seq
-        if acked:
-            env.ack = acked
-        body = env.SerializeToString()
+        if env is None:
+            # Only seq and ack, written by hand, before the encoded rest.
+            body = (b"\x10" + varint(seq) if seq else b"") + (
+                b"\x18" + varint(acked) if acked else b"") + tail
+        else:
+            if seq:
+                env.seq = seq
+            if acked:
+                env.ack = acked
+            body = env.SerializeToString() + tail if tail else env.SerializeToString()
         # Payload first, then the rest of the envelope.
         plen = len(payload)
         if plen:
-            prefix = b"\x0a" + _varint(plen)
+            prefix = b"\x0a" + varint(plen)
             total = len(prefix) + plen + len(body)
             if plen < LARGE_FRAME:
                 buffers: List[Frame] = [b"".join((frame_header(total), prefix, payload, body))]

@@ -171,3 +171,24 @@ def test_a_withdrawn_frame_keeps_its_place_but_arrives_as_a_heartbeat():
     events = server_side.receive_data(wire(resumed), 0.0)
     assert events == [ev.NotifyReceived(METHOD, b"kept", {})]
     assert server_side.reliability.received == gone == keep + 1
+
+
+def test_a_delivery_encoded_by_parts_is_the_same_frame_as_one_built_whole():
+    from onedrive_rpc.core.pattern_frames import deliver_message, deliver_shared
+    for sid, dropped, seq in [(1, 0, 1), (300, 5, 70000), (2 ** 40, 2 ** 21, 2 ** 35)]:
+        client, server = open_pair()
+        shared = deliver_shared("a.b", "pub", seq)
+        server.send_encoded("deliver", deliver_message(shared, sid, dropped), b"msg")
+        server.send_frame("deliver", b"msg", subscription_id=sid, topic="a.b", publisher="pub",
+                          publisher_seq=seq, dropped=dropped)
+        by_parts, whole = client.receive_data(wire(server), 0.0)
+        assert by_parts == whole == ev.DeliverReceived(sid, "a.b", "pub", seq, dropped, b"msg")
+    with pytest.raises(ValueError, match="'hello' is not a pattern frame"):
+        server.send_encoded("hello", b"")
+
+
+def test_varint_matches_protobuf_for_every_width():
+    from onedrive_rpc.core.framing import varint
+    assert varint(0) == b"\x00"
+    for value in [1, 127, 128, 16383, 16384, 2 ** 21 - 1, 2 ** 21, 2 ** 28, 2 ** 63]:
+        assert varint(value) == wire_pb2.Envelope(seq=value).SerializeToString()[1:]
