@@ -137,18 +137,20 @@ def test_pattern_soak_every_message_task_and_confirmed_note_exactly_once(capsys)
         stop_at = gevent.get_hub().loop.now() + PATTERN_SOAK_SECONDS
         published = produced = 0
 
-        def notify():
+        def notify(worker):
             n = 0
             while gevent.get_hub().loop.now() < stop_at:
                 n += 1
+                text = f"n{worker}-{n}"
                 try:
-                    notifier.note(Msg(text=f"n{n}"), confirm=True, timeout=10)
+                    notifier.note(Msg(text=text), confirm=True, timeout=10)
                 except rpc.RpcError:
-                    raised.append(f"n{n}")
+                    raised.append(text)
                 else:
-                    confirmed.append(f"n{n}")
+                    confirmed.append(text)
 
-        workers = [gevent.spawn(notify), gevent.spawn(chaos, proxy, stop_at, rng, faults)]
+        workers = [gevent.spawn(notify, w) for w in range(4)]
+        workers.append(gevent.spawn(chaos, proxy, stop_at, rng, faults))
         while gevent.get_hub().loop.now() < stop_at:
             if published - len(received) < 512:  # the subscription's queue never overflows
                 published += 1
@@ -172,7 +174,7 @@ def test_pattern_soak_every_message_task_and_confirmed_note_exactly_once(capsys)
               f"done {sum(done.values())} (redelivered {stats.redelivered}), notes confirmed "
               f"{len(confirmed)}, raised {len(raised)}, duplicated {duplicated_notes}")
     assert faults["cut"] + faults["cut_after"] >= 3
-    assert published > 1000 and produced > 1000 and len(confirmed) > 100
+    assert published > 1000 and produced > 300 and len(confirmed) > 50
     assert received == [str(i) for i in range(1, published + 1)] and subscription.dropped == 0
     assert done == {str(i): 1 for i in range(1, produced + 1)}
     assert stats.completed == produced and stats.redelivered == 0
