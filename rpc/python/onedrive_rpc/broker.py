@@ -373,6 +373,20 @@ class Broker:
 
     # ------------------------------------------------------------------ misc
 
+    def close(self) -> None:
+        """The server stopped: this process's own receivers end too."""
+        reason = RpcError(StatusCode.UNAVAILABLE, "the server stopped")
+        for sub in list(self._local_subscriptions.values()):
+            sub.close(reason)
+        for listeners in self._listeners.values():
+            for listener in list(listeners):
+                listener.close(reason)
+        for consumer in self._local_consumers.values():
+            consumer.stopped = True
+        self._local_subscriptions.clear()
+        self._listeners.clear()
+        self._local_consumers.clear()
+
     def _method(self, path: str, pattern: int) -> MethodInfo:
         info = self._registry.info(path)
         if info is None:

@@ -132,6 +132,7 @@ class Server:
         if self._acceptor is not None and self._acceptor is not getcurrent():
             self._acceptor.kill()
         self._admitting.kill(block=False)
+        self._broker.close()
         self._stopped.set()
 
     # ------------------------------------------------- the server's own side

@@ -158,6 +158,19 @@ def test_closing_the_peer_ends_its_subscriptions_and_listeners(served, peers):
     wait_until(lambda: not served._broker._subscribed)  # the server forgot it too
 
 
+def test_stopping_the_server_ends_its_own_receivers(url):
+    server = rpc.Server(url)
+    server.add_service(EchoService())
+    server.start()
+    sub = echo(server).changed.subscribe("x")
+    listener = echo(server).announce.listen()
+    server.stop()
+    for receiver in (sub, listener):
+        with pytest.raises(rpc.RpcError) as info:
+            receiver.get(timeout=1)
+        assert info.value.code == rpc.StatusCode.UNAVAILABLE and "the server stopped" in info.value.message
+
+
 def test_bad_subscriptions_and_publishes_get_specific_errors(served, peers):
     client = echo(peers(served.url))
     with pytest.raises(ValueError, match="'>' is level 1 of 2; it may only be the last level"):
