@@ -361,7 +361,11 @@ class Connection:
         if kind is ev.ResponseReceived:
             waiter = self._pending.pop(event.call_id, None)
             if waiter is not None:
-                self._loop.run_callback(waiter.switch, event)
+                answer: Any = event
+                if event.payload and type(waiter) is StreamReceiver:
+                    answer = RpcError(StatusCode.INTERNAL,
+                                      "the peer answered a stream call with a single response")
+                self._loop.run_callback(waiter.switch, answer)
                 self._progress.set()
         elif kind is ev.RequestReceived:
             self._serve(event, event.call_id, event.deadline, event.initial_credit)
@@ -372,8 +376,11 @@ class Connection:
         elif kind is ev.StreamEndReceived:
             waiter = self._pending.pop(event.call_id, None)
             if waiter is not None:
-                self._loop.run_callback(waiter.switch, ev.ResponseReceived(
-                    event.call_id, event.code, event.message, event.details, b""))
+                outcome: Any = ev.ResponseReceived(event.call_id, event.code, event.message,
+                                                   event.details, b"")
+                if type(waiter) is not StreamReceiver:
+                    outcome = RpcError(StatusCode.INTERNAL, "the peer answered a call with a stream")
+                self._loop.run_callback(waiter.switch, outcome)
                 self._progress.set()
         elif kind is ev.CreditReceived and event.call_id:
             call = self.calls.get(event.call_id)

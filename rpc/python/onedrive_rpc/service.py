@@ -174,8 +174,13 @@ class Registry:
             raise RpcError(StatusCode.UNIMPLEMENTED, self._unknown(event.method))
         info = handler.info
         pattern = info.pattern
-        if call.one_way != (pattern == _NOTIFICATION) or pattern not in _SERVED_BY_HANDLERS:
-            raise RpcError(StatusCode.UNIMPLEMENTED, _wrong_use(info, call.one_way))
+        # How the caller sent it: a stream call asks for credit up front.
+        if call.one_way:
+            sent = _NOTIFICATION
+        else:
+            sent = _SERVER_STREAM if event.initial_credit else options_pb2.REQUEST_RESPONSE
+        if sent != pattern:
+            raise RpcError(StatusCode.UNIMPLEMENTED, _wrong_use(info, sent))
         if handler.func is None:
             raise RpcError(StatusCode.UNIMPLEMENTED, f"method {info.path} is not implemented")
         try:
@@ -245,8 +250,6 @@ class Registry:
 
 _NOTIFICATION = options_pb2.NOTIFICATION
 _SERVER_STREAM = options_pb2.SERVER_STREAM
-_SERVED_BY_HANDLERS = (options_pb2.REQUEST_RESPONSE, options_pb2.SERVER_STREAM,
-                       options_pb2.NOTIFICATION)
 
 _HOW_TO_USE = {
     options_pb2.REQUEST_RESPONSE: "call it",
@@ -258,7 +261,13 @@ _HOW_TO_USE = {
 }
 
 
-def _wrong_use(info: MethodInfo, one_way: bool) -> str:
-    used = "a notification" if one_way else "a call"
-    return (f"{info.path} is a {options_pb2.Pattern.Name(info.pattern)} method, sent {used}: "
-            f"{_HOW_TO_USE[info.pattern]}")
+_SENT_AS = {
+    options_pb2.REQUEST_RESPONSE: "a call",
+    options_pb2.SERVER_STREAM: "a stream call",
+    options_pb2.NOTIFICATION: "a notification",
+}
+
+
+def _wrong_use(info: MethodInfo, sent: int) -> str:
+    return (f"{info.path} is a {options_pb2.Pattern.Name(info.pattern)} method, sent "
+            f"{_SENT_AS[sent]}: {_HOW_TO_USE[info.pattern]}")

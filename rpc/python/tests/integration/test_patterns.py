@@ -9,6 +9,7 @@ import collections
 import gevent
 import pytest
 from gevent.event import AsyncResult
+from google.protobuf import empty_pb2
 
 import onedrive_rpc as rpc
 from onedrive_rpc.testing import echo_pb2
@@ -437,3 +438,33 @@ def test_broadcasts_arrive_exactly_once_across_cuts(served, peers):
             listener.get(timeout=0.2)
     finally:
         proxy.stop()
+
+
+def test_misuse_of_each_pattern_gets_a_specific_error(served, peers):
+    peer = peers(served.url)
+    client = echo(peer)
+    with pytest.raises(ValueError, match="stream window must be 1..65536 items, not 0"):
+        client.count(Msg(count=1), window=0)
+    with pytest.raises(ValueError, match="prefetch must be 1..10000, not 0"):
+        client.work.consume(lambda task, context: None, prefetch=0)
+    with pytest.raises(rpc.RpcError) as info:
+        peer.produce("/onedrive_rpc.testing.Echo/Changed", b"", timeout=5)
+    assert info.value.code == rpc.StatusCode.UNIMPLEMENTED
+    assert "is a PUBLISH_SUBSCRIBE method, not PRODUCER_CONSUMER" in info.value.message
+    with pytest.raises(rpc.RpcError) as info:
+        peer.broadcast("/onedrive_rpc.testing.Echo/Work", b"", confirm=True, timeout=5)
+    assert "is a PRODUCER_CONSUMER method, not BROADCAST" in info.value.message
+    with pytest.raises(rpc.RpcError) as info:
+        list(peer.open_stream("/onedrive_rpc.testing.Echo/Echo", b"", Msg.FromString, timeout=5))
+    assert info.value.code == rpc.StatusCode.UNIMPLEMENTED
+    assert "Echo is a REQUEST_RESPONSE method, sent a stream call: call it" in info.value.message
+    with pytest.raises(rpc.RpcError) as info:
+        peer.call("/onedrive_rpc.testing.Echo/Count", b"", Msg.FromString, timeout=5)
+    assert "Count is a SERVER_STREAM method, sent a call: call it and iterate" in info.value.message
+    with pytest.raises(TypeError, match="takes a onedrive_rpc.testing.Msg, not Empty"):
+        client.changed.publish("a", empty_pb2.Empty())
+    peer.close()
+    with pytest.raises(rpc.PeerLost):
+        client.note(Msg(text="too late"))
+    with pytest.raises(rpc.PeerLost):
+        client.changed.subscribe("a.>")
