@@ -181,10 +181,21 @@ class Subscription(_Inbox[MsgT]):
         self._ungranted = 0
         self.dropped = 0
         self.received = 0
+        #: Messages dropped here because the server sent past its credit.
+        self.overflowed = 0
 
     def deliver(self, payload: Any, topic: str, publisher: str, seq: int, dropped: int) -> None:
         self.received += 1
         self.dropped = dropped
+        if len(self) >= 2 * self.queue_limit:
+            # A server that ignores our credit (ours never does: at most
+            # queue_limit wait here, twice that across a new session) must
+            # not make memory grow: drop the oldest, and say so once.
+            self.drop_oldest()
+            self.overflowed += 1
+            if self.overflowed == 1:
+                log.warning("%s: the server sends past its credit; dropping the oldest",
+                            self.description)
         self.put(payload, topic, publisher, seq, dropped)
 
     def restarted(self) -> None:

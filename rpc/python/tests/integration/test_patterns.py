@@ -468,3 +468,13 @@ def test_misuse_of_each_pattern_gets_a_specific_error(served, peers):
         client.note(Msg(text="too late"))
     with pytest.raises(rpc.PeerLost):
         client.changed.subscribe("a.>")
+
+
+def test_a_subscription_stays_bounded_even_against_a_server_ignoring_credit():
+    from onedrive_rpc.patterns import Subscription
+    sub = Subscription(1, "/a.B/C", "x", 4, 1, Msg.FromString, None,
+                       grant=lambda items: None, unsubscribe=lambda s: None)
+    for i in range(100):
+        sub.deliver(Msg(text=str(i)).SerializeToString(), "x", "p", i + 1, 0)
+    assert len(sub) == 8 and sub.overflowed == 92
+    assert sub.get(timeout=1).message.text == "92"
