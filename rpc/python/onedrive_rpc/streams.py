@@ -33,7 +33,7 @@ class StreamReceiver:
     """What the connection feeds for one stream call (its `_pending` entry)."""
 
     __slots__ = ("connection", "call_id", "method", "items", "end", "event", "timer",
-                 "consumed", "grant_every")
+                 "consumed", "grant_every", "window")
 
     def __init__(self, connection: "Connection", method: str, window: int) -> None:
         self.connection = connection
@@ -45,10 +45,21 @@ class StreamReceiver:
         self.event = Event()
         self.timer: Any = None
         self.consumed = 0
+        self.window = window
         self.grant_every = max(1, window // 2)
 
     def item(self, payload: Any) -> None:
         # From the connection's reader.
+        if self.end is not None:
+            return
+        if len(self.items) >= self.window:
+            # More than the credit we granted: a broken peer must not make
+            # memory grow. The stream ends here, with the items before.
+            self.connection._abandon(self.call_id, "sent past the stream window")
+            self.switch(RpcError(StatusCode.INTERNAL,
+                                 f"the peer sent more than the stream window of {self.window} "
+                                 f"items of {self.method}"))
+            return
         self.items.append(payload)
         self.event.set()
 

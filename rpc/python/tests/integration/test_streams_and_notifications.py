@@ -244,3 +244,22 @@ def test_confirmed_notifications_across_cuts_confirm_or_raise_exactly(url, peers
     finally:
         proxy.stop()
         server.stop()
+
+
+def test_a_stream_stays_bounded_even_against_a_server_ignoring_credit():
+    from onedrive_rpc.streams import ServerStream, StreamReceiver
+
+    class FakeConnection:
+        abandoned = []
+
+        def _abandon(self, call_id, reason):
+            self.abandoned.append(reason)
+
+    receiver = StreamReceiver(FakeConnection(), "/a.B/C", window=4)
+    stream = ServerStream(receiver, Msg.FromString)
+    for i in range(10):
+        receiver.item(Msg(text=str(i)).SerializeToString())
+    assert len(receiver.items) == 4 and FakeConnection.abandoned == ["sent past the stream window"]
+    assert [next(stream).text for _ in range(4)] == ["0", "1", "2", "3"]
+    with pytest.raises(rpc.RpcError, match="more than the stream window of 4 items"):
+        next(stream)
