@@ -478,3 +478,32 @@ def test_a_subscription_stays_bounded_even_against_a_server_ignoring_credit():
         sub.deliver(Msg(text=str(i)).SerializeToString(), "x", "p", i + 1, 0)
     assert len(sub) == 8 and sub.overflowed == 92
     assert sub.get(timeout=1).message.text == "92"
+
+
+def test_a_frozen_subscriber_costs_bounded_memory_and_delays_no_one(transport, url):
+    if transport == "inproc":
+        pytest.skip("inproc cannot cross processes")
+    server = rpc.Server(url, heartbeat=rpc.Heartbeat(1.0, 3))
+    server.add_service(EchoService())
+    server.start()
+    try:
+        with PatternPeerProcess(server.url, "subscribe", "f.>") as healthy, \
+                PatternPeerProcess(server.url, "subscribe", "f.>") as frozen:
+            frozen.stop()  # SIGSTOP: its socket stays open, it reads nothing
+            publisher = echo(server)
+            for i in range(3000):
+                publisher.changed.publish("f.x", Msg(text=str(i)))
+                if i % 256 == 255:
+                    wait_until(lambda: len(healthy.received) > i - 256, timeout=10)
+            wait_until(lambda: len(healthy.received) == 3000, timeout=10)
+            assert [r["text"] for r in healthy.received] == [str(i) for i in range(3000)]
+            states = server._broker._topics[ECHO_CHANGED].subscriptions()
+            assert max(s.queued for s in states) <= 1024  # the frozen one's queue is bounded
+            assert max(s.dropped for s in states) > 0
+            frozen.cont()
+            wait_until(lambda: frozen.received and frozen.received[-1]["text"] == "2999", timeout=10)
+            assert frozen.received[-1]["dropped"] > 0  # it can tell what it missed
+            numbers = [int(r["text"]) for r in frozen.received]
+            assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+    finally:
+        server.stop()
