@@ -109,7 +109,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import struct
 import subprocess
 import sys
@@ -128,7 +127,8 @@ from gevent.os import nb_read  # noqa: E402
 import onedrive_rpc as rpc  # noqa: E402
 from onedrive_rpc.testing import echo_pb2  # noqa: E402
 from onedrive_rpc.testing.echo_service import ECHO, EchoService  # noqa: E402
-from procstat import cpu_seconds, stop_child  # noqa: E402  (bench/ is on sys.path as the script's folder)
+# bench/ is on sys.path as the script's folder:
+from procstat import cpu_seconds, fmt, medians, stop_child  # noqa: E402
 
 HOST = "127.0.0.1"
 PAYLOAD = 100
@@ -872,10 +872,7 @@ def summarize(results, workloads: List[str], impls: List[str]) -> List[dict]:
     for workload, metric, label, lower_better in ROWS:
         if workload not in workloads:
             continue
-        med = {}
-        for impl in impls:
-            values = [r[metric] for r in results[workload][impl] if metric in r]
-            med[impl] = statistics.median(values) if values else None
+        med = medians(results[workload], metric, impls)
         ours, limit = med.get("ours"), med.get("limit")
         rows.append({"workload": workload, "metric": metric, "label": label, "ours": ours,
                      "limit": limit, "ratio": ours / limit if ours and limit else None,
@@ -888,12 +885,6 @@ def summarize(results, workloads: List[str], impls: List[str]) -> List[dict]:
         rows.append({"workload": workload, "metric": metric, "label": label, "ours": total.get("ours"),
                      "limit": total.get("limit"), "ratio": None, "goal": 0, "lower_is_better": True})
     return rows
-
-
-def _fmt(value: Optional[float]) -> str:
-    if value is None:
-        return "-"
-    return f"{value:,.0f}" if value >= 100 or value == int(value) else f"{value:.1f}"
 
 
 def print_table(rows: List[dict], runs: int, duration: float, w4_publisher: str) -> None:
@@ -918,7 +909,7 @@ def print_table(rows: List[dict], runs: int, duration: float, w4_publisher: str)
             goal = f">= {row['goal']:.1f}"
             if row["ratio"] is not None:
                 goal += " met" if row["ratio"] >= row["goal"] else " NOT met"
-        print(f"{row['label']:34} {_fmt(row['ours']):>10} {_fmt(row['limit']):>10} "
+        print(f"{row['label']:34} {fmt(row['ours']):>10} {fmt(row['limit']):>10} "
               f"{ratio:>7}  {goal}".rstrip())
 
 
@@ -965,7 +956,7 @@ def run(args) -> int:
                         else:
                             res = measure_w6(name, url, pid, warmup, duration, args.stream_window)
                     results[workload][name].append(res)
-                    shown = ", ".join(f"{k}={_fmt(v)}" for k, v in res.items())
+                    shown = ", ".join(f"{k}={fmt(v)}" for k, v in res.items())
                     print(f"run {r + 1}/{args.runs} {workload} {name:5}: {shown}",
                           file=sys.stderr, flush=True)
     finally:

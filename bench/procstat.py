@@ -1,9 +1,11 @@
-"""Child-process helpers shared by the benchmarks: CPU time from /proc, stopping."""
+"""Helpers shared by the benchmarks: CPU time from /proc, stopping children,
+and the medians and number formats of their tables."""
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
-from typing import Optional
+from typing import Dict, List, Optional
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -32,3 +34,19 @@ def stop_child(proc: "subprocess.Popen") -> None:
         proc.wait(5)
     if proc.stdout is not None:
         proc.stdout.close()
+
+
+def medians(runs: Dict[str, List[dict]], metric: str, impls: List[str]) -> Dict[str, Optional[float]]:
+    """impl -> the median of `metric` over its runs (None if no run has it)."""
+    med: Dict[str, Optional[float]] = {}
+    for impl in impls:
+        values = [r[metric] for r in runs[impl] if metric in r]
+        med[impl] = statistics.median(values) if values else None
+    return med
+
+
+def fmt(value: Optional[float]) -> str:
+    """A table cell: thousands separated, one decimal below 100 (but whole numbers)."""
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if value >= 100 or value == int(value) else f"{value:.1f}"

@@ -82,7 +82,6 @@ import argparse
 import json
 import os
 import select
-import statistics
 import struct
 import subprocess
 import sys
@@ -99,7 +98,8 @@ from gevent.event import Event  # noqa: E402
 import onedrive_rpc as rpc  # noqa: E402
 from onedrive_rpc.testing import echo_pb2  # noqa: E402
 from onedrive_rpc.testing.echo_service import ECHO, EchoService  # noqa: E402
-from procstat import cpu_seconds, stop_child  # noqa: E402  (bench/ is on sys.path as the script's folder)
+# bench/ is on sys.path as the script's folder:
+from procstat import cpu_seconds, fmt, medians, stop_child  # noqa: E402
 
 HOST = "127.0.0.1"
 SMALL = 64
@@ -519,10 +519,7 @@ def summarize(results, workloads: List[str], impls: List[str]) -> List[dict]:
     for workload, metric, label, lower_better in ROWS:
         if workload not in workloads:
             continue
-        med = {}
-        for impl in impls:
-            values = [r[metric] for r in results[workload][impl] if metric in r]
-            med[impl] = statistics.median(values) if values else None
+        med = medians(results[workload], metric, impls)
         ours = med.get("ours")
 
         def ratio_to(other: str) -> Optional[float]:
@@ -534,12 +531,6 @@ def summarize(results, workloads: List[str], impls: List[str]) -> List[dict]:
                      "batched": med.get("batched"), "ratio_batched": ratio_to("batched"),
                      "goal": goal, "lower_is_better": lower_better})
     return rows
-
-
-def _fmt(value: Optional[float]) -> str:
-    if value is None:
-        return "-"
-    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
 
 def print_table(rows: List[dict], runs: int, duration: float, pin: str, malloc: str) -> None:
@@ -559,8 +550,8 @@ def print_table(rows: List[dict], runs: int, duration: float, pin: str, malloc: 
             goal = f">= {row['goal']:.1f}"
             if row["ratio"] is not None:
                 goal += " met" if row["ratio"] >= row["goal"] else " NOT met"
-        print(f"{row['label']:34} {_fmt(row['ours']):>10} {_fmt(row['limit']):>10} "
-              f"{ratio:>7} {_fmt(row['batched']):>10} {ratio_b:>7}  {goal}".rstrip())
+        print(f"{row['label']:34} {fmt(row['ours']):>10} {fmt(row['limit']):>10} "
+              f"{ratio:>7} {fmt(row['batched']):>10} {ratio_b:>7}  {goal}".rstrip())
 
 
 def _tune_malloc() -> bool:
@@ -617,7 +608,7 @@ def run(args) -> int:
                         watchdog.close()
                         impl.close()
                     results[workload][name].append(res)
-                    shown = ", ".join(f"{k}={_fmt(v)}" for k, v in res.items() if k != "calls")
+                    shown = ", ".join(f"{k}={fmt(v)}" for k, v in res.items() if k != "calls")
                     print(f"run {r + 1}/{args.runs} {workload} {name:7}: {shown}",
                           file=sys.stderr, flush=True)
     finally:
