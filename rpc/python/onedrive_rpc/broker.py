@@ -209,8 +209,9 @@ class Broker:
                 if len(encoded) >= _ENCODED_CACHE:
                     encoded.clear()
                 shared = encoded[key] = deliver_shared(d.topic, d.publisher, d.publisher_seq)
-            d.owner.push_encoded("deliver", deliver_message(shared, d.subscription_id, d.dropped),
-                                 d.payload)
+            conn: Any = d.owner  # not local: a connection
+            conn.push_encoded("deliver", deliver_message(shared, d.subscription_id, d.dropped),
+                              d.payload)
 
     def _disconnect(self, method: str, dropped: Disconnect) -> None:
         self._subscribed.pop((dropped.owner, dropped.subscription_id), None)
@@ -219,7 +220,7 @@ class Broker:
             if sub is not None:
                 sub.close(RpcError(StatusCode.RESOURCE_EXHAUSTED, dropped.reason))
             return
-        conn = dropped.owner
+        conn: Any = dropped.owner
         log.warning("disconnecting %s from %s: %s", conn.stream.address, method, dropped.reason)
         if conn.refuse_outgoing is None:
             conn.refuse_outgoing = RpcError(StatusCode.RESOURCE_EXHAUSTED, dropped.reason)
@@ -232,10 +233,10 @@ class Broker:
         check_pattern(pattern)
         sid = next(self._local_ids)
         pubsub = self._pubsub(method)
-        sub = Subscription(sid, method, pattern, queue_limit or pubsub.default_queue_limit,
-                           policy, decode, callback,
-                           grant=lambda items: self._send(pubsub.grant(self._local, sid, items)),
-                           unsubscribe=self._local_unsubscribe)
+        sub: Subscription = Subscription(
+            sid, method, pattern, queue_limit or pubsub.default_queue_limit, policy, decode,
+            callback, grant=lambda items: self._send(pubsub.grant(self._local, sid, items)),
+            unsubscribe=self._local_unsubscribe)
         self._local_subscriptions[sid] = sub
         try:
             self._subscribe(self._local, sid, method, pattern, queue_limit, policy)
@@ -311,7 +312,8 @@ class Broker:
 
     def _dispatch(self, method: str) -> None:
         for a in self._queues[method].dispatch():
-            owner, consumer_id = a.consumer
+            key: Any = a.consumer  # (owner, consumer id): the keys this broker made
+            owner, consumer_id = key
             if owner is self._local:
                 self._local_consumers[consumer_id].task(a.task_id, a.attempt, a.payload)
             elif not owner.push("task", a.payload, consumer_id=consumer_id, task_id=a.task_id,

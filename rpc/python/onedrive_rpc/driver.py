@@ -129,6 +129,8 @@ class Connection:
         self._room_waiters = 0
         #: True once the end was orderly: a Close frame was sent or received.
         self.orderly = False
+        #: Set by the owner once it reported this connection's loss.
+        self.reported_lost = False
         forking.track(self)
 
     def _forget_after_fork(self, parent_pid: int) -> None:

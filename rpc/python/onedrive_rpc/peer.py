@@ -335,7 +335,7 @@ class Peer:
         if connection.orderly:
             # E.g. the server stopped gracefully: come back when it does.
             self._hooks.fire("disconnected", connection.close_reason)
-        elif not getattr(connection, "reported_lost", False):
+        elif not connection.reported_lost:
             self._hooks.fire("lost", connection.close_reason)
         if self._reconnect.enabled and not self._closing and self._reconnector is None:
             self._reconnector = gevent.spawn(self._come_back, connection)

@@ -309,7 +309,7 @@ class Server:
         if conn.peer is not None:
             if conn.orderly:
                 self._hooks.fire("disconnected", conn.peer, conn.close_reason)
-            elif not getattr(conn, "reported_lost", False):
+            elif not conn.reported_lost:
                 self._hooks.fire("lost", conn.peer, conn.close_reason)
 
 

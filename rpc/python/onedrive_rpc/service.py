@@ -51,7 +51,7 @@ class MethodInfo(NamedTuple):
 def _pattern(method: MethodDescriptor) -> int:
     if method.client_streaming:
         raise ValueError(f"{method.full_name}: client streaming is not a supported pattern")
-    declared = method.GetOptions().Extensions[options_pb2.pattern]
+    declared: int = method.GetOptions().Extensions[options_pb2.pattern]  # type: ignore[index]
     if declared == options_pb2.PATTERN_DEFAULT:
         return options_pb2.SERVER_STREAM if method.server_streaming else options_pb2.REQUEST_RESPONSE
     if method.server_streaming != (declared == options_pb2.SERVER_STREAM):
@@ -122,7 +122,8 @@ def prefetch_of(func: Callable[..., Any]) -> int:
 
 class _Handler(NamedTuple):
     info: MethodInfo
-    func: Optional[Callable[[Message, Context], Message]]
+    # (request, context) -> reply, items, or None, by the method's pattern.
+    func: Optional[Callable[..., Any]]
 
 
 class Registry:
@@ -251,7 +252,7 @@ class Registry:
 _NOTIFICATION = options_pb2.NOTIFICATION
 _SERVER_STREAM = options_pb2.SERVER_STREAM
 
-_HOW_TO_USE = {
+_HOW_TO_USE: Dict[int, str] = {
     options_pb2.REQUEST_RESPONSE: "call it",
     options_pb2.SERVER_STREAM: "call it and iterate the stream",
     options_pb2.NOTIFICATION: "send it as a notification",
@@ -261,7 +262,7 @@ _HOW_TO_USE = {
 }
 
 
-_SENT_AS = {
+_SENT_AS: Dict[int, str] = {
     options_pb2.REQUEST_RESPONSE: "a call",
     options_pb2.SERVER_STREAM: "a stream call",
     options_pb2.NOTIFICATION: "a notification",
