@@ -38,6 +38,9 @@ log = logging.getLogger("onedrive_rpc")
 
 _monotonic = time.monotonic
 
+_QUEUE_LIMITS = ("max_attempts", "max_tasks", "max_bytes", "max_dead_letters",
+                 "max_dead_letter_bytes")
+
 # Messages whose shared Deliver fields are kept encoded: about what the
 # subscriptions' queues can release at once; past it the cache starts over.
 _ENCODED_CACHE = 4096
@@ -257,6 +260,18 @@ class Broker:
             self._method(method, options_pb2.PRODUCER_CONSUMER)
             queue = self._queues[method] = WorkQueue(method)
         return queue
+
+    def configure_queue(self, method: str, **limits: int) -> None:
+        """Set `max_attempts`, `max_tasks`, `max_bytes`, `max_dead_letters`
+        or `max_dead_letter_bytes` of the queue of `method`."""
+        queue = self._queue(method)
+        for name, value in limits.items():
+            if name not in _QUEUE_LIMITS:
+                raise TypeError(f"unknown work queue setting {name!r} (known: {', '.join(_QUEUE_LIMITS)})")
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"work queue {method}: {name} must be an integer >= 1, not {value!r}")
+        for name, value in limits.items():
+            setattr(queue, name, value)
 
     def queue_stats(self, method: str) -> QueueStats:
         return self._queue(method).stats()

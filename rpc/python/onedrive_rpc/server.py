@@ -173,6 +173,17 @@ class Server:
 
     call_future = open_stream = notify = call
 
+    def configure_queue(self, method: str, *, max_attempts: Optional[int] = None,
+                        max_tasks: Optional[int] = None, max_bytes: Optional[int] = None,
+                        max_dead_letters: Optional[int] = None) -> None:
+        """Limits of work queue `method` ("/pkg.Svc/M"): attempts before a
+        task becomes a dead letter (default 5), tasks and payload bytes held
+        before produce() answers RESOURCE_EXHAUSTED (100,000 and 64 MiB),
+        dead letters kept (10,000)."""
+        given = dict(max_attempts=max_attempts, max_tasks=max_tasks, max_bytes=max_bytes,
+                     max_dead_letters=max_dead_letters)
+        self._broker.configure_queue(method, **{k: v for k, v in given.items() if v is not None})
+
     def queue_stats(self, method: str) -> QueueStats:
         """Counts of work queue `method` ("/pkg.Svc/M"): ready, in flight,
         consumers, dead letters, produced, completed, failed attempts,
