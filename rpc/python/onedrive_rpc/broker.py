@@ -29,7 +29,8 @@ from .core.topics import TopicError, check_pattern
 from .core.workqueue import DeadLetter, QueueFull, QueueStats, WorkQueue
 from .driver import Connection
 from .errors import RpcError, StatusCode
-from .patterns import Consumer, BroadcastListener, Received, Subscription, TaskContext
+from .patterns import (DEFAULT_LISTENER_QUEUE, BroadcastListener, Consumer, Received,
+                       Subscription, TaskContext)
 from .service import MethodInfo, Registry
 
 __all__ = ["Broker"]
@@ -376,10 +377,12 @@ class Broker:
         return sent
 
     def listen(self, method: str, decode: Callable[[Any], Any],
-               callback: Optional[Callable[[Received], None]] = None) -> BroadcastListener:
+               callback: Optional[Callable[[Received], None]] = None,
+               queue_limit: int = DEFAULT_LISTENER_QUEUE) -> BroadcastListener:
         """Hear the broadcasts of `method` in this process."""
         self._method(method, options_pb2.BROADCAST)
-        listener: BroadcastListener = BroadcastListener(method, decode, callback, self._unlisten)
+        listener: BroadcastListener = BroadcastListener(method, decode, callback, self._unlisten,
+                                                        queue_limit)
         self._listeners[method].append(listener)
         return listener
 

@@ -15,7 +15,8 @@ from . import options_pb2
 from .calls import DEFAULT_STREAM_WINDOW, CallFuture
 from .core.pubsub import Policy
 from .peer import Peer
-from .patterns import BroadcastListener, Consumer, Received, Subscription, TaskContext
+from .patterns import (DEFAULT_LISTENER_QUEUE, BroadcastListener, Consumer, Received,
+                       Subscription, TaskContext)
 from .service import MethodInfo, method_infos
 from .server import Server
 from .streams import ServerStream
@@ -171,9 +172,12 @@ class BroadcastMethod(_MessageMethod[RequestT]):
         server itself: to every peer, returning how many."""
         return self._peer.broadcast(self._path, self._payload(message), confirm, timeout)
 
-    def listen(self, callback: Optional[Callable[[Received], None]] = None) -> BroadcastListener:
-        """Hear this method's broadcasts: `callback(received)`, or iterate."""
-        return self._peer.listen(self._path, self._decode_input, callback)
+    def listen(self, callback: Optional[Callable[[Received], None]] = None, *,
+               queue_limit: int = DEFAULT_LISTENER_QUEUE) -> BroadcastListener:
+        """Hear this method's broadcasts: `callback(received)`, or iterate. At
+        most `queue_limit` wait unhandled; then the oldest is dropped (counted
+        in `listener.dropped`)."""
+        return self._peer.listen(self._path, self._decode_input, callback, queue_limit)
 
 
 def _policy(name: str) -> int:

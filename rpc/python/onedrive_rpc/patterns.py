@@ -231,6 +231,8 @@ class BroadcastListener(_Inbox[MsgT]):
                  callback: Optional[Callable[[Received], None]],
                  stop: Callable[["BroadcastListener"], None],
                  queue_limit: int = DEFAULT_LISTENER_QUEUE) -> None:
+        if queue_limit < 1:
+            raise ValueError(f"queue_limit must be at least 1, not {queue_limit}")
         super().__init__(f"listener of {method}", decode, callback)
         self.method = method
         self.queue_limit = queue_limit

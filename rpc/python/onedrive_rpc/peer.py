@@ -23,7 +23,8 @@ from .handshake import perform_handshake, refuse
 from .hooks import PeerHooks
 from .identity import local_identity
 from .streams import ServerStream
-from .patterns import BroadcastListener, Consumer, Received, Subscription, TaskContext
+from .patterns import (DEFAULT_LISTENER_QUEUE, BroadcastListener, Consumer, Received,
+                       Subscription, TaskContext)
 from .transport import connect_stream
 
 __all__ = ["Peer", "connect"]
@@ -222,10 +223,12 @@ class Peer:
             self._connection.send_one_way("broadcast", payload, method=method)
 
     def listen(self, method: str, decode: Callable[[Any], Any],
-               callback: Optional[Callable[[Received], None]] = None) -> BroadcastListener:
+               callback: Optional[Callable[[Received], None]] = None,
+               queue_limit: int = DEFAULT_LISTENER_QUEUE) -> BroadcastListener:
         """Hear the broadcasts of `method`, as `callback(received)` or by
         iterating the returned listener."""
-        listener: BroadcastListener = BroadcastListener(method, decode, callback, self._unlisten)
+        listener: BroadcastListener = BroadcastListener(method, decode, callback, self._unlisten,
+                                                        queue_limit)
         self._listeners.setdefault(method, []).append(listener)
         return listener
 

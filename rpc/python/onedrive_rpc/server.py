@@ -24,7 +24,8 @@ from .errors import PeerLost, RpcError, StatusCode
 from .handshake import perform_handshake, refuse
 from .hooks import PeerHooks
 from .identity import local_identity
-from .patterns import BroadcastListener, Consumer, Received, Subscription, TaskContext
+from .patterns import (DEFAULT_LISTENER_QUEUE, BroadcastListener, Consumer, Received,
+                       Subscription, TaskContext)
 from .service import Registry, Service, prefetch_of
 from .transport import ConnectionClosed, Listener, Stream, listen
 
@@ -165,8 +166,9 @@ class Server:
         return self._broker.broadcast(method, payload)
 
     def listen(self, method: str, decode: Callable[[Any], Any],
-               callback: Optional[Callable[[Received], None]] = None) -> BroadcastListener:
-        return self._broker.listen(method, decode, callback)
+               callback: Optional[Callable[[Received], None]] = None,
+               queue_limit: int = DEFAULT_LISTENER_QUEUE) -> BroadcastListener:
+        return self._broker.listen(method, decode, callback, queue_limit)
 
     def call(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError("a Server does not call its own methods: connect to it with rpc.connect()")

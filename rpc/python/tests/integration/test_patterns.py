@@ -509,3 +509,14 @@ def test_a_frozen_subscriber_costs_bounded_memory_and_delays_no_one(transport, u
             assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
     finally:
         server.stop()
+
+
+def test_a_slow_listener_keeps_the_newest_broadcasts_up_to_its_limit(served, peers):
+    listener = echo(peers(served.url)).announce.listen(queue_limit=3)
+    wait_until(lambda: len(served.connections) == 1)
+    for i in range(10):
+        echo(served).announce.broadcast(Msg(text=str(i)))
+    wait_until(lambda: listener.dropped == 7)
+    assert texts(collect(listener, 3)) == ["7", "8", "9"]
+    with pytest.raises(ValueError, match="queue_limit must be at least 1, not 0"):
+        echo(served).announce.listen(queue_limit=0)
