@@ -96,7 +96,10 @@ class Broker:
             if handler is None:
                 raise RpcError(StatusCode.UNIMPLEMENTED,
                                f"a server does not take {type(event).__name__} frames")
-            handler(conn, event)
+            try:
+                handler(conn, event)
+            except ValueError as exc:  # e.g. more credit than a consumer may hold
+                raise RpcError(StatusCode.INVALID_ARGUMENT, str(exc)) from None
         except RpcError as exc:
             if call_id:
                 conn.answer(call_id, exc.code, exc.message)

@@ -520,3 +520,13 @@ def test_a_slow_listener_keeps_the_newest_broadcasts_up_to_its_limit(served, pee
     assert texts(collect(listener, 3)) == ["7", "8", "9"]
     with pytest.raises(ValueError, match="queue_limit must be at least 1, not 0"):
         echo(served).announce.listen(queue_limit=0)
+
+
+def test_a_peer_granting_absurd_credit_is_refused_not_crashed(served, peers, caplog):
+    peer = peers(served.url)
+    consumer = echo(peer).work.consume(lambda task, context: None, prefetch=1, timeout=5)
+    peer._connection.grant(4_000_000_000, consumer_id=consumer.id)
+    wait_until(lambda: any("refused" in r.getMessage() for r in caplog.records))
+    assert echo(peer).echo(Msg(text="still here"), timeout=5).text == "still here"
+    echo(peer).work.produce(Msg(text="t"), timeout=5)
+    wait_until(lambda: served.queue_stats(WORK).completed == 1)
