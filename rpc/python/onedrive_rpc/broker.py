@@ -23,7 +23,7 @@ import gevent
 
 from . import options_pb2
 from .core import events as ev
-from .core.pattern_frames import deliver_message, deliver_shared
+from .core.pattern_frames import deliver_message, deliver_shared, task_message
 from .core.pubsub import Delivery, Disconnect, Policy, PubSub, TooManySubscriptions
 from .core.topics import TopicError, check_pattern
 from .core.workqueue import DeadLetter, QueueFull, QueueStats, WorkQueue
@@ -335,8 +335,8 @@ class Broker:
             owner, consumer_id = key
             if owner is self._local:
                 self._local_consumers[consumer_id].task(a.task_id, a.attempt, a.payload)
-            elif not owner.push("task", a.payload, consumer_id=consumer_id, task_id=a.task_id,
-                                attempt=a.attempt):
+            elif not owner.push_encoded("task", task_message(consumer_id, a.task_id, a.attempt),
+                                        a.payload):
                 # Closed under us: its on_close will hand the task back.
                 log.debug("task %d of %s not sent: connection gone", a.task_id, method)
 

@@ -591,12 +591,13 @@ class Connection:
         self._flush_soon()
         self._await(call_id, waiter, timeout, _no_reply, f"{kind} to {fields.get('method', '?')}")
 
-    def send_one_way(self, kind: str, payload: bytes = b"", **fields: Any) -> int:
+    def send_one_way(self, kind: str, payload: bytes = b"", encoded: Optional[bytes] = None,
+                     **fields: Any) -> int:
         """Send a pattern frame nobody answers (publish, unsubscribe,
-        task_done, ...); returns its seq."""
+        task_done, ...), from `fields` or already `encoded`; returns its seq."""
         self._check_can_send()
         self._wait_for_room()
-        seq = self._send_frame(kind, payload, **fields)
+        seq = self._send_frame(kind, payload, encoded, **fields)
         self._flush_soon()
         return seq
 
@@ -639,8 +640,11 @@ class Connection:
             self.session.send_response(call_id, code, message)
             self._flush_soon()
 
-    def _send_frame(self, kind: str, payload: bytes, **fields: Any) -> int:
+    def _send_frame(self, kind: str, payload: bytes, encoded: Optional[bytes] = None,
+                    **fields: Any) -> int:
         try:
+            if encoded is not None:
+                return self.session.send_encoded(kind, encoded, payload)
             return self.session.send_frame(kind, payload, **fields)
         except MessageTooLarge as exc:
             raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None

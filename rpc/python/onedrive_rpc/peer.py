@@ -12,6 +12,7 @@ import gevent
 from .config import Heartbeat, Limits, Reconnect
 from .core import events as ev
 from .core.events import PeerInfo
+from .core.pattern_frames import task_done_message
 from .core.pubsub import DEFAULT_QUEUE_LIMIT, Policy
 from .core.topics import check_pattern, check_topic
 from .core.workqueue import MAX_PREFETCH
@@ -202,8 +203,8 @@ class Peer:
         return consumer
 
     def _task_done(self, consumer_id: int, task_id: int, code: int, message: str) -> None:
-        self._connection.send_one_way("task_done", consumer_id=consumer_id, task_id=task_id,
-                                      status=(code, message, ""))
+        self._connection.send_one_way(
+            "task_done", encoded=task_done_message(consumer_id, task_id, code, message))
 
     def _withdraw(self, consumer: Consumer) -> None:
         if self._consumers.pop(consumer.id, None) is not None:

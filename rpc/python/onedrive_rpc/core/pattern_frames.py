@@ -11,7 +11,8 @@ from ..errors import RemoteProtocolError
 from . import events as ev
 from .framing import Frame, varint
 
-__all__ = ["DECODERS", "OPENS_CALL", "SENDABLE", "TAGS", "deliver_shared", "deliver_message"]
+__all__ = ["DECODERS", "OPENS_CALL", "SENDABLE", "TAGS", "deliver_shared", "deliver_message",
+           "task_message", "task_done_message"]
 
 _Envelope = wire_pb2.Envelope
 Decoder = Callable[[_Envelope, Frame], ev.Event]
@@ -123,6 +124,23 @@ def deliver_shared(topic: str, publisher: str, publisher_seq: int) -> bytes:
     """The Deliver fields every subscriber of one message gets, serialized."""
     return wire_pb2.Deliver(topic=topic, publisher=publisher,
                             publisher_seq=publisher_seq).SerializeToString()
+
+
+def task_message(consumer_id: int, task_id: int, attempt: int) -> bytes:
+    """A serialized Task: sent for every task, so written by hand."""
+    return b"\x08" + varint(consumer_id) + b"\x10" + varint(task_id) + b"\x18" + varint(attempt)
+
+
+def task_done_message(consumer_id: int, task_id: int, code: int, message: str) -> bytes:
+    """A serialized TaskDone (its status as a nested message, field 3)."""
+    status = b""
+    if code:
+        status += b"\x08" + varint(code)
+    if message:
+        text = message.encode()
+        status += b"\x12" + varint(len(text)) + text
+    out = b"\x08" + varint(consumer_id) + b"\x10" + varint(task_id)
+    return out + b"\x1a" + varint(len(status)) + status if status else out
 
 
 def deliver_message(shared: bytes, subscription_id: int, dropped: int) -> bytes:

@@ -192,3 +192,15 @@ def test_varint_matches_protobuf_for_every_width():
     assert varint(0) == b"\x00"
     for value in [1, 127, 128, 16383, 16384, 2 ** 21 - 1, 2 ** 21, 2 ** 28, 2 ** 63]:
         assert varint(value) == wire_pb2.Envelope(seq=value).SerializeToString()[1:]
+
+
+@pytest.mark.parametrize("code,message", [(0, ""), (13, ""), (0, "odd"), (13, "RuntimeError: é")])
+def test_tasks_encoded_by_hand_are_the_frames_protobuf_builds(code, message):
+    from onedrive_rpc.core.pattern_frames import task_done_message, task_message
+    client, server = open_pair()
+    server.send_encoded("task", task_message(7, 70000, 3), b"t")
+    server.send_frame("task", b"t", consumer_id=7, task_id=70000, attempt=3)
+    assert client.receive_data(wire(server), 0.0) == [ev.TaskReceived(7, 70000, 3, b"t")] * 2
+    client.send_encoded("task_done", task_done_message(7, 70000, code, message))
+    client.send_frame("task_done", consumer_id=7, task_id=70000, status=(code, message, ""))
+    assert server.receive_data(wire(client), 0.0) == [ev.TaskDoneReceived(7, 70000, code, message)] * 2
