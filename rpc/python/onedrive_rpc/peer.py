@@ -208,6 +208,13 @@ class Peer:
 
     def _withdraw(self, consumer: Consumer) -> None:
         if self._consumers.pop(consumer.id, None) is not None:
+            connection = self._connection
+            if connection.suspended or connection.closed:
+                # Nobody to tell now: the server hands its tasks back when
+                # the session ends, or when a resumed one closes.
+                self._quietly("consume", consumer_id=consumer.id, method=consumer.method,
+                              stop=True)
+                return
             try:
                 self._connection.call_frame("consume", b"", self._timeout, consumer_id=consumer.id,
                                             method=consumer.method, stop=True)

@@ -530,3 +530,23 @@ def test_a_peer_granting_absurd_credit_is_refused_not_crashed(served, peers, cap
     assert echo(peer).echo(Msg(text="still here"), timeout=5).text == "still here"
     echo(peer).work.produce(Msg(text="t"), timeout=5)
     wait_until(lambda: served.queue_stats(WORK).completed == 1)
+
+
+def test_stopping_a_consumer_while_disconnected_does_not_wait_for_the_server(served, peers):
+    proxy = FaultProxy(served.url).start()
+    try:
+        # A 4 s liveness bound: what waits on the server would fail only then.
+        peer = peers(proxy.url, heartbeat=rpc.Heartbeat(0.2, 20))
+        lost = AsyncResult()
+        peer.on_lost(lost.set)
+        consumer = echo(peer).work.consume(lambda task, context: None, prefetch=1, timeout=5)
+        proxy.blackhole()
+        proxy.cut()
+        lost.get(timeout=5)
+        with gevent.Timeout(1):  # not the seconds a withdrawal could wait for its answer
+            consumer.stop(grace=0)
+        proxy.heal()
+        # Once the session resumes, the withdrawal queued meanwhile reaches the server.
+        wait_until(lambda: served.queue_stats(WORK).consumers == 0, timeout=10)
+    finally:
+        proxy.stop()
