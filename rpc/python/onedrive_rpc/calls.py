@@ -65,7 +65,7 @@ class Context:
         self.metadata = metadata
         self.deadline = deadline
         self.greenlet = getcurrent()
-        self.timer = None
+        self.timer: Any = None
         self.abort: Optional[CallAborted] = None
         self.done = False
         #: Set once the handler turned out to be a server stream.

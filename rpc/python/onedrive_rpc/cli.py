@@ -122,6 +122,7 @@ def cmd_ping(args: argparse.Namespace) -> int:
         with connect(args.url, timeout=args.timeout) as peer:
             elapsed = (time.perf_counter() - start) * 1000
             info = peer.info
+            assert info is not None  # known once connect() returned
             print(f"{args.url}: handshake in {elapsed:.2f} ms with {info.name} "
                   f"(pid {info.pid}, peer id {info.peer_id}, session {peer.session_id})")
     return 0

@@ -209,6 +209,13 @@ class Client:
     def methods(self) -> Dict[str, object]:
         return dict(self._methods)
 
+    def __getattr__(self, name: str) -> Any:
+        # Only for names that are not methods (those are set in __init__).
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise AttributeError(f"service {self.descriptor.full_name} has no method {name!r}; it has: "
+                             f"{', '.join(sorted(self._methods)) or 'none'}")
+
 
 _METHOD_KINDS: Dict[int, Any] = {
     options_pb2.REQUEST_RESPONSE: UnaryMethod,

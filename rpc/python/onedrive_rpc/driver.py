@@ -358,7 +358,7 @@ class Connection:
             log.exception("reader of %s failed", stream.address)
             self.abort(RpcError(StatusCode.INTERNAL, f"reader failed: {exc!r}"))
 
-    def _handle(self, event: ev.Event) -> None:
+    def _handle(self, event: Any) -> None:  # one of ev.Event, told apart by type()
         kind = type(event)
         if kind is ev.ResponseReceived:
             waiter = self._pending.pop(event.call_id, None)
@@ -700,11 +700,11 @@ class Connection:
         if call_id in self._pending:
             self.grant(items, call_id=call_id)
 
-    def grant(self, items: int, **which: int) -> None:
+    def grant(self, items: int, **which: Any) -> None:
         """Flow control for a subscription or consumer: the peer may send
         `items` more. Quietly nothing once the connection is gone."""
         if not self.closed and self.session.state in (State.OPEN, State.SUSPENDED):
-            self.session.send_frame("credit", items=items, **which)
+            self.session.send_frame("credit", b"", items=items, **which)
             self._flush_soon()
 
     def notify(self, method: str, payload: bytes, metadata: Optional[Mapping[str, str]] = None,
@@ -752,7 +752,8 @@ class Connection:
         if self.refuse_outgoing is not None:
             raise fresh(self.refuse_outgoing)
         if self.suspended and self._pending_failed:
-            raise PeerLost(f"not connected: {self.suspend_reason.message}; reconnecting")
+            reason = self.suspend_reason.message if self.suspend_reason else "connection lost"
+            raise PeerLost(f"not connected: {reason}; reconnecting")
 
     def _send_request(self, method: str, payload: bytes, timeout: Optional[float],
                       metadata: Optional[Mapping[str, str]], waiter: Any,

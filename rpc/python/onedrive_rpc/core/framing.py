@@ -196,12 +196,12 @@ class FrameDecoder:
         """Copy `data` in and return the frames it completes."""
         self.check()
         frames: List[Frame] = []
-        data = memoryview(data)
+        view = memoryview(data)
         offset = 0
-        while offset < len(data):
+        while offset < len(view):
             space = self.get_buffer()
-            n = min(len(space), len(data) - offset)
-            space[:n] = data[offset:offset + n]
+            n = min(len(space), len(view) - offset)
+            space[:n] = view[offset:offset + n]
             offset += n
             try:
                 frames.extend(self.buffer_updated(n))

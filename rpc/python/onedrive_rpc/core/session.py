@@ -95,11 +95,11 @@ def _split_payload(frame: Frame) -> Tuple[_Envelope, Frame]:
             end = pos + length
             if end > len(frame):
                 raise RemoteProtocolError("malformed envelope: payload runs past the frame")
-            env.ParseFromString(frame[end:])
+            env.ParseFromString(frame[end:])  # type: ignore[arg-type]  # upb takes views
             if env.HasField("payload"):  # a second payload field: the last wins
                 return env, env.payload
             return env, frame[pos:end]
-        env.ParseFromString(frame)
+        env.ParseFromString(frame)  # type: ignore[arg-type]
         return env, env.payload
     except (DecodeError, IndexError) as exc:
         raise RemoteProtocolError(f"malformed envelope: {exc or 'truncated'}") from None
@@ -216,7 +216,7 @@ class Session:
 
     # -------------------------------------------------------------- liveness
 
-    def tick(self, now: float) -> List[ev.Event]:
+    def tick(self, now: float) -> List[ev.PeerSilent]:
         """Advance the heartbeat clock: queue a heartbeat if we were silent
         for an interval; report PeerSilent (and close) if the peer was
         silent past its bound. Call it at next_deadline() or later."""
@@ -516,7 +516,7 @@ class Session:
                     # _split_payload's common case, inlined: a payload
                     # shorter than 128 bytes, first.
                     env = _Envelope()
-                    env.ParseFromString(frame[plen + 2:])
+                    env.ParseFromString(frame[plen + 2:])  # type: ignore[arg-type]
                     payload = env.payload if env.HasField("payload") else frame[2:plen + 2]
                 else:
                     env, payload = _split_payload(frame)

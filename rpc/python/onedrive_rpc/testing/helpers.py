@@ -31,7 +31,7 @@ def envelopes(data: bytes) -> List[wire_pb2.Envelope]:
     result = []
     for frame in decoder.feed(data):
         env = wire_pb2.Envelope()
-        env.ParseFromString(frame)
+        env.ParseFromString(frame)  # type: ignore[arg-type]
         result.append(env)
     if decoder.buffered:
         raise ValueError(f"{decoder.buffered} bytes of an incomplete frame at the end")

@@ -465,6 +465,9 @@ def test_misuse_of_each_pattern_gets_a_specific_error(served, peers):
     assert "Count is a SERVER_STREAM method, sent a call: call it and iterate" in info.value.message
     with pytest.raises(TypeError, match="takes a onedrive_rpc.testing.Msg, not Empty"):
         client.changed.publish("a", empty_pb2.Empty())
+    with pytest.raises(AttributeError, match="service onedrive_rpc.testing.Echo has no method 'nope'; "
+                                             "it has: announce, changed, count"):
+        client.nope
     peer.close()
     with pytest.raises(rpc.PeerLost):
         client.note(Msg(text="too late"))

@@ -53,6 +53,7 @@ def run(url: str) -> int:
     try:
         cli, tray, uploader = SyncClient(cli_peer), SyncClient(tray_peer), SyncClient(uploader_peer)
         info = cli_peer.info
+        assert info is not None  # known once connect() returned
         _say(f"the CLI connected to {info.name} (pid {info.pid}), session {cli_peer.session_id}")
 
         _say("request/response: cli.get_item(/Documents/report.docx)")
