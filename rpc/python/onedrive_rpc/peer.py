@@ -161,6 +161,8 @@ class Peer:
         except BaseException:
             self._subscriptions.pop(sid, None)
             sub.close(RpcError(StatusCode.CANCELLED, "subscribing failed"))
+            # Timed out, say, while the server did register it: undo that.
+            self._quietly("unsubscribe", subscription_id=sid)
             raise
         return sub
 
@@ -199,6 +201,8 @@ class Peer:
             self._register(consumer, timeout)
         except BaseException:
             self._consumers.pop(cid, None)
+            consumer.stopped = True
+            self._quietly("consume", consumer_id=cid, method=method, stop=True)
             raise
         return consumer
 
