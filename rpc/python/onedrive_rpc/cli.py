@@ -20,7 +20,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor_pool import Default as default_pool
 
 from . import options_pb2
-from .errors import RpcError
+from .errors import RpcError, StatusCode
 from .service import method_infos
 
 __all__ = ["main"]
@@ -34,19 +34,63 @@ def _load_modules(names: List[str]) -> None:
         importlib.import_module(name)
 
 
-def _method(path: str):
+def _method(path: str, peer=None):
+    """The service and method descriptors of "package.Service/Method": from
+    the modules loaded here, else from the server's reflection (if `peer`)."""
     service_name, _, method_name = path.strip("/").partition("/")
     if not method_name and "." in service_name:
         service_name, _, method_name = service_name.rpartition(".")
     try:
         service = default_pool().FindServiceByName(service_name)
     except KeyError:
-        raise SystemExit(f"unknown service {service_name!r}: pass --module with its _pb2 module") from None
+        service = _reflected(service_name, peer)
     method = service.methods_by_name.get(method_name)
     if method is None:
         raise SystemExit(f"service {service_name} has no method {method_name!r}; it has: "
                          f"{', '.join(m.name for m in service.methods)}")
     return service, method
+
+
+def _reflected(service_name: str, peer):
+    from . import reflection
+
+    hint = f"unknown service {service_name!r}: pass --module with its _pb2 module"
+    if peer is None:
+        raise SystemExit(hint)
+    try:
+        services = reflection.list_services(peer)
+    except RpcError as exc:
+        if exc.code == StatusCode.UNIMPLEMENTED:
+            raise SystemExit(f"{hint} (the server offers no reflection)") from None
+        raise
+    if service_name not in services.services:
+        raise SystemExit(f"the server has no service {service_name!r}; it has: "
+                         f"{', '.join(services.services)}")
+    reflection.load(services)
+    return default_pool().FindServiceByName(service_name)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print the services a server serves (it needs reflection=True)."""
+    from . import reflection
+    from .peer import connect
+
+    with connect(args.url, timeout=args.timeout) as peer:
+        try:
+            services = reflection.list_services(peer, timeout=args.timeout)
+        except RpcError as exc:
+            if exc.code == StatusCode.UNIMPLEMENTED:
+                print(f"error: {args.url} offers no reflection (rpc.Server(..., reflection=True))",
+                      file=sys.stderr)
+                return 1
+            raise
+        for service in reflection.load(services):
+            print(service.full_name)
+            for info, method in zip(method_infos(service), service.methods):
+                shape = options_pb2.Pattern.Name(info.pattern)
+                print(f"  {method.name}({method.input_type.full_name}) -> "
+                      f"{method.output_type.full_name}  [{shape}]")
+    return 0
 
 
 def cmd_call(args: argparse.Namespace) -> int:
@@ -55,12 +99,12 @@ def cmd_call(args: argparse.Namespace) -> int:
     from .peer import connect
 
     _load_modules(args.module)
-    service, method = _method(args.method)
-    request = json_format.Parse(args.json, GetMessageClass(method.input_type)())
-    decode = GetMessageClass(method.output_type).FromString
-    path = f"/{service.full_name}/{method.name}"
-    pattern = method_infos(service)[list(service.methods).index(method)].pattern
     with connect(args.url, timeout=args.timeout) as peer:
+        service, method = _method(args.method, peer)
+        request = json_format.Parse(args.json, GetMessageClass(method.input_type)())
+        decode = GetMessageClass(method.output_type).FromString
+        path = f"/{service.full_name}/{method.name}"
+        pattern = method_infos(service)[list(service.methods).index(method)].pattern
         payload = request.SerializeToString()
         if pattern == options_pb2.SERVER_STREAM:
             for item in peer.open_stream(path, payload, decode, timeout=args.timeout):
@@ -176,6 +220,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--module", action="append", default=[])
     p.add_argument("--timeout", type=float, default=10.0)
     p.set_defaults(func=cmd_subscribe)
+
+    p = sub.add_parser("list", help="list a server's services and methods (reflection)")
+    p.add_argument("url")
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("ping", help="connect, handshake and report the peer")
     p.add_argument("url")

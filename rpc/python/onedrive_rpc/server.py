@@ -44,6 +44,9 @@ DROP_OLDEST = int(Policy.DROP_OLDEST)
 class Server:
     """Serves added services on `url` (tcp://, unix://, inproc://, ...).
 
+    `reflection=True` also serves onedrive_rpc.Reflection, which tells
+    tools (`onedrive-rpc list`) what the server serves and its contracts.
+
     `start()` returns at once (`url` then tells the real address, e.g. the
     port picked for tcp port 0); `serve_forever()` blocks until `stop()`.
     """
@@ -52,7 +55,8 @@ class Server:
                  limits: Optional[Limits] = None,
                  heartbeat: Optional[Heartbeat] = None,
                  session_grace: float = DEFAULT_SESSION_GRACE,
-                 include_tracebacks: bool = False) -> None:
+                 include_tracebacks: bool = False,
+                 reflection: bool = False) -> None:
         self._url = url
         self._name = name
         self.limits = limits or Limits()
@@ -66,6 +70,11 @@ class Server:
         self._registry = Registry(include_tracebacks=include_tracebacks)
         self._broker = Broker(self._registry, lambda: self._connections,
                               local_identity(name)[0])
+        if reflection:
+            # Lists what this server serves (onedrive_rpc.Reflection): for
+            # `onedrive-rpc list` and calls without generated code.
+            from .reflection import ReflectionService
+            self._registry.add(ReflectionService(self._registry.services_view))
         self._listener: Optional[Listener] = None
         self._acceptor: Optional[gevent.Greenlet] = None
         self._connections: List[Connection] = []

@@ -138,6 +138,11 @@ class Registry:
     def services(self) -> Dict[str, Service]:
         return dict(self._services)
 
+    @property
+    def services_view(self) -> Dict[str, Service]:
+        """The live mapping of services added (not a copy)."""
+        return self._services
+
     def add(self, service: Service) -> List["_Handler"]:
         """Add `service`; returns its methods with their functions (None
         where it defines none)."""

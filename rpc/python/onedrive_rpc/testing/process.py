@@ -230,7 +230,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.role:
         _pattern_peer(args)
         return
-    server = Server(args.url, name="echo-server", include_tracebacks=args.tracebacks,
+    server = Server(args.url, name="echo-server", include_tracebacks=args.tracebacks, reflection=True,
                     heartbeat=args.heartbeat)
     server.add_service(EchoService())
     server.start()

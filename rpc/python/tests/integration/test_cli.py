@@ -4,11 +4,21 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 
 def run_cli(*args, timeout=60):
     return subprocess.run([sys.executable, "-m", "onedrive_rpc.cli", *args],
                           capture_output=True, text=True, timeout=timeout)
+
+
+def gevent_run_cli(*args, timeout=60):
+    """run_cli that lets this process's hub serve meanwhile."""
+    from gevent import subprocess as gsubprocess
+    return gsubprocess.run([sys.executable, "-m", "onedrive_rpc.cli", *args],
+                           capture_output=True, text=True, timeout=timeout)
 
 
 def test_the_readme_demo_runs_the_example_daemon_and_shows_every_pattern():
@@ -72,3 +82,64 @@ def test_streams_notifications_publish_and_subscribe_from_the_command_line(tmp_p
             ("drive.a", "drive.a"), ("drive.c.d", "drive.c.d")]
         result = run_cli("publish", server.url, "onedrive_rpc.testing.Echo/Changed", "bad topic", "{}")
         assert result.returncode == 2 and "whitespace" in result.stderr
+
+
+SHOP_SERVER = '''
+import sys
+import onedrive_rpc as rpc
+from shop import orders_pb2
+from shop.common import types_pb2
+from shop.orders_rpc import OrdersBase
+
+
+class Orders(OrdersBase):
+    def place_order(self, request, context):
+        return orders_pb2.Order(id=f"order-{request.quantity}", item=types_pb2.Item(id=request.item_id))
+
+
+server = rpc.Server(sys.argv[1], reflection=True)
+server.add_service(Orders())
+server.start()
+print("READY " + server.url, flush=True)
+server.serve_forever()
+'''
+
+
+def test_list_and_call_a_service_the_command_line_has_no_code_for(tmp_path, monkeypatch):
+    pytest.importorskip("grpc_tools")
+    from onedrive_rpc.codegen.__main__ import main as codegen
+    from onedrive_rpc.testing.process import ServerProcess
+    inputs = Path(__file__).resolve().parents[1] / "codegen" / "inputs"
+    gen = tmp_path / "gen"
+    assert codegen(["-I", str(inputs), "--out", str(gen), str(inputs / "shop/orders.proto"),
+                    str(inputs / "shop/common/types.proto")]) == 0
+    (gen / "serve_shop.py").write_text(SHOP_SERVER)
+    monkeypatch.setenv("PYTHONPATH", str(gen))
+    with ServerProcess(f"unix://{tmp_path}/shop.sock", module="serve_shop") as server:
+        monkeypatch.delenv("PYTHONPATH")  # the command line knows nothing of shop
+        result = run_cli("list", server.url)
+        assert result.returncode == 0, result.stderr
+        assert "shop.orders.Orders" in result.stdout and "onedrive_rpc.Reflection" in result.stdout
+        assert "  PlaceOrder(shop.orders.OrderRequest) -> shop.orders.Order  [REQUEST_RESPONSE]" \
+            in result.stdout
+        assert "  PriceChanged(shop.common.Item) -> google.protobuf.Empty  [PUBLISH_SUBSCRIBE]" \
+            in result.stdout
+        result = run_cli("call", server.url, "shop.orders.Orders/PlaceOrder",
+                         '{"itemId": "b1", "quantity": 2}')
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == {"id": "order-2", "item": {"id": "b1"}}
+        result = run_cli("call", server.url, "shop.orders.Nope/X", "{}")
+        assert result.returncode != 0 and "the server has no service 'shop.orders.Nope'" in result.stderr
+
+
+def test_list_says_when_a_server_offers_no_reflection(tmp_path):
+    import onedrive_rpc as rpc
+    from onedrive_rpc.testing.echo_service import EchoService
+    server = rpc.Server(f"unix://{tmp_path}/plain.sock")
+    server.add_service(EchoService())
+    server.start()
+    try:
+        result = gevent_run_cli("list", server.url)
+    finally:
+        server.stop()
+    assert result.returncode == 1 and "offers no reflection" in result.stderr

@@ -120,7 +120,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="daemon: %(message)s")
-    server = rpc.Server(args.url, name="onedrive-daemon")
+    server = rpc.Server(args.url, name="onedrive-daemon", reflection=True)
     daemon = SyncDaemon()
 
     def stop(notice: ShutdownNotice) -> None:
