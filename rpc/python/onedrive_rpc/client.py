@@ -97,9 +97,9 @@ class NotifyMethod(_Method, Generic[RequestT]):
                  timeout: Optional[float] = None,
                  metadata: Optional[Mapping[str, str]] = None) -> None:
         """Send `request`. Returns at once; with `confirm=True`, once the
-        peer has received it, or raises RpcError (UNAVAILABLE: the peer was
-        lost and the notification will not arrive; DEADLINE_EXCEEDED after
-        `timeout`: it may still arrive)."""
+        peer has received it, or raises RpcError: UNAVAILABLE if the peer
+        was lost (the notification is then withdrawn, unless the peer had it
+        already), DEADLINE_EXCEEDED after `timeout` (it may still arrive)."""
         self._peer.notify(self._path, self._payload(request), metadata, confirm, timeout)
 
 

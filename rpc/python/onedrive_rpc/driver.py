@@ -711,8 +711,8 @@ class Connection:
                confirm: bool = False, timeout: Optional[float] = None) -> None:
         """Send a one-way message to notification `method`. With `confirm`,
         return once the peer acknowledged receiving it; raise PeerLost if the
-        peer is lost first (it is then never delivered), DEADLINE_EXCEEDED
-        after `timeout` (it may still arrive)."""
+        peer is lost first (it is then withdrawn: Session.withdraw), or
+        DEADLINE_EXCEEDED after `timeout` (it may still arrive)."""
         self._check_can_send()
         self._wait_for_room()
         seq = self._send_frame("notify", payload, ack_now=confirm, method=method,
