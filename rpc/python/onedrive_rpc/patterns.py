@@ -183,6 +183,10 @@ class Subscription(_Inbox[MsgT]):
         self.received = 0
         #: Messages dropped here because the server sent past its credit.
         self.overflowed = 0
+        #: Times it was subscribed again in a new session (the server
+        #: restarted, or the old session outlived its grace period): what was
+        #: published in between did not reach it.
+        self.restarts = 0
 
     def deliver(self, payload: Any, topic: str, publisher: str, seq: int, dropped: int) -> None:
         self.received += 1
@@ -202,6 +206,7 @@ class Subscription(_Inbox[MsgT]):
         """Subscribed again in a new session: credit starts afresh there."""
         self._ungranted = len(self)
         self._consumed = 0
+        self.restarts += 1
 
     def _taken(self) -> None:
         if self._ungranted:

@@ -267,6 +267,7 @@ def test_subscriptions_and_consumers_come_back_in_a_new_session(tmp_path, transp
                    and second.queue_stats(WORK).consumers == 1, timeout=10)
         echo(second).changed.publish("r.2", Msg(text="new"))
         assert texts(collect(sub, 1)) == ["new"]
+        assert sub.restarts == 1  # the subscriber can tell it may have missed some
         echo(second).work.produce(Msg(text="task for the new session"))
         wait_until(lambda: done == ["task for the new session"])
     finally:
