@@ -112,7 +112,7 @@ def run(url: str) -> int:
         _say(f"  uploader {'resumed its session; ' if resumed.is_set() else ''}"
              f"{'each upload done exactly once' if done and len(uploaded) == len(files) else 'NOT ALL DONE'}"
              f": {len(uploaded)} uploads, {len(changes)} changes seen by the tray")
-        for change in changes[:3]:
+        for change in sorted(changes)[:3]:
             _say(f"  tray saw: {change}")
         latest = cli.get_item(ItemRef(drive_id=DRIVE_ID, path=files[-1]), timeout=5)
         _say(f"  the daemon's database, updated from the changes it heard: {latest.path} "
