@@ -651,21 +651,26 @@ class Connection:
         except LocalProtocolError:
             raise self._closed_error() from None
 
-    def _await(self, call_id: int, waiter: Waiter, timeout: Optional[float],
-               decode: Callable[[Any], Any], what: str) -> Any:
+    def _wait(self, waiter: Waiter, timeout: Optional[float]) -> Any:
+        """What `waiter` is switched with, or TIMED_OUT after `timeout`."""
         timer = None
         if timeout is not None:
             timer = self._loop.timer(timeout)
             timer.start(waiter.switch, TIMED_OUT)
         try:
-            outcome = waiter.get()
+            return waiter.get()
+        finally:
+            if timer is not None:
+                timer.close()
+
+    def _await(self, call_id: int, waiter: Waiter, timeout: Optional[float],
+               decode: Callable[[Any], Any], what: str) -> Any:
+        try:
+            outcome = self._wait(waiter, timeout)
         except BaseException:
             # Killed or interrupted while waiting: the server need not go on.
             self._abandon(call_id, "the caller went away")
             raise
-        finally:
-            if timer is not None:
-                timer.close()
         if outcome is TIMED_OUT:
             self._abandon(call_id, "deadline exceeded")
             raise RpcError(StatusCode.DEADLINE_EXCEEDED,
@@ -723,15 +728,9 @@ class Connection:
         waiter = Waiter(self._hub)
         entry = (seq, waiter)
         self._confirms.append(entry)
-        timer = None
-        if timeout is not None:
-            timer = self._loop.timer(timeout)
-            timer.start(waiter.switch, TIMED_OUT)
         try:
-            result = waiter.get()
+            result = self._wait(waiter, timeout)
         finally:
-            if timer is not None:
-                timer.close()
             if entry in self._confirms:  # timed out or killed: no longer waited for
                 self._confirms.remove(entry)
         if result is TIMED_OUT:

@@ -1,14 +1,15 @@
 """Small helpers for protocol and integration tests (ours and users')."""
 from __future__ import annotations
 
-from typing import Callable, List, Union
+from typing import Callable, List, Optional, Tuple, Union
 
 import gevent
 
 from .. import wire_pb2
 from ..core.framing import FrameDecoder, frame_header
+from ..core.session import Role, Session
 
-__all__ = ["wait_until", "framed", "envelopes"]
+__all__ = ["wait_until", "framed", "envelopes", "wire", "open_session_pair"]
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, poll: float = 0.005) -> None:
@@ -36,3 +37,19 @@ def envelopes(data: bytes) -> List[wire_pb2.Envelope]:
     if decoder.buffered:
         raise ValueError(f"{decoder.buffered} bytes of an incomplete frame at the end")
     return result
+
+
+def wire(session: Session, now: Optional[float] = None) -> bytes:
+    """Everything a sans-IO session queued for the wire, as one bytes object."""
+    return b"".join(bytes(b) for b in session.data_to_send(now))
+
+
+def open_session_pair() -> Tuple[Session, Session]:
+    """A client and a server Session past their handshake, in memory: feed
+    one's wire() to the other's receive_data() to test the protocol."""
+    client = Session(Role.CLIENT, peer_id="c")
+    server = Session(Role.SERVER, peer_id="s", session_id="S")
+    client.start(0.0)
+    server.receive_data(wire(client), 0.0)
+    client.receive_data(wire(server), 0.0)
+    return client, server

@@ -11,22 +11,9 @@ from onedrive_rpc.core.framing import FrameDecoder
 from onedrive_rpc.core.reliability import ACK_DELAY, Reliability
 from onedrive_rpc.core.session import Role, Session
 from onedrive_rpc.errors import RemoteProtocolError
-from onedrive_rpc.testing.helpers import envelopes, framed
+from onedrive_rpc.testing.helpers import envelopes, framed, open_session_pair, wire
 
 METHOD = "/a.B/C"
-
-
-def wire(session, now=None):
-    return b"".join(bytes(b) for b in session.data_to_send(now))
-
-
-def open_pair():
-    client = Session(Role.CLIENT, peer_id="c")
-    server = Session(Role.SERVER, peer_id="s", session_id="S")
-    client.start(0.0)
-    server.receive_data(wire(client), 0.0)
-    client.receive_data(wire(server), 0.0)
-    return client, server
 
 
 def test_reliability_bookkeeping():
@@ -50,7 +37,7 @@ def test_reliability_bookkeeping():
 
 
 def test_calls_are_sequenced_and_acks_ride_on_the_answers():
-    client, server = open_pair()
+    client, server = open_session_pair()
     client.send_request(1, METHOD, b"req-1")
     client.send_request(2, METHOD, b"req-2")
     sent = envelopes(wire(client))
@@ -65,7 +52,7 @@ def test_calls_are_sequenced_and_acks_ride_on_the_answers():
 
 
 def test_an_ack_nothing_carried_goes_alone_after_the_delay():
-    client, server = open_pair()
+    client, server = open_session_pair()
     client.send_request(1, METHOD, b"x")
     server.receive_data(wire(client), 0.5)
     assert server.next_deadline() == pytest.approx(0.5 + ACK_DELAY)
@@ -80,7 +67,7 @@ def test_an_ack_nothing_carried_goes_alone_after_the_delay():
 
 
 def test_ack_now_is_answered_at_the_next_tick():
-    client, server = open_pair()
+    client, server = open_session_pair()
     env = wire_pb2.Envelope(seq=1, ack_now=True)
     env.request.call_id = 1
     env.request.method = METHOD
@@ -92,7 +79,7 @@ def test_ack_now_is_answered_at_the_next_tick():
 
 
 def test_copies_of_delivered_frames_are_dropped():
-    client, server = open_pair()
+    client, server = open_session_pair()
     client.send_request(1, METHOD, b"once")
     data = wire(client)
     [first] = server.receive_data(data, 0.0)
@@ -102,7 +89,7 @@ def test_copies_of_delivered_frames_are_dropped():
 
 
 def test_a_gap_in_sequence_numbers_is_a_protocol_error():
-    client, server = open_pair()
+    client, server = open_session_pair()
     client.send_request(1, METHOD, b"lost")
     wire(client)  # never delivered
     client.send_request(2, METHOD, b"arrives")
@@ -111,7 +98,7 @@ def test_a_gap_in_sequence_numbers_is_a_protocol_error():
 
 
 def test_unsequenced_frames_need_no_sequence_numbers():
-    client, server = open_pair()
+    client, server = open_session_pair()
     env = wire_pb2.Envelope()
     env.request.call_id = 9
     env.request.method = METHOD
@@ -120,7 +107,7 @@ def test_unsequenced_frames_need_no_sequence_numbers():
 
 
 def test_resend_buffer_gives_back_what_the_peer_lacks_in_order():
-    client, server = open_pair()
+    client, server = open_session_pair()
     for call_id in (1, 2, 3):
         client.send_request(call_id, METHOD, f"req-{call_id}".encode())
     original = wire(client)

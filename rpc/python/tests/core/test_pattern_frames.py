@@ -10,22 +10,9 @@ from onedrive_rpc import wire_pb2
 from onedrive_rpc.core import events as ev
 from onedrive_rpc.core.session import Role, Session, State
 from onedrive_rpc.errors import LocalProtocolError, RemoteProtocolError
-from onedrive_rpc.testing.helpers import envelopes, framed
+from onedrive_rpc.testing.helpers import envelopes, framed, open_session_pair, wire
 
 METHOD = "/a.B/C"
-
-
-def wire(session):
-    return b"".join(bytes(b) for b in session.data_to_send())
-
-
-def open_pair():
-    client = Session(Role.CLIENT, peer_id="c")
-    server = Session(Role.SERVER, peer_id="s", session_id="S")
-    client.start(0.0)
-    server.receive_data(wire(client), 0.0)
-    client.receive_data(wire(server), 0.0)
-    return client, server
 
 
 ROUND_TRIPS = [
@@ -54,7 +41,7 @@ ROUND_TRIPS = [
                          ids=[f"{r[0]}-{i}" for i, r in enumerate(ROUND_TRIPS)])
 def test_each_frame_arrives_as_its_event_both_ways(kind, payload, fields, expected):
     for sender_index in (0, 1):
-        pair = open_pair()
+        pair = open_session_pair()
         sender, receiver = pair[sender_index], pair[1 - sender_index]
         seq = sender.send_frame(kind, payload, **fields)
         assert seq == 1
@@ -64,7 +51,7 @@ def test_each_frame_arrives_as_its_event_both_ways(kind, payload, fields, expect
 
 
 def test_stream_items_and_end_answer_a_request_and_end_the_call():
-    client, server = open_pair()
+    client, server = open_session_pair()
     client.send_request(1, METHOD, b"q", initial_credit=4)
     [request] = server.receive_data(wire(client), 0.0)
     assert request.initial_credit == 4
@@ -80,13 +67,13 @@ def test_stream_items_and_end_answer_a_request_and_end_the_call():
 
 
 def test_task_done_carries_its_status():
-    client, server = open_pair()
+    client, server = open_session_pair()
     client.send_frame("task_done", consumer_id=2, task_id=5, status=(13, "boom", ""))
     assert server.receive_data(wire(client), 0.0) == [ev.TaskDoneReceived(2, 5, 13, "boom")]
 
 
 def test_a_frame_that_opens_a_call_is_answered_with_a_response():
-    client, server = open_pair()
+    client, server = open_session_pair()
     client.send_frame("produce", b"task", call_id=3, method=METHOD)
     server.receive_data(wire(client), 0.0)
     assert server.calls_in_flight == 1
@@ -96,7 +83,7 @@ def test_a_frame_that_opens_a_call_is_answered_with_a_response():
 
 
 def test_confirming_ack_now_is_acknowledged_at_once():
-    client, server = open_pair()
+    client, server = open_session_pair()
     seq = client.send_frame("notify", b"n", ack_now=True, method=METHOD)
     [sent] = envelopes(wire(client))
     assert sent.ack_now and sent.seq == seq
@@ -108,7 +95,7 @@ def test_confirming_ack_now_is_acknowledged_at_once():
 
 
 def test_send_frame_refuses_what_is_not_a_pattern_frame_and_before_open():
-    client, _ = open_pair()
+    client, _ = open_session_pair()
     with pytest.raises(ValueError, match="'hello' is not a pattern frame"):
         client.send_frame("hello")
     fresh = Session(Role.CLIENT, peer_id="x")
@@ -130,14 +117,14 @@ BAD_FRAMES = [
 
 @pytest.mark.parametrize("env,text", BAD_FRAMES, ids=[b[1][:30] for b in BAD_FRAMES])
 def test_malformed_pattern_frames_are_protocol_errors(env, text):
-    _, server = open_pair()
+    _, server = open_session_pair()
     with pytest.raises(RemoteProtocolError, match=text):
         server.receive_data(framed(env), 0.0)
     assert server.state is State.CLOSED
 
 
 def test_a_call_id_already_in_flight_is_a_protocol_error():
-    client, server = open_pair()
+    client, server = open_session_pair()
     client.send_request(4, METHOD, b"")
     server.receive_data(wire(client), 0.0)
     client.send_frame("produce", b"t", call_id=4, method=METHOD)
@@ -153,7 +140,7 @@ def test_pattern_frames_before_the_handshake_are_refused():
 
 def test_a_withdrawn_frame_keeps_its_place_but_arrives_as_a_heartbeat():
     from onedrive_rpc.core.reliability import Reliability
-    client, server = open_pair()
+    client, server = open_session_pair()
     keep = client.send_frame("notify", b"kept", method=METHOD)
     gone = client.send_frame("notify", b"withdrawn", method=METHOD)
     assert not client.withdraw(gone)  # only while suspended: the bytes may be on the wire
@@ -176,7 +163,7 @@ def test_a_withdrawn_frame_keeps_its_place_but_arrives_as_a_heartbeat():
 def test_a_delivery_encoded_by_parts_is_the_same_frame_as_one_built_whole():
     from onedrive_rpc.core.pattern_frames import deliver_message, deliver_shared
     for sid, dropped, seq in [(1, 0, 1), (300, 5, 70000), (2 ** 40, 2 ** 21, 2 ** 35)]:
-        client, server = open_pair()
+        client, server = open_session_pair()
         shared = deliver_shared("a.b", "pub", seq)
         server.send_encoded("deliver", deliver_message(shared, sid, dropped), b"msg")
         server.send_frame("deliver", b"msg", subscription_id=sid, topic="a.b", publisher="pub",
@@ -197,7 +184,7 @@ def test_varint_matches_protobuf_for_every_width():
 @pytest.mark.parametrize("code,message", [(0, ""), (13, ""), (0, "odd"), (13, "RuntimeError: é")])
 def test_tasks_encoded_by_hand_are_the_frames_protobuf_builds(code, message):
     from onedrive_rpc.core.pattern_frames import task_done_message, task_message
-    client, server = open_pair()
+    client, server = open_session_pair()
     server.send_encoded("task", task_message(7, 70000, 3), b"t")
     server.send_frame("task", b"t", consumer_id=7, task_id=70000, attempt=3)
     assert client.receive_data(wire(server), 0.0) == [ev.TaskReceived(7, 70000, 3, b"t")] * 2
