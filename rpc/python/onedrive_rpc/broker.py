@@ -19,7 +19,6 @@ import time
 from collections import defaultdict
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-import gevent
 
 from . import options_pb2
 from .core import events as ev
@@ -110,7 +109,7 @@ class Broker:
             if call_id:
                 conn.answer(call_id)
 
-    def forget(self, conn: Connection) -> None:
+    def forget(self, conn: Connection, lost: bool) -> None:
         """`conn`'s session ended: its subscriptions go, and its consumers'
         unfinished tasks go back to their queues (an attempt used, unless it
         withdrew in order)."""
@@ -120,7 +119,7 @@ class Broker:
         for key in [key for key in self._subscribed if key[0] is conn]:
             del self._subscribed[key]
         for key in [key for key in self._consuming if key[0] is conn]:
-            self._remove_consumer(key, lost=not conn.orderly)
+            self._remove_consumer(key, lost=lost)
 
     def _on_subscribe(self, conn: Connection, event: ev.SubscribeReceived) -> None:
         self._subscribe(conn, event.subscription_id, event.method, event.pattern,
@@ -228,10 +227,8 @@ class Broker:
                 sub.close(RpcError(StatusCode.RESOURCE_EXHAUSTED, dropped.reason))
             return
         conn: Any = dropped.owner
-        log.warning("disconnecting %s from %s: %s", conn.stream.address, method, dropped.reason)
-        if conn.refuse_outgoing is None:
-            conn.refuse_outgoing = RpcError(StatusCode.RESOURCE_EXHAUSTED, dropped.reason)
-            gevent.spawn(conn.close, StatusCode.RESOURCE_EXHAUSTED, dropped.reason)
+        log.warning("disconnecting %s from %s: %s", conn.address, method, dropped.reason)
+        conn.close_slow_consumer(StatusCode.RESOURCE_EXHAUSTED, dropped.reason)
 
     def subscribe(self, method: str, pattern: str, decode: Callable[[Any], Any],
                   callback: Optional[Callable[[Received], None]] = None, *,

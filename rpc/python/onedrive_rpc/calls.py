@@ -1,9 +1,15 @@
 """The two sides of a call as user code sees them: the Context a handler
-gets, the CallFuture a caller holds, and the outcome of a call."""
+gets, the CallFuture a caller holds, and the outcome of a call.
+
+Neither knows the connection it belongs to: each talks to it through a
+small link declared here (`ReplyLink` for a handler's answers, `CallLink`
+for a caller giving up or granting stream credit), which the driver
+implements. That keeps this module below the driver.
+"""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Protocol
 
 from gevent import getcurrent
 from gevent.event import AsyncResult, Event
@@ -12,11 +18,8 @@ from google.protobuf.message import DecodeError
 from .core import events as ev
 from .errors import PeerLost, RpcError, StatusCode
 
-if TYPE_CHECKING:
-    from .driver import Connection
-
-__all__ = ["CallAborted", "Context", "DEFAULT_STREAM_WINDOW", "CallFuture", "TIMED_OUT",
-           "call_result", "fresh"]
+__all__ = ["CallAborted", "CallLink", "CallOrigin", "Context", "DEFAULT_STREAM_WINDOW",
+           "CallFuture", "ReplyLink", "TIMED_OUT", "call_result", "fresh"]
 
 _monotonic = time.monotonic
 
@@ -42,6 +45,38 @@ class CallAborted(BaseException):
 DEFAULT_STREAM_WINDOW = 64
 
 
+class ReplyLink(Protocol):
+    """What a handler's Context sends its answers through (the driver's
+    incoming calls)."""
+
+    def respond(self, call: "Context", payload: bytes) -> None:
+        """Answer `call` with OK and `payload` (the end, for a stream)."""
+
+    def send_item(self, call: "Context", payload: bytes) -> None:
+        """Send one item of server stream `call`, waiting for the caller's
+        credit; raises CallAborted once the stream was cancelled."""
+
+
+class CallLink(Protocol):
+    """What a caller-side object (CallFuture, a stream's receiver) may ask
+    of the connection its call went out on."""
+
+    def abandon(self, call_id: int, reason: str) -> None:
+        """The caller gave up on `call_id`: forget it, tell the server."""
+
+    def grant(self, call_id: int, items: int) -> None:
+        """Stream `call_id` may send `items` more."""
+
+
+class CallOrigin(NamedTuple):
+    """Who a call came from, as its handler sees it: the same for every
+    call of one connection."""
+
+    peer: Optional[ev.PeerInfo]
+    address: str
+    credentials: Any
+
+
 class Context:
     """An incoming call, stream, notification or task being served, as its
     handler sees it.
@@ -52,14 +87,15 @@ class Context:
     (1 the first time a task is delivered).
     """
 
-    __slots__ = ("connection", "call_id", "method", "metadata", "deadline",
+    __slots__ = ("link", "origin", "call_id", "method", "metadata", "deadline",
                  "greenlet", "timer", "abort", "done", "streaming", "credit",
                  "credit_event", "one_way", "attempt")
 
-    def __init__(self, connection: "Connection", call_id: int, method: str,
+    def __init__(self, link: ReplyLink, origin: CallOrigin, call_id: int, method: str,
                  metadata: Mapping[str, str], deadline: Optional[float] = None,
                  initial_credit: int = 0, one_way: bool = False) -> None:
-        self.connection = connection
+        self.link = link
+        self.origin = origin
         self.call_id = call_id
         self.method = method
         self.metadata = metadata
@@ -79,15 +115,15 @@ class Context:
 
     @property
     def peer(self) -> Optional[ev.PeerInfo]:
-        return self.connection.session.peer
+        return self.origin.peer
 
     @property
     def address(self) -> str:
-        return self.connection.stream.address
+        return self.origin.address
 
     @property
     def credentials(self) -> Any:
-        return self.connection.stream.credentials
+        return self.origin.credentials
 
     @property
     def cancelled(self) -> bool:
@@ -100,6 +136,15 @@ class Context:
             return None
         return max(0.0, self.deadline - _monotonic())
 
+    def reply(self, payload: bytes) -> None:
+        """Answer OK with serialized `payload` (a stream: end it)."""
+        self.link.respond(self, payload)
+
+    def send_item(self, payload: bytes) -> None:
+        """Send one serialized item of this server stream, as the caller's
+        credit allows; raises CallAborted once it was cancelled."""
+        self.link.send_item(self, payload)
+
 
 class CallFuture:
     """The pending result of a call: `get(timeout)` returns it or raises RpcError.
@@ -109,15 +154,20 @@ class CallFuture:
     deadline); `ready()`, `successful()`, `exception`, `rawlink()`.
     """
 
-    __slots__ = ("_connection", "_call_id", "_decode", "_result", "_timer")
+    __slots__ = ("_link", "call_id", "_decode", "_result", "_timer")
 
-    def __init__(self, connection: "Connection", call_id: int,
-                 decode: Callable[[Any], Any]) -> None:
-        self._connection = connection
-        self._call_id = call_id
+    def __init__(self, link: CallLink, decode: Callable[[Any], Any]) -> None:
+        self._link = link
+        #: Set by the connection once the request is on its way.
+        self.call_id = 0
         self._decode = decode
         self._result = AsyncResult()
-        self._timer = None
+        self._timer: Any = None
+
+    def expire_after(self, loop: Any, timeout: float) -> None:
+        """Fail with DEADLINE_EXCEEDED unless answered within `timeout`s."""
+        self._timer = timer = loop.timer(timeout)
+        timer.start(self.switch, TIMED_OUT)
 
     def switch(self, result: Any) -> None:
         # Called from the hub with a ResponseReceived, an RpcError or TIMED_OUT.
@@ -127,7 +177,7 @@ class CallFuture:
             self._timer.close()
             self._timer = None
         if result is TIMED_OUT:
-            self._connection._abandon(self._call_id, "deadline exceeded")
+            self._link.abandon(self.call_id, "deadline exceeded")
             result = RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
         try:
             value = call_result(result, self._decode)
@@ -157,7 +207,7 @@ class CallFuture:
         """Give up on the call: the server is told, get() raises CANCELLED."""
         if self._result.ready():
             return False
-        self._connection._abandon(self._call_id, reason)
+        self._link.abandon(self.call_id, reason)
         self.switch(RpcError(StatusCode.CANCELLED, reason))
         return True
 

@@ -20,7 +20,7 @@ _tracked: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 
 def track(obj: Any) -> None:
-    """Make `obj._forget_after_fork(parent_pid)` run in forked children."""
+    """Make `obj.after_fork_in_child(parent_pid)` run in forked children."""
     _tracked.add(obj)
 
 
@@ -35,7 +35,7 @@ def _before_fork() -> None:
 def _after_fork_in_child() -> None:
     for obj in list(_tracked):
         try:
-            obj._forget_after_fork(_parent_pid)
+            obj.after_fork_in_child(_parent_pid)
         except Exception:  # never break the child over a connection it won't use
             pass
     _tracked.clear()

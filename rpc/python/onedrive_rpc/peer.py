@@ -17,16 +17,16 @@ from .core.pubsub import DEFAULT_QUEUE_LIMIT, Policy
 from .core.topics import check_pattern, check_topic
 from .core.workqueue import MAX_PREFETCH
 from .core.session import Role, Session
-from .calls import DEFAULT_STREAM_WINDOW, CallFuture, fresh
-from .driver import Connection, no_patterns
+from .calls import DEFAULT_STREAM_WINDOW, CallFuture, Context, fresh
+from .dialer import Dialed, Dialer
+from .driver import Connection, refuse_pattern_event
 from .errors import PeerLost, RpcError, StatusCode
-from .handshake import perform_handshake, refuse
+from .handshake import refuse
 from .hooks import PeerHooks
 from .identity import local_identity
 from .streams import ServerStream
 from .patterns import (DEFAULT_LISTENER_QUEUE, BroadcastListener, Consumer, Received,
                        Subscription, TaskContext)
-from .transport import connect_stream
 
 __all__ = ["Peer", "connect"]
 
@@ -50,12 +50,11 @@ class Peer:
     (a new session: the old one was gone) tell what happened.
     """
 
-    def __init__(self, url: str, connection: Connection, open_session: Callable[..., Session],
-                 *, timeout: Optional[float], limits: Limits, reconnect: Reconnect) -> None:
-        self.url = url
-        self._connection = connection
-        self._open_session = open_session
-        self._timeout = timeout
+    def __init__(self, dialer: Dialer, dialed: Dialed, *, limits: Limits,
+                 reconnect: Reconnect) -> None:
+        self.url = dialer.url
+        self._dialer = dialer
+        self._timeout = dialer.timeout
         self._limits = limits
         self._reconnect = reconnect
         self._hooks = PeerHooks()
@@ -68,7 +67,7 @@ class Peer:
         self._subscriptions: Dict[int, Subscription] = {}
         self._consumers: Dict[int, Consumer] = {}
         self._listeners: Dict[str, List[BroadcastListener]] = {}
-        self._adopt(connection)
+        self._connection = self._connect(dialed)
 
     def on_lost(self, callback: Callable[[RpcError], None]) -> Callable[[RpcError], None]:
         """Call `callback(reason)` when the connection dies, hangs past the
@@ -249,8 +248,14 @@ class Peer:
         if listener in listeners:
             listeners.remove(listener)
 
-    def _on_pattern(self, connection: Connection, event: Any) -> None:
-        # From the connection's reader: what the server pushed.
+    # ------------------------------------------- ConnectionOwner: the driver calls
+
+    def serve(self, call: Context, event: Any) -> None:
+        """A peer serves no methods: the server's calls are refused."""
+        raise RpcError(StatusCode.UNIMPLEMENTED, "this peer serves no methods")
+
+    def on_pattern_event(self, connection: Connection, event: Any) -> None:
+        """From the connection's reader: what the server pushed."""
         kind = type(event)
         if kind is ev.DeliverReceived:
             sub = self._subscriptions.get(event.subscription_id)
@@ -269,7 +274,7 @@ class Peer:
             for listener in list(self._listeners.get(event.method, ())):
                 listener.deliver(event.payload, event.origin)
         else:
-            no_patterns(connection, event)
+            refuse_pattern_event(connection, event)
 
     def _restore(self, connection: Connection) -> None:
         """A new session: register the subscriptions and consumers again
@@ -338,27 +343,29 @@ class Peer:
 
     # ------------------------------------------------------------ reconnect
 
-    def _adopt(self, connection: Connection) -> None:
+    def _connect(self, dialed: Dialed) -> Connection:
+        """A Connection working for this peer over a fresh session."""
+        connection = Connection(dialed.stream, dialed.session, self, limits=self._limits,
+                                session_grace=self._grace())
         self._connection = connection
-        connection._patterns = self._on_pattern
-        connection._on_close = self._on_close
-        connection._on_suspend = self._on_suspend
+        connection.start(dialed.events)
+        return connection
 
-    def _on_close(self, connection: Connection) -> None:
+    def on_closed(self, connection: Connection) -> None:
+        """The driver ended `connection`: tell users, come back if we may."""
         if connection is not self._connection:
             return
-        if connection.orderly:
-            # E.g. the server stopped gracefully: come back when it does.
-            self._hooks.fire("disconnected", connection.close_reason)
-        elif not connection.reported_lost:
-            self._hooks.fire("lost", connection.close_reason)
+        report = connection.end_to_report()
+        if report is not None:
+            # "disconnected": e.g. the server stopped gracefully; come back when it does.
+            self._hooks.fire(report, connection.close_reason)
         if self._reconnect.enabled and not self._closing and self._reconnector is None:
             self._reconnector = gevent.spawn(self._come_back, connection)
         elif not self._reconnect.enabled and connection.close_reason is not None:
             self._end_receivers(connection.close_reason)
 
-    def _on_suspend(self, connection: Connection, reason: RpcError) -> None:
-        connection.reported_lost = True
+    def on_suspended(self, connection: Connection, reason: RpcError) -> None:
+        """The driver lost the stream but kept the session: resume it."""
         self._hooks.fire("lost", reason)
         if not self._closing and self._reconnector is None:
             self._reconnector = gevent.spawn(self._come_back, connection)
@@ -379,30 +386,21 @@ class Peer:
     def _attempt(self, old: Connection, resume_only: bool = False) -> bool:
         """Connect once: resume `old` if it is suspended and the server
         still has it, else (unless `resume_only`) start a new session."""
-        resuming = old.suspended and not old.closed
+        resuming = old.suspended
         try:
-            stream = connect_stream(self.url, self._timeout)
+            dialed = self._dialer.dial(resume=old.session if resuming else None)
         except OSError as exc:
             if resuming and exc.errno in _NOBODY_THERE:
                 # The server process is gone, and its sessions with it.
                 old.abort(PeerLost(f"{self.url} is gone ({exc.strerror or exc}): "
                                    f"the session ended with it"))
             return False
-        if resuming:
-            session = self._open_session(reliability=old.session.reliability,
-                                         resume_session_id=old.session.session_id)
-        else:
-            session = self._open_session()
-        try:
-            handshaken, events = perform_handshake(stream, session, self._timeout)
         except RpcError as exc:
             log.info("reconnecting to %s failed: %s", self.url, exc.message)
             return False
-        except BaseException:  # killed or timed out mid-handshake
-            stream.close()
-            raise
+        stream, session, handshaken, events = dialed
         if handshaken.resumed:
-            if old.suspended and not old.closed:
+            if old.suspended:
                 old.resume(stream, session, events)
                 self._hooks.fire("resumed", handshaken.session_id)
                 return True
@@ -419,9 +417,7 @@ class Peer:
         if not old.closed:
             old.abort(PeerLost(f"the server no longer has session {old.session.session_id} "
                                f"(it restarted, or the session outlived its grace period)"))
-        fresh = Connection(stream, session, limits=self._limits, session_grace=self._grace())
-        self._adopt(fresh)
-        fresh.start(events)
+        fresh = self._connect(dialed)
         log.info("reconnected to %s with a new session %s", self.url, handshaken.session_id)
         if self._subscriptions or self._consumers:
             gevent.spawn(self._restore, fresh)
@@ -460,14 +456,9 @@ def connect(url: str, *, name: Optional[str] = None,
                        heartbeat_interval=heartbeat.interval,
                        heartbeat_misses=heartbeat.misses, **resume)
 
+    dialer = Dialer(url, timeout, open_session)
     try:
-        stream = connect_stream(url, timeout)
+        dialed = dialer.dial()
     except OSError as exc:
         raise PeerLost(f"cannot connect to {url}: {exc.strerror or exc}") from exc
-    session = open_session()
-    handshaken, events = perform_handshake(stream, session, timeout)
-    grace = reconnect.grace if reconnect.enabled else 0.0
-    connection = Connection(stream, session, limits=limits, session_grace=grace)
-    peer = Peer(url, connection, open_session, timeout=timeout, limits=limits, reconnect=reconnect)
-    connection.start(events)
-    return peer
+    return Peer(dialer, dialed, limits=limits, reconnect=reconnect)

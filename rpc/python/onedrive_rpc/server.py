@@ -19,7 +19,8 @@ from .core.pubsub import Policy
 from .core.workqueue import DeadLetter, QueueStats
 from .core.reliability import Reliability
 from .core.session import Role, Session
-from .driver import Connection
+from .calls import Context
+from .driver import Connection, End
 from .errors import PeerLost, RpcError, StatusCode
 from .handshake import perform_handshake, refuse
 from .hooks import PeerHooks
@@ -133,7 +134,7 @@ class Server:
             self._listener.close()
         refusal = RpcError(StatusCode.UNAVAILABLE, "server is stopping")
         for conn in self._connections:
-            conn.refuse_calls = refusal
+            conn.refuse_incoming(refusal)
         if grace:
             gevent.joinall([gevent.spawn(conn.drain, grace) for conn in self._connections])
         # Concurrently: each close may wait up to a second for its flush.
@@ -259,18 +260,16 @@ class Server:
             return
         if handshaken.resumed:
             conn = self._sessions.get(handshaken.session_id)
-            if conn is not None and conn.suspended and not conn.closed:
+            if conn is not None and conn.suspended:
                 conn.resume(stream, session, events)
                 self._hooks.fire("resumed", handshaken.peer)
                 return
             stream.close()  # its grace ran out during the handshake: let it retry
             return
-        conn = Connection(stream, session, dispatch=self._registry.dispatch,
-                          limits=self.limits, on_close=self._on_close,
-                          on_suspend=self._on_suspend, patterns=self._broker.handle,
+        conn = Connection(stream, session, self, limits=self.limits,
                           session_grace=self.session_grace)
         if self._stopping:
-            conn.refuse_calls = RpcError(StatusCode.UNAVAILABLE, "server is stopping")
+            conn.refuse_incoming(RpcError(StatusCode.UNAVAILABLE, "server is stopping"))
         self._connections.append(conn)
         self._sessions[handshaken.session_id] = conn
         conn.start(events)
@@ -284,15 +283,25 @@ class Server:
             return None
         if not conn.suspended:
             # The client saw its connection die before we did (a black hole).
-            conn._lost(PeerLost("replaced by a new connection of the same session"), conn.stream)
+            conn.suspend(PeerLost("replaced by a new connection of the same session"))
         return conn.session.reliability if conn.suspended else None
 
-    def _on_suspend(self, conn: Connection, reason: RpcError) -> None:
+    # ------------------------------------------- ConnectionOwner: the driver calls
+
+    def serve(self, call: Context, event: Any) -> None:
+        """Run the handler of an incoming call or notification."""
+        self._registry.dispatch(call, event)
+
+    def on_pattern_event(self, conn: Connection, event: Any) -> None:
+        """A publish/subscribe, work queue or broadcast frame: the broker's."""
+        self._broker.handle(conn, event)
+
+    def on_suspended(self, conn: Connection, reason: RpcError) -> None:
+        """A peer's stream was lost; its session waits for a resume."""
         if conn.peer is not None:
-            conn.reported_lost = True
             self._hooks.fire("lost", conn.peer, reason)
 
-    def _forget_after_fork(self, parent_pid: int) -> None:
+    def after_fork_in_child(self, parent_pid: int) -> None:
         # The child does not serve: the listening socket is the parent's.
         self._stopping = True
         if self._listener is not None:
@@ -319,20 +328,19 @@ class Server:
         session grace period and its session resumes."""
         return self._hooks.add("resumed", callback)
 
-    def _on_close(self, conn: Connection) -> None:
+    def on_closed(self, conn: Connection) -> None:
+        """A peer's connection ended: its session and receivers go."""
         try:
             self._connections.remove(conn)
         except ValueError:
             pass
-        self._broker.forget(conn)
+        self._broker.forget(conn, lost=conn.end is not End.ORDERLY)
         if self._sessions.get(conn.session.session_id) is conn:
             del self._sessions[conn.session.session_id]
-        log.debug("connection from %s closed: %s", conn.stream.address, conn.close_reason)
-        if conn.peer is not None:
-            if conn.orderly:
-                self._hooks.fire("disconnected", conn.peer, conn.close_reason)
-            elif not conn.reported_lost:
-                self._hooks.fire("lost", conn.peer, conn.close_reason)
+        log.debug("connection from %s closed: %s", conn.address, conn.close_reason)
+        report = conn.end_to_report()
+        if conn.peer is not None and report is not None:
+            self._hooks.fire(report, conn.peer, conn.close_reason)
 
 
 def _receiver(func: Callable[[Any, Received], Any]) -> Callable[[Received], None]:

@@ -174,7 +174,7 @@ class Registry:
 
     def dispatch(self, call: Context, event: Any) -> None:
         """Run the handler of `event.method` (a call, a server stream or a
-        notification) and answer through the connection."""
+        notification) and answer through its Context."""
         handler = self._handlers.get(event.method)
         if handler is None:
             raise RpcError(StatusCode.UNIMPLEMENTED, self._unknown(event.method))
@@ -210,14 +210,13 @@ class Registry:
             raise RpcError(StatusCode.INTERNAL,
                            f"handler of {info.path} returned {type(reply).__name__}, "
                            f"expected {info.output_type.DESCRIPTOR.full_name}")
-        call.connection.respond(call, reply.SerializeToString())
+        call.reply(reply.SerializeToString())
 
     def _stream(self, func: Callable[..., Any], info: MethodInfo, request: Message,
                 call: Context) -> None:
         """Send what a server-stream handler yields, as the caller's credit
         allows; its end (or error) ends the stream."""
         call.streaming = True
-        connection = call.connection
         output_type = info.output_type
         iterator = None
         try:
@@ -227,7 +226,7 @@ class Registry:
                     raise RpcError(StatusCode.INTERNAL,
                                    f"handler of {info.path} yielded {type(item).__name__}, "
                                    f"expected {output_type.DESCRIPTOR.full_name}")
-                connection.send_stream_item(call, item.SerializeToString())
+                call.send_item(item.SerializeToString())
         except (RpcError, CallAborted):
             raise
         except Exception as exc:
@@ -236,7 +235,7 @@ class Registry:
             close = getattr(iterator, "close", None)
             if close is not None:
                 close()  # a generator left early runs its finally blocks now
-        connection.respond(call, b"")
+        call.reply(b"")
 
     def _internal(self, info: MethodInfo, exc: Exception) -> RpcError:
         """A handler raised: log it, and tell the caller INTERNAL (with the

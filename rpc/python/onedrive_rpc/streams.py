@@ -12,17 +12,14 @@ is collected and cancels the stream on the server.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Deque, Generic, Iterator, TypeVar
+from typing import Any, Callable, Deque, Generic, Iterator, TypeVar
 
 from gevent.event import Event
 from google.protobuf.message import DecodeError
 
-from .calls import TIMED_OUT, call_result
+from .calls import TIMED_OUT, CallLink, call_result
 from .core import events as ev
 from .errors import RpcError, StatusCode
-
-if TYPE_CHECKING:
-    from .driver import Connection
 
 __all__ = ["ServerStream", "StreamReceiver"]
 
@@ -30,13 +27,14 @@ ItemT = TypeVar("ItemT")
 
 
 class StreamReceiver:
-    """What the connection feeds for one stream call (its `_pending` entry)."""
+    """What the connection feeds for one stream call; it gives up and
+    grants credit through its `link`."""
 
-    __slots__ = ("connection", "call_id", "method", "items", "end", "event", "timer",
+    __slots__ = ("link", "call_id", "method", "items", "end", "event", "timer",
                  "consumed", "grant_every", "window")
 
-    def __init__(self, connection: "Connection", method: str, window: int) -> None:
-        self.connection = connection
+    def __init__(self, link: CallLink, method: str, window: int) -> None:
+        self.link = link
         self.call_id = 0
         self.method = method
         self.items: Deque[Any] = deque()
@@ -55,7 +53,7 @@ class StreamReceiver:
         if len(self.items) >= self.window:
             # More than the credit we granted: a broken peer must not make
             # memory grow. The stream ends here, with the items before.
-            self.connection._abandon(self.call_id, "sent past the stream window")
+            self.link.abandon(self.call_id, "sent past the stream window")
             self.switch(RpcError(StatusCode.INTERNAL,
                                  f"the peer sent more than the stream window of {self.window} "
                                  f"items of {self.method}"))
@@ -71,7 +69,7 @@ class StreamReceiver:
             self.timer.close()
             self.timer = None
         if result is TIMED_OUT:
-            self.connection._abandon(self.call_id, "deadline exceeded")
+            self.link.abandon(self.call_id, "deadline exceeded")
             result = RpcError(StatusCode.DEADLINE_EXCEEDED,
                               f"deadline exceeded reading the stream of {self.method}")
         self.end = result
@@ -80,7 +78,7 @@ class StreamReceiver:
     def cancel(self, reason: str) -> bool:
         if self.end is not None:
             return False
-        self.connection._abandon(self.call_id, reason)
+        self.link.abandon(self.call_id, reason)
         self.items.clear()  # the caller wants no more
         self.switch(RpcError(StatusCode.CANCELLED, reason))
         return True
@@ -111,7 +109,7 @@ class ServerStream(Generic[ItemT]):
                 payload = receiver.items.popleft()
                 receiver.consumed += 1
                 if receiver.consumed >= receiver.grant_every and receiver.end is None:
-                    receiver.connection._grant_stream(receiver.call_id, receiver.consumed)
+                    receiver.link.grant(receiver.call_id, receiver.consumed)
                     receiver.consumed = 0
                 try:
                     return self._decode(payload)

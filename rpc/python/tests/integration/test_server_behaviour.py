@@ -201,7 +201,7 @@ def test_peer_close_drains_calls_in_flight_and_is_orderly(probe_server, peers):
     in_flight = client.sleep.future(Msg(text="let me finish"))
     probe.started.wait(5)
     closer = gevent.spawn(peer.close, 10.0)
-    wait_until(lambda: peer._connection.refuse_outgoing is not None)
+    wait_until(lambda: peer._connection.refusing_outgoing)
     with pytest.raises(rpc.RpcError) as info:
         client.echo(Msg(text="too late"), timeout=5)
     assert info.value.code == rpc.StatusCode.UNAVAILABLE and "closing" in info.value.message

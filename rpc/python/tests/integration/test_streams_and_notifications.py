@@ -252,7 +252,7 @@ def test_a_stream_stays_bounded_even_against_a_server_ignoring_credit():
     class FakeConnection:
         abandoned = []
 
-        def _abandon(self, call_id, reason):
+        def abandon(self, call_id, reason):
             self.abandoned.append(reason)
 
     receiver = StreamReceiver(FakeConnection(), "/a.B/C", window=4)

@@ -1,0 +1,509 @@
+"""A Connection: one Stream and its Session, driven by gevent.
+
+It owns the lifecycle and the reader; the rest is in parts with one job
+each: `Outbox` (coalesced writes), `OutgoingCalls` (what we call),
+`IncomingCalls` (what we serve), `Ticker` (heartbeats and the silence
+bound). Its owner (a Peer, or the Server) is one typed object given at
+construction (`ConnectionOwner`): it serves requests, hosts the patterns
+and hears of suspensions and the end.
+
+Phases (one table; only `_enter` changes the phase):
+
+    RUNNING   --stream lost, session resumable--> SUSPENDED
+    SUSPENDED --resume(new stream)--------------> RUNNING
+    RUNNING | SUSPENDED --close, abort, grace out, fatal loss--> CLOSED
+
+A Connection outlives its stream when its session is resumable: while
+SUSPENDED, calls and answers keep going into the session's resend buffer
+until `resume()` gives it a new stream whose handshake resumed the
+session, or its grace period runs out. How it ended (`end`) is decided
+once, here: ORDERLY when a Close frame was sent or received, else LOST.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections import deque
+from typing import Any, Callable, Deque, Dict, Iterable, Optional, Protocol
+
+import gevent
+from gevent import getcurrent
+from gevent.event import Event
+from gevent.hub import get_hub
+
+from .. import forking
+from ..calls import Context, fresh
+from ..config import Limits
+from ..core import events as ev
+from ..core.reliability import ACK_DELAY
+from ..core.session import Session, State
+from ..errors import PeerLost, RemoteProtocolError, RpcError, StatusCode
+from ..transport.base import ConnectionClosed, Stream
+from .incoming import IncomingCalls
+from .outbox import MID_BATCH_FLUSH, Outbox
+from .outgoing import OutgoingCalls
+from .ticker import Ticker
+
+__all__ = ["Connection", "ConnectionOwner", "End", "Phase", "refuse_pattern_event"]
+
+log = logging.getLogger("onedrive_rpc")
+
+_monotonic = time.monotonic
+
+# Reads in a row after which the reader yields to the hub even if more data
+# is waiting: one cheap switch per FAIR_READS reads.
+FAIR_READS = 32
+
+_LIVE_STATES = (State.OPEN, State.SUSPENDED)
+
+
+class Phase(enum.Enum):
+    RUNNING = "running"      # reading, writing, serving
+    SUSPENDED = "suspended"  # the stream is gone; the session waits for a resume
+    CLOSED = "closed"        # ended: `close_reason` says why, `end` how
+
+
+class End(enum.Enum):
+    ORDERLY = "orderly"  # a Close frame was sent or received
+    LOST = "lost"        # the peer died, hung, was cut off or broke the protocol
+
+
+class ConnectionOwner(Protocol):
+    """Who a Connection works for: given once, at construction."""
+
+    def serve(self, call: Context, event: Any) -> None:
+        """Run the handler of a RequestReceived or NotifyReceived (raise
+        RpcError to answer with its status)."""
+
+    def on_pattern_event(self, connection: "Connection", event: Any) -> None:
+        """A publish/subscribe, work queue or broadcast frame arrived."""
+
+    def on_suspended(self, connection: "Connection", reason: RpcError) -> None:
+        """The stream was lost; the session waits for a resume (a loss)."""
+
+    def on_closed(self, connection: "Connection") -> None:
+        """The connection ended; `connection.end_to_report()` says what
+        users should hear of it."""
+
+
+class Connection:
+    """One Stream and its Session; the verbs of its parts are its own
+    (`call`, `notify`, `push`, ...)."""
+
+    def __init__(self, stream: Stream, session: Session, owner: ConnectionOwner, *,
+                 limits: Optional[Limits] = None, session_grace: float = 0.0) -> None:
+        self.stream = stream
+        self.session = session
+        self.owner = owner
+        self.limits = limits or Limits()
+        #: Seconds a lost stream's session is kept for a resume (0: never).
+        self.session_grace = session_grace
+        session.end_session_on_loss = session_grace <= 0
+        self.hub = get_hub()
+        self._loop = self.hub.loop
+        self.phase = Phase.RUNNING
+        # Read often on hot paths: kept in step with `phase` by _enter only.
+        self.closed = False
+        self.suspended = False
+        self.end: Optional[End] = None
+        self.close_reason: Optional[RpcError] = None
+        self.suspend_reason: Optional[RpcError] = None
+        self.closed_event = Event()
+        # A Close frame was sent or received: the end will be ORDERLY.
+        self._orderly = False
+        # The owner heard of this loss at suspension: not again at the end.
+        self._loss_reported = False
+        self._grace_timer: Any = None
+        self._pending_deadline_timer: Any = None
+        self._events: Deque[ev.Event] = deque()
+        self._reader: Optional[gevent.Greenlet] = None
+        #: Set whenever a call finishes, either way (drain and backpressure wait on it).
+        self.progress = Event()
+        self.outbox = Outbox(self, self._loop)
+        self.outgoing = OutgoingCalls(self)
+        self.incoming = IncomingCalls(self)
+        self.ticker = Ticker(self._loop, self._silent, self.outbox.flush_soon)
+        outgoing = self.outgoing
+        # The verbs of the parts, as the connection's own (bound once).
+        self.call = outgoing.call
+        self.call_future = outgoing.call_future
+        self.open_stream = outgoing.open_stream
+        self.notify = outgoing.notify
+        self.call_frame = outgoing.call_frame
+        self.send_one_way = outgoing.send_one_way
+        incoming = self.incoming
+        self._routes: Dict[type, Callable[[Any], None]] = {
+            ev.ResponseReceived: outgoing.on_response,
+            ev.RequestReceived: incoming.on_request,
+            ev.StreamItemReceived: outgoing.on_stream_item,
+            ev.StreamEndReceived: outgoing.on_stream_end,
+            ev.NotifyReceived: incoming.on_notify,
+            ev.CancelReceived: incoming.on_cancel,
+            ev.CreditReceived: self._on_credit,
+            ev.CloseReceived: self._on_close_frame,
+        }
+        for kind in ev.PATTERN_EVENTS:
+            self._routes[kind] = self._on_pattern_event
+        forking.track(self)
+
+    # ------------------------------------------------------------ reading off
+
+    @property
+    def peer(self) -> Optional[ev.PeerInfo]:
+        return self.session.peer
+
+    @property
+    def session_id(self) -> str:
+        return self.session.session_id
+
+    @property
+    def address(self) -> str:
+        return self.stream.address
+
+    @property
+    def calls(self) -> Dict[int, Context]:
+        """Incoming calls being served, by call id."""
+        return self.incoming.calls
+
+    @property
+    def refusing_outgoing(self) -> bool:
+        """True once new calls are refused (draining, a slow consumer)."""
+        return self.outgoing.refusal is not None
+
+    def end_to_report(self) -> Optional[str]:
+        """What the owner's users should hear of the end: "disconnected"
+        (orderly), "lost" (a loss not reported at suspension), or None."""
+        if self.end is End.ORDERLY:
+            return "disconnected"
+        if self.end is End.LOST and not self._loss_reported:
+            return "lost"
+        return None
+
+    def closed_error(self) -> RpcError:
+        """What using this connection raises once it is closed."""
+        reason = self.close_reason
+        return PeerLost("connection closed") if reason is None else fresh(reason)
+
+    def is_reader(self, greenlet: Any) -> bool:
+        return greenlet is self._reader
+
+    # --------------------------------------------------------------- lifecycle
+
+    def _enter(self, phase: Phase) -> None:
+        """The one place the phase changes (see the module's table)."""
+        if self.phase is Phase.CLOSED or phase is self.phase:
+            raise RuntimeError(f"connection cannot go from {self.phase.name} to {phase.name}")
+        self.phase = phase
+        self.closed = phase is Phase.CLOSED
+        self.suspended = phase is Phase.SUSPENDED
+        self.outbox.live = phase is Phase.RUNNING
+        if phase is Phase.RUNNING:
+            self._loss_reported = False
+        elif phase is Phase.CLOSED:
+            self.end = End.ORDERLY if self._orderly else End.LOST
+
+    def start(self, events: Iterable[ev.Event] = ()) -> "Connection":
+        """Run a connection whose handshake is done (see `handshake`);
+        `events` are what arrived right behind it."""
+        self._events.extend(events)
+        self.incoming.set_origin()
+        self._reader = gevent.spawn(self._read_loop)
+        self.ticker.start(self.session)
+        self.outbox.flush_soon()
+        return self
+
+    def resume(self, stream: Stream, session: Session, events: Iterable[ev.Event] = ()) -> None:
+        """Carry on the suspended session over a new connection whose
+        handshake resumed it: what the peer lacks is already queued."""
+        if self.closed:
+            raise self.closed_error()
+        if not self.suspended:
+            raise RuntimeError("only a suspended connection can resume")
+        self._stop_timers()
+        self.outbox.restart()
+        self.stream = stream
+        self.session = session
+        session.end_session_on_loss = False
+        # Frames the old session took while this handshake finished.
+        session.queue_frames_sent_since_resend()
+        self._enter(Phase.RUNNING)
+        log.info("session %s resumed over %s", session.session_id, stream.address)
+        self.start(events)
+        self.outbox.wake_senders()
+
+    def close(self, code: StatusCode = StatusCode.UNAVAILABLE,
+              message: str = "connection closed", flush_timeout: float = 1.0) -> None:
+        """Orderly close: tell the peer, flush for up to flush_timeout, hang up."""
+        if self.closed:
+            return
+        self._orderly = True
+        if not self.suspended and self.session.state in (State.OPEN, State.AWAIT_HELLO):
+            self.session.send_close(code, message)
+            if getcurrent() is self.hub:
+                self.outbox.flush()  # best effort: the hub cannot wait
+            else:
+                self.outbox.flush_soon()
+                self.outbox.drained.wait(flush_timeout)
+        self._teardown(PeerLost(message) if code == StatusCode.UNAVAILABLE
+                       else RpcError(code, message))
+
+    def drain(self, grace: Optional[float]) -> bool:
+        """Refuse new outgoing calls, then wait up to `grace` seconds for the
+        calls in flight both ways to finish; True if they all did."""
+        self.refuse_outgoing(PeerLost("connection is closing"))
+        busy = self._busy
+        if grace:
+            with gevent.Timeout(grace, False):
+                while busy() and not self.closed:
+                    self.progress.clear()
+                    self.progress.wait()
+        return not busy()
+
+    def _busy(self) -> bool:
+        return bool(self.outgoing.pending or self.incoming.calls)
+
+    def refuse_outgoing(self, reason: RpcError) -> None:
+        """From now on new outgoing calls fail with `reason` (the first one given)."""
+        if self.outgoing.refusal is None:
+            self.outgoing.refusal = reason
+
+    def refuse_incoming(self, reason: RpcError) -> None:
+        """From now on new incoming calls are answered with `reason`."""
+        self.incoming.refusal = reason
+
+    def abort(self, error: RpcError) -> None:
+        """Close at once, without the close frame (the stream is unusable)."""
+        self._teardown(error)
+
+    def suspend(self, reason: RpcError) -> None:
+        """Give up the current stream as lost (e.g. replaced by a new one of
+        the same session); the session is kept if it is resumable."""
+        self.stream_lost(reason, self.stream)
+
+    def stream_lost(self, error: RpcError, stream: Stream, silent: bool = False) -> None:
+        """The transport under `stream` is gone (EOF, reset, silence). A
+        resumable session is suspended; anything else ends."""
+        if self.closed or self.suspended or stream is not self.stream:
+            return  # already handled, or news about a connection we replaced
+        if self.session_grace <= 0 or self._orderly:
+            self.abort(error)
+            return
+        self._enter(Phase.SUSPENDED)
+        self.suspend_reason = error
+        self.ticker.stop()
+        stream.close()
+        self.outbox.restart()
+        self.session.suspend()  # the resend buffer keeps what matters
+        self.outgoing.failed_while_suspended = False
+        if silent:
+            # Declared lost by heartbeats: the peer is dead or hung, so what
+            # we wait for fails now; the session may still resume later.
+            self.outgoing.fail_all(error)
+        else:
+            liveness = self.session.liveness
+            bound = liveness.timeout if liveness is not None else self.session_grace
+            self._pending_deadline_timer = self._loop.timer(min(bound, self.session_grace))
+            self._pending_deadline_timer.start(self.outgoing.fail_all, error)
+        self._grace_timer = self._loop.timer(self.session_grace)
+        self._grace_timer.start(self._grace_expired, error)
+        log.info("connection to %s lost (%s); session %s kept %.1fs for resumption",
+                 stream.address, error.message, self.session.session_id, self.session_grace)
+        self._loss_reported = True
+        self._loop.run_callback(self.owner.on_suspended, self, error)
+
+    def _grace_expired(self, error: RpcError) -> None:
+        if self.suspended:
+            self.abort(PeerLost(f"{error.message}; the session was not resumed within "
+                                f"{self.session_grace:.1f}s"))
+
+    def _stop_timers(self) -> None:
+        for timer in (self._grace_timer, self._pending_deadline_timer):
+            if timer is not None:
+                timer.close()
+        self._grace_timer = self._pending_deadline_timer = None
+
+    def _teardown(self, error: RpcError) -> None:
+        if self.closed:
+            return
+        self._enter(Phase.CLOSED)
+        self.close_reason = error
+        self.ticker.stop()
+        self._stop_timers()
+        self.stream.close()
+        self.outgoing.fail_all(error)
+        self.incoming.abort_all(error)
+        self.outbox.close()
+        self.progress.set()
+        self.closed_event.set()
+        reader = self._reader
+        if reader is not None and reader is not getcurrent() and not self.incoming.serving(reader):
+            reader.kill(block=False)
+        self._loop.run_callback(self.owner.on_closed, self)
+
+    def after_fork_in_child(self, parent_pid: int) -> None:
+        """This process is a forked child: let go of the parent's socket."""
+        if self.closed:
+            return
+        self._enter(Phase.CLOSED)
+        self.close_reason = PeerLost(
+            f"this process forked: the connection to {self.stream.address or 'the peer'} "
+            f"stays with the parent process (pid {parent_pid}); connect again from the child")
+        self.ticker.stop()
+        self.stream.detach()
+
+    # ---------------------------------------------------------------- reading
+
+    def take_over_reading(self, serving: Any) -> None:
+        # Hub callback: the reader `serving` blocked inside a handler.
+        if self._reader is serving and not self.closed:
+            self._reader = gevent.spawn(self._read_loop)
+
+    def _read_loop(self) -> None:
+        me = getcurrent()
+        session = self.session
+        stream = self.stream
+        events = self._events
+        routes = self._routes
+        outbox = self.outbox
+        outgoing = self.outgoing
+        ticker = self.ticker
+        confirms = outgoing.confirms
+        reads = 0
+        rel = session.reliability
+        try:
+            while self._reader is me and not self.closed:
+                if events:
+                    event = events.popleft()
+                    routes[type(event)](event)
+                    if session.queued_bytes >= MID_BATCH_FLUSH and outbox.writer is None:
+                        # Answers to a long batch go out while the rest is
+                        # served, so the peer works in parallel with us.
+                        outbox.flush()
+                    continue
+                owed = rel.ack_owed_since
+                if owed is not None and ticker.due > owed + ACK_DELAY:
+                    ticker.arm()  # an ack is owed sooner than the next heartbeat
+                reads += 1
+                if reads % FAIR_READS == 0:
+                    # A peer that keeps us busy must not starve the other
+                    # connections, handlers and timers of this process.
+                    gevent.sleep(0)
+                n = stream.recv_into(session.get_buffer())
+                if n == 0:
+                    self.stream_lost(PeerLost(f"connection closed by {stream.address or 'the peer'}"),
+                                     stream)
+                    return
+                events.extend(session.buffer_updated(n, _monotonic()))
+                if session.queued_bytes:
+                    outbox.flush_soon()
+                if confirms and confirms[0][0] <= rel.peer_acked:
+                    outgoing.release_confirms(rel.peer_acked)
+                if outbox.room_waiters:
+                    outbox.acks_arrived(rel.unacked_bytes)  # acks may have freed the resend buffer
+        except ConnectionClosed as exc:
+            self.stream_lost(PeerLost(f"connection lost: {exc}"), stream)
+        except RemoteProtocolError as exc:
+            log.warning("closing connection from %s: %s", stream.address, exc)
+            outbox.flush_soon()
+            self._loop.run_callback(self.abort, PeerLost(f"protocol error: {exc}"))
+            # Give the Close frame explaining why one loop pass to go out.
+        except gevent.GreenletExit:
+            pass
+        except Exception as exc:  # a bug of ours: never leave the peer hanging
+            log.exception("reader of %s failed", stream.address)
+            self.abort(RpcError(StatusCode.INTERNAL, f"reader failed: {exc!r}"))
+
+    def _on_pattern_event(self, event: Any) -> None:
+        self.owner.on_pattern_event(self, event)
+
+    def _on_credit(self, event: ev.CreditReceived) -> None:
+        if event.call_id:
+            self.incoming.on_credit(event.call_id, event.items)
+        else:
+            self.owner.on_pattern_event(self, event)
+
+    def _on_close_frame(self, event: ev.CloseReceived) -> None:
+        if not event.end_session and self.session_grace > 0:
+            # The peer dropped this connection but keeps the session.
+            self.stream_lost(PeerLost(f"peer dropped the connection: {event.message}"), self.stream)
+            return
+        self._orderly = True
+        code = StatusCode.from_wire(event.code)
+        if code == StatusCode.UNAVAILABLE or code == StatusCode.OK:
+            self.abort(PeerLost(f"peer closed the connection: {event.message}"))
+        else:
+            self.abort(RpcError(code, event.message))
+
+    def _silent(self, silent: ev.PeerSilent) -> None:
+        # From the ticker: the peer is dead or hung.
+        message = (f"peer lost: no sign of life for {silent.silent_for:.3f}s "
+                   f"(heartbeat bound {silent.bound:.3f}s)")
+        log.warning("%s from %s", message, self.stream.address)
+        self.outbox.flush()  # the Close telling a frozen peer why, if it ever wakes
+        self.stream_lost(PeerLost(message), self.stream, silent=True)
+
+    # ------------------------------------- what the patterns send (an Outlet)
+
+    def push(self, kind: str, payload: bytes = b"", **fields: Any) -> bool:
+        """Server side: send a frame the peer did not ask for just now (a
+        delivery, a task, a broadcast) without ever blocking the sender. A
+        peer that lets more than `max_queued_bytes` pile up is closed as a
+        slow consumer; False then (and when the connection is gone)."""
+        if not self._may_push():
+            return False
+        self.session.send_frame(kind, payload, **fields)
+        self.outbox.flush_soon()
+        return True
+
+    def push_encoded(self, kind: str, message: bytes, payload: bytes = b"") -> bool:
+        """push() for a message serialized already (Session.send_encoded)."""
+        if not self._may_push():
+            return False
+        self.session.send_encoded(kind, message, payload)
+        self.outbox.flush_soon()
+        return True
+
+    def _may_push(self) -> bool:
+        if self.closed or self.session.state not in _LIVE_STATES:
+            return False
+        limit = self.limits.max_queued_bytes
+        if self.session.reliability.unacked_bytes + self.outbox.out_bytes <= limit:
+            return True
+        self.close_slow_consumer(StatusCode.RESOURCE_EXHAUSTED,
+                                 f"slow consumer: more than {limit} bytes sent to you are not "
+                                 f"acknowledged")
+        return False
+
+    def close_slow_consumer(self, code: StatusCode, reason: str) -> None:
+        """Refuse further output and close in the background, telling the
+        peer `reason`; once only."""
+        if self.outgoing.refusal is not None or self.closed:
+            return
+        self.refuse_outgoing(RpcError(code, reason))
+        log.warning("closing %s: %s", self.stream.address, reason)
+        gevent.spawn(self.close, code, reason)
+
+    def answer(self, call_id: int, code: StatusCode = StatusCode.OK, message: str = "") -> None:
+        """Answer a call that a pattern frame opened (see call_frame)."""
+        if not self.closed and self.session.state in _LIVE_STATES:
+            self.session.send_response(call_id, code, message)
+            self.outbox.flush_soon()
+
+    def grant(self, items: int, **which: Any) -> None:
+        """Flow control for a stream, subscription or consumer: the peer may
+        send `items` more. Quietly nothing once the connection is gone."""
+        if not self.closed and self.session.state in _LIVE_STATES:
+            self.session.send_frame("credit", b"", items=items, **which)
+            self.outbox.flush_soon()
+
+
+def refuse_pattern_event(connection: Connection, event: Any) -> None:
+    """For a side that hosts no publish/subscribe, work queues or broadcasts."""
+    call_id = getattr(event, "call_id", 0)
+    message = "this peer hosts no publish/subscribe, work queues or broadcasts"
+    if call_id and connection.session.state is State.OPEN:
+        connection.answer(call_id, StatusCode.UNIMPLEMENTED, message)
+    else:
+        log.warning("dropped a %s frame from %s: %s", type(event).__name__,
+                    connection.address, message)

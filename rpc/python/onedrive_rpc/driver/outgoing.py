@@ -1,0 +1,280 @@
+"""The calls this side makes over one connection, and the waiters of them.
+
+Each outgoing call gets the next call id of the session (ids never restart
+inside a session, across resumes too) and an entry in `pending`: a gevent
+Waiter for a plain call, a CallFuture, or a StreamReceiver. The reader
+routes answers to them; a lost or closed connection fails all of them at
+once. Confirmed notifications wait, in seq order, for the peer's
+cumulative ack.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Mapping, Optional, Tuple
+
+from gevent.hub import Waiter
+
+from ..calls import DEFAULT_STREAM_WINDOW, TIMED_OUT, CallFuture, call_result, fresh
+from ..core import events as ev
+from ..core.session import MessageTooLarge, State
+from ..errors import LocalProtocolError, PeerLost, RpcError, StatusCode
+from ..streams import ServerStream, StreamReceiver
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = ["OutgoingCalls", "MAX_STREAM_WINDOW"]
+
+#: Largest stream window a caller may ask for.
+MAX_STREAM_WINDOW = 65536
+
+_LIVE_STATES = (State.OPEN, State.SUSPENDED)
+
+
+class OutgoingCalls:
+    """Calls, streams, notifications and pattern frames sent by this side
+    (the CallLink of the futures and stream receivers it hands out)."""
+
+    def __init__(self, connection: "Connection") -> None:
+        self._conn = connection
+        self._hub = connection.hub
+        self._loop = connection.hub.loop
+        #: Call id -> what the answer is switched to, in the hub.
+        self.pending: Dict[int, Any] = {}
+        self._next_call_id = 1
+        #: Confirmed notifications: (seq, waiter) in seq order, released by acks.
+        self.confirms: Deque[Tuple[int, Waiter]] = deque()
+        #: Set while new calls are refused (draining, or a slow consumer).
+        self.refusal: Optional[RpcError] = None
+        # While suspended: what was pending already failed, so new calls
+        # fail fast too until the session is back.
+        self.failed_while_suspended = False
+
+    # ------------------------------------------------------------ calls
+
+    def call(self, method: str, payload: bytes, decode: Callable[[Any], Any],
+             timeout: Optional[float] = None,
+             metadata: Optional[Mapping[str, str]] = None) -> Any:
+        """Call `method` and wait for its reply, decoded with `decode`."""
+        waiter = Waiter(self._hub)
+        call_id = self._send_request(method, payload, timeout, metadata, waiter)
+        return self._await(call_id, waiter, timeout, decode, method)
+
+    def call_future(self, method: str, payload: bytes, decode: Callable[[Any], Any],
+                    timeout: Optional[float] = None,
+                    metadata: Optional[Mapping[str, str]] = None) -> CallFuture:
+        future = CallFuture(self, decode)
+        future.call_id = self._send_request(method, payload, timeout, metadata, future)
+        if timeout is not None:
+            future.expire_after(self._loop, timeout)
+        return future
+
+    def open_stream(self, method: str, payload: bytes, decode: Callable[[Any], Any],
+                    timeout: Optional[float] = None,
+                    metadata: Optional[Mapping[str, str]] = None,
+                    window: int = DEFAULT_STREAM_WINDOW) -> ServerStream:
+        """Call server-stream `method`; iterate the result for its items."""
+        if not 1 <= window <= MAX_STREAM_WINDOW:
+            raise ValueError(f"stream window must be 1..{MAX_STREAM_WINDOW} items, not {window}")
+        receiver = StreamReceiver(self, method, window)
+        receiver.call_id = self._send_request(method, payload, timeout, metadata, receiver, window)
+        if timeout is not None:
+            receiver.timer = timer = self._loop.timer(timeout)
+            timer.start(receiver.switch, TIMED_OUT)
+        return ServerStream(receiver, decode)
+
+    def notify(self, method: str, payload: bytes, metadata: Optional[Mapping[str, str]] = None,
+               confirm: bool = False, timeout: Optional[float] = None) -> None:
+        """Send a one-way message to notification `method`. With `confirm`,
+        return once the peer acknowledged receiving it; raise PeerLost if the
+        peer is lost first (it is then withdrawn: Session.withdraw), or
+        DEADLINE_EXCEEDED after `timeout` (it may still arrive)."""
+        seq = self.send_one_way("notify", payload, ack_now=confirm, method=method,
+                                metadata=metadata or {})
+        if not confirm:
+            return
+        waiter = Waiter(self._hub)
+        entry = (seq, waiter)
+        self.confirms.append(entry)
+        try:
+            result = self._wait(waiter, timeout)
+        finally:
+            if entry in self.confirms:  # timed out or killed: no longer waited for
+                self.confirms.remove(entry)
+        if result is TIMED_OUT:
+            raise RpcError(StatusCode.DEADLINE_EXCEEDED,
+                           f"notification to {method} not confirmed within {timeout}s")
+        if isinstance(result, RpcError):
+            raise result
+
+    def call_frame(self, kind: str, payload: bytes = b"", timeout: Optional[float] = None,
+                   **fields: Any) -> None:
+        """Send a pattern frame that opens a call (subscribe, produce,
+        consume, or a confirmed publish or broadcast) and wait for the
+        peer's answer; RpcError if it refused."""
+        waiter = Waiter(self._hub)
+        self._ready_to_send()
+        call_id = self._next_call_id
+        self._next_call_id = call_id + 1
+        self._send_frame(kind, payload, None, call_id=call_id, **fields)
+        self.pending[call_id] = waiter
+        self._conn.outbox.flush_soon()
+        self._await(call_id, waiter, timeout, _no_reply, f"{kind} to {fields.get('method', '?')}")
+
+    def send_one_way(self, kind: str, payload: bytes = b"", encoded: Optional[bytes] = None,
+                     **fields: Any) -> int:
+        """Send a frame nobody answers (publish, unsubscribe, task_done,
+        notify, ...), from `fields` or already `encoded`; returns its seq."""
+        self._ready_to_send()
+        seq = self._send_frame(kind, payload, encoded, **fields)
+        self._conn.outbox.flush_soon()
+        return seq
+
+    # --------------------------------------------- CallLink (futures, streams)
+
+    def abandon(self, call_id: int, reason: str) -> None:
+        """The caller gave up on `call_id`: forget it, tell the server."""
+        if self.pending.pop(call_id, None) is not None:
+            self._conn.progress.set()
+            self.send_cancel(call_id, reason)
+
+    def grant(self, call_id: int, items: int) -> None:
+        """Stream `call_id` may send `items` more (while it is open)."""
+        if call_id in self.pending:
+            self._conn.grant(items, call_id=call_id)
+
+    def send_cancel(self, call_id: int, reason: str) -> None:
+        conn = self._conn
+        if conn.closed or conn.session.state not in _LIVE_STATES:
+            return
+        conn.session.send_cancel(call_id, reason)
+        conn.outbox.flush_soon()
+
+    # ------------------------------------------------ answers, from the reader
+
+    def on_response(self, event: ev.ResponseReceived) -> None:
+        waiter = self.pending.pop(event.call_id, None)
+        if waiter is not None:
+            answer: Any = event
+            if event.payload and type(waiter) is StreamReceiver:
+                answer = RpcError(StatusCode.INTERNAL,
+                                  "the peer answered a stream call with a single response")
+            self._loop.run_callback(waiter.switch, answer)
+            self._conn.progress.set()
+
+    def on_stream_item(self, event: ev.StreamItemReceived) -> None:
+        receiver = self.pending.get(event.call_id)
+        if type(receiver) is StreamReceiver:
+            receiver.item(event.payload)
+
+    def on_stream_end(self, event: ev.StreamEndReceived) -> None:
+        waiter = self.pending.pop(event.call_id, None)
+        if waiter is not None:
+            outcome: Any = ev.ResponseReceived(event.call_id, event.code, event.message,
+                                               event.details, b"")
+            if type(waiter) is not StreamReceiver:
+                outcome = RpcError(StatusCode.INTERNAL, "the peer answered a call with a stream")
+            self._loop.run_callback(waiter.switch, outcome)
+            self._conn.progress.set()
+
+    def release_confirms(self, peer_acked: int) -> None:
+        """The peer acknowledged everything up to `peer_acked`."""
+        confirms = self.confirms
+        while confirms and confirms[0][0] <= peer_acked:
+            self._loop.run_callback(confirms.popleft()[1].switch, None)
+
+    def fail_all(self, error: RpcError) -> None:
+        """Fail every call and confirmation we are waiting for with `error`."""
+        conn = self._conn
+        pending, self.pending = self.pending, {}
+        suspended = conn.suspended
+        if suspended:
+            self.failed_while_suspended = True
+            for call_id in pending:
+                # Should the session resume, the server need not run them on.
+                conn.session.send_cancel(call_id, f"the caller gave up: {error.message}")
+        for waiter in pending.values():
+            self._loop.run_callback(waiter.switch, fresh(error))
+        if pending:
+            conn.progress.set()
+        confirms = list(self.confirms)
+        self.confirms.clear()
+        for seq, waiter in confirms:
+            if suspended:
+                # Not confirmed means not delivered: it must not arrive
+                # after all should the session resume.
+                conn.session.withdraw(seq)
+            self._loop.run_callback(waiter.switch, fresh(error))
+
+    # ---------------------------------------------------------------- inside
+
+    def _ready_to_send(self) -> None:
+        """Raise if no new call may go out now; else wait for room."""
+        conn = self._conn
+        if conn.closed:
+            raise conn.closed_error()
+        if self.refusal is not None:
+            raise fresh(self.refusal)
+        if conn.suspended and self.failed_while_suspended:
+            reason = conn.suspend_reason.message if conn.suspend_reason else "connection lost"
+            raise PeerLost(f"not connected: {reason}; reconnecting")
+        conn.outbox.wait_for_room()
+
+    def _send_request(self, method: str, payload: bytes, timeout: Optional[float],
+                      metadata: Optional[Mapping[str, str]], waiter: Any,
+                      initial_credit: int = 0) -> int:
+        self._ready_to_send()
+        call_id = self._next_call_id
+        self._next_call_id = call_id + 1
+        try:
+            self._conn.session.send_request(call_id, method, payload, timeout, metadata,
+                                            initial_credit)
+        except MessageTooLarge as exc:
+            raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
+        except LocalProtocolError:
+            raise self._conn.closed_error() from None
+        self.pending[call_id] = waiter
+        self._conn.outbox.flush_soon()
+        return call_id
+
+    def _send_frame(self, kind: str, payload: bytes, encoded: Optional[bytes],
+                    **fields: Any) -> int:
+        session = self._conn.session
+        try:
+            if encoded is not None:
+                return session.send_encoded(kind, encoded, payload)
+            return session.send_frame(kind, payload, **fields)
+        except MessageTooLarge as exc:
+            raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
+        except LocalProtocolError:
+            raise self._conn.closed_error() from None
+
+    def _wait(self, waiter: Waiter, timeout: Optional[float]) -> Any:
+        """What `waiter` is switched with, or TIMED_OUT after `timeout`."""
+        timer = None
+        if timeout is not None:
+            timer = self._loop.timer(timeout)
+            timer.start(waiter.switch, TIMED_OUT)
+        try:
+            return waiter.get()
+        finally:
+            if timer is not None:
+                timer.close()
+
+    def _await(self, call_id: int, waiter: Waiter, timeout: Optional[float],
+               decode: Callable[[Any], Any], what: str) -> Any:
+        try:
+            outcome = self._wait(waiter, timeout)
+        except BaseException:
+            # Killed or interrupted while waiting: the server need not go on.
+            self.abandon(call_id, "the caller went away")
+            raise
+        if outcome is TIMED_OUT:
+            self.abandon(call_id, "deadline exceeded")
+            raise RpcError(StatusCode.DEADLINE_EXCEEDED,
+                           f"deadline exceeded after {timeout}s calling {what}")
+        return call_result(outcome, decode)
+
+
+def _no_reply(payload: Any) -> None:
+    return None

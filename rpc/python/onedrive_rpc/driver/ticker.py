@@ -1,0 +1,115 @@
+"""The heartbeat clock of one connection: one hub timer, always set to the
+session's next deadline (a heartbeat or a delayed ack due, or the peer's
+silence bound).
+
+Heartbeats come from the hub, never from handlers, so a handler that runs
+for minutes cannot make us look dead. A timer that fires late means our
+own loop was blocked: that is logged (the likely reason peers drop us),
+and the peer is not judged on silence we did not read.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Optional
+
+from ..core import events as ev
+from ..core.session import Session
+
+__all__ = ["Ticker", "report_blocked_loop"]
+
+log = logging.getLogger("onedrive_rpc")
+
+# After a tick found our own loop blocked, how soon (at most) to look again,
+# once the reader had a chance to catch up on what the peer sent meanwhile.
+CATCH_UP_DELAY = 0.05
+
+
+class Ticker:
+    """Runs `session.tick(now)` when it is due; tells `on_silent` when the
+    peer went silent past its bound and `on_output` when the tick queued
+    frames (a heartbeat, an ack) to send.
+
+    `loop` is gevent's (or any object with `timer(delay)` returning a timer
+    with `start(callback, *args)` and `close()`), `clock` a monotonic clock:
+    both are replaceable, so the ticker is testable without waiting.
+    """
+
+    def __init__(self, loop: Any, on_silent: Callable[[ev.PeerSilent], None],
+                 on_output: Callable[[], None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._loop = loop
+        self._on_silent = on_silent
+        self._on_output = on_output
+        self._clock = clock
+        self._session: Optional[Session] = None
+        self._timer: Any = None
+        #: When the timer is due (monotonic seconds; inf while stopped).
+        self.due = float("inf")
+
+    def start(self, session: Session) -> None:
+        """Tick for `session` from now on (a new or resumed stream)."""
+        self._session = session
+        self.arm()
+
+    def stop(self) -> None:
+        """No more ticks until start(): the stream is gone."""
+        self._session = None
+        self.due = float("inf")
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
+
+    def arm(self, delay: Optional[float] = None) -> None:
+        """Set the timer to the session's next deadline (or `delay` from now)."""
+        session = self._session
+        if session is None:
+            return
+        now = self._clock()
+        if delay is None:
+            deadline = session.next_deadline()
+            if deadline is None:
+                return
+            delay = max(0.0, deadline - now)
+        if self._timer is not None:
+            self._timer.close()
+        self.due = now + delay
+        self._timer = self._loop.timer(delay)
+        self._timer.start(self._tick)
+
+    def _tick(self) -> None:
+        # Hub callback: never blocks.
+        session = self._session
+        if session is None:
+            return
+        now = self._clock()
+        liveness = session.liveness
+        late = now - self.due
+        if liveness is not None and late > liveness.interval:
+            report_blocked_loop(late, liveness.interval, now)
+            if liveness.expired(now):
+                # Our own loop was stuck: what the peer sent meanwhile is
+                # still unread. Let the reader catch up before judging it.
+                self.arm(min(CATCH_UP_DELAY, liveness.interval / 4))
+                return
+        events = session.tick(now)
+        if events:
+            self.stop()
+            self._on_silent(events[0])
+            return
+        if session.queued_bytes:
+            self._on_output()
+        self.arm()
+
+
+_last_blocked_report = [float("-inf")]
+
+
+def report_blocked_loop(late: float, interval: float, now: float) -> None:
+    """Log that our own event loop was blocked (once a second at most, not
+    once per connection): the likely reason peers drop us."""
+    if now - _last_blocked_report[0] >= 1.0:
+        _last_blocked_report[0] = now
+        log.warning("the gevent event loop of this process was blocked for about %.3fs "
+                    "(heartbeat interval %.3fs): peers may have declared it lost; "
+                    "look for CPU-bound or blocking code running in a greenlet", late, interval)
