@@ -110,17 +110,17 @@ class Broker:
             if call_id:
                 conn.answer(call_id)
 
-    def forget(self, conn: Connection) -> None:
+    def forget(self, conn: Connection, lost: bool) -> None:
         """`conn`'s session ended: its subscriptions go, and its consumers'
-        unfinished tasks go back to their queues (an attempt used, unless it
-        withdrew in order)."""
+        unfinished tasks go back to their queues (an attempt used if it was
+        `lost`, none if it ended in order)."""
         for pubsub in self._topics.values():
             pubsub.drop_owner(conn)
             pubsub.forget_publisher(conn.session.session_id)
         for key in [key for key in self._subscribed if key[0] is conn]:
             del self._subscribed[key]
         for key in [key for key in self._consuming if key[0] is conn]:
-            self._remove_consumer(key, lost=not conn.orderly)
+            self._remove_consumer(key, lost=lost)
 
     def _on_subscribe(self, conn: Connection, event: ev.SubscribeReceived) -> None:
         self._subscribe(conn, event.subscription_id, event.method, event.pattern,

@@ -640,6 +640,22 @@ class Connection:
             self.session.send_response(call_id, code, message)
             self._flush_soon()
 
+    # The rest of what the broker needs of a connection (broker.Outlet).
+
+    @property
+    def session_id(self) -> str:
+        return self.session.session_id
+
+    @property
+    def address(self) -> str:
+        return self.stream.address
+
+    def close_slow_consumer(self, code: StatusCode, reason: str) -> None:
+        """Refuse further output and close in the background; only once."""
+        if self.refuse_outgoing is None:
+            self.refuse_outgoing = RpcError(code, reason)
+            gevent.spawn(self.close, code, reason)
+
     def _send_frame(self, kind: str, payload: bytes, encoded: Optional[bytes] = None,
                     **fields: Any) -> int:
         try:

@@ -324,7 +324,7 @@ class Server:
             self._connections.remove(conn)
         except ValueError:
             pass
-        self._broker.forget(conn)
+        self._broker.forget(conn, lost=not conn.orderly)
         if self._sessions.get(conn.session.session_id) is conn:
             del self._sessions[conn.session.session_id]
         log.debug("connection from %s closed: %s", conn.stream.address, conn.close_reason)
