@@ -18,7 +18,6 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections import defaultdict
 from typing import (Any, Callable, Dict, Hashable, Iterable, List, Optional, Protocol, Tuple,
                     cast)
 
@@ -29,7 +28,7 @@ from .core.pubsub import Delivery, Disconnect, Policy, PubSub, TooManySubscripti
 from .core.topics import TopicError, check_pattern
 from .core.workqueue import DeadLetter, QueueFull, QueueStats, WorkQueue
 from .errors import RpcError, StatusCode
-from .patterns import (DEFAULT_LISTENER_QUEUE, BroadcastListener, Consumer, Received,
+from .patterns import (DEFAULT_LISTENER_QUEUE, BroadcastListener, Consumer, Received, Receivers,
                        Subscription, TaskContext)
 from .service import MethodInfo, Registry
 
@@ -113,10 +112,9 @@ class Broker:
         self._local = _Local()
         # (publisher_seq, publisher, topic) -> the Deliver fields they share.
         self._encoded: Dict[Tuple[int, str, str], bytes] = {}
+        # This process's own subscriptions, consumers and listeners.
         self._local_ids = itertools.count(1)
-        self._local_subscriptions: Dict[int, Subscription] = {}
-        self._local_consumers: Dict[int, Consumer] = {}
-        self._listeners: Dict[str, List[BroadcastListener]] = defaultdict(list)
+        self._receivers = Receivers()
         self._handlers: Dict[type, Callable[[Outlet, Any], None]] = {
             ev.SubscribeReceived: self._on_subscribe,
             ev.UnsubscribeReceived: self._on_unsubscribe,
@@ -249,7 +247,7 @@ class Broker:
         encoded = self._encoded
         for d in deliveries:
             if d.owner is self._local:
-                sub = self._local_subscriptions.get(d.subscription_id)
+                sub = self._receivers.subscription(d.subscription_id)
                 if sub is not None:
                     sub.deliver(d.payload, d.topic, d.publisher, d.publisher_seq, d.dropped)
                 continue
@@ -268,7 +266,7 @@ class Broker:
     def _disconnect(self, method: str, dropped: Disconnect) -> None:
         self._subscribed.pop((dropped.owner, dropped.subscription_id), None)
         if dropped.owner is self._local:
-            sub = self._local_subscriptions.pop(dropped.subscription_id, None)
+            sub = self._receivers.remove_subscription(dropped.subscription_id)
             if sub is not None:
                 sub.close(RpcError(StatusCode.RESOURCE_EXHAUSTED, dropped.reason))
             return
@@ -287,16 +285,16 @@ class Broker:
             sid, method, pattern, queue_limit or pubsub.default_queue_limit, policy, decode,
             callback, grant=lambda items: self._send(pubsub.grant(self._local, sid, items)),
             unsubscribe=self._local_unsubscribe)
-        self._local_subscriptions[sid] = sub
+        self._receivers.add_subscription(sub)
         try:
             self._subscribe(self._local, sid, method, pattern, queue_limit, policy)
         except RpcError:
-            del self._local_subscriptions[sid]
+            self._receivers.remove_subscription(sid)
             raise
         return sub
 
     def _local_unsubscribe(self, sub: Subscription) -> None:
-        self._local_subscriptions.pop(sub.id, None)
+        self._receivers.remove_subscription(sub.id)
         self._unsubscribe(self._local, sub.id)
 
     # ------------------------------------------------------------ work queues
@@ -377,7 +375,9 @@ class Broker:
             key = cast(Tuple[object, int], a.consumer)  # the keys this broker made
             owner, consumer_id = key
             if owner is self._local:
-                self._local_consumers[consumer_id].task(a.task_id, a.attempt, a.payload)
+                consumer = self._receivers.consumer(consumer_id)
+                if consumer is not None:  # else ended with the broker
+                    consumer.task(a.task_id, a.attempt, a.payload)
             elif not cast(Outlet, owner).push_encoded(
                     "task", task_message(consumer_id, a.task_id, a.attempt), a.payload):
                 # Closed under us: its on_close will hand the task back.
@@ -396,14 +396,20 @@ class Broker:
         consumer = Consumer(
             consumer_id, method, prefetch, decode, handler,
             done=lambda task_id, code, message: self._task_done(key, task_id, code, message),
-            withdraw=lambda c: self._remove_consumer(key, lost=False) if key in self._consuming else None)
-        self._local_consumers[consumer_id] = consumer
+            withdraw=self._local_withdraw)
+        self._receivers.add_consumer(consumer)
         try:
             self._add_consumer(key, method, prefetch)
         except RpcError:
-            del self._local_consumers[consumer_id]
+            self._receivers.remove_consumer(consumer_id)
             raise
         return consumer
+
+    def _local_withdraw(self, consumer: Consumer) -> None:
+        self._receivers.remove_consumer(consumer.id)
+        key = (self._local, consumer.id)
+        if key in self._consuming:
+            self._remove_consumer(key, lost=False)
 
     # ------------------------------------------------------------- broadcast
 
@@ -418,8 +424,7 @@ class Broker:
             if outlet is not skip and outlet.push("broadcast", payload, method=method, origin=origin):
                 sent += 1
         if skip is not None:
-            for listener in list(self._listeners.get(method, ())):
-                listener.deliver(payload, origin)
+            self._receivers.deliver_broadcast(method, payload, origin)
         return sent
 
     def listen(self, method: str, decode: Callable[[Any], Any],
@@ -427,31 +432,16 @@ class Broker:
                queue_limit: int = DEFAULT_LISTENER_QUEUE) -> BroadcastListener:
         """Hear the broadcasts of `method` in this process."""
         self._method(method, options_pb2.BROADCAST)
-        listener: BroadcastListener = BroadcastListener(method, decode, callback, self._unlisten,
-                                                        queue_limit)
-        self._listeners[method].append(listener)
+        listener: BroadcastListener = BroadcastListener(method, decode, callback,
+                                                        self._receivers.unlisten, queue_limit)
+        self._receivers.add_listener(listener)
         return listener
-
-    def _unlisten(self, listener: BroadcastListener) -> None:
-        listeners = self._listeners.get(listener.method, [])
-        if listener in listeners:
-            listeners.remove(listener)
 
     # ------------------------------------------------------------------ misc
 
     def close(self) -> None:
         """The server stopped: this process's own receivers end too."""
-        reason = RpcError(StatusCode.UNAVAILABLE, "the server stopped")
-        for sub in list(self._local_subscriptions.values()):
-            sub.close(reason)
-        for listeners in self._listeners.values():
-            for listener in list(listeners):
-                listener.close(reason)
-        for consumer in self._local_consumers.values():
-            consumer.stopped = True
-        self._local_subscriptions.clear()
-        self._listeners.clear()
-        self._local_consumers.clear()
+        self._receivers.close_all(RpcError(StatusCode.UNAVAILABLE, "the server stopped"))
 
     def _method(self, path: str, pattern: int) -> MethodInfo:
         info = self._registry.info(path)
