@@ -380,7 +380,7 @@ class Broker:
                     consumer.task(a.task_id, a.attempt, a.payload)
             elif not cast(Outlet, owner).push_encoded(
                     "task", task_message(consumer_id, a.task_id, a.attempt), a.payload):
-                # Closed under us: its on_close will hand the task back.
+                # Closed under us: forget() will hand the task back.
                 log.debug("task %d of %s not sent: connection gone", a.task_id, method)
 
     def _report_dead(self, method: str, dead: List[DeadLetter]) -> None:
