@@ -8,17 +8,18 @@ calls (`rpc.Client(server, ...)`), as a subscriber, consumer, publisher,
 producer or listener like any other.
 
 Nothing here blocks: the state machines (core/pubsub.py, core/workqueue.py)
-decide, and frames are pushed to connections without waiting (a peer that
-lets too much pile up is closed as a slow consumer).
+decide, and frames are pushed to the peers' connections without waiting (a
+peer that lets too much pile up is closed as a slow consumer). The broker
+sees a connection only as an `Outlet`, so it can run, and be tested, without
+the driver.
 """
 from __future__ import annotations
 
 import itertools
 import logging
 import time
-from collections import defaultdict
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
-
+from typing import (Any, Callable, Dict, Hashable, Iterable, List, Optional, Protocol, Tuple,
+                    cast)
 
 from . import options_pb2
 from .core import events as ev
@@ -26,13 +27,12 @@ from .core.pattern_frames import deliver_message, deliver_shared, task_message
 from .core.pubsub import Delivery, Disconnect, Policy, PubSub, TooManySubscriptions
 from .core.topics import TopicError, check_pattern
 from .core.workqueue import DeadLetter, QueueFull, QueueStats, WorkQueue
-from .driver import Connection
 from .errors import RpcError, StatusCode
-from .patterns import (DEFAULT_LISTENER_QUEUE, BroadcastListener, Consumer, Received,
+from .patterns import (DEFAULT_LISTENER_QUEUE, BroadcastListener, Consumer, Received, Receivers,
                        Subscription, TaskContext)
 from .service import MethodInfo, Registry
 
-__all__ = ["Broker"]
+__all__ = ["Broker", "Outlet"]
 
 log = logging.getLogger("onedrive_rpc")
 
@@ -46,6 +46,46 @@ _QUEUE_LIMITS = ("max_attempts", "max_tasks", "max_bytes", "max_dead_letters",
 _ENCODED_CACHE = 4096
 
 
+class Outlet(Protocol):
+    """What the broker needs of a peer's connection. Nothing here blocks:
+    a push that cannot go out now returns False (the connection is gone,
+    or it is being closed as a slow consumer), and the frame is lost."""
+
+    @property
+    def session_id(self) -> str:
+        """The peer's session: publisher (origin) of what it sends."""
+        ...
+
+    @property
+    def address(self) -> str:
+        """Where the peer is, for logs."""
+        ...
+
+    def push(self, kind: str, payload: bytes = b"", **fields: Any) -> bool:
+        """Send a frame of `kind` with these Envelope fields; False if it
+        did not go out."""
+        ...
+
+    def push_encoded(self, kind: str, message: bytes, payload: bytes = b"") -> bool:
+        """push() for a message of `kind` serialized already."""
+        ...
+
+    def answer(self, call_id: int, code: StatusCode = StatusCode.OK, message: str = "") -> None:
+        """Answer the call a pattern frame opened."""
+        ...
+
+    def close_slow_consumer(self, code: StatusCode, reason: str) -> None:
+        """Refuse further output and close in the background; later calls
+        do nothing."""
+        ...
+
+
+def _owner(outlet: Outlet) -> Hashable:
+    """`outlet` as the owner of subscriptions and consumers (compared by
+    identity; mypy does not take a Protocol for Hashable)."""
+    return cast(Hashable, outlet)
+
+
 class _Local:
     """The owner of the server's own subscriptions and consumers."""
 
@@ -56,25 +96,26 @@ class _Local:
 class Broker:
     """Topics, work queues and broadcasts of one server."""
 
-    def __init__(self, registry: Registry, connections: Callable[[], Iterable[Connection]],
+    def __init__(self, registry: Registry, outlets: Callable[[], Iterable[Outlet]],
                  identity: str = "") -> None:
         self._registry = registry
-        self._connections = connections
+        #: The connected peers, for broadcasts.
+        self._outlets = outlets
         #: The server's peer id: the publisher of what it publishes itself.
         self.identity = identity
         self._topics: Dict[str, PubSub] = {}
         self._queues: Dict[str, WorkQueue] = {}
-        # (owner, subscription id) -> method, (owner, consumer id) -> method
-        self._subscribed: Dict[Tuple[Any, int], str] = {}
-        self._consuming: Dict[Tuple[Any, int], str] = {}
+        # (owner, subscription id) -> method, (owner, consumer id) -> method;
+        # an owner is an Outlet, or _Local for this process.
+        self._subscribed: Dict[Tuple[object, int], str] = {}
+        self._consuming: Dict[Tuple[object, int], str] = {}
         self._local = _Local()
         # (publisher_seq, publisher, topic) -> the Deliver fields they share.
         self._encoded: Dict[Tuple[int, str, str], bytes] = {}
+        # This process's own subscriptions, consumers and listeners.
         self._local_ids = itertools.count(1)
-        self._local_subscriptions: Dict[int, Subscription] = {}
-        self._local_consumers: Dict[int, Consumer] = {}
-        self._listeners: Dict[str, List[BroadcastListener]] = defaultdict(list)
-        self._handlers: Dict[type, Callable[[Connection, Any], None]] = {
+        self._receivers = Receivers()
+        self._handlers: Dict[type, Callable[[Outlet, Any], None]] = {
             ev.SubscribeReceived: self._on_subscribe,
             ev.UnsubscribeReceived: self._on_unsubscribe,
             ev.PublishReceived: self._on_publish,
@@ -87,8 +128,9 @@ class Broker:
 
     # ------------------------------------------------------ from connections
 
-    def handle(self, conn: Connection, event: Any) -> None:
-        """A pattern frame arrived on `conn` (the driver's `patterns` hook)."""
+    def handle(self, outlet: Outlet, event: Any) -> None:
+        """A pattern frame arrived from `outlet` (the driver's `patterns` hook);
+        a frame that opened a call is answered through it."""
         handler = self._handlers.get(type(event))
         call_id = getattr(event, "call_id", 0)
         try:
@@ -96,69 +138,71 @@ class Broker:
                 raise RpcError(StatusCode.UNIMPLEMENTED,
                                f"a server does not take {type(event).__name__} frames")
             try:
-                handler(conn, event)
+                handler(outlet, event)
             except ValueError as exc:  # e.g. more credit than a consumer may hold
                 raise RpcError(StatusCode.INVALID_ARGUMENT, str(exc)) from None
         except RpcError as exc:
             if call_id:
-                conn.answer(call_id, exc.code, exc.message)
+                outlet.answer(call_id, exc.code, exc.message)
             else:
-                log.warning("%s from %s refused: %s", type(event).__name__, conn.stream.address,
+                log.warning("%s from %s refused: %s", type(event).__name__, outlet.address,
                             exc.message)
         else:
             if call_id:
-                conn.answer(call_id)
+                outlet.answer(call_id)
 
-    def forget(self, conn: Connection, lost: bool) -> None:
-        """`conn`'s session ended: its subscriptions go, and its consumers'
-        unfinished tasks go back to their queues (an attempt used, unless it
-        withdrew in order)."""
+    def forget(self, outlet: Outlet, lost: bool) -> None:
+        """`outlet`'s session ended: its subscriptions go, and its consumers'
+        unfinished tasks go back to their queues (an attempt used if it was
+        `lost`, none if it ended in order)."""
+        owner = _owner(outlet)
         for pubsub in self._topics.values():
-            pubsub.drop_owner(conn)
-            pubsub.forget_publisher(conn.session.session_id)
-        for key in [key for key in self._subscribed if key[0] is conn]:
+            pubsub.drop_owner(owner)
+            pubsub.forget_publisher(outlet.session_id)
+        for key in [key for key in self._subscribed if key[0] is outlet]:
             del self._subscribed[key]
-        for key in [key for key in self._consuming if key[0] is conn]:
+        for key in [key for key in self._consuming if key[0] is outlet]:
             self._remove_consumer(key, lost=lost)
 
-    def _on_subscribe(self, conn: Connection, event: ev.SubscribeReceived) -> None:
-        self._subscribe(conn, event.subscription_id, event.method, event.pattern,
+    def _on_subscribe(self, outlet: Outlet, event: ev.SubscribeReceived) -> None:
+        self._subscribe(outlet, event.subscription_id, event.method, event.pattern,
                         event.queue_limit, event.policy)
 
-    def _on_unsubscribe(self, conn: Connection, event: ev.UnsubscribeReceived) -> None:
-        self._unsubscribe(conn, event.subscription_id)
+    def _on_unsubscribe(self, outlet: Outlet, event: ev.UnsubscribeReceived) -> None:
+        self._unsubscribe(outlet, event.subscription_id)
 
-    def _on_publish(self, conn: Connection, event: ev.PublishReceived) -> None:
-        self.publish(event.method, event.topic, bytes(event.payload), conn.session.session_id)
+    def _on_publish(self, outlet: Outlet, event: ev.PublishReceived) -> None:
+        self.publish(event.method, event.topic, bytes(event.payload), outlet.session_id)
 
-    def _on_credit(self, conn: Connection, event: ev.CreditReceived) -> None:
+    def _on_credit(self, outlet: Outlet, event: ev.CreditReceived) -> None:
         if event.subscription_id:
-            method = self._subscribed.get((conn, event.subscription_id))
+            method = self._subscribed.get((outlet, event.subscription_id))
             if method is not None:
-                self._send(self._topics[method].grant(conn, event.subscription_id, event.items))
+                self._send(self._topics[method].grant(_owner(outlet), event.subscription_id,
+                                                      event.items))
         elif event.consumer_id:
-            key = (conn, event.consumer_id)
+            key = (outlet, event.consumer_id)
             method = self._consuming.get(key)
             if method is not None:
                 self._queues[method].grant(key, event.items)
                 self._dispatch(method)
 
-    def _on_produce(self, conn: Connection, event: ev.ProduceReceived) -> None:
+    def _on_produce(self, outlet: Outlet, event: ev.ProduceReceived) -> None:
         self.produce(event.method, bytes(event.payload))
 
-    def _on_consume(self, conn: Connection, event: ev.ConsumeReceived) -> None:
-        key = (conn, event.consumer_id)
+    def _on_consume(self, outlet: Outlet, event: ev.ConsumeReceived) -> None:
+        key = (outlet, event.consumer_id)
         if event.stop:
             if key in self._consuming:
                 self._remove_consumer(key, lost=False)
             return
         self._add_consumer(key, event.method, event.prefetch or 1)
 
-    def _on_task_done(self, conn: Connection, event: ev.TaskDoneReceived) -> None:
-        self._task_done((conn, event.consumer_id), event.task_id, event.code, event.message)
+    def _on_task_done(self, outlet: Outlet, event: ev.TaskDoneReceived) -> None:
+        self._task_done((outlet, event.consumer_id), event.task_id, event.code, event.message)
 
-    def _on_broadcast(self, conn: Connection, event: ev.BroadcastReceived) -> None:
-        self.broadcast(event.method, bytes(event.payload), conn.session.session_id, skip=conn)
+    def _on_broadcast(self, outlet: Outlet, event: ev.BroadcastReceived) -> None:
+        self.broadcast(event.method, bytes(event.payload), outlet.session_id, skip=outlet)
 
     # ---------------------------------------------------- publish/subscribe
 
@@ -203,7 +247,7 @@ class Broker:
         encoded = self._encoded
         for d in deliveries:
             if d.owner is self._local:
-                sub = self._local_subscriptions.get(d.subscription_id)
+                sub = self._receivers.subscription(d.subscription_id)
                 if sub is not None:
                     sub.deliver(d.payload, d.topic, d.publisher, d.publisher_seq, d.dropped)
                 continue
@@ -215,20 +259,20 @@ class Broker:
                 if len(encoded) >= _ENCODED_CACHE:
                     encoded.clear()
                 shared = encoded[key] = deliver_shared(d.topic, d.publisher, d.publisher_seq)
-            conn: Any = d.owner  # not local: a connection
-            conn.push_encoded("deliver", deliver_message(shared, d.subscription_id, d.dropped),
-                              d.payload)
+            outlet = cast(Outlet, d.owner)  # not local: a peer
+            outlet.push_encoded("deliver", deliver_message(shared, d.subscription_id, d.dropped),
+                                d.payload)
 
     def _disconnect(self, method: str, dropped: Disconnect) -> None:
         self._subscribed.pop((dropped.owner, dropped.subscription_id), None)
         if dropped.owner is self._local:
-            sub = self._local_subscriptions.pop(dropped.subscription_id, None)
+            sub = self._receivers.remove_subscription(dropped.subscription_id)
             if sub is not None:
                 sub.close(RpcError(StatusCode.RESOURCE_EXHAUSTED, dropped.reason))
             return
-        conn: Any = dropped.owner
-        log.warning("disconnecting %s from %s: %s", conn.address, method, dropped.reason)
-        conn.close_slow_consumer(StatusCode.RESOURCE_EXHAUSTED, dropped.reason)
+        outlet = cast(Outlet, dropped.owner)
+        log.warning("disconnecting %s from %s: %s", outlet.address, method, dropped.reason)
+        outlet.close_slow_consumer(StatusCode.RESOURCE_EXHAUSTED, dropped.reason)
 
     def subscribe(self, method: str, pattern: str, decode: Callable[[Any], Any],
                   callback: Optional[Callable[[Received], None]] = None, *,
@@ -241,16 +285,16 @@ class Broker:
             sid, method, pattern, queue_limit or pubsub.default_queue_limit, policy, decode,
             callback, grant=lambda items: self._send(pubsub.grant(self._local, sid, items)),
             unsubscribe=self._local_unsubscribe)
-        self._local_subscriptions[sid] = sub
+        self._receivers.add_subscription(sub)
         try:
             self._subscribe(self._local, sid, method, pattern, queue_limit, policy)
         except RpcError:
-            del self._local_subscriptions[sid]
+            self._receivers.remove_subscription(sid)
             raise
         return sub
 
     def _local_unsubscribe(self, sub: Subscription) -> None:
-        self._local_subscriptions.pop(sub.id, None)
+        self._receivers.remove_subscription(sub.id)
         self._unsubscribe(self._local, sub.id)
 
     # ------------------------------------------------------------ work queues
@@ -302,7 +346,7 @@ class Broker:
         self._dispatch(method)
         return task_id
 
-    def _add_consumer(self, key: Tuple[Any, int], method: str, prefetch: int) -> None:
+    def _add_consumer(self, key: Tuple[object, int], method: str, prefetch: int) -> None:
         queue = self._queue(method)
         try:
             queue.add_consumer(key, prefetch)
@@ -311,12 +355,12 @@ class Broker:
         self._consuming[key] = method
         self._dispatch(method)
 
-    def _remove_consumer(self, key: Tuple[Any, int], lost: bool) -> None:
+    def _remove_consumer(self, key: Tuple[object, int], lost: bool) -> None:
         method = self._consuming.pop(key)
         self._report_dead(method, self._queues[method].remove_consumer(key, lost, _monotonic()))
         self._dispatch(method)
 
-    def _task_done(self, key: Tuple[Any, int], task_id: int, code: int, message: str) -> None:
+    def _task_done(self, key: Tuple[object, int], task_id: int, code: int, message: str) -> None:
         method = self._consuming.get(key)
         if method is None:
             return  # a consumer that withdrew, or was given up on
@@ -328,13 +372,15 @@ class Broker:
 
     def _dispatch(self, method: str) -> None:
         for a in self._queues[method].dispatch():
-            key: Any = a.consumer  # (owner, consumer id): the keys this broker made
+            key = cast(Tuple[object, int], a.consumer)  # the keys this broker made
             owner, consumer_id = key
             if owner is self._local:
-                self._local_consumers[consumer_id].task(a.task_id, a.attempt, a.payload)
-            elif not owner.push_encoded("task", task_message(consumer_id, a.task_id, a.attempt),
-                                        a.payload):
-                # Closed under us: its on_close will hand the task back.
+                consumer = self._receivers.consumer(consumer_id)
+                if consumer is not None:  # else ended with the broker
+                    consumer.task(a.task_id, a.attempt, a.payload)
+            elif not cast(Outlet, owner).push_encoded(
+                    "task", task_message(consumer_id, a.task_id, a.attempt), a.payload):
+                # Closed under us: forget() will hand the task back.
                 log.debug("task %d of %s not sent: connection gone", a.task_id, method)
 
     def _report_dead(self, method: str, dead: List[DeadLetter]) -> None:
@@ -350,30 +396,35 @@ class Broker:
         consumer = Consumer(
             consumer_id, method, prefetch, decode, handler,
             done=lambda task_id, code, message: self._task_done(key, task_id, code, message),
-            withdraw=lambda c: self._remove_consumer(key, lost=False) if key in self._consuming else None)
-        self._local_consumers[consumer_id] = consumer
+            withdraw=self._local_withdraw)
+        self._receivers.add_consumer(consumer)
         try:
             self._add_consumer(key, method, prefetch)
         except RpcError:
-            del self._local_consumers[consumer_id]
+            self._receivers.remove_consumer(consumer_id)
             raise
         return consumer
+
+    def _local_withdraw(self, consumer: Consumer) -> None:
+        self._receivers.remove_consumer(consumer.id)
+        key = (self._local, consumer.id)
+        if key in self._consuming:
+            self._remove_consumer(key, lost=False)
 
     # ------------------------------------------------------------- broadcast
 
     def broadcast(self, method: str, payload: bytes, origin: str = "",
-                  skip: Optional[Connection] = None) -> int:
+                  skip: Optional[Outlet] = None) -> int:
         """Send to every connected peer but `skip`, the one it came from
         (and then to this process's listeners too: like a peer, the server
         does not hear its own); returns how many peers it went to."""
         self._method(method, options_pb2.BROADCAST)
         sent = 0
-        for conn in list(self._connections()):
-            if conn is not skip and conn.push("broadcast", payload, method=method, origin=origin):
+        for outlet in list(self._outlets()):
+            if outlet is not skip and outlet.push("broadcast", payload, method=method, origin=origin):
                 sent += 1
         if skip is not None:
-            for listener in list(self._listeners.get(method, ())):
-                listener.deliver(payload, origin)
+            self._receivers.deliver_broadcast(method, payload, origin)
         return sent
 
     def listen(self, method: str, decode: Callable[[Any], Any],
@@ -381,31 +432,16 @@ class Broker:
                queue_limit: int = DEFAULT_LISTENER_QUEUE) -> BroadcastListener:
         """Hear the broadcasts of `method` in this process."""
         self._method(method, options_pb2.BROADCAST)
-        listener: BroadcastListener = BroadcastListener(method, decode, callback, self._unlisten,
-                                                        queue_limit)
-        self._listeners[method].append(listener)
+        listener: BroadcastListener = BroadcastListener(method, decode, callback,
+                                                        self._receivers.unlisten, queue_limit)
+        self._receivers.add_listener(listener)
         return listener
-
-    def _unlisten(self, listener: BroadcastListener) -> None:
-        listeners = self._listeners.get(listener.method, [])
-        if listener in listeners:
-            listeners.remove(listener)
 
     # ------------------------------------------------------------------ misc
 
     def close(self) -> None:
         """The server stopped: this process's own receivers end too."""
-        reason = RpcError(StatusCode.UNAVAILABLE, "the server stopped")
-        for sub in list(self._local_subscriptions.values()):
-            sub.close(reason)
-        for listeners in self._listeners.values():
-            for listener in list(listeners):
-                listener.close(reason)
-        for consumer in self._local_consumers.values():
-            consumer.stopped = True
-        self._local_subscriptions.clear()
-        self._listeners.clear()
-        self._local_consumers.clear()
+        self._receivers.close_all(RpcError(StatusCode.UNAVAILABLE, "the server stopped"))
 
     def _method(self, path: str, pattern: int) -> MethodInfo:
         info = self._registry.info(path)

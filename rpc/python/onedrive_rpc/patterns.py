@@ -5,13 +5,15 @@ in this process (a server subscribing to its own topics).
 
 Each keeps what arrived in a bounded inbox worked in order by one greenlet
 (or by the caller iterating it), so a slow callback delays only its own
-messages and never the connection's reader.
+messages and never the connection's reader. `Receivers` is the registry of
+them that a peer and a server's broker each hold.
 """
 from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Any, Callable, Deque, Generic, Iterator, NamedTuple, Optional, TypeVar
+from typing import (Any, Callable, Deque, Dict, Generic, Iterator, List, NamedTuple, Optional,
+                    TypeVar)
 
 import gevent
 from gevent.event import Event
@@ -19,10 +21,11 @@ from gevent.pool import Group
 from gevent.queue import Queue
 from google.protobuf.message import DecodeError
 
+from .calls import fresh
 from .errors import RpcError, StatusCode
 
 __all__ = ["Received", "Subscription", "BroadcastListener", "Consumer", "TaskContext",
-           "DEFAULT_LISTENER_QUEUE"]
+           "Receivers", "DEFAULT_LISTENER_QUEUE"]
 
 log = logging.getLogger("onedrive_rpc")
 
@@ -370,3 +373,97 @@ class Consumer:
 
     def __repr__(self) -> str:
         return f"<Consumer {self.id} of {self.method} prefetch {self.prefetch}>"
+
+
+class Receivers:
+    """The receiving ends one side holds: subscriptions and consumers by
+    their id, broadcast listeners by method (a Peer's, or a server's own in
+    its Broker). An id names at most one subscription and one consumer at a
+    time; once removed, or never added, a receiver gets nothing more through
+    the registry (lookups return None, broadcasts pass it by). A broadcast
+    reaches the listeners of its method in the order they were added.
+    `close_all` ends every receiver held once: subscriptions and listeners
+    close with their own copy of the reason, consumers stop taking tasks,
+    and the registry is left empty, so receivers added later are not ended.
+    Nothing here blocks or does I/O: delivering only fills a receiver's
+    bounded inbox, worked by its own greenlet or its caller.
+    """
+
+    def __init__(self) -> None:
+        self._subscriptions: Dict[int, Subscription[Any]] = {}
+        self._consumers: Dict[int, Consumer] = {}
+        self._listeners: Dict[str, List[BroadcastListener[Any]]] = {}
+
+    # -------------------------------------------------------- subscriptions
+
+    def add_subscription(self, sub: Subscription[Any]) -> None:
+        """Hold `sub` under its id (ValueError if the id is taken)."""
+        if sub.id in self._subscriptions:
+            raise ValueError(f"subscription id {sub.id} is already in use")
+        self._subscriptions[sub.id] = sub
+
+    def remove_subscription(self, subscription_id: int) -> Optional[Subscription[Any]]:
+        """Let go of a subscription; the one removed, or None."""
+        return self._subscriptions.pop(subscription_id, None)
+
+    def subscription(self, subscription_id: int) -> Optional[Subscription[Any]]:
+        return self._subscriptions.get(subscription_id)
+
+    def subscriptions(self) -> List[Subscription[Any]]:
+        """Those held now, in the order they were added."""
+        return list(self._subscriptions.values())
+
+    # ------------------------------------------------------------ consumers
+
+    def add_consumer(self, consumer: Consumer) -> None:
+        """Hold `consumer` under its id (ValueError if the id is taken)."""
+        if consumer.id in self._consumers:
+            raise ValueError(f"consumer id {consumer.id} is already in use")
+        self._consumers[consumer.id] = consumer
+
+    def remove_consumer(self, consumer_id: int) -> Optional[Consumer]:
+        """Let go of a consumer; the one removed, or None."""
+        return self._consumers.pop(consumer_id, None)
+
+    def consumer(self, consumer_id: int) -> Optional[Consumer]:
+        return self._consumers.get(consumer_id)
+
+    def consumers(self) -> List[Consumer]:
+        """Those held now, in the order they were added."""
+        return list(self._consumers.values())
+
+    # ------------------------------------------------------------ listeners
+
+    def add_listener(self, listener: BroadcastListener[Any]) -> None:
+        self._listeners.setdefault(listener.method, []).append(listener)
+
+    def unlisten(self, listener: BroadcastListener[Any]) -> None:
+        """Let go of `listener` (its `stop` callback); nothing if not held."""
+        listeners = self._listeners.get(listener.method)
+        if listeners is not None and listener in listeners:
+            listeners.remove(listener)
+            if not listeners:
+                del self._listeners[listener.method]
+
+    def deliver_broadcast(self, method: str, payload: Any, origin: str) -> int:
+        """Hand a broadcast of `method` to its listeners; how many heard it."""
+        listeners = list(self._listeners.get(method, ()))
+        for listener in listeners:
+            listener.deliver(payload, origin)
+        return len(listeners)
+
+    # ------------------------------------------------------------------ end
+
+    def close_all(self, reason: RpcError) -> None:
+        """No sender will reach them any more: subscriptions and listeners
+        end (iterating them raises a copy of `reason`), consumers stop."""
+        subscriptions, self._subscriptions = self._subscriptions, {}
+        consumers, self._consumers = self._consumers, {}
+        listeners, self._listeners = self._listeners, {}
+        for sub in subscriptions.values():
+            sub.close(fresh(reason))
+        for of_method in listeners.values():
+            for listener in of_method:
+                listener.close(fresh(reason))
+        for consumer in consumers.values():
+            consumer.stopped = True
