@@ -5,7 +5,7 @@ import errno
 import itertools
 import logging
 import random
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import gevent
 
@@ -17,7 +17,7 @@ from .core.pubsub import DEFAULT_QUEUE_LIMIT, Policy
 from .core.topics import check_pattern, check_topic
 from .core.workqueue import MAX_PREFETCH
 from .core.session import Role, Session
-from .calls import DEFAULT_STREAM_WINDOW, CallFuture, Context, fresh
+from .calls import DEFAULT_STREAM_WINDOW, CallFuture, Context
 from .dialer import Dialed, Dialer
 from .driver import Connection, refuse_pattern_event
 from .errors import PeerLost, RpcError, StatusCode
@@ -26,7 +26,7 @@ from .hooks import PeerHooks
 from .identity import local_identity
 from .streams import ServerStream
 from .patterns import (DEFAULT_LISTENER_QUEUE, BroadcastListener, Consumer, Received,
-                       Subscription, TaskContext)
+                       Receivers, Subscription, TaskContext)
 
 __all__ = ["Peer", "connect"]
 
@@ -64,9 +64,7 @@ class Peer:
         # The receiving ends of the patterns, by id: they outlive connections
         # and are registered again when a new session starts.
         self._ids = itertools.count(1)
-        self._subscriptions: Dict[int, Subscription] = {}
-        self._consumers: Dict[int, Consumer] = {}
-        self._listeners: Dict[str, List[BroadcastListener]] = {}
+        self._receivers = Receivers()
         self._connection = self._connect(dialed)
 
     def on_lost(self, callback: Callable[[RpcError], None]) -> Callable[[RpcError], None]:
@@ -154,11 +152,11 @@ class Peer:
                                          grant=lambda items: self._connection.grant(
                                              items, subscription_id=sid),
                                          unsubscribe=self._unsubscribe)
-        self._subscriptions[sid] = sub
+        self._receivers.add_subscription(sub)
         try:
             self._register(sub, timeout)
         except BaseException:
-            self._subscriptions.pop(sid, None)
+            self._receivers.remove_subscription(sid)
             sub.close(RpcError(StatusCode.CANCELLED, "subscribing failed"))
             # Timed out, say, while the server did register it: undo that.
             self._quietly("unsubscribe", subscription_id=sid)
@@ -175,7 +173,7 @@ class Peer:
                                         method=what.method, prefetch=what.prefetch)
 
     def _unsubscribe(self, sub: Subscription) -> None:
-        if self._subscriptions.pop(sub.id, None) is not None:
+        if self._receivers.remove_subscription(sub.id) is not None:
             self._quietly("unsubscribe", subscription_id=sub.id)
 
     def produce(self, method: str, payload: bytes, timeout: Optional[float] = None) -> None:
@@ -195,11 +193,11 @@ class Peer:
                             done=lambda task_id, code, message: self._task_done(
                                 cid, task_id, code, message),
                             withdraw=self._withdraw)
-        self._consumers[cid] = consumer
+        self._receivers.add_consumer(consumer)
         try:
             self._register(consumer, timeout)
         except BaseException:
-            self._consumers.pop(cid, None)
+            self._receivers.remove_consumer(cid)
             consumer.stopped = True
             self._quietly("consume", consumer_id=cid, method=method, stop=True)
             raise
@@ -210,7 +208,7 @@ class Peer:
             "task_done", encoded=task_done_message(consumer_id, task_id, code, message))
 
     def _withdraw(self, consumer: Consumer) -> None:
-        if self._consumers.pop(consumer.id, None) is not None:
+        if self._receivers.remove_consumer(consumer.id) is not None:
             connection = self._connection
             if connection.suspended or connection.closed:
                 # Nobody to tell now: the server hands its tasks back when
@@ -238,15 +236,11 @@ class Peer:
                queue_limit: int = DEFAULT_LISTENER_QUEUE) -> BroadcastListener:
         """Hear the broadcasts of `method`, as `callback(received)` or by
         iterating the returned listener."""
-        listener: BroadcastListener = BroadcastListener(method, decode, callback, self._unlisten,
+        listener: BroadcastListener = BroadcastListener(method, decode, callback,
+                                                        self._receivers.unlisten,
                                                         queue_limit)
-        self._listeners.setdefault(method, []).append(listener)
+        self._receivers.add_listener(listener)
         return listener
-
-    def _unlisten(self, listener: BroadcastListener) -> None:
-        listeners = self._listeners.get(listener.method, [])
-        if listener in listeners:
-            listeners.remove(listener)
 
     # ------------------------------------------- ConnectionOwner: the driver calls
 
@@ -258,12 +252,12 @@ class Peer:
         """From the connection's reader: what the server pushed."""
         kind = type(event)
         if kind is ev.DeliverReceived:
-            sub = self._subscriptions.get(event.subscription_id)
+            sub = self._receivers.subscription(event.subscription_id)
             if sub is not None:
                 sub.deliver(event.payload, event.topic, event.publisher, event.publisher_seq,
                             event.dropped)
         elif kind is ev.TaskReceived:
-            consumer = self._consumers.get(event.consumer_id)
+            consumer = self._receivers.consumer(event.consumer_id)
             if consumer is not None:
                 consumer.task(event.task_id, event.attempt, event.payload)
             else:  # withdrawn meanwhile: give it back at once
@@ -271,15 +265,15 @@ class Peer:
                                         task_id=event.task_id,
                                         status=(StatusCode.UNAVAILABLE, "consumer withdrawn", ""))
         elif kind is ev.BroadcastReceived:
-            for listener in list(self._listeners.get(event.method, ())):
-                listener.deliver(event.payload, event.origin)
+            self._receivers.deliver_broadcast(event.method, event.payload, event.origin)
         else:
             refuse_pattern_event(connection, event)
 
     def _restore(self, connection: Connection) -> None:
         """A new session: register the subscriptions and consumers again
         (the old session's were lost with it)."""
-        for what in list(self._subscriptions.values()) + list(self._consumers.values()):
+        receivers = self._receivers
+        for what in [*receivers.subscriptions(), *receivers.consumers()]:
             if connection is not self._connection or connection.closed:
                 return
             if isinstance(what, Subscription):
@@ -310,26 +304,12 @@ class Peer:
             # tasks of its consumers) until its grace period runs out.
             with gevent.Timeout(CLOSE_RECONNECT_TIMEOUT, False):
                 self._attempt(old, resume_only=True)
-        for consumer in list(self._consumers.values()):
+        for consumer in self._receivers.consumers():
             consumer.stop(grace or 0)  # running tasks finish, the rest go back in order
         if grace:
             self._connection.drain(grace)
         self._connection.close(StatusCode.UNAVAILABLE, "peer closed the connection")
-        self._end_receivers(PeerLost("the peer was closed"))
-
-    def _end_receivers(self, reason: RpcError) -> None:
-        """No session will carry them any more: subscriptions and listeners
-        end (iterating them raises `reason`), consumers stop."""
-        for sub in list(self._subscriptions.values()):
-            sub.close(fresh(reason))
-        for listeners in self._listeners.values():
-            for listener in listeners:
-                listener.close(fresh(reason))
-        for consumer in self._consumers.values():
-            consumer.stopped = True
-        self._subscriptions.clear()
-        self._listeners.clear()
-        self._consumers.clear()
+        self._receivers.close_all(PeerLost("the peer was closed"))
 
     def __enter__(self) -> "Peer":
         return self
@@ -362,7 +342,7 @@ class Peer:
         if self._reconnect.enabled and not self._closing and self._reconnector is None:
             self._reconnector = gevent.spawn(self._come_back, connection)
         elif not self._reconnect.enabled and connection.close_reason is not None:
-            self._end_receivers(connection.close_reason)
+            self._receivers.close_all(connection.close_reason)
 
     def on_suspended(self, connection: Connection, reason: RpcError) -> None:
         """The driver lost the stream but kept the session: resume it."""
@@ -417,10 +397,10 @@ class Peer:
         if not old.closed:
             old.abort(PeerLost(f"the server no longer has session {old.session.session_id} "
                                f"(it restarted, or the session outlived its grace period)"))
-        fresh = self._connect(dialed)
+        connection = self._connect(dialed)
         log.info("reconnected to %s with a new session %s", self.url, handshaken.session_id)
-        if self._subscriptions or self._consumers:
-            gevent.spawn(self._restore, fresh)
+        if self._receivers.subscriptions() or self._receivers.consumers():
+            gevent.spawn(self._restore, connection)
         self._hooks.fire("reconnected", handshaken.session_id)
         return True
 
