@@ -172,7 +172,7 @@ class Broker:
         self._unsubscribe(outlet, event.subscription_id)
 
     def _on_publish(self, outlet: Outlet, event: ev.PublishReceived) -> None:
-        self.publish(event.method, event.topic, bytes(event.payload), outlet.session_id)
+        self.publish(event.method, event.topic, bytes(event.payload), publisher=outlet.session_id)
 
     def _on_credit(self, outlet: Outlet, event: ev.CreditReceived) -> None:
         if event.subscription_id:
@@ -202,7 +202,7 @@ class Broker:
         self._task_done((outlet, event.consumer_id), event.task_id, event.code, event.message)
 
     def _on_broadcast(self, outlet: Outlet, event: ev.BroadcastReceived) -> None:
-        self.broadcast(event.method, bytes(event.payload), outlet.session_id, skip=outlet)
+        self.broadcast(event.method, bytes(event.payload), origin=outlet.session_id, skip=outlet)
 
     # ---------------------------------------------------- publish/subscribe
 
@@ -230,9 +230,12 @@ class Broker:
         if method is not None:
             self._topics[method].unsubscribe(owner, subscription_id)
 
-    def publish(self, method: str, topic: str, payload: bytes, publisher: str = "") -> int:
+    def publish(self, method: str, topic: str, payload: bytes, confirm: bool = False,
+                timeout: Optional[float] = None, *, publisher: str = "") -> int:
         """Hand `payload` to every subscription whose pattern matches
-        `topic`; returns how many matched."""
+        `topic` (at once: `confirm` and `timeout` change nothing here);
+        returns how many matched. `publisher` is the session it came from,
+        this server's identity by default."""
         pubsub = self._pubsub(method)
         try:
             result = pubsub.publish(topic, payload, publisher or self.identity)
@@ -276,7 +279,8 @@ class Broker:
 
     def subscribe(self, method: str, pattern: str, decode: Callable[[Any], Any],
                   callback: Optional[Callable[[Received], None]] = None, *,
-                  queue_limit: int = 0, policy: int = Policy.DROP_OLDEST) -> Subscription:
+                  queue_limit: int = 0, policy: int = Policy.DROP_OLDEST,
+                  timeout: Optional[float] = None) -> Subscription:
         """Subscribe this process to `pattern` of `method` (see Peer.subscribe)."""
         check_pattern(pattern)
         sid = next(self._local_ids)
@@ -336,7 +340,7 @@ class Broker:
     def purge(self, method: str) -> int:
         return self._queue(method).purge_dead_letters()
 
-    def produce(self, method: str, payload: bytes) -> int:
+    def produce(self, method: str, payload: bytes, timeout: Optional[float] = None) -> int:
         """Put a task on the queue; returns its id."""
         queue = self._queue(method)
         try:
@@ -389,7 +393,8 @@ class Broker:
                         letter.task_id, method, letter.attempts, letter.last_error)
 
     def consume(self, method: str, decode: Callable[[Any], Any],
-                handler: Callable[[Any, TaskContext], Any], prefetch: int = 1) -> Consumer:
+                handler: Callable[[Any, TaskContext], Any], prefetch: int = 1,
+                timeout: Optional[float] = None) -> Consumer:
         """Consume tasks of `method` in this process (see Peer.consume)."""
         consumer_id = next(self._local_ids)
         key = (self._local, consumer_id)
@@ -413,7 +418,8 @@ class Broker:
 
     # ------------------------------------------------------------- broadcast
 
-    def broadcast(self, method: str, payload: bytes, origin: str = "",
+    def broadcast(self, method: str, payload: bytes, confirm: bool = False,
+                  timeout: Optional[float] = None, *, origin: str = "",
                   skip: Optional[Outlet] = None) -> int:
         """Send to every connected peer but `skip`, the one it came from
         (and then to this process's listeners too: like a peer, the server

@@ -6,7 +6,8 @@
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Generic, Mapping, Optional, TypeVar, Union
+from typing import (Any, Callable, Dict, Generic, Mapping, Optional, Protocol, TypeVar, Union,
+                    runtime_checkable)
 
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
@@ -14,20 +15,76 @@ from google.protobuf.message import Message
 from . import options_pb2
 from .calls import DEFAULT_STREAM_WINDOW, CallFuture
 from .core.pubsub import Policy
-from .peer import Peer
 from .patterns import (DEFAULT_LISTENER_QUEUE, BroadcastListener, Consumer, Received,
                        Subscription, TaskContext)
 from .service import MethodInfo, method_infos
-from .server import Server
 from .streams import ServerStream
 
-__all__ = ["Client", "UnaryMethod", "StreamMethod", "NotifyMethod", "TopicMethod", "QueueMethod",
-           "BroadcastMethod"]
+__all__ = ["Client", "Endpoint", "Caller", "PatternHost", "UnaryMethod", "StreamMethod",
+           "NotifyMethod", "TopicMethod", "QueueMethod", "BroadcastMethod"]
+
+
+class Caller(Protocol):
+    """What calls, streams and notifications go through (a Peer)."""
+
+    def call(self, method: str, payload: bytes, decode: Callable[[Any], Any],
+             timeout: Optional[float] = None,
+             metadata: Optional[Mapping[str, str]] = None) -> Any: ...
+
+    def call_future(self, method: str, payload: bytes, decode: Callable[[Any], Any],
+                    timeout: Optional[float] = None,
+                    metadata: Optional[Mapping[str, str]] = None) -> CallFuture: ...
+
+    def open_stream(self, method: str, payload: bytes, decode: Callable[[Any], Any],
+                    timeout: Optional[float] = None,
+                    metadata: Optional[Mapping[str, str]] = None,
+                    window: int = DEFAULT_STREAM_WINDOW) -> ServerStream[Any]: ...
+
+    def notify(self, method: str, payload: bytes, metadata: Optional[Mapping[str, str]] = None,
+               confirm: bool = False, timeout: Optional[float] = None) -> None: ...
+
+
+class PatternHost(Protocol):
+    """What publishes, subscribes, produces, consumes, broadcasts and
+    listens (a Peer, through its server; or a server's own broker)."""
+
+    def publish(self, method: str, topic: str, payload: bytes, confirm: bool = False,
+                timeout: Optional[float] = None) -> Any: ...
+
+    def subscribe(self, method: str, pattern: str, decode: Callable[[Any], Any],
+                  callback: Optional[Callable[[Received], None]] = None, *,
+                  queue_limit: int = 0, policy: int = 0,
+                  timeout: Optional[float] = None) -> Subscription[Any]: ...
+
+    def produce(self, method: str, payload: bytes, timeout: Optional[float] = None) -> Any: ...
+
+    def consume(self, method: str, decode: Callable[[Any], Any],
+                handler: Callable[[Any, TaskContext], Any], prefetch: int = 1,
+                timeout: Optional[float] = None) -> Consumer: ...
+
+    def broadcast(self, method: str, payload: bytes, confirm: bool = False,
+                  timeout: Optional[float] = None) -> Optional[int]: ...
+
+    def listen(self, method: str, decode: Callable[[Any], Any],
+               callback: Optional[Callable[[Received], None]] = None,
+               queue_limit: int = DEFAULT_LISTENER_QUEUE) -> BroadcastListener[Any]: ...
+
+
+class PeerEndpoint(Caller, PatternHost, Protocol):
+    """A connected peer: calls and patterns."""
+
+
+@runtime_checkable
+class HostsPatterns(Protocol):
+    """A server: its `broker` hosts the patterns; it calls nobody."""
+
+    @property
+    def broker(self) -> PatternHost: ...
 
 
 #: What a client works through: a connected peer, or a server itself (for
 #: its own publish, produce, consume, broadcast and listen).
-Endpoint = Union[Peer, Server]
+Endpoint = Union[PeerEndpoint, HostsPatterns]
 
 RequestT = TypeVar("RequestT", bound=Message)
 ReplyT = TypeVar("ReplyT", bound=Message)
@@ -36,14 +93,20 @@ ReplyT = TypeVar("ReplyT", bound=Message)
 class _Method:
     """One method of a service on a peer: checks and serializes requests."""
 
-    __slots__ = ("_peer", "info", "_path", "_input", "_decode")
+    __slots__ = ("_caller", "_host", "info", "_path", "_input", "_decode")
 
-    def __init__(self, peer: Endpoint, info: MethodInfo) -> None:
-        self._peer: Any = peer
+    def __init__(self, caller: Optional[Caller], host: PatternHost, info: MethodInfo) -> None:
+        self._caller = caller
+        self._host = host
         self.info = info
         self._path = info.path
         self._input = info.input_type
         self._decode = info.output_type.FromString
+
+    def _calls(self) -> Caller:
+        if self._caller is None:
+            raise TypeError("a Server does not call its own methods: connect to it with rpc.connect()")
+        return self._caller
 
     def _payload(self, request: Message) -> bytes:
         if not isinstance(request, self._input):
@@ -64,14 +127,14 @@ class UnaryMethod(_Method, Generic[RequestT, ReplyT]):
     def __call__(self, request: RequestT, *, timeout: Optional[float] = None,
                  metadata: Optional[Mapping[str, str]] = None) -> ReplyT:
         """Send `request`, wait for the reply; RpcError on any failure."""
-        return self._peer.call(self._path, self._payload(request), self._decode,
-                               timeout, metadata)
+        caller = self._caller or self._calls()
+        return caller.call(self._path, self._payload(request), self._decode, timeout, metadata)
 
     def future(self, request: RequestT, *, timeout: Optional[float] = None,
                metadata: Optional[Mapping[str, str]] = None) -> CallFuture:
         """Send `request` now; the returned future's get() gives the reply."""
-        return self._peer.call_future(self._path, self._payload(request), self._decode,
-                                      timeout, metadata)
+        return self._calls().call_future(self._path, self._payload(request), self._decode,
+                                         timeout, metadata)
 
 
 class StreamMethod(_Method, Generic[RequestT, ReplyT]):
@@ -84,8 +147,8 @@ class StreamMethod(_Method, Generic[RequestT, ReplyT]):
                  window: int = DEFAULT_STREAM_WINDOW) -> ServerStream[ReplyT]:
         """Open the stream. `timeout` bounds the whole stream; `window` is
         how many items may wait here unread (the server waits beyond it)."""
-        return self._peer.open_stream(self._path, self._payload(request), self._decode,
-                                      timeout, metadata, window)
+        return self._calls().open_stream(self._path, self._payload(request), self._decode,
+                                         timeout, metadata, window)
 
 
 class NotifyMethod(_Method, Generic[RequestT]):
@@ -100,7 +163,7 @@ class NotifyMethod(_Method, Generic[RequestT]):
         peer has received it, or raises RpcError: UNAVAILABLE if the peer
         was lost (the notification is then withdrawn, unless the peer had it
         already), DEADLINE_EXCEEDED after `timeout` (it may still arrive)."""
-        self._peer.notify(self._path, self._payload(request), metadata, confirm, timeout)
+        self._calls().notify(self._path, self._payload(request), metadata, confirm, timeout)
 
 
 class _MessageMethod(_Method, Generic[RequestT]):
@@ -125,7 +188,7 @@ class TopicMethod(_MessageMethod[RequestT]):
         """Publish `message` on `topic`: every subscription whose pattern
         matches gets it once, in publish order. With `confirm`, return once
         the server has handed it out (RpcError if it refused)."""
-        self._peer.publish(self._path, topic, self._payload(message), confirm, timeout)
+        self._host.publish(self._path, topic, self._payload(message), confirm, timeout)
 
     def subscribe(self, pattern: str, callback: Optional[Callable[[Received], None]] = None, *,
                   queue_limit: int = 0, policy: str = "drop_oldest",
@@ -137,7 +200,7 @@ class TopicMethod(_MessageMethod[RequestT]):
         "drop_oldest" (default), "drop_newest" (both counted in
         `subscription.dropped`) or "disconnect" (the connection is closed
         with RESOURCE_EXHAUSTED). It comes back by itself after a reconnect."""
-        return self._peer.subscribe(self._path, pattern, self._decode_input, callback,
+        return self._host.subscribe(self._path, pattern, self._decode_input, callback,
                                     queue_limit=queue_limit, policy=_policy(policy),
                                     timeout=timeout)
 
@@ -149,7 +212,7 @@ class QueueMethod(_MessageMethod[RequestT]):
 
     def produce(self, task: RequestT, *, timeout: Optional[float] = None) -> None:
         """Put `task` on the queue; returns once the queue has it."""
-        self._peer.produce(self._path, self._payload(task), timeout)
+        self._host.produce(self._path, self._payload(task), timeout)
 
     def consume(self, handler: Callable[[RequestT, TaskContext], Any], *, prefetch: int = 1,
                 timeout: Optional[float] = None) -> Consumer:
@@ -158,7 +221,7 @@ class QueueMethod(_MessageMethod[RequestT]):
         acknowledges it. Raising (or this peer being lost) gives it to
         another consumer, `context.attempt` counting; after too many
         attempts it becomes a dead letter on the server."""
-        return self._peer.consume(self._path, self._decode_input, handler, prefetch, timeout)
+        return self._host.consume(self._path, self._decode_input, handler, prefetch, timeout)
 
 
 class BroadcastMethod(_MessageMethod[RequestT]):
@@ -170,14 +233,14 @@ class BroadcastMethod(_MessageMethod[RequestT]):
                   timeout: Optional[float] = None) -> Optional[int]:
         """Send `message` to every other peer of the server. From the
         server itself: to every peer, returning how many."""
-        return self._peer.broadcast(self._path, self._payload(message), confirm, timeout)
+        return self._host.broadcast(self._path, self._payload(message), confirm, timeout)
 
     def listen(self, callback: Optional[Callable[[Received], None]] = None, *,
                queue_limit: int = DEFAULT_LISTENER_QUEUE) -> BroadcastListener:
         """Hear this method's broadcasts: `callback(received)`, or iterate. At
         most `queue_limit` wait unhandled; then the oldest is dropped (counted
         in `listener.dropped`)."""
-        return self._peer.listen(self._path, self._decode_input, callback, queue_limit)
+        return self._host.listen(self._path, self._decode_input, callback, queue_limit)
 
 
 def _policy(name: str) -> int:
@@ -200,8 +263,14 @@ class Client:
         self.peer = peer
         self.descriptor = descriptor
         self._methods: Dict[str, object] = {}
+        caller: Optional[Caller] = None
+        host: PatternHost
+        if isinstance(peer, HostsPatterns):
+            host = peer.broker  # a server: patterns only
+        else:
+            caller = host = peer
         for info in method_infos(descriptor):
-            method: object = _METHOD_KINDS[info.pattern](peer, info)
+            method: object = _METHOD_KINDS[info.pattern](caller, host, info)
             self._methods[info.attribute] = method
             setattr(self, info.attribute, method)
 

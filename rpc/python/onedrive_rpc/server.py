@@ -15,7 +15,6 @@ from .broker import Broker
 from .config import Heartbeat, Limits
 from .core import events as ev
 from .core.events import PeerInfo
-from .core.pubsub import Policy
 from .core.workqueue import DeadLetter, QueueStats
 from .core.reliability import Reliability
 from .core.session import Role, Session
@@ -25,8 +24,7 @@ from .errors import PeerLost, RpcError, StatusCode
 from .handshake import perform_handshake, refuse
 from .hooks import PeerHooks
 from .identity import local_identity
-from .patterns import (DEFAULT_LISTENER_QUEUE, BroadcastListener, Consumer, Received,
-                       Subscription, TaskContext)
+from .patterns import Received
 from .service import Registry, Service, prefetch_of
 from .transport import ConnectionClosed, Listener, Stream, listen
 
@@ -38,8 +36,6 @@ __all__ = ["Server", "DEFAULT_SESSION_GRACE"]
 DEFAULT_SESSION_GRACE = 10.0
 
 log = logging.getLogger("onedrive_rpc")
-
-DROP_OLDEST = int(Policy.DROP_OLDEST)
 
 
 class Server:
@@ -146,44 +142,13 @@ class Server:
         self._broker.close()
         self._stopped.set()
 
-    # ------------------------------------------------- the server's own side
-    # Publish, produce, consume, broadcast and listen from this process, as
-    # a peer would: rpc.Client(server, descriptor) uses these.
-
-    def publish(self, method: str, topic: str, payload: bytes, confirm: bool = False,
-                timeout: Optional[float] = None) -> None:
-        """Publish on `topic` of PUBLISH_SUBSCRIBE `method` ("/pkg.Svc/M")."""
-        self._broker.publish(method, topic, payload)
-
-    def subscribe(self, method: str, pattern: str, decode: Callable[[Any], Any],
-                  callback: Optional[Callable[[Received], None]] = None, *,
-                  queue_limit: int = 0, policy: int = DROP_OLDEST,
-                  timeout: Optional[float] = None) -> Subscription:
-        return self._broker.subscribe(method, pattern, decode, callback,
-                                      queue_limit=queue_limit, policy=policy)
-
-    def produce(self, method: str, payload: bytes, timeout: Optional[float] = None) -> None:
-        self._broker.produce(method, payload)
-
-    def consume(self, method: str, decode: Callable[[Any], Any],
-                handler: Callable[[Any, TaskContext], Any], prefetch: int = 1,
-                timeout: Optional[float] = None) -> Consumer:
-        return self._broker.consume(method, decode, handler, prefetch)
-
-    def broadcast(self, method: str, payload: bytes, confirm: bool = False,
-                  timeout: Optional[float] = None) -> int:
-        """Send to every connected peer; returns how many it went to."""
-        return self._broker.broadcast(method, payload)
-
-    def listen(self, method: str, decode: Callable[[Any], Any],
-               callback: Optional[Callable[[Received], None]] = None,
-               queue_limit: int = DEFAULT_LISTENER_QUEUE) -> BroadcastListener:
-        return self._broker.listen(method, decode, callback, queue_limit)
-
-    def call(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError("a Server does not call its own methods: connect to it with rpc.connect()")
-
-    call_future = open_stream = notify = call
+    @property
+    def broker(self) -> Broker:
+        """Topics, work queues and broadcasts this server hosts. Code in the
+        serving process publishes, subscribes, produces, consumes,
+        broadcasts and listens through it as a peer would: `rpc.Client(server,
+        ...)` does."""
+        return self._broker
 
     def configure_queue(self, method: str, *, max_attempts: Optional[int] = None,
                         max_tasks: Optional[int] = None, max_bytes: Optional[int] = None,

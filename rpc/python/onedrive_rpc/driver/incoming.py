@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import Any, Dict, Optional
 
 from gevent import getcurrent
 from gevent.event import Event
@@ -23,9 +23,7 @@ from ..calls import CallAborted, CallOrigin, Context
 from ..core import events as ev
 from ..core.session import MessageTooLarge, State
 from ..errors import RpcError, StatusCode
-
-if TYPE_CHECKING:
-    from .connection import Connection
+from .view import ConnectionView
 
 __all__ = ["IncomingCalls"]
 
@@ -40,7 +38,7 @@ class IncomingCalls:
     """Requests and notifications being served, and their answers (the
     ReplyLink of every Context it hands to handlers)."""
 
-    def __init__(self, connection: "Connection") -> None:
+    def __init__(self, connection: ConnectionView) -> None:
         self._conn = connection
         self._loop = connection.hub.loop
         #: Call id -> the Context of a call being served. Notifications get

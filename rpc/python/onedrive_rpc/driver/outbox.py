@@ -13,7 +13,7 @@ stream are dropped.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import Any, List, Optional
 
 import gevent
 from gevent import getcurrent
@@ -21,9 +21,7 @@ from gevent.event import Event
 
 from ..errors import PeerLost, RpcError
 from ..transport.base import ConnectionClosed, Stream
-
-if TYPE_CHECKING:
-    from .connection import Connection
+from .view import ConnectionView
 
 __all__ = ["Outbox", "MID_BATCH_FLUSH", "WRITE_FAILURE_GRACE"]
 
@@ -45,7 +43,7 @@ _JOIN_LIMIT = 64 * 1024
 class Outbox:
     """What is queued for one connection's stream, and the writer of it."""
 
-    def __init__(self, connection: "Connection", loop: Any) -> None:
+    def __init__(self, connection: ConnectionView, loop: Any) -> None:
         self._conn = connection
         self._loop = loop
         self._out: List[Any] = []

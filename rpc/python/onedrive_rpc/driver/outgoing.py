@@ -10,7 +10,7 @@ cumulative ack.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Mapping, Optional, Tuple
 
 from gevent.hub import Waiter
 
@@ -19,9 +19,7 @@ from ..core import events as ev
 from ..core.session import MessageTooLarge, State
 from ..errors import LocalProtocolError, PeerLost, RpcError, StatusCode
 from ..streams import ServerStream, StreamReceiver
-
-if TYPE_CHECKING:
-    from .connection import Connection
+from .view import ConnectionView
 
 __all__ = ["OutgoingCalls", "MAX_STREAM_WINDOW"]
 
@@ -35,7 +33,7 @@ class OutgoingCalls:
     """Calls, streams, notifications and pattern frames sent by this side
     (the CallLink of the futures and stream receivers it hands out)."""
 
-    def __init__(self, connection: "Connection") -> None:
+    def __init__(self, connection: ConnectionView) -> None:
         self._conn = connection
         self._hub = connection.hub
         self._loop = connection.hub.loop
