@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Deque, List, Optional, Sequence, Tuple, Union
 
-from ..errors import RemoteProtocolError
+from .errors import RemoteProtocolError
 
 __all__ = ["Reliability", "ACK_DELAY"]
 

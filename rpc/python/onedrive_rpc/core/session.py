@@ -23,8 +23,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from google.protobuf.message import DecodeError
 
-from .. import wire_pb2
-from ..errors import LocalProtocolError, RemoteProtocolError, StatusCode
+from . import wire_pb2
+from .errors import LocalProtocolError, RemoteProtocolError, StatusCode
 from . import events as ev
 from . import pattern_frames
 from .liveness import Liveness

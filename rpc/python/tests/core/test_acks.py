@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from onedrive_rpc import wire_pb2
+from onedrive_rpc.core import wire_pb2
 from onedrive_rpc.core import events as ev
 from onedrive_rpc.core.framing import FrameDecoder
 from onedrive_rpc.core.reliability import ACK_DELAY, Reliability
