@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .core.errors import (FrameTooLarge, LocalProtocolError, ProtocolError, RemoteProtocolError,
-                          StatusCode)
+from .core.errors import (FrameTooLarge, LocalProtocolError, MessageTooLarge, ProtocolError,
+                          RemoteProtocolError, StatusCode, VersionMismatch)
 
 __all__ = [
     "StatusCode",
@@ -21,6 +21,8 @@ __all__ = [
     "LocalProtocolError",
     "RemoteProtocolError",
     "FrameTooLarge",
+    "VersionMismatch",
+    "MessageTooLarge",
     "TransportError",
 ]
 
@@ -38,6 +40,17 @@ class RpcError(Exception):
         self.message = message
         self.details = details
         super().__init__(code, message)
+
+    @classmethod
+    def from_status(cls, code: int, message: str = "",
+                    details: Optional[str] = None) -> "RpcError":
+        """The error for a status the peer ended a connection with: PeerLost
+        for UNAVAILABLE and OK (it went away, nothing failed on its side),
+        else an RpcError with the code (numbers we do not know: UNKNOWN)."""
+        status = StatusCode.from_wire(code)
+        if status == StatusCode.UNAVAILABLE or status == StatusCode.OK:
+            return PeerLost(message, details)
+        return RpcError(status, message, details)
 
     def __str__(self) -> str:
         text = f"{self.code.name}: {self.message}"

@@ -16,6 +16,8 @@ __all__ = [
     "LocalProtocolError",
     "RemoteProtocolError",
     "FrameTooLarge",
+    "VersionMismatch",
+    "MessageTooLarge",
 ]
 
 
@@ -50,7 +52,14 @@ class StatusCode(enum.IntEnum):
 
 
 class ProtocolError(Exception):
-    """The wire protocol was broken; the connection cannot go on."""
+    """The wire protocol was broken; the connection cannot go on.
+
+    `status` is the code to report it with where it becomes an RpcError or
+    a Close (h11's error_status_hint): a subclass says what it means, so the
+    edge does not read the message to find out.
+    """
+
+    status: StatusCode = StatusCode.INTERNAL
 
 
 class LocalProtocolError(ProtocolError):
@@ -70,3 +79,28 @@ class FrameTooLarge(RemoteProtocolError):
         super().__init__(
             f"frame of {size} bytes exceeds the maximum frame size of "
             f"{limit} bytes")
+
+
+class VersionMismatch(RemoteProtocolError):
+    """The peer speaks a protocol version we do not; the message names both."""
+
+    status = StatusCode.FAILED_PRECONDITION
+
+    def __init__(self, peer: str, peer_version: int, version: int) -> None:
+        self.peer_version = peer_version
+        self.version = version
+        us = "server" if peer == "client" else "client"
+        super().__init__(f"protocol version mismatch: the {peer} speaks version "
+                         f"{peer_version}, this {us} speaks version {version}")
+
+
+class MessageTooLarge(LocalProtocolError):
+    """We were asked to send a frame larger than the peer accepts."""
+
+    status = StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"message of {size} bytes exceeds the peer's maximum "
+                         f"frame size of {limit} bytes")

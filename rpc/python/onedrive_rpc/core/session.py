@@ -24,7 +24,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from google.protobuf.message import DecodeError
 
 from . import wire_pb2
-from .errors import LocalProtocolError, RemoteProtocolError, StatusCode
+from .errors import (LocalProtocolError, MessageTooLarge, RemoteProtocolError, StatusCode,
+                     VersionMismatch)
 from . import events as ev
 from . import pattern_frames
 from .liveness import Liveness
@@ -54,16 +55,6 @@ class State(enum.Enum):
     # sent goes to the resend buffer only; nothing is received.
     SUSPENDED = "suspended"
     CLOSED = "closed"
-
-
-class MessageTooLarge(LocalProtocolError):
-    """We were asked to send a frame larger than the peer accepts."""
-
-    def __init__(self, size: int, limit: int) -> None:
-        self.size = size
-        self.limit = limit
-        super().__init__(f"message of {size} bytes exceeds the peer's maximum "
-                         f"frame size of {limit} bytes")
 
 
 def _timeout_us(timeout: float) -> int:
@@ -561,7 +552,7 @@ class Session:
 
     def _fail(self, exc: RemoteProtocolError) -> None:
         # Tell the peer why before hanging up; it may be a bug it can fix.
-        self.send_close(StatusCode.INTERNAL, f"protocol error: {exc}")
+        self.send_close(exc.status, f"protocol error: {exc}")
 
     def _not_open(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
         raise RemoteProtocolError(f"{env.WhichOneof('kind')} frame received while {self.state.value}")
@@ -572,10 +563,9 @@ class Session:
                                       f"while {self.state.value}")
         hello = env.hello
         if hello.version != PROTOCOL_VERSION:
-            message = (f"protocol version mismatch: the client speaks version "
-                       f"{hello.version}, this server speaks version {PROTOCOL_VERSION}")
-            self.send_close(StatusCode.FAILED_PRECONDITION, message)
-            raise RemoteProtocolError(message)
+            error = VersionMismatch("client", hello.version, PROTOCOL_VERSION)
+            self.send_close(error.status, str(error))
+            raise error
         if hello.max_frame_size:
             self.peer_max_frame_size = _peer_frame_limit(hello.max_frame_size)
         self.peer = _peer_info(hello.identity)
@@ -657,10 +647,9 @@ class Session:
                                       f"while {self.state.value}")
         welcome = env.welcome
         if welcome.version != PROTOCOL_VERSION:
-            message = (f"protocol version mismatch: the server speaks version "
-                       f"{welcome.version}, this client speaks version {PROTOCOL_VERSION}")
-            self.send_close(StatusCode.FAILED_PRECONDITION, message)
-            raise RemoteProtocolError(message)
+            error = VersionMismatch("server", welcome.version, PROTOCOL_VERSION)
+            self.send_close(error.status, str(error))
+            raise error
         if welcome.max_frame_size:
             self.peer_max_frame_size = _peer_frame_limit(welcome.max_frame_size)
         self.peer = _peer_info(welcome.identity)
