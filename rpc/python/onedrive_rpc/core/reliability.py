@@ -63,6 +63,20 @@ class Reliability:
         self.unacked.append((seq, buffers, size))
         self.unacked_bytes += size
 
+    def replace(self, seq: int, frame: Buffer) -> bool:
+        """Hold `frame` instead of sequenced frame `seq`, which keeps its
+        place in the sequence; False if `seq` is no longer held (acknowledged)
+        or was never sent."""
+        unacked = self.unacked
+        if not unacked or seq < unacked[0][0]:
+            return False
+        index = seq - unacked[0][0]  # the buffer holds consecutive seqs
+        if index >= len(unacked):
+            return False
+        self.unacked_bytes += len(frame) - unacked[index][2]
+        unacked[index] = (seq, [frame], len(frame))
+        return True
+
     def acking(self) -> int:
         """The ack to put on an outgoing frame; it settles what we owe."""
         self.ack_owed_since = None

@@ -330,20 +330,12 @@ class Session:
         the sequence). For a confirmed notification reported as failed, so
         that it does not arrive after all on a resume. False if it is no
         longer held (acknowledged) or the session is not suspended."""
-        unacked = self.reliability.unacked
-        if self.state is not State.SUSPENDED or not unacked or seq < unacked[0][0]:
-            return False
-        index = seq - unacked[0][0]  # the buffer holds consecutive seqs
-        if index >= len(unacked):
+        if self.state is not State.SUSPENDED:
             return False
         env = _Envelope(seq=seq)
         env.heartbeat.SetInParent()
         body = env.SerializeToString()
-        old_size = unacked[index][2]
-        frame = frame_header(len(body)) + body
-        unacked[index] = (seq, [frame], len(frame))
-        self.reliability.unacked_bytes += len(frame) - old_size
-        return True
+        return self.reliability.replace(seq, frame_header(len(body)) + body)
 
     def send_cancel(self, call_id: int, reason: str = "") -> None:
         self._require_open()

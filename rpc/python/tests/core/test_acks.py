@@ -36,6 +36,19 @@ def test_reliability_bookkeeping():
     assert rel.acking() == 1 and rel.ack_owed_since is None
 
 
+def test_a_held_frame_can_be_replaced_in_its_place():
+    rel = Reliability()
+    for size in (10, 20, 30):
+        seq = rel.stamp()
+        rel.keep(seq, [b"x" * size], size)
+    rel.on_ack(1)
+    assert rel.replace(3, b"beat") and rel.unacked_bytes == 20 + 4
+    assert [entry[0] for entry in rel.unacked] == [2, 3] and rel.unacked[1][1] == [b"beat"]
+    assert not rel.replace(1, b"beat")  # acknowledged: gone
+    assert not rel.replace(4, b"beat")  # never sent
+    assert rel.unacked_bytes == 24
+
+
 def test_calls_are_sequenced_and_acks_ride_on_the_answers():
     client, server = open_session_pair()
     client.send_request(1, METHOD, b"req-1")
