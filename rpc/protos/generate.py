@@ -28,12 +28,50 @@ EXAMPLE_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_rpc.py", "_rpc.pyi")
 sys.path.insert(0, str(OUT))  # onedrive_rpc.codegen, from this checkout
 
 
+# Generated modules that live somewhere other than where protoc puts them.
+# The .proto keeps its own path and package, so the bytes on the wire and the
+# descriptor names do not change: wire.proto is the sans-IO core's, which
+# imports nothing from the package above it.
+MOVED = {"onedrive_rpc/wire.proto": "onedrive_rpc/core/wire_pb2"}
+
+
+def _protoc_stem(proto: str) -> str:
+    return proto[:-len(".proto")] + "_pb2"
+
+
+def module_stem(proto: str) -> str:
+    """Where the generated module of `proto` goes, without the suffix."""
+    return MOVED.get(proto, _protoc_stem(proto))
+
+
+def _moved(text: bytes, source: str, target: str) -> bytes:
+    """The generated module renamed: its classes' __module__ is the new name."""
+    old = f"'{source.replace('/', '.')}'".encode()
+    if text.count(old) != 1:
+        sys.exit(f"cannot move {source}.py: expected its module name {old.decode()} once")
+    text = text.replace(old, f"'{target.replace('/', '.')}'".encode())
+    source_line = text.index(b"\n", text.index(b"# source: ")) + 1
+    return (text[:source_line] + f"# moved to {target}.py by rpc/protos/generate.py\n".encode()
+            + text[source_line:])
+
+
 def generate(out_dir: pathlib.Path) -> None:
     include = pathlib.Path(protoc.__file__).parent / "_proto"
-    args = ["protoc", f"-I{ROOT}", f"-I{include}",
-            f"--python_out={out_dir}", f"--pyi_out={out_dir}", *PROTOS]
-    if protoc.main(args) != 0:
-        sys.exit(f"protoc failed: {' '.join(args)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = pathlib.Path(tmp)
+        args = ["protoc", f"-I{ROOT}", f"-I{include}",
+                f"--python_out={raw}", f"--pyi_out={raw}", *PROTOS]
+        if protoc.main(args) != 0:
+            sys.exit(f"protoc failed: {' '.join(args)}")
+        for proto in PROTOS:
+            source, target = _protoc_stem(proto), module_stem(proto)
+            for suffix in (".py", ".pyi"):
+                text = (raw / (source + suffix)).read_bytes()
+                if target != source and suffix == ".py":
+                    text = _moved(text, source, target)
+                dest = out_dir / (target + suffix)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(text)
 
 
 def generate_examples(out_dir: pathlib.Path) -> None:
@@ -48,9 +86,8 @@ def generate_examples(out_dir: pathlib.Path) -> None:
 
 def generated_files(base: pathlib.Path):
     for proto in PROTOS:
-        stem = proto[:-len(".proto")]
-        for suffix in ("_pb2.py", "_pb2.pyi"):
-            yield pathlib.Path(stem + suffix)
+        for suffix in (".py", ".pyi"):
+            yield pathlib.Path(module_stem(proto) + suffix)
     for proto in EXAMPLE_PROTOS:
         stem = EXAMPLE_PACKAGE.replace(".", "/") + "/" + proto[:-len(".proto")]
         for suffix in EXAMPLE_SUFFIXES:
@@ -70,6 +107,12 @@ def main() -> int:
         stale = [str(name) for name in generated_files(fresh)
                  if not (OUT / name).exists()
                  or not filecmp.cmp(fresh / name, OUT / name, shallow=False)]
+    left_over = [f"{_protoc_stem(proto)}{suffix}" for proto in MOVED for suffix in (".py", ".pyi")
+                 if (OUT / (_protoc_stem(proto) + suffix)).exists()]
+    if left_over:
+        print("generated files left where protoc puts them (moved; delete them):",
+              *left_over, sep="\n  ")
+        return 1
     if stale:
         print("stale generated files (run python rpc/protos/generate.py):", *stale, sep="\n  ")
         return 1

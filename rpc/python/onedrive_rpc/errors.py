@@ -2,12 +2,16 @@
 
 Errors cross the wire as a status (code, message, details); inside the
 library, exceptions say who broke the protocol: us (LocalProtocolError) or
-the other side (RemoteProtocolError), as in h11.
+the other side (RemoteProtocolError), as in h11. The protocol errors and
+StatusCode are defined by the sans-IO core (core/errors.py) and are the
+same objects here.
 """
 from __future__ import annotations
 
-import enum
 from typing import Optional
+
+from .core.errors import (FrameTooLarge, LocalProtocolError, MessageTooLarge, ProtocolError,
+                          RemoteProtocolError, StatusCode, VersionMismatch)
 
 __all__ = [
     "StatusCode",
@@ -17,38 +21,10 @@ __all__ = [
     "LocalProtocolError",
     "RemoteProtocolError",
     "FrameTooLarge",
+    "VersionMismatch",
+    "MessageTooLarge",
     "TransportError",
 ]
-
-
-class StatusCode(enum.IntEnum):
-    """Call outcome codes, numbered as gRPC's so people recognise them."""
-
-    OK = 0
-    CANCELLED = 1
-    UNKNOWN = 2
-    INVALID_ARGUMENT = 3
-    DEADLINE_EXCEEDED = 4
-    NOT_FOUND = 5
-    ALREADY_EXISTS = 6
-    PERMISSION_DENIED = 7
-    RESOURCE_EXHAUSTED = 8
-    FAILED_PRECONDITION = 9
-    ABORTED = 10
-    OUT_OF_RANGE = 11
-    UNIMPLEMENTED = 12
-    INTERNAL = 13
-    UNAVAILABLE = 14
-    DATA_LOSS = 15
-    UNAUTHENTICATED = 16
-
-    @classmethod
-    def from_wire(cls, code: int) -> "StatusCode":
-        """A code from a peer; numbers we do not know become UNKNOWN."""
-        try:
-            return cls(code)
-        except ValueError:
-            return cls.UNKNOWN
 
 
 class RpcError(Exception):
@@ -64,6 +40,17 @@ class RpcError(Exception):
         self.message = message
         self.details = details
         super().__init__(code, message)
+
+    @classmethod
+    def from_status(cls, code: int, message: str = "",
+                    details: Optional[str] = None) -> "RpcError":
+        """The error for a status the peer ended a connection with: PeerLost
+        for UNAVAILABLE and OK (it went away, nothing failed on its side),
+        else an RpcError with the code (numbers we do not know: UNKNOWN)."""
+        status = StatusCode.from_wire(code)
+        if status == StatusCode.UNAVAILABLE or status == StatusCode.OK:
+            return PeerLost(message, details)
+        return RpcError(status, message, details)
 
     def __str__(self) -> str:
         text = f"{self.code.name}: {self.message}"
@@ -82,29 +69,6 @@ class PeerLost(RpcError):
     def __init__(self, message: str = "peer lost",
                  details: Optional[str] = None) -> None:
         super().__init__(StatusCode.UNAVAILABLE, message, details)
-
-
-class ProtocolError(Exception):
-    """The wire protocol was broken; the connection cannot go on."""
-
-
-class LocalProtocolError(ProtocolError):
-    """We were asked to do something the protocol does not allow."""
-
-
-class RemoteProtocolError(ProtocolError):
-    """The peer sent something the protocol does not allow."""
-
-
-class FrameTooLarge(RemoteProtocolError):
-    """A frame's length prefix exceeds the configured maximum frame size."""
-
-    def __init__(self, size: int, limit: int) -> None:
-        self.size = size
-        self.limit = limit
-        super().__init__(
-            f"frame of {size} bytes exceeds the maximum frame size of "
-            f"{limit} bytes")
 
 
 class TransportError(OSError):

@@ -84,8 +84,7 @@ def _handshake(stream: Stream, session: Session, resolve_resume: Optional[Resume
             events.extend(session.buffer_updated(n, _monotonic()))
         except RemoteProtocolError as exc:
             _send_what_is_queued(stream, session)  # the Close saying why
-            code = StatusCode.FAILED_PRECONDITION if "version" in str(exc) else StatusCode.INTERNAL
-            raise RpcError(code, str(exc)) from None
+            raise RpcError(exc.status, str(exc)) from None
         while events:
             event = events.popleft()
             if type(event) is ev.ResumeRequested:
@@ -101,10 +100,7 @@ def _handshake(stream: Stream, session: Session, resolve_resume: Optional[Resume
                 write_all(stream, session.data_to_send(_monotonic()))
                 return event, list(events)
             if type(event) is ev.CloseReceived:
-                code = StatusCode.from_wire(event.code)
-                if code == StatusCode.UNAVAILABLE or code == StatusCode.OK:
-                    raise PeerLost(f"peer closed the connection: {event.message}")
-                raise RpcError(code, event.message)
+                raise RpcError.from_status(event.code, event.message)
         _send_what_is_queued(stream, session)
 
 

@@ -12,7 +12,6 @@ A method the subclass does not define answers UNIMPLEMENTED. The generated
 from __future__ import annotations
 
 import logging
-import re
 import traceback
 from typing import Any, Callable, ClassVar, Dict, List, NamedTuple, Optional, Type, TypeVar
 
@@ -23,18 +22,12 @@ from google.protobuf.message_factory import GetMessageClass
 from . import options_pb2
 from .calls import CallAborted, Context
 from .errors import RpcError, StatusCode
+from .naming import snake_case
 
 __all__ = ["Service", "MethodInfo", "Registry", "snake_case", "method_infos", "unimplemented",
            "prefetch"]
 
 log = logging.getLogger("onedrive_rpc")
-
-_WORD_BOUNDARY = re.compile(r"((?<=[a-z0-9])[A-Z]|(?<!^)[A-Z](?=[a-z]))")
-
-
-def snake_case(name: str) -> str:
-    """GetItem -> get_item, ListHTTPItems -> list_http_items."""
-    return _WORD_BOUNDARY.sub(r"_\1", name).lower()
 
 
 class MethodInfo(NamedTuple):

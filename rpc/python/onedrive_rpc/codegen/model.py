@@ -5,17 +5,13 @@ from typing import Dict, List, NamedTuple, Tuple
 
 from google.protobuf import descriptor_pb2
 
-from ..service import snake_case
+from ..naming import PATTERN_NAMES, declared_pattern, snake_case
 
 __all__ = ["MethodModel", "ServiceModel", "FileModel", "build_file"]
 
 # Field numbers in descriptor.proto, to find comments in SourceCodeInfo paths.
 _SERVICE_FIELD = 6  # FileDescriptorProto.service
 _METHOD_FIELD = 2  # ServiceDescriptorProto.method
-_PATTERN_EXTENSION = 51730  # (onedrive_rpc.pattern), options.proto
-
-_PATTERN_NAMES = {0: "", 1: "REQUEST_RESPONSE", 2: "SERVER_STREAM", 3: "NOTIFICATION",
-                  4: "PUBLISH_SUBSCRIBE", 5: "PRODUCER_CONSUMER", 6: "BROADCAST"}
 
 
 class MethodModel(NamedTuple):
@@ -57,38 +53,8 @@ def _comments(file: descriptor_pb2.FileDescriptorProto) -> Dict[Tuple[int, ...],
 
 
 def _pattern(method: descriptor_pb2.MethodDescriptorProto) -> str:
-    # The option is an extension; read it from the unknown-field-free serialized
-    # options without importing options_pb2 into the user's descriptor pool.
-    raw = method.options.SerializeToString()
-    pos = 0
-    while pos < len(raw):
-        key, pos = _read_varint(raw, pos)
-        field, wire_type = key >> 3, key & 7
-        if wire_type == 0:
-            value, pos = _read_varint(raw, pos)
-            if field == _PATTERN_EXTENSION:
-                return _PATTERN_NAMES.get(value, "")
-        elif wire_type == 2:
-            length, pos = _read_varint(raw, pos)
-            pos += length
-        elif wire_type == 5:
-            pos += 4
-        elif wire_type == 1:
-            pos += 8
-        else:
-            break
-    return ""
-
-
-def _read_varint(data: bytes, pos: int) -> Tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
+    number = declared_pattern(method.options)
+    return PATTERN_NAMES.get(number, "") if number else ""  # unknown numbers: derived too
 
 
 def build_file(file: descriptor_pb2.FileDescriptorProto,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from typing import List, Optional, Union
 
-from ..errors import FrameTooLarge
+from .errors import FrameTooLarge
 
 __all__ = [
     "varint",

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Callable, Dict, FrozenSet
 
-from .. import wire_pb2
-from ..errors import RemoteProtocolError
+from . import wire_pb2
+from .errors import RemoteProtocolError
 from . import events as ev
 from .framing import Frame, varint
 

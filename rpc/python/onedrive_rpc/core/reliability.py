@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Deque, List, Optional, Sequence, Tuple, Union
 
-from ..errors import RemoteProtocolError
+from .errors import RemoteProtocolError
 
 __all__ = ["Reliability", "ACK_DELAY"]
 
@@ -62,6 +62,20 @@ class Reliability:
         """Hold a sent frame until the peer acknowledges it."""
         self.unacked.append((seq, buffers, size))
         self.unacked_bytes += size
+
+    def replace(self, seq: int, frame: Buffer) -> bool:
+        """Hold `frame` instead of sequenced frame `seq`, which keeps its
+        place in the sequence; False if `seq` is no longer held (acknowledged)
+        or was never sent."""
+        unacked = self.unacked
+        if not unacked or seq < unacked[0][0]:
+            return False
+        index = seq - unacked[0][0]  # the buffer holds consecutive seqs
+        if index >= len(unacked):
+            return False
+        self.unacked_bytes += len(frame) - unacked[index][2]
+        unacked[index] = (seq, [frame], len(frame))
+        return True
 
     def acking(self) -> int:
         """The ack to put on an outgoing frame; it settles what we owe."""

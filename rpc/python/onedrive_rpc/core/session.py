@@ -10,31 +10,42 @@ States (one table, the rules at the top, as in h11):
     client: CONNECTING --Welcome--> OPEN
     server: AWAIT_HELLO --Hello--> OPEN
     any:    --Close sent or received, or protocol error--> CLOSED
+    OPEN or CLOSED --suspend()--> SUSPENDED --send_close()--> CLOSED
 
 Only Hello (server) / Welcome (client) and Close are accepted before OPEN;
 nothing is accepted after CLOSED. A frame kind this version does not handle
-is a RemoteProtocolError.
+is a RemoteProtocolError. The handshake itself (Hello, Welcome, resuming a
+session) is core/negotiation.py's; the Session applies what it decides.
+
+SUSPENDED: the connection is gone (or was closed without ending the
+session), and the session may resume on a new connection, whose Session
+takes over this one's Reliability. suspend() drops what was queued for the
+wire. Calls, answers, cancels and pattern frames may still be sent: they
+get their seq and wait in the resend buffer, but nothing reaches
+data_to_send(), and unsequenced frames (heartbeats, Close) are dropped.
+withdraw() works only here. Nothing is received: any frame but Close is a
+RemoteProtocolError (and closes), a Close closes. tick() does nothing and
+next_deadline() is None.
 """
 from __future__ import annotations
 
 import enum
 import functools
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, cast
 
 from google.protobuf.message import DecodeError
 
-from .. import wire_pb2
-from ..errors import LocalProtocolError, RemoteProtocolError, StatusCode
+from . import wire_pb2
+from .errors import LocalProtocolError, MessageTooLarge, RemoteProtocolError, StatusCode
 from . import events as ev
 from . import pattern_frames
 from .liveness import Liveness
+from .negotiation import PROTOCOL_VERSION, Negotiation, Step
 from .reliability import Reliability
 from .framing import (DEFAULT_MAX_FRAME_SIZE, LARGE_FRAME, MIN_FRAME_LIMIT, Frame,
                       FrameDecoder, frame_header, varint)
 
 __all__ = ["Role", "State", "Session", "PROTOCOL_VERSION", "MessageTooLarge"]
-
-PROTOCOL_VERSION = wire_pb2.PROTOCOL_VERSION_1
 
 _Envelope = wire_pb2.Envelope
 _Handler = Callable[[_Envelope, Frame], Optional["ev.Event"]]
@@ -54,16 +65,6 @@ class State(enum.Enum):
     # sent goes to the resend buffer only; nothing is received.
     SUSPENDED = "suspended"
     CLOSED = "closed"
-
-
-class MessageTooLarge(LocalProtocolError):
-    """We were asked to send a frame larger than the peer accepts."""
-
-    def __init__(self, size: int, limit: int) -> None:
-        self.size = size
-        self.limit = limit
-        super().__init__(f"message of {size} bytes exceeds the peer's maximum "
-                         f"frame size of {limit} bytes")
 
 
 def _timeout_us(timeout: float) -> int:
@@ -131,25 +132,19 @@ class Session:
         if max_frame_size < MIN_FRAME_LIMIT:
             raise ValueError(f"max_frame_size must be at least {MIN_FRAME_LIMIT} bytes, "
                              f"not {max_frame_size}")
-        # Validates both before anything goes on the wire.
-        Liveness(heartbeat_interval, heartbeat_misses, 0.0)
-        self._heartbeat = (heartbeat_interval, heartbeat_misses)
+        #: Hello, Welcome and resuming (validates the heartbeat settings).
+        self._negotiation = Negotiation(
+            peer_id=peer_id, name=name, pid=pid, max_frame_size=max_frame_size, metadata=metadata,
+            heartbeat_interval=heartbeat_interval, heartbeat_misses=heartbeat_misses,
+            resume_session_id=resume_session_id)
         #: Heartbeat bookkeeping, from the moment the session is OPEN.
         self.liveness: Optional[Liveness] = None
         #: Sequence numbers, acks and the resend buffer (outlives a connection).
         self.reliability = reliability or Reliability()
-        # Client: the session to resume (its Reliability is `reliability`).
-        self._resume_id = resume_session_id
-        # Server: the session the Hello asked to resume, until answered.
-        self._resume_request: Optional[Tuple[str, int]] = None
-        self._agreed_interval = heartbeat_interval
-        self._hello_metadata: Dict[str, str] = {}
         #: Whether losing the peer ends the session (False: it may resume).
         self.end_session_on_loss = True
         self.role = role
         self.state = State.CONNECTING if role is Role.CLIENT else State.AWAIT_HELLO
-        self._identity = wire_pb2.PeerIdentity(peer_id=peer_id, name=name, pid=pid)
-        self._metadata = dict(metadata or {})
         self._decoder = FrameDecoder(max_frame_size)
         self.max_frame_size = max_frame_size
         # Until the handshake says otherwise, assume the peer takes what we take.
@@ -159,9 +154,6 @@ class Session:
         self.last_received: Optional[float] = None
         self._out: List[Frame] = []
         self._out_bytes = 0
-        self._hello_sent = False
-        # Resumed session: the last seq the handshake's resend covered.
-        self._resent_through: Optional[int] = None
         # A protocol error found after good frames of the same read.
         self._error: Optional[RemoteProtocolError] = None
         # Frame kind -> handler, one table per state (OPEN, and before it):
@@ -185,21 +177,9 @@ class Session:
 
     def start(self, now: float) -> None:
         """Client: queue the Hello that opens the handshake."""
-        if self.role is not Role.CLIENT or self.state is not State.CONNECTING or self._hello_sent:
+        if self.role is not Role.CLIENT or self.state is not State.CONNECTING:
             raise LocalProtocolError("only a connecting client sends Hello, once")
-        self._hello_sent = True
-        env = _Envelope()
-        hello = env.hello
-        hello.version = PROTOCOL_VERSION
-        hello.identity.CopyFrom(self._identity)
-        hello.max_frame_size = self.max_frame_size
-        hello.heartbeat.interval_ms = _ms(self._heartbeat[0])
-        hello.heartbeat.misses = self._heartbeat[1]
-        hello.metadata.update(self._metadata)
-        if self._resume_id:
-            hello.resume_session_id = self._resume_id
-            hello.resume_received_seq = self.reliability.received
-        self._queue(env, b"", ack=False)
+        self._queue(self._negotiation.hello(self.reliability.received), b"", ack=False)
 
     def data_to_send(self, now: Optional[float] = None) -> List[Frame]:
         """Everything queued for the wire, in order; the queue is emptied.
@@ -350,20 +330,12 @@ class Session:
         the sequence). For a confirmed notification reported as failed, so
         that it does not arrive after all on a resume. False if it is no
         longer held (acknowledged) or the session is not suspended."""
-        unacked = self.reliability.unacked
-        if self.state is not State.SUSPENDED or not unacked or seq < unacked[0][0]:
-            return False
-        index = seq - unacked[0][0]  # the buffer holds consecutive seqs
-        if index >= len(unacked):
+        if self.state is not State.SUSPENDED:
             return False
         env = _Envelope(seq=seq)
         env.heartbeat.SetInParent()
         body = env.SerializeToString()
-        old_size = unacked[index][2]
-        frame = frame_header(len(body)) + body
-        unacked[index] = (seq, [frame], len(frame))
-        self.reliability.unacked_bytes += len(frame) - old_size
-        return True
+        return self.reliability.replace(seq, frame_header(len(body)) + body)
 
     def send_cancel(self, call_id: int, reason: str = "") -> None:
         self._require_open()
@@ -560,127 +532,75 @@ class Session:
         return events
 
     def _fail(self, exc: RemoteProtocolError) -> None:
-        # Tell the peer why before hanging up; it may be a bug it can fix.
-        self.send_close(StatusCode.INTERNAL, f"protocol error: {exc}")
+        # Tell the peer why before hanging up: a refusal with a status of its
+        # own (VersionMismatch) in its own words; anything else is a protocol
+        # error, maybe a bug it can fix.
+        message = str(exc) if exc.status is not StatusCode.INTERNAL else f"protocol error: {exc}"
+        self.send_close(exc.status, message)
 
     def _not_open(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
         raise RemoteProtocolError(f"{env.WhichOneof('kind')} frame received while {self.state.value}")
+
+    # ------------------------------------------- handshake (core/negotiation.py)
 
     def _on_hello(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
         if self.role is not Role.SERVER or self.state is not State.AWAIT_HELLO:
             raise RemoteProtocolError(f"hello frame received by a {self.role.value} "
                                       f"while {self.state.value}")
-        hello = env.hello
-        if hello.version != PROTOCOL_VERSION:
-            message = (f"protocol version mismatch: the client speaks version "
-                       f"{hello.version}, this server speaks version {PROTOCOL_VERSION}")
-            self.send_close(StatusCode.FAILED_PRECONDITION, message)
-            raise RemoteProtocolError(message)
-        if hello.max_frame_size:
-            self.peer_max_frame_size = _peer_frame_limit(hello.max_frame_size)
-        self.peer = _peer_info(hello.identity)
-        # The smaller interval wins; each side keeps its own misses.
-        interval = self._heartbeat[0]
-        if hello.heartbeat.interval_ms:
-            interval = min(interval, _heartbeat_interval(hello.heartbeat.interval_ms))
-        self._agreed_interval = interval
-        self._hello_metadata = dict(hello.metadata)
-        if hello.resume_session_id:
-            # The driver looks the session up, then accept_resume()/refuse_resume().
-            self._resume_request = (hello.resume_session_id, hello.resume_received_seq)
-            return ev.ResumeRequested(hello.resume_session_id, hello.resume_received_seq,
-                                      self.peer, self._hello_metadata)
-        return self._welcome(resumed=False)
-
-    def accept_resume(self, reliability: Reliability) -> ev.Handshaken:
-        """Server: continue the session the Hello named, whose state is
-        `reliability`; what the client has not received is queued again."""
-        session_id, peer_received = self._take_resume_request()
-        self.reliability = reliability
-        self.session_id = session_id
-        handshaken = self._welcome(resumed=True)
-        self._resend(peer_received)
-        return handshaken
-
-    def refuse_resume(self) -> ev.Handshaken:
-        """Server: the named session is unknown (or gone): start a new one."""
-        self._take_resume_request()
-        return self._welcome(resumed=False)
-
-    def _take_resume_request(self) -> Tuple[str, int]:
-        request = self._resume_request
-        if request is None or self.state is not State.AWAIT_HELLO:
-            raise LocalProtocolError("no resumption was requested")
-        self._resume_request = None
-        return request
-
-    def _welcome(self, resumed: bool) -> ev.Handshaken:
-        reply = _Envelope()
-        welcome = reply.welcome
-        welcome.version = PROTOCOL_VERSION
-        welcome.identity.CopyFrom(self._identity)
-        welcome.max_frame_size = self.max_frame_size
-        welcome.session_id = self.session_id
-        welcome.heartbeat.interval_ms = _ms(self._agreed_interval)
-        welcome.heartbeat.misses = self._heartbeat[1]
-        if resumed:
-            welcome.resumed = True
-            welcome.resume_received_seq = self.reliability.received
-        self._open(self._agreed_interval, self._heartbeat[1])
-        self._queue(reply, b"", ack=False)
-        assert self.peer is not None
-        return ev.Handshaken(self.peer, self.session_id, self._hello_metadata, resumed)
-
-    def _resend(self, peer_received: int) -> None:
-        """Queue again every sequenced frame after `peer_received`."""
-        buffers = self.reliability.resend_after(peer_received)
-        self._out.extend(buffers)
-        self._out_bytes += sum(len(b) for b in buffers)
-        self._resent_through = self.reliability.next_seq - 1
-
-    def queue_frames_sent_since_resend(self) -> None:
-        """Queue the sequenced frames the resend of this resumed session did
-        not include: the old connection's session took them (into the
-        shared resend buffer) while the handshake was finishing."""
-        last = self._resent_through
-        self._resent_through = None
-        if last is None:
-            return
-        for seq, buffers, size in self.reliability.unacked:
-            if seq > last:
-                self._out.extend(buffers)
-                self._out_bytes += size
+        return self._take(self._negotiation.on_hello(env.hello, self.session_id))
 
     def _on_welcome(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
         if self.role is not Role.CLIENT or self.state is not State.CONNECTING:
             raise RemoteProtocolError(f"welcome frame received by a {self.role.value} "
                                       f"while {self.state.value}")
-        welcome = env.welcome
-        if welcome.version != PROTOCOL_VERSION:
-            message = (f"protocol version mismatch: the server speaks version "
-                       f"{welcome.version}, this client speaks version {PROTOCOL_VERSION}")
-            self.send_close(StatusCode.FAILED_PRECONDITION, message)
-            raise RemoteProtocolError(message)
-        if welcome.max_frame_size:
-            self.peer_max_frame_size = _peer_frame_limit(welcome.max_frame_size)
-        self.peer = _peer_info(welcome.identity)
-        if welcome.resumed:
-            if welcome.session_id != self._resume_id or not self._resume_id:
-                raise RemoteProtocolError(
-                    f"server resumed session {welcome.session_id!r}, but this client asked "
-                    f"for {self._resume_id or 'a new session'!r}")
-        elif self._resume_id:
-            # The server does not know our session (it restarted, or its
-            # grace period passed): start over; the driver fails what was pending.
-            self.reliability = Reliability()
-        self.session_id = welcome.session_id
-        interval = self._heartbeat[0]
-        if welcome.heartbeat.interval_ms:
-            interval = _heartbeat_interval(welcome.heartbeat.interval_ms)
-        self._open(interval, self._heartbeat[1])
-        if welcome.resumed:
-            self._resend(welcome.resume_received_seq)
-        return ev.Handshaken(self.peer, self.session_id, _EMPTY, welcome.resumed)
+        return self._take(self._negotiation.on_welcome(env.welcome))
+
+    def accept_resume(self, reliability: Reliability) -> ev.Handshaken:
+        """Server: continue the session the Hello named, whose state is
+        `reliability`; what the client has not received is queued again."""
+        self._require_resume_request()
+        return cast(ev.Handshaken, self._take(self._negotiation.accept_resume(reliability)))
+
+    def refuse_resume(self) -> ev.Handshaken:
+        """Server: the named session is unknown (or gone): start a new one."""
+        self._require_resume_request()
+        return cast(ev.Handshaken, self._take(self._negotiation.refuse_resume(self.session_id)))
+
+    def _require_resume_request(self) -> None:
+        if self.state is not State.AWAIT_HELLO:
+            raise LocalProtocolError("no resumption was requested")
+
+    def queue_frames_sent_since_resend(self) -> None:
+        """Queue the sequenced frames the resend of this resumed session did
+        not include: the old connection's session took them (into the
+        shared resend buffer) while the handshake was finishing."""
+        self._requeue(self._negotiation.frames_sent_since_resend(self.reliability))
+
+    def _take(self, step: Step) -> ev.Event:
+        """Do what the handshake decided, in order: the Welcome is queued
+        before the frames resent behind it."""
+        if step.peer is not None:
+            self.peer = step.peer
+        if step.peer_max_frame_size:
+            self.peer_max_frame_size = step.peer_max_frame_size
+        if step.reliability is not None:
+            self.reliability = step.reliability
+        if step.session_id is not None:
+            self.session_id = step.session_id
+        if step.interval:
+            self._open(step.interval, self._negotiation.misses)
+        if step.reply is not None:
+            self._queue(step.reply, b"", ack=False)
+        if step.resend_after is not None:
+            self._requeue(self._negotiation.resend(self.reliability, step.resend_after))
+        return step.event
+
+    def _requeue(self, buffers: List[Frame]) -> None:
+        """Queue frames sent before, as they are (a resend)."""
+        self._out.extend(buffers)
+        self._out_bytes += sum(len(b) for b in buffers)
+
+    # ------------------------------------------------------- frames when OPEN
 
     def _on_request(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
         req = env.request
@@ -729,26 +649,3 @@ class Session:
         self.state = State.CLOSED
         status = env.close.status
         return ev.CloseReceived(status.code, status.message, env.close.end_session)
-
-
-def _ms(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
-
-
-def _heartbeat_interval(ms: int) -> float:
-    # Intervals below 10 ms would make a peer spend its time on heartbeats.
-    if ms < 10:
-        raise RemoteProtocolError(f"peer asked for a heartbeat interval of {ms} ms; "
-                                  f"the protocol requires at least 10 ms")
-    return ms / 1000
-
-
-def _peer_frame_limit(size: int) -> int:
-    if size < MIN_FRAME_LIMIT:
-        raise RemoteProtocolError(f"peer announced a maximum frame size of {size} bytes; "
-                                  f"the protocol requires at least {MIN_FRAME_LIMIT}")
-    return size
-
-
-def _peer_info(identity: wire_pb2.PeerIdentity) -> ev.PeerInfo:
-    return ev.PeerInfo(identity.peer_id, identity.name, identity.pid)

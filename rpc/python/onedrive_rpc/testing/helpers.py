@@ -5,7 +5,7 @@ from typing import Callable, List, Optional, Tuple, Union
 
 import gevent
 
-from .. import wire_pb2
+from ..core import wire_pb2
 from ..core.framing import FrameDecoder, frame_header
 from ..core.session import Role, Session
 

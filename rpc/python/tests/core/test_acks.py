@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from onedrive_rpc import wire_pb2
+from onedrive_rpc.core import wire_pb2
 from onedrive_rpc.core import events as ev
 from onedrive_rpc.core.framing import FrameDecoder
 from onedrive_rpc.core.reliability import ACK_DELAY, Reliability
@@ -34,6 +34,19 @@ def test_reliability_bookkeeping():
     with pytest.raises(RemoteProtocolError, match="seq 3 skips ahead: expected 2"):
         rel.on_sequenced(3, now=6.0)
     assert rel.acking() == 1 and rel.ack_owed_since is None
+
+
+def test_a_held_frame_can_be_replaced_in_its_place():
+    rel = Reliability()
+    for size in (10, 20, 30):
+        seq = rel.stamp()
+        rel.keep(seq, [b"x" * size], size)
+    rel.on_ack(1)
+    assert rel.replace(3, b"beat") and rel.unacked_bytes == 20 + 4
+    assert [entry[0] for entry in rel.unacked] == [2, 3] and rel.unacked[1][1] == [b"beat"]
+    assert not rel.replace(1, b"beat")  # acknowledged: gone
+    assert not rel.replace(4, b"beat")  # never sent
+    assert rel.unacked_bytes == 24
 
 
 def test_calls_are_sequenced_and_acks_ride_on_the_answers():

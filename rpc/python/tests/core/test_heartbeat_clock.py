@@ -9,7 +9,7 @@ from onedrive_rpc.core.liveness import Liveness
 from onedrive_rpc.core.session import Role, Session, State
 from onedrive_rpc.errors import RemoteProtocolError
 from onedrive_rpc.testing.helpers import envelopes, framed
-from onedrive_rpc import wire_pb2
+from onedrive_rpc.core import wire_pb2
 
 
 def frames(session, now):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from onedrive_rpc import wire_pb2
+from onedrive_rpc.core import wire_pb2
 from onedrive_rpc.core import events as ev
 from onedrive_rpc.core.session import Role, Session, State
 from onedrive_rpc.errors import LocalProtocolError, RemoteProtocolError

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onedrive_rpc import wire_pb2
+from onedrive_rpc.core import wire_pb2
 from onedrive_rpc.core.pubsub import (Delivery, Disconnect, Policy, PubSub,
                                       SubscriptionState, TooManySubscriptions)
 from onedrive_rpc.core.topics import TopicError, matches

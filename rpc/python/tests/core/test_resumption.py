@@ -108,7 +108,7 @@ def test_a_welcome_resuming_a_session_not_asked_for_is_refused():
     client.start(0.0)
     server.receive_data(take(client), 0.0)
     data = bytearray(take(server))
-    from onedrive_rpc import wire_pb2
+    from onedrive_rpc.core import wire_pb2
     env = wire_pb2.Envelope()
     env.ParseFromString(bytes(data[4:]))
     env.welcome.resumed = True
@@ -129,7 +129,7 @@ def test_a_lost_peer_closes_without_ending_a_resumable_session():
     client.end_session_on_loss = False
     events = client.tick(10.0)
     assert [type(e) for e in events] == [ev.PeerSilent]
-    from onedrive_rpc import wire_pb2
+    from onedrive_rpc.core import wire_pb2
     env = wire_pb2.Envelope()
     env.ParseFromString(frames(take(client))[-1][4:])
     assert env.close.end_session is False

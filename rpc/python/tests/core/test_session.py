@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from onedrive_rpc import wire_pb2
+from onedrive_rpc.core import wire_pb2
 from onedrive_rpc.core import events as ev
 from onedrive_rpc.core.framing import DEFAULT_MAX_FRAME_SIZE, LARGE_FRAME, FrameDecoder, frame_header
 from onedrive_rpc.core.session import PROTOCOL_VERSION, MessageTooLarge, Role, Session, State

@@ -6,7 +6,7 @@ import gevent
 import pytest
 
 import onedrive_rpc as rpc
-from onedrive_rpc import wire_pb2
+from onedrive_rpc.core import wire_pb2
 from onedrive_rpc.core.framing import FrameDecoder, frame_header
 from onedrive_rpc.core.session import Role, Session
 from onedrive_rpc.handshake import write_all

@@ -1,0 +1,106 @@
+"""Protocol errors, named by whose fault they are, and the status codes.
+
+The sans-IO core raises these; `onedrive_rpc.errors` re-exports them, so
+`rpc.RemoteProtocolError` and `onedrive_rpc.core.errors.RemoteProtocolError`
+are the same class. Errors cross the wire as a status (code, message,
+details); inside the library, exceptions say who broke the protocol: us
+(LocalProtocolError) or the other side (RemoteProtocolError), as in h11.
+"""
+from __future__ import annotations
+
+import enum
+
+__all__ = [
+    "StatusCode",
+    "ProtocolError",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+    "FrameTooLarge",
+    "VersionMismatch",
+    "MessageTooLarge",
+]
+
+
+class StatusCode(enum.IntEnum):
+    """Call outcome codes, numbered as gRPC's so people recognise them."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
+
+    @classmethod
+    def from_wire(cls, code: int) -> "StatusCode":
+        """A code from a peer; numbers we do not know become UNKNOWN."""
+        try:
+            return cls(code)
+        except ValueError:
+            return cls.UNKNOWN
+
+
+class ProtocolError(Exception):
+    """The wire protocol was broken; the connection cannot go on.
+
+    `status` is the code to report it with where it becomes an RpcError or
+    a Close (h11's error_status_hint): a subclass says what it means, so the
+    edge does not read the message to find out.
+    """
+
+    status: StatusCode = StatusCode.INTERNAL
+
+
+class LocalProtocolError(ProtocolError):
+    """We were asked to do something the protocol does not allow."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something the protocol does not allow."""
+
+
+class FrameTooLarge(RemoteProtocolError):
+    """A frame's length prefix exceeds the configured maximum frame size."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"frame of {size} bytes exceeds the maximum frame size of "
+            f"{limit} bytes")
+
+
+class VersionMismatch(RemoteProtocolError):
+    """The peer speaks a protocol version we do not; the message names both."""
+
+    status = StatusCode.FAILED_PRECONDITION
+
+    def __init__(self, peer: str, peer_version: int, version: int) -> None:
+        self.peer_version = peer_version
+        self.version = version
+        us = "server" if peer == "client" else "client"
+        super().__init__(f"protocol version mismatch: the {peer} speaks version "
+                         f"{peer_version}, this {us} speaks version {version}")
+
+
+class MessageTooLarge(LocalProtocolError):
+    """We were asked to send a frame larger than the peer accepts."""
+
+    status = StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"message of {size} bytes exceeds the peer's maximum "
+                         f"frame size of {limit} bytes")

@@ -1,0 +1,229 @@
+"""The handshake of a session: Hello, Welcome, and resuming an earlier session.
+
+Rules (rpc/protos/README.md §4):
+
+- The client's first frame is Hello; the server answers Welcome (or Close).
+  Each names its protocol version: another version is refused with a Close
+  (FAILED_PRECONDITION) naming both, and raises VersionMismatch.
+- Each side announces the largest frame it accepts; absent, assume the peer
+  takes what we take. Less than MIN_FRAME_LIMIT is a protocol error.
+- The smaller heartbeat interval wins: the server decides and says so in
+  Welcome. Each side keeps its own misses. Less than 10 ms is a protocol error.
+- A Hello may name a session to resume and the last seq the client
+  received. The server reports ResumeRequested; its owner looks the session
+  up and answers accept_resume(its Reliability), which resends what the
+  client has not received, or refuse_resume(), which starts a new session.
+  A client told that its session is gone starts over with a new Reliability.
+- Handshake frames are not sequenced and carry no ack: what a resuming side
+  received is in the handshake's own fields.
+
+Like the Session that holds it, this does no I/O. It reads and writes the
+handshake frames and returns what the Session must do next (a Step), so that
+the Session's own state changes stay in one place (Session._take).
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
+
+from . import events as ev
+from . import wire_pb2
+from .errors import LocalProtocolError, RemoteProtocolError, VersionMismatch
+from .framing import MIN_FRAME_LIMIT, Frame
+from .liveness import Liveness
+from .reliability import Reliability
+
+__all__ = ["PROTOCOL_VERSION", "Negotiation", "Step"]
+
+PROTOCOL_VERSION = wire_pb2.PROTOCOL_VERSION_1
+
+# Intervals below this would make a peer spend its time on heartbeats.
+MIN_HEARTBEAT_MS = 10
+
+_Envelope = wire_pb2.Envelope
+_EMPTY: Mapping[str, str] = {}
+
+
+class Step(NamedTuple):
+    """What the Session does after a handshake frame or decision, in this order."""
+
+    event: ev.Event                            # Handshaken or ResumeRequested: reported
+    peer: Optional[ev.PeerInfo] = None         # who the peer says it is
+    peer_max_frame_size: int = 0               # the largest frame it takes (0: as assumed)
+    reliability: Optional[Reliability] = None  # the session's state from now on
+    session_id: Optional[str] = None
+    interval: float = 0.0                      # > 0: OPEN, with this heartbeat interval
+    reply: Optional[_Envelope] = None          # the handshake frame to queue (Welcome)
+    resend_after: Optional[int] = None         # queue again every sequenced frame after this seq
+
+
+class Negotiation:
+    """One side's part of the handshake, for the Session that holds it."""
+
+    __slots__ = ("identity", "max_frame_size", "interval", "misses", "metadata", "resume_id",
+                 "hello_sent", "peer", "agreed_interval", "hello_metadata", "resume_request",
+                 "resent_through")
+
+    def __init__(self, *, peer_id: str, name: str, pid: int, max_frame_size: int,
+                 metadata: Optional[Mapping[str, str]], heartbeat_interval: float,
+                 heartbeat_misses: int, resume_session_id: str) -> None:
+        # Validates both before anything goes on the wire.
+        Liveness(heartbeat_interval, heartbeat_misses, 0.0)
+        self.identity = wire_pb2.PeerIdentity(peer_id=peer_id, name=name, pid=pid)
+        self.max_frame_size = max_frame_size
+        self.interval = heartbeat_interval
+        #: Our own misses: the peer's bound on our silence is its own.
+        self.misses = heartbeat_misses
+        self.metadata = dict(metadata or {})
+        # Client: the session to resume (its Reliability is the Session's).
+        self.resume_id = resume_session_id
+        self.hello_sent = False
+        # Server: what the Hello said, for the Welcome.
+        self.peer: Optional[ev.PeerInfo] = None
+        self.agreed_interval = heartbeat_interval
+        self.hello_metadata: Dict[str, str] = {}
+        # Server: the session the Hello asked to resume, until answered.
+        self.resume_request: Optional[Tuple[str, int]] = None
+        # Resumed session: the last seq the handshake's resend covered.
+        self.resent_through: Optional[int] = None
+
+    # ---------------------------------------------------------------- client
+
+    def hello(self, received: int) -> _Envelope:
+        """The Hello that opens the handshake; `received` is the last seq
+        of the session to resume that we have (its Reliability.received)."""
+        if self.hello_sent:
+            raise LocalProtocolError("only a connecting client sends Hello, once")
+        self.hello_sent = True
+        env = _Envelope()
+        hello = env.hello
+        hello.version = PROTOCOL_VERSION
+        hello.identity.CopyFrom(self.identity)
+        hello.max_frame_size = self.max_frame_size
+        hello.heartbeat.interval_ms = _ms(self.interval)
+        hello.heartbeat.misses = self.misses
+        hello.metadata.update(self.metadata)
+        if self.resume_id:
+            hello.resume_session_id = self.resume_id
+            hello.resume_received_seq = received
+        return env
+
+    def on_welcome(self, welcome: wire_pb2.Welcome) -> Step:
+        """The server's answer: OPEN, in a resumed session or a new one."""
+        if welcome.version != PROTOCOL_VERSION:
+            raise VersionMismatch("server", welcome.version, PROTOCOL_VERSION)
+        limit = _peer_frame_limit(welcome.max_frame_size) if welcome.max_frame_size else 0
+        peer = _peer_info(welcome.identity)
+        fresh = None  # a new Reliability, when our session is gone
+        if welcome.resumed:
+            if welcome.session_id != self.resume_id or not self.resume_id:
+                raise RemoteProtocolError(
+                    f"server resumed session {welcome.session_id!r}, but this client asked "
+                    f"for {self.resume_id or 'a new session'!r}")
+        elif self.resume_id:
+            # The server does not know our session (it restarted, or its
+            # grace period passed): start over; the driver fails what was pending.
+            fresh = Reliability()
+        interval = self.interval
+        if welcome.heartbeat.interval_ms:
+            interval = _heartbeat_interval(welcome.heartbeat.interval_ms)
+        return Step(ev.Handshaken(peer, welcome.session_id, _EMPTY, welcome.resumed), peer, limit,
+                    fresh, welcome.session_id, interval,
+                    resend_after=welcome.resume_received_seq if welcome.resumed else None)
+
+    # ---------------------------------------------------------------- server
+
+    def on_hello(self, hello: wire_pb2.Hello, session_id: str) -> Step:
+        """The client's Hello: a new session `session_id` is OPEN, or the
+        Hello asks to resume one (ResumeRequested; answer it with
+        accept_resume or refuse_resume)."""
+        if hello.version != PROTOCOL_VERSION:
+            raise VersionMismatch("client", hello.version, PROTOCOL_VERSION)
+        limit = _peer_frame_limit(hello.max_frame_size) if hello.max_frame_size else 0
+        self.peer = peer = _peer_info(hello.identity)
+        # The smaller interval wins; each side keeps its own misses.
+        if hello.heartbeat.interval_ms:
+            self.agreed_interval = min(self.interval, _heartbeat_interval(hello.heartbeat.interval_ms))
+        self.hello_metadata = dict(hello.metadata)
+        if hello.resume_session_id:
+            self.resume_request = (hello.resume_session_id, hello.resume_received_seq)
+            return Step(ev.ResumeRequested(hello.resume_session_id, hello.resume_received_seq,
+                                           peer, self.hello_metadata), peer, limit)
+        return self._welcome(session_id, None, limit)
+
+    def accept_resume(self, reliability: Reliability) -> Step:
+        """Continue the session the Hello named, whose state is `reliability`:
+        Welcome, then what the client has not received."""
+        session_id, peer_received = self._take_resume_request()
+        return self._welcome(session_id, reliability, resend_after=peer_received)
+
+    def refuse_resume(self, session_id: str) -> Step:
+        """The named session is unknown (or gone): start `session_id` instead."""
+        self._take_resume_request()
+        return self._welcome(session_id, None)
+
+    def _take_resume_request(self) -> Tuple[str, int]:
+        request = self.resume_request
+        if request is None:
+            raise LocalProtocolError("no resumption was requested")
+        self.resume_request = None
+        return request
+
+    def _welcome(self, session_id: str, resumed: Optional[Reliability], limit: int = 0,
+                 resend_after: Optional[int] = None) -> Step:
+        """Welcome the client to session `session_id`: a new one, or the one
+        whose state is `resumed`."""
+        reply = _Envelope()
+        welcome = reply.welcome
+        welcome.version = PROTOCOL_VERSION
+        welcome.identity.CopyFrom(self.identity)
+        welcome.max_frame_size = self.max_frame_size
+        welcome.session_id = session_id
+        welcome.heartbeat.interval_ms = _ms(self.agreed_interval)
+        welcome.heartbeat.misses = self.misses
+        if resumed is not None:
+            welcome.resumed = True
+            welcome.resume_received_seq = resumed.received
+        assert self.peer is not None
+        handshaken = ev.Handshaken(self.peer, session_id, self.hello_metadata, resumed is not None)
+        return Step(handshaken, self.peer, limit, resumed, session_id, self.agreed_interval, reply,
+                    resend_after)
+
+    # ---------------------------------------------------------------- resend
+
+    def resend(self, reliability: Reliability, peer_received: int) -> List[Frame]:
+        """Every sequenced frame after `peer_received`, to queue again; an
+        ack for frames never sent is a RemoteProtocolError."""
+        buffers = reliability.resend_after(peer_received)
+        self.resent_through = reliability.next_seq - 1
+        return buffers
+
+    def frames_sent_since_resend(self, reliability: Reliability) -> List[Frame]:
+        """The sequenced frames the resend of this resumed session did not
+        include (see Session.queue_frames_sent_since_resend); once."""
+        last = self.resent_through
+        self.resent_through = None
+        if last is None:
+            return []
+        return [buffer for seq, buffers, _ in reliability.unacked if seq > last for buffer in buffers]
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _heartbeat_interval(ms: int) -> float:
+    if ms < MIN_HEARTBEAT_MS:
+        raise RemoteProtocolError(f"peer asked for a heartbeat interval of {ms} ms; "
+                                  f"the protocol requires at least {MIN_HEARTBEAT_MS} ms")
+    return ms / 1000
+
+
+def _peer_frame_limit(size: int) -> int:
+    if size < MIN_FRAME_LIMIT:
+        raise RemoteProtocolError(f"peer announced a maximum frame size of {size} bytes; "
+                                  f"the protocol requires at least {MIN_FRAME_LIMIT}")
+    return size
+
+
+def _peer_info(identity: wire_pb2.PeerIdentity) -> ev.PeerInfo:
+    return ev.PeerInfo(identity.peer_id, identity.name, identity.pid)
