@@ -12,7 +12,7 @@ from typing import Any, List, NamedTuple, Tuple
 import pytest
 from gevent.event import Event
 
-from onedrive_rpc import wire_pb2
+from onedrive_rpc.core import wire_pb2
 from onedrive_rpc.broker import Broker
 from onedrive_rpc.core import events as ev
 from onedrive_rpc.core.framing import varint
