@@ -52,6 +52,16 @@ class RpcError(Exception):
             return PeerLost(message, details)
         return RpcError(status, message, details)
 
+    @classmethod
+    def from_close(cls, code: int, message: str = "") -> "RpcError":
+        """The error for a Close frame the peer sent (in the handshake or
+        later): from_status, saying that the peer closed the connection
+        when it went away in order."""
+        error = cls.from_status(code, message)
+        if isinstance(error, PeerLost):
+            return PeerLost(f"peer closed the connection: {message}")
+        return error
+
     def __str__(self) -> str:
         text = f"{self.code.name}: {self.message}"
         if self.details:

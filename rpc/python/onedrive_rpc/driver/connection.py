@@ -38,7 +38,8 @@ from ..config import Limits
 from ..core import events as ev
 from ..core.reliability import ACK_DELAY
 from ..core.session import Session, State
-from ..errors import PeerLost, RemoteProtocolError, RpcError, StatusCode
+from ..errors import (LocalProtocolError, MessageTooLarge, PeerLost, RemoteProtocolError, RpcError,
+                      StatusCode)
 from ..transport.base import ConnectionClosed, Stream
 from .incoming import IncomingCalls
 from .outbox import MID_BATCH_FLUSH, Outbox
@@ -185,6 +186,14 @@ class Connection:
         reason = self.close_reason
         return PeerLost("connection closed") if reason is None else fresh(reason)
 
+    def send_error(self, exc: LocalProtocolError) -> RpcError:
+        """What a send the session refused raises (the one mapping, at the
+        edge): a message too large keeps its status (RESOURCE_EXHAUSTED);
+        anything else means the session is closed."""
+        if isinstance(exc, MessageTooLarge):
+            return RpcError(exc.status, str(exc))
+        return self.closed_error()
+
     def is_reader(self, greenlet: Any) -> bool:
         return greenlet is self._reader
 
@@ -245,8 +254,7 @@ class Connection:
             else:
                 self.outbox.flush_soon()
                 self.outbox.drained.wait(flush_timeout)
-        self._teardown(PeerLost(message) if code == StatusCode.UNAVAILABLE
-                       else RpcError(code, message))
+        self._teardown(RpcError.from_status(code, message))
 
     def drain(self, grace: Optional[float]) -> bool:
         """Refuse new outgoing calls, then wait up to `grace` seconds for the
@@ -429,11 +437,7 @@ class Connection:
             self.stream_lost(PeerLost(f"peer dropped the connection: {event.message}"), self.stream)
             return
         self._orderly = True
-        code = StatusCode.from_wire(event.code)
-        if code == StatusCode.UNAVAILABLE or code == StatusCode.OK:
-            self.abort(PeerLost(f"peer closed the connection: {event.message}"))
-        else:
-            self.abort(RpcError(code, event.message))
+        self.abort(RpcError.from_close(event.code, event.message))
 
     def _silent(self, silent: ev.PeerSilent) -> None:
         # From the ticker: the peer is dead or hung.

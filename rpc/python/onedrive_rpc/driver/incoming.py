@@ -21,8 +21,8 @@ from gevent.event import Event
 
 from ..calls import CallAborted, CallOrigin, Context
 from ..core import events as ev
-from ..core.session import MessageTooLarge, State
-from ..errors import RpcError, StatusCode
+from ..core.session import State
+from ..errors import LocalProtocolError, MessageTooLarge, RpcError, StatusCode
 from .view import ConnectionView
 
 __all__ = ["IncomingCalls"]
@@ -149,8 +149,8 @@ class IncomingCalls:
             raise CallAborted(StatusCode.CANCELLED, "connection closed")
         try:
             conn.session.send_frame("stream_item", payload, call_id=call.call_id)
-        except MessageTooLarge as exc:
-            raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
+        except LocalProtocolError as exc:
+            raise conn.send_error(exc) from None
         call.credit -= 1
         conn.outbox.flush_soon()
 
@@ -176,8 +176,8 @@ class IncomingCalls:
         else:
             try:
                 session.send_response(call.call_id, code, message, details, payload)
-            except MessageTooLarge as exc:
-                session.send_response(call.call_id, StatusCode.RESOURCE_EXHAUSTED, str(exc))
+            except MessageTooLarge as exc:  # the answer cannot go: say why instead
+                session.send_response(call.call_id, exc.status, str(exc))
         conn.outbox.flush_soon()
 
     def _deadline_expired(self, call: Context) -> None:

@@ -16,7 +16,7 @@ from gevent.hub import Waiter
 
 from ..calls import DEFAULT_STREAM_WINDOW, TIMED_OUT, CallFuture, call_result, fresh
 from ..core import events as ev
-from ..core.session import MessageTooLarge, State
+from ..core.session import State
 from ..errors import LocalProtocolError, PeerLost, RpcError, StatusCode
 from ..streams import ServerStream, StreamReceiver
 from .view import ConnectionView
@@ -227,10 +227,8 @@ class OutgoingCalls:
         try:
             self._conn.session.send_request(call_id, method, payload, timeout, metadata,
                                             initial_credit)
-        except MessageTooLarge as exc:
-            raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
-        except LocalProtocolError:
-            raise self._conn.closed_error() from None
+        except LocalProtocolError as exc:
+            raise self._conn.send_error(exc) from None
         self.pending[call_id] = waiter
         self._conn.outbox.flush_soon()
         return call_id
@@ -242,10 +240,8 @@ class OutgoingCalls:
             if encoded is not None:
                 return session.send_encoded(kind, encoded, payload)
             return session.send_frame(kind, payload, **fields)
-        except MessageTooLarge as exc:
-            raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
-        except LocalProtocolError:
-            raise self._conn.closed_error() from None
+        except LocalProtocolError as exc:
+            raise self._conn.send_error(exc) from None
 
     def _wait(self, waiter: Waiter, timeout: Optional[float]) -> Any:
         """What `waiter` is switched with, or TIMED_OUT after `timeout`."""

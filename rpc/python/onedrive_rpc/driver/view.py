@@ -11,7 +11,7 @@ from gevent.event import Event
 from ..calls import Context
 from ..config import Limits
 from ..core.session import Session
-from ..errors import RpcError
+from ..errors import LocalProtocolError, RpcError
 from ..transport.base import Stream
 
 __all__ = ["ConnectionView", "Output", "CallServer"]
@@ -60,3 +60,5 @@ class ConnectionView(Protocol):
     def grant(self, items: int, **which: Any) -> None: ...
 
     def closed_error(self) -> RpcError: ...
+
+    def send_error(self, exc: LocalProtocolError) -> RpcError: ...
