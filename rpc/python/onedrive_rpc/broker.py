@@ -23,7 +23,7 @@ from typing import (Any, Callable, Dict, Hashable, Iterable, List, Optional, Pro
 
 from . import options_pb2
 from .core import events as ev
-from .core.pattern_frames import deliver_message, deliver_shared, task_message
+from .core.pattern_frames import Broadcast, Deliver, OutFrame, Task, deliver_shared
 from .core.pubsub import Delivery, Disconnect, Policy, PubSub, TooManySubscriptions
 from .core.topics import TopicError, check_pattern
 from .core.workqueue import DeadLetter, QueueFull, QueueStats, WorkQueue
@@ -61,13 +61,9 @@ class Outlet(Protocol):
         """Where the peer is, for logs."""
         ...
 
-    def push(self, kind: str, payload: bytes = b"", **fields: Any) -> bool:
-        """Send a frame of `kind` with these Envelope fields; False if it
-        did not go out."""
-        ...
-
-    def push_encoded(self, kind: str, message: bytes, payload: bytes = b"") -> bool:
-        """push() for a message of `kind` serialized already."""
+    def push(self, frame: OutFrame) -> bool:
+        """Send `frame` (a Deliver, Task or Broadcast); False if it did not
+        go out."""
         ...
 
     def answer(self, call_id: int, code: StatusCode = StatusCode.OK, message: str = "") -> None:
@@ -263,8 +259,7 @@ class Broker:
                     encoded.clear()
                 shared = encoded[key] = deliver_shared(d.topic, d.publisher, d.publisher_seq)
             outlet = cast(Outlet, d.owner)  # not local: a peer
-            outlet.push_encoded("deliver", deliver_message(shared, d.subscription_id, d.dropped),
-                                d.payload)
+            outlet.push(Deliver(d.subscription_id, d.dropped, shared, d.payload))
 
     def _disconnect(self, method: str, dropped: Disconnect) -> None:
         self._subscribed.pop((dropped.owner, dropped.subscription_id), None)
@@ -382,8 +377,7 @@ class Broker:
                 consumer = self._receivers.consumer(consumer_id)
                 if consumer is not None:  # else ended with the broker
                     consumer.task(a.task_id, a.attempt, a.payload)
-            elif not cast(Outlet, owner).push_encoded(
-                    "task", task_message(consumer_id, a.task_id, a.attempt), a.payload):
+            elif not cast(Outlet, owner).push(Task(consumer_id, a.task_id, a.attempt, a.payload)):
                 # Closed under us: forget() will hand the task back.
                 log.debug("task %d of %s not sent: connection gone", a.task_id, method)
 
@@ -427,7 +421,7 @@ class Broker:
         self._method(method, options_pb2.BROADCAST)
         sent = 0
         for outlet in list(self._outlets()):
-            if outlet is not skip and outlet.push("broadcast", payload, method=method, origin=origin):
+            if outlet is not skip and outlet.push(Broadcast(method, payload, origin)):
                 sent += 1
         if skip is not None:
             self._receivers.deliver_broadcast(method, payload, origin)

@@ -12,7 +12,8 @@ import gevent
 from .config import Heartbeat, Limits, Reconnect
 from .core import events as ev
 from .core.events import PeerInfo
-from .core.pattern_frames import task_done_message
+from .core.pattern_frames import (Broadcast, CallFrame, Consume, Credit, OutFrame, Produce,
+                                  Publish, Subscribe, TaskDone, Unsubscribe)
 from .core.pubsub import DEFAULT_QUEUE_LIMIT, Policy
 from .core.topics import check_pattern, check_topic
 from .core.workqueue import MAX_PREFETCH
@@ -134,10 +135,11 @@ class Peer:
         server. With `confirm`, return once the server handed it to the
         subscriptions (RpcError if it refused, e.g. UNIMPLEMENTED)."""
         check_topic(topic)
+        frame = Publish(method, topic, payload)
         if confirm:
-            self._connection.call_frame("publish", payload, timeout, method=method, topic=topic)
+            self._connection.call_frame(frame, timeout)
         else:
-            self._connection.send_one_way("publish", payload, method=method, topic=topic)
+            self._connection.send_one_way(frame)
 
     def subscribe(self, method: str, pattern: str, decode: Callable[[Any], Any],
                   callback: Optional[Callable[[Received], None]] = None, *,
@@ -150,7 +152,7 @@ class Peer:
         sub: Subscription = Subscription(sid, method, pattern, queue_limit or DEFAULT_QUEUE_LIMIT,
                                          policy, decode, callback,
                                          grant=lambda items: self._connection.grant(
-                                             items, subscription_id=sid),
+                                             Credit(items, subscription_id=sid)),
                                          unsubscribe=self._unsubscribe)
         self._receivers.add_subscription(sub)
         try:
@@ -159,27 +161,26 @@ class Peer:
             self._receivers.remove_subscription(sid)
             sub.close(RpcError(StatusCode.CANCELLED, "subscribing failed"))
             # Timed out, say, while the server did register it: undo that.
-            self._quietly("unsubscribe", subscription_id=sid)
+            self._quietly(Unsubscribe(sid))
             raise
         return sub
 
     def _register(self, what: Any, timeout: Optional[float]) -> None:
+        frame: CallFrame
         if isinstance(what, Subscription):
-            self._connection.call_frame("subscribe", b"", timeout, subscription_id=what.id,
-                                        method=what.method, pattern=what.pattern,
-                                        queue_limit=what.queue_limit, policy=what.policy)
+            frame = Subscribe(what.id, what.method, what.pattern, what.queue_limit, what.policy)
         else:
-            self._connection.call_frame("consume", b"", timeout, consumer_id=what.id,
-                                        method=what.method, prefetch=what.prefetch)
+            frame = Consume(what.id, what.method, what.prefetch)
+        self._connection.call_frame(frame, timeout)
 
     def _unsubscribe(self, sub: Subscription) -> None:
         if self._receivers.remove_subscription(sub.id) is not None:
-            self._quietly("unsubscribe", subscription_id=sub.id)
+            self._quietly(Unsubscribe(sub.id))
 
     def produce(self, method: str, payload: bytes, timeout: Optional[float] = None) -> None:
         """Put a task on work queue `method`; returns once the queue has it
         (RESOURCE_EXHAUSTED when it is full)."""
-        self._connection.call_frame("produce", payload, timeout, method=method)
+        self._connection.call_frame(Produce(method, payload), timeout)
 
     def consume(self, method: str, decode: Callable[[Any], Any],
                 handler: Callable[[Any, TaskContext], Any], prefetch: int = 1,
@@ -199,13 +200,12 @@ class Peer:
         except BaseException:
             self._receivers.remove_consumer(cid)
             consumer.stopped = True
-            self._quietly("consume", consumer_id=cid, method=method, stop=True)
+            self._quietly(Consume(cid, method, stop=True))
             raise
         return consumer
 
     def _task_done(self, consumer_id: int, task_id: int, code: int, message: str) -> None:
-        self._connection.send_one_way(
-            "task_done", encoded=task_done_message(consumer_id, task_id, code, message))
+        self._connection.send_one_way(TaskDone(consumer_id, task_id, code, message))
 
     def _withdraw(self, consumer: Consumer) -> None:
         if self._receivers.remove_consumer(consumer.id) is not None:
@@ -213,12 +213,11 @@ class Peer:
             if connection.suspended or connection.closed:
                 # Nobody to tell now: the server hands its tasks back when
                 # the session ends, or when a resumed one closes.
-                self._quietly("consume", consumer_id=consumer.id, method=consumer.method,
-                              stop=True)
+                self._quietly(Consume(consumer.id, consumer.method, stop=True))
                 return
             try:
-                self._connection.call_frame("consume", b"", self._timeout, consumer_id=consumer.id,
-                                            method=consumer.method, stop=True)
+                self._connection.call_frame(Consume(consumer.id, consumer.method, stop=True),
+                                            self._timeout)
             except RpcError as exc:
                 log.info("withdrawing consumer %d of %s: %s", consumer.id, consumer.method,
                          exc.message)
@@ -227,9 +226,9 @@ class Peer:
                   timeout: Optional[float] = None) -> None:
         """Broadcast through the server to every other connected peer."""
         if confirm:
-            self._connection.call_frame("broadcast", payload, timeout, method=method)
+            self._connection.call_frame(Broadcast(method, payload), timeout)
         else:
-            self._connection.send_one_way("broadcast", payload, method=method)
+            self._connection.send_one_way(Broadcast(method, payload))
 
     def listen(self, method: str, decode: Callable[[Any], Any],
                callback: Optional[Callable[[Received], None]] = None,
@@ -261,9 +260,8 @@ class Peer:
             if consumer is not None:
                 consumer.task(event.task_id, event.attempt, event.payload)
             else:  # withdrawn meanwhile: give it back at once
-                connection.send_one_way("task_done", consumer_id=event.consumer_id,
-                                        task_id=event.task_id,
-                                        status=(StatusCode.UNAVAILABLE, "consumer withdrawn", ""))
+                connection.send_one_way(TaskDone(event.consumer_id, event.task_id,
+                                                 StatusCode.UNAVAILABLE, "consumer withdrawn"))
         elif kind is ev.BroadcastReceived:
             self._receivers.deliver_broadcast(event.method, event.payload, event.origin)
         else:
@@ -283,10 +281,10 @@ class Peer:
             except RpcError as exc:
                 log.warning("could not restore %r on %s: %s", what, self.url, exc.message)
 
-    def _quietly(self, kind: str, **fields: Any) -> None:
+    def _quietly(self, frame: OutFrame) -> None:
         """Send a frame that only matters while the session lives."""
         try:
-            self._connection.send_one_way(kind, **fields)
+            self._connection.send_one_way(frame)
         except RpcError:
             pass  # the session is gone, and what it held with it
 

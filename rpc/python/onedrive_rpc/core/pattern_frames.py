@@ -1,18 +1,22 @@
-"""The frames of the patterns beyond request/response (spec §8): what
-each one's fields become as an event, and which of them open a call that
-the receiver answers with a Response.
+"""The frames of the patterns beyond request/response (spec §8), both
+ways: what each received frame becomes as an event (DECODERS), and the
+typed frames this side sends (StreamItem, Subscribe, Deliver, ...), each
+encoded here as its Envelope field (`encode`), as h11 pairs its readers
+with its writers. Which frames open a call that the receiver answers with
+a Response: OPENS_CALL.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, FrozenSet
+from typing import Any, Callable, Dict, FrozenSet, Mapping, NamedTuple, Union
 
 from . import wire_pb2
 from .errors import RemoteProtocolError
 from . import events as ev
 from .framing import Frame, varint
 
-__all__ = ["DECODERS", "OPENS_CALL", "SENDABLE", "TAGS", "deliver_shared", "deliver_message",
-           "task_message", "task_done_message"]
+__all__ = ["DECODERS", "OPENS_CALL", "deliver_shared", "encode", "OutFrame", "CallFrame",
+           "StreamItem", "StreamEnd", "Credit", "Notify", "Subscribe", "Unsubscribe", "Publish",
+           "Deliver", "Broadcast", "Produce", "Consume", "Task", "TaskDone"]
 
 _Envelope = wire_pb2.Envelope
 Decoder = Callable[[_Envelope, Frame], ev.Event]
@@ -111,42 +115,227 @@ DECODERS: Dict[str, Decoder] = {
 #: Kinds whose call_id the receiver answers with a Response (when non-zero).
 OPENS_CALL: FrozenSet[str] = frozenset({"subscribe", "produce", "consume", "publish", "broadcast"})
 
-#: Kinds Session.send_frame accepts.
-SENDABLE: FrozenSet[str] = frozenset(DECODERS)
+# ---------------------------------------------------------------- sending
+# One NamedTuple per frame kind this side sends, named as its Envelope
+# field; `payload` (where there is one) travels in Envelope.payload. A
+# frame that opens a call carries `call_id` last: the connection fills it.
 
-#: Kind -> the tag of its (length-delimited) Envelope field, for
-#: Session.send_encoded.
-TAGS: Dict[str, bytes] = {
-    kind: varint(_Envelope.DESCRIPTOR.fields_by_name[kind].number << 3 | 2) for kind in DECODERS}
+_EMPTY: Mapping[str, str] = {}
+
+
+class StreamItem(NamedTuple):
+    call_id: int
+    payload: Frame
+
+
+class StreamEnd(NamedTuple):
+    call_id: int
+    code: int
+    message: str = ""
+    details: str = ""
+
+
+class Credit(NamedTuple):
+    """Exactly one of call_id, subscription_id and consumer_id is set."""
+
+    items: int
+    call_id: int = 0
+    subscription_id: int = 0
+    consumer_id: int = 0
+
+
+class Notify(NamedTuple):
+    method: str
+    payload: Frame
+    metadata: Mapping[str, str] = _EMPTY
+
+
+class Subscribe(NamedTuple):
+    subscription_id: int
+    method: str
+    pattern: str
+    queue_limit: int
+    policy: int
+    call_id: int = 0
+
+
+class Unsubscribe(NamedTuple):
+    subscription_id: int
+
+
+class Publish(NamedTuple):
+    method: str
+    topic: str
+    payload: Frame
+    call_id: int = 0
+
+
+class Deliver(NamedTuple):
+    """`shared`: the fields every subscriber of one message gets, encoded
+    once (deliver_shared)."""
+
+    subscription_id: int
+    dropped: int
+    shared: bytes
+    payload: Frame
+
+
+class Broadcast(NamedTuple):
+    method: str
+    payload: Frame
+    origin: str = ""
+    call_id: int = 0
+
+
+class Produce(NamedTuple):
+    method: str
+    payload: Frame
+    call_id: int = 0
+
+
+class Consume(NamedTuple):
+    consumer_id: int
+    method: str
+    prefetch: int = 0
+    stop: bool = False
+    call_id: int = 0
+
+
+class Task(NamedTuple):
+    consumer_id: int
+    task_id: int
+    attempt: int
+    payload: Frame
+
+
+class TaskDone(NamedTuple):
+    consumer_id: int
+    task_id: int
+    code: int = 0
+    message: str = ""
+
+
+#: The frames that open a call (their `call_id` is answered with a Response).
+CallFrame = Union[Subscribe, Publish, Broadcast, Produce, Consume]
+
+OutFrame = Union[StreamItem, StreamEnd, Credit, Notify, Subscribe, Unsubscribe, Publish, Deliver,
+                 Broadcast, Produce, Consume, Task, TaskDone]
+
+
+def _status(code: int, message: str, details: str = "") -> bytes:
+    """A serialized Status (code 1, message 2, details 3)."""
+    out = b"\x08" + varint(code) if code else b""
+    for tag, text in ((b"\x12", message), (b"\x1a", details)):
+        if text:
+            data = text.encode()
+            out += tag + varint(len(data)) + data
+    return out
+
+
+def _nested(tag: bytes, message: bytes) -> bytes:
+    return tag + varint(len(message)) + message if message else b""
+
+
+def _stream_item_message(f: StreamItem) -> bytes:
+    # Sent for every item of every stream: written by hand.
+    return b"\x08" + varint(f.call_id)
+
+
+def _stream_end_message(f: StreamEnd) -> bytes:
+    return b"\x08" + varint(f.call_id) + _nested(b"\x12", _status(f.code, f.message, f.details))
+
+
+def _credit_message(f: Credit) -> bytes:
+    return wire_pb2.Credit(call_id=f.call_id, subscription_id=f.subscription_id,
+                           consumer_id=f.consumer_id, items=f.items).SerializeToString()
+
+
+def _notify_message(f: Notify) -> bytes:
+    return wire_pb2.Notify(method=f.method, metadata=f.metadata).SerializeToString()
+
+
+def _subscribe_message(f: Subscribe) -> bytes:
+    return wire_pb2.Subscribe(subscription_id=f.subscription_id, call_id=f.call_id,
+                              method=f.method, pattern=f.pattern, queue_limit=f.queue_limit,
+                              policy=f.policy).SerializeToString()  # type: ignore[arg-type]
+
+
+def _unsubscribe_message(f: Unsubscribe) -> bytes:
+    return wire_pb2.Unsubscribe(subscription_id=f.subscription_id).SerializeToString()
+
+
+def _publish_message(f: Publish) -> bytes:
+    return wire_pb2.Publish(method=f.method, topic=f.topic, call_id=f.call_id).SerializeToString()
+
+
+def _broadcast_message(f: Broadcast) -> bytes:
+    return wire_pb2.Broadcast(method=f.method, origin=f.origin,
+                              call_id=f.call_id).SerializeToString()
+
+
+def _produce_message(f: Produce) -> bytes:
+    return wire_pb2.Produce(method=f.method, call_id=f.call_id).SerializeToString()
+
+
+def _consume_message(f: Consume) -> bytes:
+    return wire_pb2.Consume(consumer_id=f.consumer_id, call_id=f.call_id, method=f.method,
+                            prefetch=f.prefetch, stop=f.stop).SerializeToString()
+
+
+def _deliver_message(f: Deliver) -> bytes:
+    # One per subscriber of every message: its own fields by hand, then the
+    # shared ones (a serialized message may be the concatenation of its parts).
+    own = b"\x08" + varint(f.subscription_id)
+    if f.dropped:
+        own += b"\x28" + varint(f.dropped)
+    return own + f.shared
+
+
+def _task_message(f: Task) -> bytes:
+    # Sent for every task: written by hand.
+    return b"\x08" + varint(f.consumer_id) + b"\x10" + varint(f.task_id) + b"\x18" + varint(f.attempt)
+
+
+def _task_done_message(f: TaskDone) -> bytes:
+    return (b"\x08" + varint(f.consumer_id) + b"\x10" + varint(f.task_id)
+            + _nested(b"\x1a", _status(f.code, f.message)))
+
+
+def _tag(kind: str) -> bytes:
+    """The tag of Envelope field `kind` (a length-delimited message)."""
+    return varint(_Envelope.DESCRIPTOR.fields_by_name[kind].number << 3 | 2)
+
+
+#: Frame type -> (the tag of its Envelope field, its message's encoder).
+_ENCODERS: Dict[type, Any] = {
+    StreamItem: (_tag("stream_item"), _stream_item_message),
+    StreamEnd: (_tag("stream_end"), _stream_end_message),
+    Credit: (_tag("credit"), _credit_message),
+    Notify: (_tag("notify"), _notify_message),
+    Subscribe: (_tag("subscribe"), _subscribe_message),
+    Unsubscribe: (_tag("unsubscribe"), _unsubscribe_message),
+    Publish: (_tag("publish"), _publish_message),
+    Deliver: (_tag("deliver"), _deliver_message),
+    Broadcast: (_tag("broadcast"), _broadcast_message),
+    Produce: (_tag("produce"), _produce_message),
+    Consume: (_tag("consume"), _consume_message),
+    Task: (_tag("task"), _task_message),
+    TaskDone: (_tag("task_done"), _task_done_message),
+}
+
+
+def encode(frame: OutFrame) -> bytes:
+    """`frame` as its Envelope field (tag, length, message); the session
+    adds the payload, seq and ack around it."""
+    try:
+        tag, message_of = _ENCODERS[type(frame)]
+    except KeyError:
+        raise TypeError(f"{frame!r} is not a pattern frame") from None
+    message = message_of(frame)
+    return tag + varint(len(message)) + message
 
 
 def deliver_shared(topic: str, publisher: str, publisher_seq: int) -> bytes:
     """The Deliver fields every subscriber of one message gets, serialized."""
     return wire_pb2.Deliver(topic=topic, publisher=publisher,
                             publisher_seq=publisher_seq).SerializeToString()
-
-
-def task_message(consumer_id: int, task_id: int, attempt: int) -> bytes:
-    """A serialized Task: sent for every task, so written by hand."""
-    return b"\x08" + varint(consumer_id) + b"\x10" + varint(task_id) + b"\x18" + varint(attempt)
-
-
-def task_done_message(consumer_id: int, task_id: int, code: int, message: str) -> bytes:
-    """A serialized TaskDone (its status as a nested message, field 3)."""
-    status = b""
-    if code:
-        status += b"\x08" + varint(code)
-    if message:
-        text = message.encode()
-        status += b"\x12" + varint(len(text)) + text
-    out = b"\x08" + varint(consumer_id) + b"\x10" + varint(task_id)
-    return out + b"\x1a" + varint(len(status)) + status if status else out
-
-
-def deliver_message(shared: bytes, subscription_id: int, dropped: int) -> bytes:
-    """One subscriber's Deliver: its own fields, then the shared ones (a
-    serialized message may be the concatenation of its parts)."""
-    own = b"\x08" + varint(subscription_id)
-    if dropped:
-        own += b"\x28" + varint(dropped)
-    return own + shared

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import enum
 import functools
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, cast
+from typing import Callable, Dict, List, Mapping, Optional, Tuple, cast
 
 from google.protobuf.message import DecodeError
 
@@ -50,6 +50,10 @@ __all__ = ["Role", "State", "Session", "PROTOCOL_VERSION", "MessageTooLarge"]
 _Envelope = wire_pb2.Envelope
 _Handler = Callable[[_Envelope, Frame], Optional["ev.Event"]]
 _EMPTY: Mapping[str, str] = {}
+_StreamItem = pattern_frames.StreamItem
+_StreamEnd = pattern_frames.StreamEnd
+# Envelope.ack_now (field 4) = true, written by hand before a frame's field.
+_ACK_NOW = b"\x20\x01"
 
 
 class Role(enum.Enum):
@@ -279,49 +283,25 @@ class Session:
         self._queue(env, payload, True)
         self.reliability.calls_in.discard(call_id)
 
-    def send_frame(self, kind: str, payload: Frame = b"", *, ack_now: bool = False,
-                   status: Optional[Tuple[int, str, str]] = None, **fields: Any) -> int:
-        """Queue one sequenced frame of the other patterns (§8): `kind` is
-        the Envelope field, `fields` the values of its message and
-        `status` its (code, message, details) for stream_end and task_done.
-        `ack_now` asks the peer to acknowledge it at once. Returns the
-        frame's seq: it has arrived once `reliability.peer_acked` reaches it."""
+    def send(self, frame: pattern_frames.OutFrame, ack_now: bool = False) -> int:
+        """Queue one sequenced frame of the other patterns (§8): a typed
+        frame of core/pattern_frames.py. `ack_now` asks the peer to
+        acknowledge it at once. Returns the frame's seq: it has arrived once
+        `reliability.peer_acked` reaches it."""
         if self.state is not State.OPEN:
             self._require_open()
-        if kind not in pattern_frames.SENDABLE:
-            raise ValueError(f"{kind!r} is not a pattern frame")
-        call_id = fields.get("call_id", 0)
-        if kind == "stream_item" or kind == "stream_end":
+        kind = type(frame)
+        if kind is _StreamItem or kind is _StreamEnd:
+            call_id = frame.call_id  # type: ignore[union-attr]
             if call_id not in self.reliability.calls_in:
                 raise LocalProtocolError(f"call {call_id} is not in flight")
-        env = _Envelope()
-        message = getattr(env, kind)
-        for name, value in fields.items():
-            if name == "metadata":
-                message.metadata.update(value)
-            else:
-                setattr(message, name, value)
-        if status is not None:
-            message.status.code, message.status.message, message.status.details = status
+        tail = pattern_frames.encode(frame)
         if ack_now:
-            env.ack_now = True
+            tail = _ACK_NOW + tail
         seq = self.reliability.next_seq
-        self._queue(env, payload, True)
-        if kind == "stream_end":
-            self.reliability.calls_in.discard(call_id)
-        return seq
-
-    def send_encoded(self, kind: str, message: bytes, payload: Frame = b"") -> int:
-        """Like send_frame, for a pattern frame whose message (`kind`'s
-        field) the caller serialized already: a fan-out encodes what its
-        deliveries share once. Returns the seq."""
-        if self.state is not State.OPEN:
-            self._require_open()
-        tag = pattern_frames.TAGS.get(kind)
-        if tag is None:
-            raise ValueError(f"{kind!r} is not a pattern frame")
-        seq = self.reliability.next_seq
-        self._queue(None, payload, True, tail=tag + varint(len(message)) + message)
+        self._queue(None, getattr(frame, "payload", b""), True, tail=tail)
+        if kind is _StreamEnd:
+            self.reliability.calls_in.discard(frame.call_id)  # type: ignore[union-attr]
         return seq
 
     def withdraw(self, seq: int) -> bool:

@@ -36,6 +36,7 @@ from .. import forking
 from ..calls import Context, fresh
 from ..config import Limits
 from ..core import events as ev
+from ..core.pattern_frames import Credit, OutFrame
 from ..core.reliability import ACK_DELAY
 from ..core.session import Session, State
 from ..errors import (LocalProtocolError, MessageTooLarge, PeerLost, RemoteProtocolError, RpcError,
@@ -449,22 +450,14 @@ class Connection:
 
     # ------------------------------------- what the patterns send (an Outlet)
 
-    def push(self, kind: str, payload: bytes = b"", **fields: Any) -> bool:
+    def push(self, frame: OutFrame) -> bool:
         """Server side: send a frame the peer did not ask for just now (a
         delivery, a task, a broadcast) without ever blocking the sender. A
         peer that lets more than `max_queued_bytes` pile up is closed as a
         slow consumer; False then (and when the connection is gone)."""
         if not self._may_push():
             return False
-        self.session.send_frame(kind, payload, **fields)
-        self.outbox.flush_soon()
-        return True
-
-    def push_encoded(self, kind: str, message: bytes, payload: bytes = b"") -> bool:
-        """push() for a message serialized already (Session.send_encoded)."""
-        if not self._may_push():
-            return False
-        self.session.send_encoded(kind, message, payload)
+        self.session.send(frame)
         self.outbox.flush_soon()
         return True
 
@@ -494,11 +487,11 @@ class Connection:
             self.session.send_response(call_id, code, message)
             self.outbox.flush_soon()
 
-    def grant(self, items: int, **which: Any) -> None:
+    def grant(self, credit: Credit) -> None:
         """Flow control for a stream, subscription or consumer: the peer may
-        send `items` more. Quietly nothing once the connection is gone."""
+        send `credit.items` more. Quietly nothing once the connection is gone."""
         if not self.closed and self.session.state in _LIVE_STATES:
-            self.session.send_frame("credit", b"", items=items, **which)
+            self.session.send(credit)
             self.outbox.flush_soon()
 
 

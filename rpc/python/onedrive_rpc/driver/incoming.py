@@ -21,6 +21,7 @@ from gevent.event import Event
 
 from ..calls import CallAborted, CallOrigin, Context
 from ..core import events as ev
+from ..core.pattern_frames import StreamEnd, StreamItem
 from ..core.session import State
 from ..errors import LocalProtocolError, MessageTooLarge, RpcError, StatusCode
 from .view import ConnectionView
@@ -148,7 +149,7 @@ class IncomingCalls:
         if conn.closed or conn.session.state not in _LIVE_STATES:
             raise CallAborted(StatusCode.CANCELLED, "connection closed")
         try:
-            conn.session.send_frame("stream_item", payload, call_id=call.call_id)
+            conn.session.send(StreamItem(call.call_id, payload))
         except LocalProtocolError as exc:
             raise conn.send_error(exc) from None
         call.credit -= 1
@@ -172,7 +173,7 @@ class IncomingCalls:
         if conn.closed or session.state not in _LIVE_STATES:
             return
         if call.streaming:
-            session.send_frame("stream_end", call_id=call.call_id, status=(code, message, details))
+            session.send(StreamEnd(call.call_id, code, message, details))
         else:
             try:
                 session.send_response(call.call_id, code, message, details, payload)

@@ -16,6 +16,7 @@ from gevent.hub import Waiter
 
 from ..calls import DEFAULT_STREAM_WINDOW, TIMED_OUT, CallFuture, call_result, fresh
 from ..core import events as ev
+from ..core.pattern_frames import CallFrame, Credit, Notify, OutFrame
 from ..core.session import State
 from ..errors import LocalProtocolError, PeerLost, RpcError, StatusCode
 from ..streams import ServerStream, StreamReceiver
@@ -27,6 +28,7 @@ __all__ = ["OutgoingCalls", "MAX_STREAM_WINDOW"]
 MAX_STREAM_WINDOW = 65536
 
 _LIVE_STATES = (State.OPEN, State.SUSPENDED)
+_EMPTY: Mapping[str, str] = {}
 
 
 class OutgoingCalls:
@@ -87,8 +89,7 @@ class OutgoingCalls:
         return once the peer acknowledged receiving it; raise PeerLost if the
         peer is lost first (it is then withdrawn: Session.withdraw), or
         DEADLINE_EXCEEDED after `timeout` (it may still arrive)."""
-        seq = self.send_one_way("notify", payload, ack_now=confirm, method=method,
-                                metadata=metadata or {})
+        seq = self.send_one_way(Notify(method, payload, metadata or _EMPTY), ack_now=confirm)
         if not confirm:
             return
         waiter = Waiter(self._hub)
@@ -105,26 +106,25 @@ class OutgoingCalls:
         if isinstance(result, RpcError):
             raise result
 
-    def call_frame(self, kind: str, payload: bytes = b"", timeout: Optional[float] = None,
-                   **fields: Any) -> None:
+    def call_frame(self, frame: CallFrame, timeout: Optional[float] = None) -> None:
         """Send a pattern frame that opens a call (subscribe, produce,
-        consume, or a confirmed publish or broadcast) and wait for the
-        peer's answer; RpcError if it refused."""
+        consume, or a confirmed publish or broadcast; its call id is filled
+        in here) and wait for the peer's answer; RpcError if it refused."""
         waiter = Waiter(self._hub)
         self._ready_to_send()
         call_id = self._next_call_id
         self._next_call_id = call_id + 1
-        self._send_frame(kind, payload, None, call_id=call_id, **fields)
+        self._send(frame._replace(call_id=call_id))
         self.pending[call_id] = waiter
         self._conn.outbox.flush_soon()
-        self._await(call_id, waiter, timeout, _no_reply, f"{kind} to {fields.get('method', '?')}")
+        what = f"{type(frame).__name__.lower()} to {frame.method or '?'}"
+        self._await(call_id, waiter, timeout, _no_reply, what)
 
-    def send_one_way(self, kind: str, payload: bytes = b"", encoded: Optional[bytes] = None,
-                     **fields: Any) -> int:
-        """Send a frame nobody answers (publish, unsubscribe, task_done,
-        notify, ...), from `fields` or already `encoded`; returns its seq."""
+    def send_one_way(self, frame: OutFrame, ack_now: bool = False) -> int:
+        """Send a frame nobody answers (a notification, publish,
+        unsubscribe, task done, ...); returns its seq."""
         self._ready_to_send()
-        seq = self._send_frame(kind, payload, encoded, **fields)
+        seq = self._send(frame, ack_now)
         self._conn.outbox.flush_soon()
         return seq
 
@@ -139,7 +139,7 @@ class OutgoingCalls:
     def grant(self, call_id: int, items: int) -> None:
         """Stream `call_id` may send `items` more (while it is open)."""
         if call_id in self.pending:
-            self._conn.grant(items, call_id=call_id)
+            self._conn.grant(Credit(items, call_id=call_id))
 
     def send_cancel(self, call_id: int, reason: str) -> None:
         conn = self._conn
@@ -233,13 +233,9 @@ class OutgoingCalls:
         self._conn.outbox.flush_soon()
         return call_id
 
-    def _send_frame(self, kind: str, payload: bytes, encoded: Optional[bytes],
-                    **fields: Any) -> int:
-        session = self._conn.session
+    def _send(self, frame: OutFrame, ack_now: bool = False) -> int:
         try:
-            if encoded is not None:
-                return session.send_encoded(kind, encoded, payload)
-            return session.send_frame(kind, payload, **fields)
+            return self._conn.session.send(frame, ack_now)
         except LocalProtocolError as exc:
             raise self._conn.send_error(exc) from None
 

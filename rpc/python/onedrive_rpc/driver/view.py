@@ -10,6 +10,7 @@ from gevent.event import Event
 
 from ..calls import Context
 from ..config import Limits
+from ..core.pattern_frames import Credit
 from ..core.session import Session
 from ..errors import LocalProtocolError, RpcError
 from ..transport.base import Stream
@@ -57,7 +58,7 @@ class ConnectionView(Protocol):
 
     def is_reader(self, greenlet: Any) -> bool: ...
 
-    def grant(self, items: int, **which: Any) -> None: ...
+    def grant(self, credit: Credit) -> None: ...
 
     def closed_error(self) -> RpcError: ...
 

@@ -8,6 +8,7 @@ import pytest
 
 from onedrive_rpc.core import wire_pb2
 from onedrive_rpc.core import events as ev
+from onedrive_rpc.core import pattern_frames as pf
 from onedrive_rpc.core.session import Role, Session, State
 from onedrive_rpc.errors import LocalProtocolError, RemoteProtocolError
 from onedrive_rpc.testing.helpers import envelopes, framed, open_session_pair, wire
@@ -16,34 +17,30 @@ METHOD = "/a.B/C"
 
 
 ROUND_TRIPS = [
-    ("notify", b"n", dict(method=METHOD, metadata={"k": "v"}),
-     ev.NotifyReceived(METHOD, b"n", {"k": "v"})),
-    ("subscribe", b"", dict(call_id=7, subscription_id=3, method=METHOD, pattern="a.*",
-                            queue_limit=10, policy=wire_pb2.DROP_NEWEST),
+    (pf.Notify(METHOD, b"n", {"k": "v"}), ev.NotifyReceived(METHOD, b"n", {"k": "v"})),
+    (pf.Subscribe(3, METHOD, "a.*", 10, wire_pb2.DROP_NEWEST, call_id=7),
      ev.SubscribeReceived(7, 3, METHOD, "a.*", 10, wire_pb2.DROP_NEWEST)),
-    ("unsubscribe", b"", dict(subscription_id=3), ev.UnsubscribeReceived(3)),
-    ("publish", b"m", dict(method=METHOD, topic="a.b"), ev.PublishReceived(0, METHOD, "a.b", b"m")),
-    ("publish", b"m", dict(call_id=9, method=METHOD, topic="a.b"),
-     ev.PublishReceived(9, METHOD, "a.b", b"m")),
-    ("deliver", b"d", dict(subscription_id=3, topic="a.b", publisher="p", publisher_seq=4,
-                           dropped=2),
+    (pf.Unsubscribe(3), ev.UnsubscribeReceived(3)),
+    (pf.Publish(METHOD, "a.b", b"m"), ev.PublishReceived(0, METHOD, "a.b", b"m")),
+    (pf.Publish(METHOD, "a.b", b"m", call_id=9), ev.PublishReceived(9, METHOD, "a.b", b"m")),
+    (pf.Deliver(3, 2, pf.deliver_shared("a.b", "p", 4), b"d"),
      ev.DeliverReceived(3, "a.b", "p", 4, 2, b"d")),
-    ("broadcast", b"x", dict(method=METHOD, origin="o"), ev.BroadcastReceived(0, METHOD, "o", b"x")),
-    ("produce", b"t", dict(call_id=8, method=METHOD), ev.ProduceReceived(8, METHOD, b"t")),
-    ("consume", b"", dict(call_id=5, consumer_id=2, method=METHOD, prefetch=4),
-     ev.ConsumeReceived(5, 2, METHOD, 4, False)),
-    ("task", b"t", dict(consumer_id=2, task_id=11, attempt=3), ev.TaskReceived(2, 11, 3, b"t")),
-    ("credit", b"", dict(subscription_id=3, items=5), ev.CreditReceived(0, 3, 0, 5)),
+    (pf.Broadcast(METHOD, b"x", "o"), ev.BroadcastReceived(0, METHOD, "o", b"x")),
+    (pf.Produce(METHOD, b"t", call_id=8), ev.ProduceReceived(8, METHOD, b"t")),
+    (pf.Consume(2, METHOD, 4, call_id=5), ev.ConsumeReceived(5, 2, METHOD, 4, False)),
+    (pf.Task(2, 11, 3, b"t"), ev.TaskReceived(2, 11, 3, b"t")),
+    (pf.Credit(5, subscription_id=3), ev.CreditReceived(0, 3, 0, 5)),
+    (pf.TaskDone(2, 5, 13, "boom"), ev.TaskDoneReceived(2, 5, 13, "boom")),
 ]
 
 
-@pytest.mark.parametrize("kind,payload,fields,expected", ROUND_TRIPS,
-                         ids=[f"{r[0]}-{i}" for i, r in enumerate(ROUND_TRIPS)])
-def test_each_frame_arrives_as_its_event_both_ways(kind, payload, fields, expected):
+@pytest.mark.parametrize("frame,expected", ROUND_TRIPS,
+                         ids=[f"{type(r[0]).__name__}-{i}" for i, r in enumerate(ROUND_TRIPS)])
+def test_each_frame_arrives_as_its_event_both_ways(frame, expected):
     for sender_index in (0, 1):
         pair = open_session_pair()
         sender, receiver = pair[sender_index], pair[1 - sender_index]
-        seq = sender.send_frame(kind, payload, **fields)
+        seq = sender.send(frame)
         assert seq == 1
         [event] = receiver.receive_data(wire(sender), 1.0)
         assert event == expected
@@ -55,26 +52,26 @@ def test_stream_items_and_end_answer_a_request_and_end_the_call():
     client.send_request(1, METHOD, b"q", initial_credit=4)
     [request] = server.receive_data(wire(client), 0.0)
     assert request.initial_credit == 4
-    server.send_frame("stream_item", b"i1", call_id=1)
-    server.send_frame("stream_item", b"i2", call_id=1)
-    server.send_frame("stream_end", call_id=1, status=(0, "", ""))
+    server.send(pf.StreamItem(1, b"i1"))
+    server.send(pf.StreamItem(1, b"i2"))
+    server.send(pf.StreamEnd(1, 0))
     assert server.calls_in_flight == 0
     assert client.receive_data(wire(server), 0.0) == [
         ev.StreamItemReceived(1, b"i1"), ev.StreamItemReceived(1, b"i2"),
         ev.StreamEndReceived(1, 0, "", "")]
     with pytest.raises(LocalProtocolError, match="call 1 is not in flight"):
-        server.send_frame("stream_item", b"late", call_id=1)
+        server.send(pf.StreamItem(1, b"late"))
 
 
 def test_task_done_carries_its_status():
     client, server = open_session_pair()
-    client.send_frame("task_done", consumer_id=2, task_id=5, status=(13, "boom", ""))
+    client.send(pf.TaskDone(2, 5, 13, "boom"))
     assert server.receive_data(wire(client), 0.0) == [ev.TaskDoneReceived(2, 5, 13, "boom")]
 
 
 def test_a_frame_that_opens_a_call_is_answered_with_a_response():
     client, server = open_session_pair()
-    client.send_frame("produce", b"task", call_id=3, method=METHOD)
+    client.send(pf.Produce(METHOD, b"task", call_id=3))
     server.receive_data(wire(client), 0.0)
     assert server.calls_in_flight == 1
     server.send_response(3, 0)
@@ -84,7 +81,7 @@ def test_a_frame_that_opens_a_call_is_answered_with_a_response():
 
 def test_confirming_ack_now_is_acknowledged_at_once():
     client, server = open_session_pair()
-    seq = client.send_frame("notify", b"n", ack_now=True, method=METHOD)
+    seq = client.send(pf.Notify(METHOD, b"n"), ack_now=True)
     [sent] = envelopes(wire(client))
     assert sent.ack_now and sent.seq == seq
     server.receive_data(framed(sent), 5.0)
@@ -94,13 +91,13 @@ def test_confirming_ack_now_is_acknowledged_at_once():
     assert client.reliability.peer_acked >= seq
 
 
-def test_send_frame_refuses_what_is_not_a_pattern_frame_and_before_open():
+def test_send_refuses_what_is_not_a_pattern_frame_and_before_open():
     client, _ = open_session_pair()
-    with pytest.raises(ValueError, match="'hello' is not a pattern frame"):
-        client.send_frame("hello")
+    with pytest.raises(TypeError, match="is not a pattern frame"):
+        client.send(("hello",))
     fresh = Session(Role.CLIENT, peer_id="x")
     with pytest.raises(LocalProtocolError, match="cannot send while connecting"):
-        fresh.send_frame("notify", method=METHOD)
+        fresh.send(pf.Notify(METHOD, b""))
 
 
 BAD_FRAMES = [
@@ -127,7 +124,7 @@ def test_a_call_id_already_in_flight_is_a_protocol_error():
     client, server = open_session_pair()
     client.send_request(4, METHOD, b"")
     server.receive_data(wire(client), 0.0)
-    client.send_frame("produce", b"t", call_id=4, method=METHOD)
+    client.send(pf.Produce(METHOD, b"t", call_id=4))
     with pytest.raises(RemoteProtocolError, match="call id 4 is already in flight"):
         server.receive_data(wire(client), 0.0)
 
@@ -141,8 +138,8 @@ def test_pattern_frames_before_the_handshake_are_refused():
 def test_a_withdrawn_frame_keeps_its_place_but_arrives_as_a_heartbeat():
     from onedrive_rpc.core.reliability import Reliability
     client, server = open_session_pair()
-    keep = client.send_frame("notify", b"kept", method=METHOD)
-    gone = client.send_frame("notify", b"withdrawn", method=METHOD)
+    keep = client.send(pf.Notify(METHOD, b"kept"))
+    gone = client.send(pf.Notify(METHOD, b"withdrawn"))
     assert not client.withdraw(gone)  # only while suspended: the bytes may be on the wire
     client.data_to_send()  # ...lost with the connection
     client.suspend()
@@ -160,18 +157,12 @@ def test_a_withdrawn_frame_keeps_its_place_but_arrives_as_a_heartbeat():
     assert server_side.reliability.received == gone == keep + 1
 
 
-def test_a_delivery_encoded_by_parts_is_the_same_frame_as_one_built_whole():
-    from onedrive_rpc.core.pattern_frames import deliver_message, deliver_shared
+def test_a_delivery_encoded_by_parts_is_the_same_message_as_one_built_whole():
     for sid, dropped, seq in [(1, 0, 1), (300, 5, 70000), (2 ** 40, 2 ** 21, 2 ** 35)]:
-        client, server = open_session_pair()
-        shared = deliver_shared("a.b", "pub", seq)
-        server.send_encoded("deliver", deliver_message(shared, sid, dropped), b"msg")
-        server.send_frame("deliver", b"msg", subscription_id=sid, topic="a.b", publisher="pub",
-                          publisher_seq=seq, dropped=dropped)
-        by_parts, whole = client.receive_data(wire(server), 0.0)
-        assert by_parts == whole == ev.DeliverReceived(sid, "a.b", "pub", seq, dropped, b"msg")
-    with pytest.raises(ValueError, match="'hello' is not a pattern frame"):
-        server.send_encoded("hello", b"")
+        frame = pf.Deliver(sid, dropped, pf.deliver_shared("a.b", "pub", seq), b"msg")
+        whole = wire_pb2.Envelope(deliver=wire_pb2.Deliver(
+            subscription_id=sid, topic="a.b", publisher="pub", publisher_seq=seq, dropped=dropped))
+        assert wire_pb2.Envelope.FromString(pf.encode(frame)) == whole
 
 
 def test_varint_matches_protobuf_for_every_width():
@@ -182,12 +173,19 @@ def test_varint_matches_protobuf_for_every_width():
 
 
 @pytest.mark.parametrize("code,message", [(0, ""), (13, ""), (0, "odd"), (13, "RuntimeError: é")])
-def test_tasks_encoded_by_hand_are_the_frames_protobuf_builds(code, message):
-    from onedrive_rpc.core.pattern_frames import task_done_message, task_message
-    client, server = open_session_pair()
-    server.send_encoded("task", task_message(7, 70000, 3), b"t")
-    server.send_frame("task", b"t", consumer_id=7, task_id=70000, attempt=3)
-    assert client.receive_data(wire(server), 0.0) == [ev.TaskReceived(7, 70000, 3, b"t")] * 2
-    client.send_encoded("task_done", task_done_message(7, 70000, code, message))
-    client.send_frame("task_done", consumer_id=7, task_id=70000, status=(code, message, ""))
-    assert server.receive_data(wire(client), 0.0) == [ev.TaskDoneReceived(7, 70000, code, message)] * 2
+def test_frames_encoded_by_hand_are_the_bytes_protobuf_builds(code, message):
+    cases = [
+        (pf.Task(7, 70000, 3, b"t"),
+         wire_pb2.Envelope(task=wire_pb2.Task(consumer_id=7, task_id=70000, attempt=3))),
+        (pf.TaskDone(7, 70000, code, message),
+         wire_pb2.Envelope(task_done=wire_pb2.TaskDone(
+             consumer_id=7, task_id=70000,
+             # An OK status with no message is left out, as protobuf leaves an unset one.
+             status=wire_pb2.Status(code=code, message=message) if code or message else None))),
+        (pf.StreamItem(2 ** 33, b"i"), wire_pb2.Envelope(stream_item=wire_pb2.StreamItem(call_id=2 ** 33))),
+        (pf.StreamEnd(5, code, message, "tb"),
+         wire_pb2.Envelope(stream_end=wire_pb2.StreamEnd(
+             call_id=5, status=wire_pb2.Status(code=code, message=message, details="tb")))),
+    ]
+    for frame, envelope in cases:
+        assert pf.encode(frame) == envelope.SerializeToString(), frame

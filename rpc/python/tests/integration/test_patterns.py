@@ -12,6 +12,7 @@ from gevent.event import AsyncResult
 from google.protobuf import empty_pb2
 
 import onedrive_rpc as rpc
+from onedrive_rpc.core.pattern_frames import Credit
 from onedrive_rpc.testing import echo_pb2
 from onedrive_rpc.testing.echo_service import ECHO, EchoService
 from onedrive_rpc.testing.faults import FaultProxy
@@ -529,7 +530,7 @@ def test_a_slow_listener_keeps_the_newest_broadcasts_up_to_its_limit(served, pee
 def test_a_peer_granting_absurd_credit_is_refused_not_crashed(served, peers, caplog):
     peer = peers(served.url)
     consumer = echo(peer).work.consume(lambda task, context: None, prefetch=1, timeout=5)
-    peer._connection.grant(4_000_000_000, consumer_id=consumer.id)
+    peer._connection.grant(Credit(4_000_000_000, consumer_id=consumer.id))
     wait_until(lambda: any("refused" in r.getMessage() for r in caplog.records))
     assert echo(peer).echo(Msg(text="still here"), timeout=5).text == "still here"
     echo(peer).work.produce(Msg(text="t"), timeout=5)

@@ -15,8 +15,7 @@ from gevent.event import Event
 from onedrive_rpc.core import wire_pb2
 from onedrive_rpc.broker import Broker
 from onedrive_rpc.core import events as ev
-from onedrive_rpc.core.framing import varint
-from onedrive_rpc.core.pattern_frames import DECODERS, TAGS
+from onedrive_rpc.core.pattern_frames import DECODERS, encode
 from onedrive_rpc.core.pubsub import MAX_QUEUE_LIMIT, Policy
 from onedrive_rpc.core.workqueue import CONSUMER_LOST, MAX_PREFETCH
 from onedrive_rpc.errors import RpcError, StatusCode
@@ -50,27 +49,15 @@ class FakeOutlet:
         self.slow_closes: List[Tuple[StatusCode, str]] = []
         self.gone = False
 
-    def push(self, kind: str, payload: bytes = b"", **fields: Any) -> bool:
+    def push(self, frame: Any) -> bool:
         if self.gone:
             return False
-        envelope = wire_pb2.Envelope()
-        getattr(envelope, kind).SetInParent()
-        for name, value in fields.items():
-            setattr(getattr(envelope, kind), name, value)
-        self._received(envelope.SerializeToString(), kind, payload)
+        # The frame's Envelope field, as Session.send frames it (the payload
+        # travels in Envelope.payload, field 1, which the decoders are handed).
+        envelope = wire_pb2.Envelope.FromString(encode(frame))
+        kind = envelope.WhichOneof("kind")
+        self.frames.append(DECODERS[kind](envelope, bytes(getattr(frame, "payload", b""))))
         return True
-
-    def push_encoded(self, kind: str, message: bytes, payload: bytes = b"") -> bool:
-        if self.gone:
-            return False
-        # The kind's Envelope field around the message, as Session.send_encoded frames it.
-        self._received(TAGS[kind] + varint(len(message)) + message, kind, payload)
-        return True
-
-    def _received(self, envelope_bytes: bytes, kind: str, payload: bytes) -> None:
-        envelope = wire_pb2.Envelope.FromString(envelope_bytes)
-        assert envelope.WhichOneof("kind") == kind
-        self.frames.append(DECODERS[kind](envelope, bytes(payload)))
 
     def answer(self, call_id: int, code: StatusCode = StatusCode.OK, message: str = "") -> None:
         self.answers.append(Answer(call_id, code, message))
