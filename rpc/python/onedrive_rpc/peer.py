@@ -108,24 +108,24 @@ class Peer:
              timeout: Optional[float] = None,
              metadata: Optional[Mapping[str, str]] = None) -> Any:
         """Low level: call "/pkg.Service/Method" with serialized `payload`."""
-        return self._connection.call(method, payload, decode, timeout, metadata)
+        return self._connection.outgoing.call(method, payload, decode, timeout, metadata)
 
     def call_future(self, method: str, payload: bytes, decode: Callable[[Any], Any],
                     timeout: Optional[float] = None,
                     metadata: Optional[Mapping[str, str]] = None) -> CallFuture:
-        return self._connection.call_future(method, payload, decode, timeout, metadata)
+        return self._connection.outgoing.call_future(method, payload, decode, timeout, metadata)
 
     def open_stream(self, method: str, payload: bytes, decode: Callable[[Any], Any],
                     timeout: Optional[float] = None,
                     metadata: Optional[Mapping[str, str]] = None,
                     window: int = DEFAULT_STREAM_WINDOW) -> ServerStream:
         """Low level: open server stream "/pkg.Service/Method"; iterate it."""
-        return self._connection.open_stream(method, payload, decode, timeout, metadata, window)
+        return self._connection.outgoing.open_stream(method, payload, decode, timeout, metadata, window)
 
     def notify(self, method: str, payload: bytes, metadata: Optional[Mapping[str, str]] = None,
                confirm: bool = False, timeout: Optional[float] = None) -> None:
         """Low level: send notification "/pkg.Service/Method" (see NotifyMethod)."""
-        self._connection.notify(method, payload, metadata, confirm, timeout)
+        self._connection.outgoing.notify(method, payload, metadata, confirm, timeout)
 
     # ------------------------------------------- publish/subscribe, queues, broadcast
 
@@ -137,9 +137,9 @@ class Peer:
         check_topic(topic)
         frame = Publish(method, topic, payload)
         if confirm:
-            self._connection.call_frame(frame, timeout)
+            self._connection.outgoing.call_frame(frame, timeout)
         else:
-            self._connection.send_one_way(frame)
+            self._connection.outgoing.send_one_way(frame)
 
     def subscribe(self, method: str, pattern: str, decode: Callable[[Any], Any],
                   callback: Optional[Callable[[Received], None]] = None, *,
@@ -171,7 +171,7 @@ class Peer:
             frame = Subscribe(what.id, what.method, what.pattern, what.queue_limit, what.policy)
         else:
             frame = Consume(what.id, what.method, what.prefetch)
-        self._connection.call_frame(frame, timeout)
+        self._connection.outgoing.call_frame(frame, timeout)
 
     def _unsubscribe(self, sub: Subscription) -> None:
         if self._receivers.remove_subscription(sub.id) is not None:
@@ -180,7 +180,7 @@ class Peer:
     def produce(self, method: str, payload: bytes, timeout: Optional[float] = None) -> None:
         """Put a task on work queue `method`; returns once the queue has it
         (RESOURCE_EXHAUSTED when it is full)."""
-        self._connection.call_frame(Produce(method, payload), timeout)
+        self._connection.outgoing.call_frame(Produce(method, payload), timeout)
 
     def consume(self, method: str, decode: Callable[[Any], Any],
                 handler: Callable[[Any, TaskContext], Any], prefetch: int = 1,
@@ -205,7 +205,7 @@ class Peer:
         return consumer
 
     def _task_done(self, consumer_id: int, task_id: int, code: int, message: str) -> None:
-        self._connection.send_one_way(TaskDone(consumer_id, task_id, code, message))
+        self._connection.outgoing.send_one_way(TaskDone(consumer_id, task_id, code, message))
 
     def _withdraw(self, consumer: Consumer) -> None:
         if self._receivers.remove_consumer(consumer.id) is not None:
@@ -216,8 +216,8 @@ class Peer:
                 self._quietly(Consume(consumer.id, consumer.method, stop=True))
                 return
             try:
-                self._connection.call_frame(Consume(consumer.id, consumer.method, stop=True),
-                                            self._timeout)
+                self._connection.outgoing.call_frame(
+                    Consume(consumer.id, consumer.method, stop=True), self._timeout)
             except RpcError as exc:
                 log.info("withdrawing consumer %d of %s: %s", consumer.id, consumer.method,
                          exc.message)
@@ -226,9 +226,9 @@ class Peer:
                   timeout: Optional[float] = None) -> None:
         """Broadcast through the server to every other connected peer."""
         if confirm:
-            self._connection.call_frame(Broadcast(method, payload), timeout)
+            self._connection.outgoing.call_frame(Broadcast(method, payload), timeout)
         else:
-            self._connection.send_one_way(Broadcast(method, payload))
+            self._connection.outgoing.send_one_way(Broadcast(method, payload))
 
     def listen(self, method: str, decode: Callable[[Any], Any],
                callback: Optional[Callable[[Received], None]] = None,
@@ -260,7 +260,7 @@ class Peer:
             if consumer is not None:
                 consumer.task(event.task_id, event.attempt, event.payload)
             else:  # withdrawn meanwhile: give it back at once
-                connection.send_one_way(TaskDone(event.consumer_id, event.task_id,
+                connection.outgoing.send_one_way(TaskDone(event.consumer_id, event.task_id,
                                                  StatusCode.UNAVAILABLE, "consumer withdrawn"))
         elif kind is ev.BroadcastReceived:
             self._receivers.deliver_broadcast(event.method, event.payload, event.origin)
@@ -284,7 +284,7 @@ class Peer:
     def _quietly(self, frame: OutFrame) -> None:
         """Send a frame that only matters while the session lives."""
         try:
-            self._connection.send_one_way(frame)
+            self._connection.outgoing.send_one_way(frame)
         except RpcError:
             pass  # the session is gone, and what it held with it
 

@@ -65,7 +65,7 @@ class Server:
         self._admitting = Group()
         self._hooks = PeerHooks()
         self._registry = Registry(include_tracebacks=include_tracebacks)
-        self._broker = Broker(self._registry, lambda: self._connections,
+        self._broker = Broker(self._registry, lambda: [conn.outlet for conn in self._connections],
                               local_identity(name)[0])
         if reflection:
             # Lists what this server serves (onedrive_rpc.Reflection): for
@@ -259,7 +259,7 @@ class Server:
 
     def on_pattern_event(self, conn: Connection, event: Any) -> None:
         """A publish/subscribe, work queue or broadcast frame: the broker's."""
-        self._broker.handle(conn, event)
+        self._broker.handle(conn.outlet, event)
 
     def on_suspended(self, conn: Connection, reason: RpcError) -> None:
         """A peer's stream was lost; its session waits for a resume."""
@@ -299,7 +299,7 @@ class Server:
             self._connections.remove(conn)
         except ValueError:
             pass
-        self._broker.forget(conn, lost=conn.end is not End.ORDERLY)
+        self._broker.forget(conn.outlet, lost=conn.end is not End.ORDERLY)
         if self._sessions.get(conn.session.session_id) is conn:
             del self._sessions[conn.session.session_id]
         log.debug("connection from %s closed: %s", conn.address, conn.close_reason)

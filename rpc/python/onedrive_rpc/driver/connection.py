@@ -36,15 +36,15 @@ from .. import forking
 from ..calls import Context, fresh
 from ..config import Limits
 from ..core import events as ev
-from ..core.pattern_frames import Credit, OutFrame
+from ..core.pattern_frames import Credit
 from ..core.reliability import ACK_DELAY
 from ..core.session import Session, State
-from ..errors import (LocalProtocolError, MessageTooLarge, PeerLost, RemoteProtocolError, RpcError,
-                      StatusCode)
+from ..errors import PeerLost, RemoteProtocolError, RpcError, StatusCode
 from ..transport.base import ConnectionClosed, Stream
 from .incoming import IncomingCalls
 from .outbox import MID_BATCH_FLUSH, Outbox
 from .outgoing import OutgoingCalls
+from .outlet import ConnectionOutlet
 from .ticker import Ticker
 
 __all__ = ["Connection", "ConnectionOwner", "End", "Phase", "refuse_pattern_event"]
@@ -90,8 +90,8 @@ class ConnectionOwner(Protocol):
 
 
 class Connection:
-    """One Stream and its Session; the verbs of its parts are its own
-    (`call`, `notify`, `push`, ...)."""
+    """One Stream and its Session. Calls go out through `outgoing`, are
+    served by `incoming`; the broker pushes through `outlet`."""
 
     def __init__(self, stream: Stream, session: Session, owner: ConnectionOwner, *,
                  limits: Optional[Limits] = None, session_grace: float = 0.0) -> None:
@@ -126,15 +126,9 @@ class Connection:
         self.outgoing = OutgoingCalls(self)
         self.incoming = IncomingCalls(self)
         self.ticker = Ticker(self._loop, self._silent, self.outbox.flush_soon)
-        outgoing = self.outgoing
-        # The verbs of the parts, as the connection's own (bound once).
-        self.call = outgoing.call
-        self.call_future = outgoing.call_future
-        self.open_stream = outgoing.open_stream
-        self.notify = outgoing.notify
-        self.call_frame = outgoing.call_frame
-        self.send_one_way = outgoing.send_one_way
-        incoming = self.incoming
+        #: What the server's broker pushes this peer's frames through.
+        self.outlet = ConnectionOutlet(self)
+        outgoing, incoming = self.outgoing, self.incoming
         self._routes: Dict[type, Callable[[Any], None]] = {
             ev.ResponseReceived: outgoing.on_response,
             ev.RequestReceived: incoming.on_request,
@@ -154,10 +148,6 @@ class Connection:
     @property
     def peer(self) -> Optional[ev.PeerInfo]:
         return self.session.peer
-
-    @property
-    def session_id(self) -> str:
-        return self.session.session_id
 
     @property
     def address(self) -> str:
@@ -186,14 +176,6 @@ class Connection:
         """What using this connection raises once it is closed."""
         reason = self.close_reason
         return PeerLost("connection closed") if reason is None else fresh(reason)
-
-    def send_error(self, exc: LocalProtocolError) -> RpcError:
-        """What a send the session refused raises (the one mapping, at the
-        edge): a message too large keeps its status (RESOURCE_EXHAUSTED);
-        anything else means the session is closed."""
-        if isinstance(exc, MessageTooLarge):
-            return RpcError(exc.status, str(exc))
-        return self.closed_error()
 
     def is_reader(self, greenlet: Any) -> bool:
         return greenlet is self._reader
@@ -440,52 +422,11 @@ class Connection:
         self._orderly = True
         self.abort(RpcError.from_close(event.code, event.message))
 
-    def _silent(self, silent: ev.PeerSilent) -> None:
+    def _silent(self, error: RpcError) -> None:
         # From the ticker: the peer is dead or hung.
-        message = (f"peer lost: no sign of life for {silent.silent_for:.3f}s "
-                   f"(heartbeat bound {silent.bound:.3f}s)")
-        log.warning("%s from %s", message, self.stream.address)
+        log.warning("%s from %s", error.message, self.stream.address)
         self.outbox.flush()  # the Close telling a frozen peer why, if it ever wakes
-        self.stream_lost(PeerLost(message), self.stream, silent=True)
-
-    # ------------------------------------- what the patterns send (an Outlet)
-
-    def push(self, frame: OutFrame) -> bool:
-        """Server side: send a frame the peer did not ask for just now (a
-        delivery, a task, a broadcast) without ever blocking the sender. A
-        peer that lets more than `max_queued_bytes` pile up is closed as a
-        slow consumer; False then (and when the connection is gone)."""
-        if not self._may_push():
-            return False
-        self.session.send(frame)
-        self.outbox.flush_soon()
-        return True
-
-    def _may_push(self) -> bool:
-        if self.closed or self.session.state not in _LIVE_STATES:
-            return False
-        limit = self.limits.max_queued_bytes
-        if self.session.reliability.unacked_bytes + self.outbox.out_bytes <= limit:
-            return True
-        self.close_slow_consumer(StatusCode.RESOURCE_EXHAUSTED,
-                                 f"slow consumer: more than {limit} bytes sent to you are not "
-                                 f"acknowledged")
-        return False
-
-    def close_slow_consumer(self, code: StatusCode, reason: str) -> None:
-        """Refuse further output and close in the background, telling the
-        peer `reason`; once only."""
-        if self.outgoing.refusal is not None or self.closed:
-            return
-        self.refuse_outgoing(RpcError(code, reason))
-        log.warning("closing %s: %s", self.stream.address, reason)
-        gevent.spawn(self.close, code, reason)
-
-    def answer(self, call_id: int, code: StatusCode = StatusCode.OK, message: str = "") -> None:
-        """Answer a call that a pattern frame opened (see call_frame)."""
-        if not self.closed and self.session.state in _LIVE_STATES:
-            self.session.send_response(call_id, code, message)
-            self.outbox.flush_soon()
+        self.stream_lost(error, self.stream, silent=True)
 
     def grant(self, credit: Credit) -> None:
         """Flow control for a stream, subscription or consumer: the peer may
@@ -500,7 +441,7 @@ def refuse_pattern_event(connection: Connection, event: Any) -> None:
     call_id = getattr(event, "call_id", 0)
     message = "this peer hosts no publish/subscribe, work queues or broadcasts"
     if call_id and connection.session.state is State.OPEN:
-        connection.answer(call_id, StatusCode.UNIMPLEMENTED, message)
+        connection.outlet.answer(call_id, StatusCode.UNIMPLEMENTED, message)
     else:
         log.warning("dropped a %s frame from %s: %s", type(event).__name__,
                     connection.address, message)

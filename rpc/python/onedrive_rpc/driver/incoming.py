@@ -24,7 +24,7 @@ from ..core import events as ev
 from ..core.pattern_frames import StreamEnd, StreamItem
 from ..core.session import State
 from ..errors import LocalProtocolError, MessageTooLarge, RpcError, StatusCode
-from .view import ConnectionView
+from .view import ConnectionView, send_error
 
 __all__ = ["IncomingCalls"]
 
@@ -151,7 +151,7 @@ class IncomingCalls:
         try:
             conn.session.send(StreamItem(call.call_id, payload))
         except LocalProtocolError as exc:
-            raise conn.send_error(exc) from None
+            raise send_error(conn, exc) from None
         call.credit -= 1
         conn.outbox.flush_soon()
 

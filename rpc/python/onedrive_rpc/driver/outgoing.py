@@ -20,7 +20,7 @@ from ..core.pattern_frames import CallFrame, Credit, Notify, OutFrame
 from ..core.session import State
 from ..errors import LocalProtocolError, PeerLost, RpcError, StatusCode
 from ..streams import ServerStream, StreamReceiver
-from .view import ConnectionView
+from .view import ConnectionView, send_error
 
 __all__ = ["OutgoingCalls", "MAX_STREAM_WINDOW"]
 
@@ -228,7 +228,7 @@ class OutgoingCalls:
             self._conn.session.send_request(call_id, method, payload, timeout, metadata,
                                             initial_credit)
         except LocalProtocolError as exc:
-            raise self._conn.send_error(exc) from None
+            raise send_error(self._conn, exc) from None
         self.pending[call_id] = waiter
         self._conn.outbox.flush_soon()
         return call_id
@@ -237,7 +237,7 @@ class OutgoingCalls:
         try:
             return self._conn.session.send(frame, ack_now)
         except LocalProtocolError as exc:
-            raise self._conn.send_error(exc) from None
+            raise send_error(self._conn, exc) from None
 
     def _wait(self, waiter: Waiter, timeout: Optional[float]) -> Any:
         """What `waiter` is switched with, or TIMED_OUT after `timeout`."""

@@ -13,8 +13,8 @@ import logging
 import time
 from typing import Any, Callable, Optional
 
-from ..core import events as ev
 from ..core.session import Session
+from ..errors import PeerLost
 
 __all__ = ["Ticker", "report_blocked_loop"]
 
@@ -26,16 +26,16 @@ CATCH_UP_DELAY = 0.05
 
 
 class Ticker:
-    """Runs `session.tick(now)` when it is due; tells `on_silent` when the
-    peer went silent past its bound and `on_output` when the tick queued
-    frames (a heartbeat, an ack) to send.
+    """Runs `session.tick(now)` when it is due; tells `on_silent` (with the
+    PeerLost saying so) when the peer went silent past its bound, and
+    `on_output` when the tick queued frames (a heartbeat, an ack) to send.
 
     `loop` is gevent's (or any object with `timer(delay)` returning a timer
     with `start(callback, *args)` and `close()`), `clock` a monotonic clock:
     both are replaceable, so the ticker is testable without waiting.
     """
 
-    def __init__(self, loop: Any, on_silent: Callable[[ev.PeerSilent], None],
+    def __init__(self, loop: Any, on_silent: Callable[[PeerLost], None],
                  on_output: Callable[[], None],
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._loop = loop
@@ -94,8 +94,10 @@ class Ticker:
                 return
         events = session.tick(now)
         if events:
+            silent = events[0]
             self.stop()
-            self._on_silent(events[0])
+            self._on_silent(PeerLost(f"peer lost: no sign of life for {silent.silent_for:.3f}s "
+                                     f"(heartbeat bound {silent.bound:.3f}s)"))
             return
         if session.queued_bytes:
             self._on_output()

@@ -12,14 +12,16 @@ from ..calls import Context
 from ..config import Limits
 from ..core.pattern_frames import Credit
 from ..core.session import Session
-from ..errors import LocalProtocolError, RpcError
+from ..errors import LocalProtocolError, MessageTooLarge, RpcError, StatusCode
 from ..transport.base import Stream
 
-__all__ = ["ConnectionView", "Output", "CallServer"]
+__all__ = ["ConnectionView", "Output", "CallServer", "send_error"]
 
 
 class Output(Protocol):
     """The connection's outbox, as senders use it."""
+
+    out_bytes: int
 
     def flush_soon(self) -> None: ...
 
@@ -62,4 +64,19 @@ class ConnectionView(Protocol):
 
     def closed_error(self) -> RpcError: ...
 
-    def send_error(self, exc: LocalProtocolError) -> RpcError: ...
+    @property
+    def refusing_outgoing(self) -> bool: ...
+
+    def refuse_outgoing(self, reason: RpcError) -> None: ...
+
+    def close(self, code: StatusCode = StatusCode.UNAVAILABLE, message: str = "connection closed",
+              flush_timeout: float = 1.0) -> None: ...
+
+
+def send_error(connection: ConnectionView, exc: LocalProtocolError) -> RpcError:
+    """What a send the session refused raises (the one mapping, at the
+    edge): a message too large keeps its status (RESOURCE_EXHAUSTED);
+    anything else means the session is closed."""
+    if isinstance(exc, MessageTooLarge):
+        return RpcError(exc.status, str(exc))
+    return connection.closed_error()
