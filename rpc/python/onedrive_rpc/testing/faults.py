@@ -46,10 +46,10 @@ class _Link:
                 n = src.recv_into(view)
                 if n == 0:
                     break
-                self.proxy._forward(self, dst, view[:n])
+                self.proxy.forward(self, dst, view[:n])
         except ConnectionClosed:
             pass
-        if self.proxy._mode == "blackhole" and not self.closed:
+        if self.proxy.mode == "blackhole" and not self.closed:
             # A dead link carries no FIN either: the other side hears nothing.
             src.close()
             return
@@ -61,10 +61,7 @@ class _Link:
         self.closed = True
         for stream in self.streams:
             stream.close()
-        try:
-            self.proxy._links.remove(self)
-        except ValueError:
-            pass
+        self.proxy.forget(self)
 
 
 class FaultProxy:
@@ -152,7 +149,17 @@ class FaultProxy:
                 continue
             self._links.append(_Link(self, downstream, upstream))
 
-    def _forward(self, link: _Link, dst: Stream, data: memoryview) -> None:
+    @property
+    def mode(self) -> str:
+        """What the proxy does to bytes now: pass, delay, blackhole or budget."""
+        return self._mode
+
+    def forget(self, link: _Link) -> None:
+        """`link` closed: it no longer counts."""
+        if link in self._links:
+            self._links.remove(link)
+
+    def forward(self, link: _Link, dst: Stream, data: memoryview) -> None:
         mode = self._mode
         if mode == "blackhole":
             self.dropped += len(data)

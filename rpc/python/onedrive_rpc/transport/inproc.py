@@ -104,7 +104,9 @@ class InprocListener(Listener):
         self._closed = False
         self._count = 0
 
-    def _connect(self) -> InprocStream:
+    def connect_pair(self) -> InprocStream:
+        """A new connection to this listener: its client end, returned; its
+        server end, handed to accept()."""
         if self._closed:
             raise TransportError(errno.ECONNREFUSED, f"nobody listens on {self.url}")
         self._count += 1
@@ -146,7 +148,7 @@ class InprocTransport(Transport):
         listener = _LISTENERS.get(name)
         if listener is None:
             raise TransportError(errno.ECONNREFUSED, f"nobody listens on inproc://{name}")
-        return listener._connect()
+        return listener.connect_pair()
 
     def listen(self, url: SplitResult) -> Listener:
         name = _name(url)
