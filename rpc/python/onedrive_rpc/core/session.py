@@ -16,6 +16,7 @@ Only Hello (server) / Welcome (client) and Close are accepted before OPEN;
 nothing is accepted after CLOSED. A frame kind this version does not handle
 is a RemoteProtocolError. The handshake itself (Hello, Welcome, resuming a
 session) is core/negotiation.py's; the Session applies what it decides.
+What it sends is framed by its writing half, core/output.py.
 
 SUSPENDED: the connection is gone (or was closed without ending the
 session), and the session may resume on a new connection, whose Session
