@@ -366,7 +366,9 @@ class Connection:
             while self._reader is me and not self.closed:
                 if events:
                     event = events.popleft()
-                    routes[type(event)](event)
+                    route = routes.get(type(event))
+                    if route is not None:  # nothing else reaches an open session
+                        route(event)
                     if session.queued_bytes >= MID_BATCH_FLUSH and outbox.writer is None:
                         # Answers to a long batch go out while the rest is
                         # served, so the peer works in parallel with us.
