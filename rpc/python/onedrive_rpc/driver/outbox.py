@@ -114,15 +114,16 @@ class Outbox:
         if unacked_bytes <= self._conn.limits.max_queued_bytes:
             self._room.set()
 
-    def wait_for_room(self) -> None:
+    def wait_for_room(self) -> bool:
         """Block a sender while too much is queued for a peer that is not
-        reading, or sent and not yet acknowledged by it."""
+        reading, or sent and not yet acknowledged by it. True if the
+        connection closed meanwhile: the sender must not go on."""
         conn = self._conn
         limit = conn.limits.max_queued_bytes
         session = conn.session
         if (self.out_bytes + session.queued_bytes <= limit
                 and session.reliability.unacked_bytes <= limit):
-            return  # the common case
+            return False  # the common case
         if conn.suspended:
             self.flush()  # drops the unsendable copies; only the resend buffer counts
         while not conn.closed and getcurrent() is not conn.hub:
@@ -138,7 +139,8 @@ class Outbox:
                 finally:
                     self.room_waiters -= 1
             else:
-                return
+                return False
+        return conn.closed
 
     def _write_loop(self) -> None:
         conn = self._conn

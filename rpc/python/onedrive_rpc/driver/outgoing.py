@@ -216,7 +216,10 @@ class OutgoingCalls:
         if conn.suspended and self.failed_while_suspended:
             reason = conn.suspend_reason.message if conn.suspend_reason else "connection lost"
             raise PeerLost(f"not connected: {reason}; reconnecting")
-        conn.outbox.wait_for_room()
+        if conn.outbox.wait_for_room():
+            # It closed while we waited for room: fail_all has run, so a
+            # call registered now would never be answered.
+            raise conn.closed_error()
 
     def _send_request(self, method: str, payload: bytes, timeout: Optional[float],
                       metadata: Optional[Mapping[str, str]], waiter: Any,
