@@ -97,11 +97,9 @@ def test_server_killed_mid_call_fails_at_once(server_process, peers):
     assert _code(client.echo, Msg(), timeout=5).code == rpc.StatusCode.UNAVAILABLE
 
 
-def test_tracebacks_only_when_the_server_opts_in(transport, tmp_path, peers):
-    from conftest import make_url
+def test_tracebacks_only_when_the_server_opts_in(transport, url, peers):
     from onedrive_rpc.testing.echo_service import EchoService
     from onedrive_rpc.testing.process import ServerProcess
-    url = make_url(transport, tmp_path)
     if transport == "inproc":
         server = rpc.Server(url, include_tracebacks=True)
         server.add_service(EchoService())
