@@ -156,3 +156,27 @@ def test_nothing_is_written_while_suspended(connect, blocker):
     assert pair.server.outbox.drained.is_set()
     pair.resume()
     assert future.get(timeout=SOON) == b"late"  # from the resend buffer
+
+
+def test_a_large_frames_read_buffer_is_reused_once_its_call_is_done(connect, monkeypatch):
+    # A reader holding on to the last event it routed keeps a large
+    # payload's buffer exported: every large frame then costs a fresh
+    # MiB-sized allocation (page faults, W3 twice as slow).
+    from onedrive_rpc.core import framing
+    fresh = []
+    take_spare = framing.FrameDecoder._take_spare
+
+    def counting(decoder, size):
+        spare = take_spare(decoder, size)
+        if size > framing.READ_BUFFER_SIZE:
+            fresh.append(id(spare))
+        return spare
+
+    monkeypatch.setattr(framing.FrameDecoder, "_take_spare", counting)
+    pair = connect()
+    payload = b"x" * (256 * 1024)
+    for _ in range(6):
+        assert pair.client.outgoing.call("/echo", payload, bytes, timeout=5.0) == payload
+    # Each side reads 6 large frames; after the first one or two, the same
+    # buffers come back (a reused spare), not new ones.
+    assert len(set(fresh)) <= 4, f"{len(set(fresh))} distinct large buffers for 12 frames"
