@@ -114,7 +114,7 @@ class OutgoingCalls:
         self._ready_to_send()
         call_id = self._next_call_id
         self._next_call_id = call_id + 1
-        self._send(frame._replace(call_id=call_id))  # NamedTuple's public API, _-named
+        self._send(type(frame)(*frame[:-1], call_id))  # type: ignore  # call_id is last
         self.pending[call_id] = waiter
         self._conn.outbox.flush_soon()
         what = f"{type(frame).__name__.lower()} to {frame.method or '?'}"
