@@ -369,10 +369,7 @@ class Connection:
                     route = routes.get(type(event))
                     if route is not None:  # nothing else reaches an open session
                         route(event)
-                    # Holding on to it would keep a large payload's read
-                    # buffer exported while we wait: no reuse, a fresh
-                    # MiB-sized allocation (page faults) per large frame.
-                    del event
+                    del event  # held, a large payload's read buffer could not be reused
                     if session.queued_bytes >= MID_BATCH_FLUSH and outbox.writer is None:
                         # Answers to a long batch go out while the rest is
                         # served, so the peer works in parallel with us.
