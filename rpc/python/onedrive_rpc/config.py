@@ -21,8 +21,15 @@ class Limits:
         errors, and bounded memory).
     max_queued_bytes: bytes queued for a peer that does not read before the
         senders wait.
-    max_connections: connections a server holds; more are closed at once
-        with RESOURCE_EXHAUSTED.
+    max_connections: connections a server holds at once, handshakes
+        included (suspended sessions do not count: see below); more are
+        closed at once with RESOURCE_EXHAUSTED.
+    max_connections_per_peer: of those, from one peer: one uid on a unix
+        socket, one host on tcp (RESOURCE_EXHAUSTED past it).
+    max_suspended_sessions: sessions a server keeps for a resume after
+        their connection broke; past it the oldest is ended (its peer gets
+        a new session when it comes back). Bounds what peers that reset
+        right after their handshake can make a server hold.
     handshake_timeout: seconds a new connection has to finish its handshake.
     """
 
@@ -31,12 +38,15 @@ class Limits:
     max_queued_bytes: int = 32 * 1024 * 1024
     max_connections: int = 1024
     handshake_timeout: float = 10.0
+    max_connections_per_peer: int = 1024
+    max_suspended_sessions: int = 1024
 
     def __post_init__(self) -> None:
         if not MIN_FRAME_LIMIT <= self.max_frame_size <= ABSOLUTE_MAX_FRAME_SIZE:
             raise ValueError(f"max_frame_size must be in {MIN_FRAME_LIMIT}..{ABSOLUTE_MAX_FRAME_SIZE}, "
                              f"not {self.max_frame_size}")
-        for name in ("max_concurrent_calls", "max_queued_bytes", "max_connections"):
+        for name in ("max_concurrent_calls", "max_queued_bytes", "max_connections",
+                     "max_connections_per_peer", "max_suspended_sessions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if not self.handshake_timeout > 0:

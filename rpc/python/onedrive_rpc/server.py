@@ -11,6 +11,7 @@ from gevent.event import Event
 from gevent.pool import Group
 
 from . import forking, options_pb2
+from .admission import Admission
 from .broker import Broker
 from .config import Heartbeat, Limits
 from .core import events as ev
@@ -24,9 +25,10 @@ from .errors import PeerLost, RpcError, StatusCode
 from .handshake import perform_handshake, refuse
 from .hooks import PeerHooks
 from .identity import local_identity
+from .logs import Throttled
 from .patterns import Received
 from .service import Registry, Service, prefetch_of
-from .transport import ConnectionClosed, Listener, Stream, listen
+from .transport import ConnectionClosed, Listener, Stream, listen, peer_key
 
 __all__ = ["Server", "DEFAULT_SESSION_GRACE"]
 
@@ -63,6 +65,8 @@ class Server:
         self._sessions: Dict[str, Connection] = {}
         # Streams still in their handshake: stop() ends them too.
         self._admitting = Group()
+        self._admission = Admission(self.limits)
+        self._warn = Throttled(log)
         self._hooks = PeerHooks()
         self._registry = Registry(include_tracebacks=include_tracebacks)
         self._broker = Broker(self._registry, lambda: [conn.outlet for conn in self._connections],
@@ -205,20 +209,21 @@ class Server:
                           session_id=uuid.uuid4().hex,
                           heartbeat_interval=self.heartbeat.interval,
                           heartbeat_misses=self.heartbeat.misses)
-        # Handshakes in progress count too, or a burst could overshoot the limit.
-        if len(self._connections) + len(self._admitting) > self.limits.max_connections:
-            log.warning("refusing %s: %d connections already", stream.address,
-                        len(self._connections))
-            refuse(stream, session, StatusCode.RESOURCE_EXHAUSTED,
-                   f"server has too many connections ({self.limits.max_connections})")
+        key = peer_key(stream)
+        refusal = self._admission.refusal(key, self._connections)
+        if refusal is not None:
+            self._warn.warning("refused", "refusing %s: %s", stream.address, refusal)
+            refuse(stream, session, StatusCode.RESOURCE_EXHAUSTED, refusal)
             stream.close()
             return
         try:
             handshaken, events = perform_handshake(stream, session, self.limits.handshake_timeout,
                                                    self._resolve_resume)
         except RpcError as exc:
-            log.warning("closing %s: %s", stream.address, exc.message)
+            self._warn.warning("handshake", "closing %s: %s", stream.address, exc.message)
             return
+        finally:
+            self._admission.handshake_done(key)
         if self._stopping:
             refuse(stream, session, StatusCode.UNAVAILABLE, "server stopped")
             stream.close()
@@ -262,9 +267,16 @@ class Server:
         self._broker.handle(conn.outlet, event)
 
     def on_suspended(self, conn: Connection, reason: RpcError) -> None:
-        """A peer's stream was lost; its session waits for a resume."""
+        """A peer's stream was lost; its session waits for a resume, in a
+        bounded pool: past it, the oldest suspended session ends."""
         if conn.peer is not None:
             self._hooks.fire("lost", conn.peer, reason)
+        bound = self.limits.max_suspended_sessions
+        for old in self._admission.to_evict(self._connections):
+            self._warn.warning("evicted", "ending suspended session %s of %s: more than %d "
+                               "suspended sessions", old.session.session_id, old.address, bound)
+            old.abort(PeerLost(f"session ended: the server keeps at most {bound} suspended "
+                               f"sessions"))
 
     def after_fork_in_child(self, parent_pid: int) -> None:
         # The child does not serve: the listening socket is the parent's.

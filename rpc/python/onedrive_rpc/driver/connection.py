@@ -111,6 +111,7 @@ class Connection:
         self.end: Optional[End] = None
         self.close_reason: Optional[RpcError] = None
         self.suspend_reason: Optional[RpcError] = None
+        self.suspended_at = 0.0  # monotonic, when it last became SUSPENDED
         self.closed_event = Event()
         # A Close frame was sent or received: the end will be ORDERLY.
         self._orderly = False
@@ -281,7 +282,7 @@ class Connection:
             self.abort(error)
             return
         self._enter(Phase.SUSPENDED)
-        self.suspend_reason = error
+        self.suspend_reason, self.suspended_at = error, _monotonic()
         self.ticker.stop()
         stream.close()
         self.outbox.restart()

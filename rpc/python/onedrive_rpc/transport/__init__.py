@@ -1,6 +1,6 @@
 """Transports chosen by URL scheme: tcp://, unix://, inproc://, or one you register."""
 from .base import (ConnectionClosed, Listener, PeerCredentials, Stream, Transport,
-                   connect_stream, listen, register_transport, transport_for)
+                   connect_stream, listen, peer_key, register_transport, transport_for)
 from .inproc import InprocTransport
 from .tcp import TcpTransport
 from .unix import UnixTransport
@@ -13,6 +13,7 @@ __all__ = [
     "Transport",
     "connect_stream",
     "listen",
+    "peer_key",
     "register_transport",
     "transport_for",
 ]

@@ -20,6 +20,7 @@ __all__ = [
     "transport_for",
     "connect_stream",
     "listen",
+    "peer_key",
 ]
 
 Buffer = Union[bytes, bytearray, memoryview]
@@ -135,3 +136,13 @@ def connect_stream(url: str, timeout: Optional[float] = None) -> Stream:
 def listen(url: str) -> Listener:
     transport, parsed = transport_for(url)
     return transport.listen(parsed)
+
+
+def peer_key(stream: Stream) -> str:
+    """Whose connection `stream` is, for per-peer limits: the uid on a unix
+    socket, the host of a tcp one, else its address."""
+    credentials = stream.credentials
+    if credentials is not None:
+        return f"uid {credentials.uid}"
+    host, colon, _port = stream.address.rpartition(":")
+    return host if colon else stream.address

@@ -1,0 +1,40 @@
+"""Warnings that an attacker can repeat stay readable: each kind is logged
+at most once per interval, then a count of what was left out.
+
+A peer opening a thousand bad connections a second must not turn the log
+into a thousand lines a second (or the disk into a denial of service).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Dict, Tuple
+
+__all__ = ["Throttled"]
+
+#: Seconds between two warnings of the same kind.
+DEFAULT_EVERY = 1.0
+
+
+class Throttled:
+    """Rate-limited warnings of one logger, by kind (a short key)."""
+
+    def __init__(self, logger: logging.Logger, every: float = DEFAULT_EVERY,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._log = logger
+        self._every = every
+        self._clock = clock
+        # kind -> (when last logged, how many left out since)
+        self._kinds: Dict[str, Tuple[float, int]] = {}
+
+    def warning(self, kind: str, message: str, *args: Any) -> None:
+        now = self._clock()
+        last, left_out = self._kinds.get(kind, (float("-inf"), 0))
+        if now - last < self._every:
+            self._kinds[kind] = (last, left_out + 1)
+            return
+        if left_out:
+            message += " (and %d more like it in the last %.0fs)"
+            args += (left_out, now - last)
+        self._kinds[kind] = (now, 0)
+        self._log.warning(message, *args)
