@@ -28,6 +28,7 @@ from .core.pubsub import Delivery, Disconnect, Policy, PubSub, TooManySubscripti
 from .core.topics import TopicError, check_pattern
 from .core.workqueue import DeadLetter, QueueFull, QueueStats, WorkQueue
 from .errors import RpcError, StatusCode
+from .logs import Throttled
 from .patterns import (DEFAULT_LISTENER_QUEUE, BroadcastListener, Consumer, Received, Receivers,
                        Subscription, TaskContext)
 from .service import MethodInfo, Registry
@@ -35,6 +36,7 @@ from .service import MethodInfo, Registry
 __all__ = ["Broker", "Outlet"]
 
 log = logging.getLogger("onedrive_rpc")
+warn = Throttled(log)  # what a peer can provoke at will is rate-limited
 
 _monotonic = time.monotonic
 
@@ -141,8 +143,8 @@ class Broker:
             if call_id:
                 outlet.answer(call_id, exc.code, exc.message)
             else:
-                log.warning("%s from %s refused: %s", type(event).__name__, outlet.address,
-                            exc.message)
+                warn.warning("refused", "%s from %s refused: %s", type(event).__name__,
+                             outlet.address, exc.message)
         else:
             if call_id:
                 outlet.answer(call_id)

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from typing import Any, Callable, Dict, Tuple
 
 __all__ = ["Throttled"]
 
 #: Seconds between two warnings of the same kind.
 DEFAULT_EVERY = 1.0
+
+
+_all: "weakref.WeakSet[Throttled]" = weakref.WeakSet()
 
 
 class Throttled:
@@ -26,6 +30,14 @@ class Throttled:
         self._clock = clock
         # kind -> (when last logged, how many left out since)
         self._kinds: Dict[str, Tuple[float, int]] = {}
+        _all.add(self)
+
+    @staticmethod
+    def forget_all() -> None:
+        """Start afresh everywhere: the next warning of each kind is logged
+        (tests that look for one use this)."""
+        for throttled in list(_all):
+            throttled._kinds.clear()
 
     def warning(self, kind: str, message: str, *args: Any) -> None:
         now = self._clock()

@@ -13,11 +13,18 @@ import pytest
 from gevent.hub import get_hub
 
 import onedrive_rpc as rpc
+from onedrive_rpc.logs import Throttled
 from onedrive_rpc.testing.echo_service import EchoService
 from onedrive_rpc.testing.process import ServerProcess
 
 TRANSPORTS = ["tcp", "unix", "inproc"]
 _names = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def fresh_warnings():
+    """Each test sees the first of each rate-limited warning."""
+    Throttled.forget_all()
 
 
 @pytest.fixture(autouse=True)

@@ -25,7 +25,7 @@ import enum
 import logging
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Iterable, Optional, Protocol
+from typing import Any, Callable, Deque, Dict, Iterable, Optional, Protocol, Tuple
 
 import gevent
 from gevent import getcurrent
@@ -40,6 +40,7 @@ from ..core.pattern_frames import Credit
 from ..core.reliability import ACK_DELAY
 from ..core.session import Session, State
 from ..errors import PeerLost, RemoteProtocolError, RpcError, StatusCode
+from ..logs import Throttled
 from ..transport.base import ConnectionClosed, Stream
 from .incoming import IncomingCalls
 from .outbox import MID_BATCH_FLUSH, Outbox
@@ -50,12 +51,19 @@ from .ticker import Ticker
 __all__ = ["Connection", "ConnectionOwner", "End", "Phase", "refuse_pattern_event"]
 
 log = logging.getLogger("onedrive_rpc")
+#: Warnings a peer can provoke at will are rate-limited.
+warn = Throttled(log)
 
 _monotonic = time.monotonic
 
-# Reads in a row after which the reader yields to the hub even if more data
-# is waiting: one cheap switch per FAIR_READS reads.
-FAIR_READS = 32
+# Seconds a reader may work without the hub running (reading, serving
+# inline) before it yields even if more is waiting: a peer that floods us
+# (one read can carry a thousand small frames) must not stall the other
+# connections, handlers and timers of this process. Looked at every
+# FAIR_CHECK events and every read; a reader that waited for data since
+# (the hub ran) starts a new slice without yielding.
+FAIR_SLICE = 0.0005
+FAIR_CHECK = 16
 
 _LIVE_STATES = (State.OPEN, State.SUSPENDED)
 
@@ -352,17 +360,11 @@ class Connection:
             self._reader = gevent.spawn(self._read_loop)
 
     def _read_loop(self) -> None:
-        me = getcurrent()
-        session = self.session
-        stream = self.stream
-        events = self._events
-        routes = self._routes
-        outbox = self.outbox
-        outgoing = self.outgoing
-        ticker = self.ticker
-        confirms = outgoing.confirms
-        reads = 0
-        rel = session.reliability
+        me, session, stream, loop = getcurrent(), self.session, self.stream, self._loop
+        events, routes, outbox, outgoing = self._events, self._routes, self.outbox, self.outgoing
+        ticker, confirms, rel = self.ticker, outgoing.confirms, session.reliability
+        handled = 0
+        turn = (loop.now(), _monotonic())
         try:
             while self._reader is me and not self.closed:
                 if events:
@@ -375,15 +377,15 @@ class Connection:
                         # Answers to a long batch go out while the rest is
                         # served, so the peer works in parallel with us.
                         outbox.flush()
+                    handled += 1
+                    if handled == FAIR_CHECK:
+                        handled = 0
+                        turn = _take_turns(loop, turn)
                     continue
                 owed = rel.ack_owed_since
                 if owed is not None and ticker.due > owed + ACK_DELAY:
                     ticker.arm()  # an ack is owed sooner than the next heartbeat
-                reads += 1
-                if reads % FAIR_READS == 0:
-                    # A peer that keeps us busy must not starve the other
-                    # connections, handlers and timers of this process.
-                    gevent.sleep(0)
+                turn = _take_turns(loop, turn)
                 n = stream.recv_into(session.get_buffer())
                 if n == 0:
                     self.stream_lost(PeerLost(f"connection closed by {stream.address or 'the peer'}"),
@@ -399,7 +401,7 @@ class Connection:
         except ConnectionClosed as exc:
             self.stream_lost(PeerLost(f"connection lost: {exc}"), stream)
         except RemoteProtocolError as exc:
-            log.warning("closing connection from %s: %s", stream.address, exc)
+            warn.warning("protocol", "closing connection from %s: %s", stream.address, exc)
             outbox.flush_soon()
             self._loop.run_callback(self.abort, PeerLost(f"protocol error: {exc}"))
             # Give the Close frame explaining why one loop pass to go out.
@@ -440,6 +442,19 @@ class Connection:
             self.outbox.flush_soon()
 
 
+def _take_turns(loop: Any, turn: Tuple[float, float]) -> Tuple[float, float]:
+    """Yield to the hub if this reader worked FAIR_SLICE seconds and the hub
+    did not run meanwhile (its pass time, loop.now(), is unchanged); returns
+    the (pass time, start) of the reader's current turn."""
+    hub_pass, start = turn
+    now = _monotonic()
+    if now - start <= FAIR_SLICE:
+        return turn
+    if loop.now() == hub_pass:
+        gevent.sleep(0)
+    return loop.now(), _monotonic()
+
+
 def refuse_pattern_event(connection: Connection, event: Any) -> None:
     """For a side that hosts no publish/subscribe, work queues or broadcasts."""
     call_id = getattr(event, "call_id", 0)
@@ -447,5 +462,5 @@ def refuse_pattern_event(connection: Connection, event: Any) -> None:
     if call_id and connection.session.state is State.OPEN:
         connection.outlet.answer(call_id, StatusCode.UNIMPLEMENTED, message)
     else:
-        log.warning("dropped a %s frame from %s: %s", type(event).__name__,
-                    connection.address, message)
+        warn.warning("dropped", "dropped a %s frame from %s: %s", type(event).__name__,
+                     connection.address, message)

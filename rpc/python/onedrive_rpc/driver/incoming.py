@@ -23,12 +23,14 @@ from ..calls import CallAborted, CallOrigin, Context
 from ..core import events as ev
 from ..core.pattern_frames import StreamEnd, StreamItem
 from ..core.session import State
+from ..logs import Throttled
 from ..errors import LocalProtocolError, MessageTooLarge, RpcError, StatusCode
 from .view import ConnectionView, send_error
 
 __all__ = ["IncomingCalls"]
 
 log = logging.getLogger("onedrive_rpc")
+warn = Throttled(log)  # a peer can make every notification fail
 
 _monotonic = time.monotonic
 
@@ -165,8 +167,8 @@ class IncomingCalls:
             return
         if call.one_way:
             if code != StatusCode.OK:
-                log.warning("notification %s from %s failed: %s %s", call.method,
-                            conn.stream.address, StatusCode(code).name, message)
+                warn.warning(f"notification {code}", "notification %s from %s failed: %s %s",
+                             call.method, conn.stream.address, StatusCode(code).name, message)
             return  # nobody waits for an answer
         conn.outbox.wait_for_room()
         session = conn.session

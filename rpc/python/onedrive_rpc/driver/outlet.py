@@ -15,11 +15,13 @@ import gevent
 from ..core.pattern_frames import OutFrame
 from ..core.session import State
 from ..errors import RpcError, StatusCode
+from ..logs import Throttled
 from .view import ConnectionView
 
 __all__ = ["ConnectionOutlet"]
 
 log = logging.getLogger("onedrive_rpc")
+warn = Throttled(log)  # many slow consumers at once make one line a second
 
 _LIVE_STATES = (State.OPEN, State.SUSPENDED)
 
@@ -69,7 +71,7 @@ class ConnectionOutlet:
         if conn.refusing_outgoing or conn.closed:
             return
         conn.refuse_outgoing(RpcError(code, reason))
-        log.warning("closing %s: %s", conn.stream.address, reason)
+        warn.warning("slow", "closing %s: %s", conn.stream.address, reason)
         gevent.spawn(conn.close, code, reason)
 
     def answer(self, call_id: int, code: StatusCode = StatusCode.OK, message: str = "") -> None:
