@@ -11,7 +11,7 @@ import socket
 import pytest
 
 from onedrive_rpc.errors import TransportError
-from onedrive_rpc.transport import listen
+from onedrive_rpc.transport import connect_stream, listen
 
 
 def fill_backlog(path: str, limit: int = 100_000) -> int:
@@ -112,3 +112,18 @@ def test_a_path_too_long_is_named(tmp_path):
         listen(f"unix://{path}")
     assert str(path) in str(info.value)
     assert not os.path.exists(path)
+
+
+def test_connecting_to_a_full_backlog_says_so(tmp_path):
+    path = tmp_path / "full.sock"
+    busy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        busy.bind(str(path))
+        busy.listen(0)
+        fill_backlog(str(path))
+        with pytest.raises(TransportError) as info:
+            connect_stream(f"unix://{path}", timeout=5)
+        assert info.value.errno == errno.EAGAIN
+        assert str(path) in str(info.value) and "listen backlog is full" in str(info.value)
+    finally:
+        busy.close()
