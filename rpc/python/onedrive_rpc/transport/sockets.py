@@ -172,6 +172,11 @@ def connect_socket(family: int, address, timeout: Optional[float]) -> socket.soc
     try:
         sock.setblocking(False)
         err = sock.connect_ex(address)
+        if err == errno.EAGAIN and family == socket.AF_UNIX:
+            # Not "in progress": the server's listen backlog is full, and the
+            # socket is left unconnected (only a blocking connect would wait).
+            raise TransportError(err, f"cannot connect to {address}: its listen backlog is full "
+                                      f"(the server is not accepting: busy or frozen)")
         if err in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
             hub = get_hub()
             watcher = hub.loop.io(sock.fileno(), _WRITE)
