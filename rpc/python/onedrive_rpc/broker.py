@@ -47,6 +47,11 @@ _QUEUE_LIMITS = ("max_attempts", "max_tasks", "max_bytes", "max_dead_letters",
 # subscriptions' queues can release at once; past it the cache starts over.
 _ENCODED_CACHE = 4096
 
+# Frames pushed in a row by one fan-out (a message to its subscriptions, a
+# broadcast to every peer) before the broker lets other work run: a topic
+# with ten thousand subscribers must not stall the server.
+FANOUT_SLICE = 256
+
 
 class Outlet(Protocol):
     """What the broker needs of a peer's connection. Nothing here blocks:
@@ -95,8 +100,11 @@ class Broker:
     """Topics, work queues and broadcasts of one server."""
 
     def __init__(self, registry: Registry, outlets: Callable[[], Iterable[Outlet]],
-                 identity: str = "") -> None:
+                 identity: str = "", take_turns: Optional[Callable[[], None]] = None) -> None:
         self._registry = registry
+        #: Called every FANOUT_SLICE frames of a fan-out to let others run
+        #: (the server yields to its event loop); None: never.
+        self._take_turns = take_turns
         #: The connected peers, for broadcasts.
         self._outlets = outlets
         #: The server's peer id: the publisher of what it publishes itself.
@@ -246,7 +254,10 @@ class Broker:
 
     def _send(self, deliveries: List[Delivery]) -> None:
         encoded = self._encoded
-        for d in deliveries:
+        take_turns = self._take_turns
+        for i, d in enumerate(deliveries):
+            if take_turns is not None and i and not i % FANOUT_SLICE:
+                take_turns()
             if d.owner is self._local:
                 sub = self._receivers.subscription(d.subscription_id)
                 if sub is not None:
@@ -422,8 +433,11 @@ class Broker:
         does not hear its own); returns how many peers it went to."""
         self._method(method, options_pb2.BROADCAST)
         sent = 0
-        for outlet in list(self._outlets()):
-            if outlet is not skip and outlet.push(Broadcast(method, payload, origin)):
+        frame = Broadcast(method, payload, origin)
+        for i, outlet in enumerate(list(self._outlets())):
+            if self._take_turns is not None and i and not i % FANOUT_SLICE:
+                self._take_turns()
+            if outlet is not skip and outlet.push(frame):
                 sent += 1
         if skip is not None:
             self._receivers.deliver_broadcast(method, payload, origin)

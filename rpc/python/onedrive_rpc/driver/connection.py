@@ -63,7 +63,11 @@ _monotonic = time.monotonic
 # FAIR_CHECK events and every read; a reader that waited for data since
 # (the hub ran) starts a new slice without yielding.
 FAIR_SLICE = 0.0005
-FAIR_CHECK = 16
+FAIR_CHECK = 4
+# How a reader yields: gevent.sleep(0) only runs the callbacks queued in
+# this loop pass; a timer, however short, waits for the next pass, after
+# the loop polled for I/O, so the other connections are read too.
+TURN = 1e-6
 
 _LIVE_STATES = (State.OPEN, State.SUSPENDED)
 
@@ -364,7 +368,7 @@ class Connection:
         events, routes, outbox, outgoing = self._events, self._routes, self.outbox, self.outgoing
         ticker, confirms, rel = self.ticker, outgoing.confirms, session.reliability
         handled = 0
-        turn = (loop.now(), _monotonic())
+        turn = (loop.iteration, _monotonic())
         try:
             while self._reader is me and not self.closed:
                 if events:
@@ -442,17 +446,16 @@ class Connection:
             self.outbox.flush_soon()
 
 
-def _take_turns(loop: Any, turn: Tuple[float, float]) -> Tuple[float, float]:
-    """Yield to the hub if this reader worked FAIR_SLICE seconds and the hub
-    did not run meanwhile (its pass time, loop.now(), is unchanged); returns
-    the (pass time, start) of the reader's current turn."""
+def _take_turns(loop: Any, turn: Tuple[int, float]) -> Tuple[int, float]:
+    """Yield to the hub for one loop pass if this reader worked FAIR_SLICE
+    seconds and the loop did not pass meanwhile (loop.iteration unchanged);
+    returns the (loop pass, start) of the reader's current turn."""
     hub_pass, start = turn
-    now = _monotonic()
-    if now - start <= FAIR_SLICE:
+    if _monotonic() - start <= FAIR_SLICE:
         return turn
-    if loop.now() == hub_pass:
-        gevent.sleep(0)
-    return loop.now(), _monotonic()
+    if loop.iteration == hub_pass:
+        gevent.sleep(TURN)
+    return loop.iteration, _monotonic()
 
 
 def refuse_pattern_event(connection: Connection, event: Any) -> None:

@@ -82,3 +82,57 @@ def test_a_notification_flood_does_not_slow_down_another_client():
     # The reader of the flood yields every FAIR_SLICE (1 ms): no stall of
     # hundreds of milliseconds (as before) however fast it floods.
     assert p50 < 0.010 and worst < 0.150, f"p50 {p50 * 1000:.1f} ms, max {worst * 1000:.1f} ms"
+
+
+# Subscribes `count` times to every topic (queue_limit 1: what it cannot
+# take waits at the server), then publishes `publishes` small messages.
+_FAN_OUT = """
+import sys, gevent, onedrive_rpc as rpc
+from onedrive_rpc.testing.echo_pb2 import Msg
+from onedrive_rpc.testing.echo_service import ECHO
+count, publishes = int(sys.argv[2]), int(sys.argv[3])
+changed = rpc.Client(rpc.connect(sys.argv[1], timeout=10), ECHO).changed
+subs = []
+def subscribe(n):
+    for _ in range(n):
+        subs.append(changed.subscribe(">", queue_limit=1, timeout=30))
+gevent.joinall([gevent.spawn(subscribe, count // 50) for _ in range(50)], raise_error=True)
+print(len(subs), flush=True)
+sys.stdin.readline()
+for i in range(publishes):
+    changed.publish("drive.a.b", Msg(text=str(i)))
+changed.publish("drive.a.b", Msg(text="last"), confirm=True, timeout=60)
+print("published", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_fan_out_to_ten_thousand_subscriptions_stalls_nobody():
+    server = rpc.Server("tcp://127.0.0.1:0")
+    server.add_service(EchoService())
+    server.start()
+    bystander = None
+    attacker = subprocess.Popen([sys.executable, "-c", _FAN_OUT, server.url, "10000", "300"],
+                                stdout=subprocess.PIPE, stdin=subprocess.PIPE, env=_CHILD_ENV,
+                                text=True)
+    try:
+        with gevent.Timeout(60):
+            assert int(attacker.stdout.readline()) == 10_000
+        bystander = subprocess.Popen([sys.executable, "-c", _BYSTANDER, server.url, "3"],
+                                     stdout=subprocess.PIPE, env=_CHILD_ENV, text=True)
+        wait_until(lambda: len(server.connections) == 2, timeout=20)  # the bystander is in
+        attacker.stdin.write("go\n")
+        attacker.stdin.flush()
+        with gevent.Timeout(60):
+            assert attacker.stdout.readline().strip() == "published"
+            latencies = json.loads(bystander.stdout.readline())
+    finally:
+        for child in (attacker, bystander):
+            if child is not None:
+                child.kill()
+                child.wait()
+        server.stop()
+    worst = max(latencies)
+    # Before fan-outs and readers took turns, the bystander waited 0.5-0.8 s
+    # here (4.7 s with the issue's reader); now about 25-40 ms.
+    assert len(latencies) > 100 and worst < 0.25, f"{len(latencies)} calls, max {worst * 1000:.0f} ms"
