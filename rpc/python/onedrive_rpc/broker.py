@@ -47,11 +47,6 @@ _QUEUE_LIMITS = ("max_attempts", "max_tasks", "max_bytes", "max_dead_letters",
 # subscriptions' queues can release at once; past it the cache starts over.
 _ENCODED_CACHE = 4096
 
-# Frames pushed in a row by one fan-out (a message to its subscriptions, a
-# broadcast to every peer) before the broker lets other work run: a topic
-# with ten thousand subscribers must not stall the server.
-FANOUT_SLICE = 256
-
 
 class Outlet(Protocol):
     """What the broker needs of a peer's connection. Nothing here blocks:
@@ -100,11 +95,8 @@ class Broker:
     """Topics, work queues and broadcasts of one server."""
 
     def __init__(self, registry: Registry, outlets: Callable[[], Iterable[Outlet]],
-                 identity: str = "", take_turns: Optional[Callable[[], None]] = None) -> None:
+                 identity: str = "") -> None:
         self._registry = registry
-        #: Called every FANOUT_SLICE frames of a fan-out to let others run
-        #: (the server yields to its event loop); None: never.
-        self._take_turns = take_turns
         #: The connected peers, for broadcasts.
         self._outlets = outlets
         #: The server's peer id: the publisher of what it publishes itself.
@@ -253,11 +245,10 @@ class Broker:
         return result.matched
 
     def _send(self, deliveries: List[Delivery]) -> None:
+        # In one piece: a subscription's frames must go out in the order its
+        # queue decided them (the readers take turns between frames instead).
         encoded = self._encoded
-        take_turns = self._take_turns
-        for i, d in enumerate(deliveries):
-            if take_turns is not None and i and not i % FANOUT_SLICE:
-                take_turns()
+        for d in deliveries:
             if d.owner is self._local:
                 sub = self._receivers.subscription(d.subscription_id)
                 if sub is not None:
@@ -434,9 +425,7 @@ class Broker:
         self._method(method, options_pb2.BROADCAST)
         sent = 0
         frame = Broadcast(method, payload, origin)
-        for i, outlet in enumerate(list(self._outlets())):
-            if self._take_turns is not None and i and not i % FANOUT_SLICE:
-                self._take_turns()
+        for outlet in list(self._outlets()):
             if outlet is not skip and outlet.push(frame):
                 sent += 1
         if skip is not None:

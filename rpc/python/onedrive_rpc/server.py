@@ -8,7 +8,6 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 import gevent
 from gevent import getcurrent
 from gevent.event import Event
-from gevent.hub import get_hub
 from gevent.pool import Group
 
 from . import forking, options_pb2
@@ -22,7 +21,6 @@ from .core.reliability import Reliability
 from .core.session import Role, Session
 from .calls import Context
 from .driver import Connection, End
-from .driver.connection import TURN
 from .errors import PeerLost, RpcError, StatusCode
 from .handshake import perform_handshake, refuse
 from .hooks import PeerHooks
@@ -72,7 +70,7 @@ class Server:
         self._hooks = PeerHooks()
         self._registry = Registry(include_tracebacks=include_tracebacks)
         self._broker = Broker(self._registry, lambda: [conn.outlet for conn in self._connections],
-                              local_identity(name)[0], take_turns=_take_turns)
+                              local_identity(name)[0])
         if reflection:
             # Lists what this server serves (onedrive_rpc.Reflection): for
             # `onedrive-rpc list` and calls without generated code.
@@ -320,13 +318,6 @@ class Server:
         report = conn.end_to_report()
         if conn.peer is not None and report is not None:
             self._hooks.fire(report, conn.peer, conn.close_reason)
-
-
-def _take_turns() -> None:
-    """Let the rest of the process run for one loop pass, I/O included (a
-    timer: sleep(0) would not poll); never from the hub, which cannot wait."""
-    if getcurrent() is not get_hub():
-        gevent.sleep(TURN)
 
 
 def _receiver(func: Callable[[Any, Received], Any]) -> Callable[[Received], None]:
