@@ -21,8 +21,9 @@ What it sends is framed by its writing half, core/output.py.
 SUSPENDED: the connection is gone (or was closed without ending the
 session), and the session may resume on a new connection, whose Session
 takes over this one's Reliability. suspend() drops what was queued for the
-wire. Calls, answers, cancels and pattern frames may still be sent: they
-get their seq and wait in the resend buffer, but nothing reaches
+wire, and what was read but is not a frame yet, with every read buffer but
+a small one. Calls, answers, cancels and pattern frames may still be sent:
+they get their seq and wait in the resend buffer, but nothing reaches
 data_to_send(), and unsequenced frames (heartbeats, Close) are dropped.
 withdraw() works only here. Nothing is received: any frame but Close is a
 RemoteProtocolError (and closes), a Close closes. tick() does nothing and
@@ -202,6 +203,9 @@ class Session(SessionOutput):
         if self.state is State.OPEN or self.state is State.CLOSED:
             self.state = State.SUSPENDED
         self.data_to_send()
+        # Nothing is read any more: a session kept for its grace period
+        # holds no large read buffer.
+        self._decoder.discard()
 
     # ----------------------------------------------------------------- input
 

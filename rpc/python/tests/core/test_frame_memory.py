@@ -10,6 +10,7 @@ import random
 from onedrive_rpc.core import framing
 from onedrive_rpc.core.framing import (DEFAULT_MAX_FRAME_SIZE, GROWTH, HEADER_SIZE, READ_BUFFER_SIZE,
                                        FrameDecoder, frame_header)
+from onedrive_rpc.testing.helpers import open_session_pair, wire
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -155,3 +156,19 @@ def test_discard_keeps_only_a_small_buffer():
     decoder.discard()
     assert buffers_held(decoder) == [decoder._buf] and len(decoder._buf) == READ_BUFFER_SIZE
     assert decoder.buffered == 0
+
+
+def test_a_suspended_session_holds_no_read_buffer_beyond_the_small_one():
+    # A session kept for its grace period after its connection broke reads
+    # nothing more: the large spare and a half-read frame's buffer go.
+    client, server = open_session_pair()
+    client.send_request(1, "/a.B/C", b"1" * (2 * MIB))
+    client.send_request(2, "/a.B/C", b"2" * MIB)
+    data = wire(client)
+    first = len(data) - (MIB + 100)
+    [request] = server.receive_data(data[:first + 600 * KIB], 1.0)
+    del request  # its buffer is now the large spare; the next one is half read
+    assert bytes_held(server._decoder) > MIB
+    server.suspend()
+    decoder = server._decoder
+    assert buffers_held(decoder) == [decoder._buf] and len(decoder._buf) == READ_BUFFER_SIZE
