@@ -37,8 +37,10 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple, cast
 from google.protobuf.message import DecodeError
 
 from . import wire_pb2
-from .errors import LocalProtocolError, MessageTooLarge, RemoteProtocolError, StatusCode
+from .errors import (LocalProtocolError, MessageTooLarge, PeerMetadataTooLarge, RemoteProtocolError,
+                     StatusCode)
 from . import events as ev
+from . import metadata as md
 from . import pattern_frames
 from .liveness import Liveness
 from .output import Role, SessionOutput, State
@@ -51,6 +53,7 @@ __all__ = ["Role", "State", "Session", "PROTOCOL_VERSION", "MessageTooLarge"]
 _Envelope = wire_pb2.Envelope
 _Handler = Callable[[_Envelope, Frame], Optional["ev.Event"]]
 _EMPTY: Mapping[str, str] = {}
+_decode_notify = pattern_frames.DECODERS["notify"]
 
 
 def _split_payload(frame: Frame) -> Tuple[_Envelope, Frame]:
@@ -109,15 +112,22 @@ class Session(SessionOutput):
         heartbeat_misses: int = 3,
         reliability: Optional[Reliability] = None,
         resume_session_id: str = "",
+        max_metadata_size: int = md.DEFAULT_MAX_METADATA_SIZE,
+        max_metadata_entries: int = md.DEFAULT_MAX_METADATA_ENTRIES,
     ) -> None:
         if max_frame_size < MIN_FRAME_LIMIT:
             raise ValueError(f"max_frame_size must be at least {MIN_FRAME_LIMIT} bytes, "
                              f"not {max_frame_size}")
-        #: Hello, Welcome and resuming (validates the heartbeat settings).
+        #: Hello, Welcome and resuming (validates the heartbeat settings, the
+        #: metadata limits and our own Hello metadata).
         self._negotiation = Negotiation(
             peer_id=peer_id, name=name, pid=pid, max_frame_size=max_frame_size, metadata=metadata,
             heartbeat_interval=heartbeat_interval, heartbeat_misses=heartbeat_misses,
-            resume_session_id=resume_session_id)
+            resume_session_id=resume_session_id, max_metadata_size=max_metadata_size,
+            max_metadata_entries=max_metadata_entries)
+        #: What a Request or Notify may carry as metadata, either way (core/metadata.py).
+        self.max_metadata_size = max_metadata_size
+        self.max_metadata_entries = max_metadata_entries
         #: Heartbeat bookkeeping, from the moment the session is OPEN.
         self.liveness: Optional[Liveness] = None
         #: Sequence numbers, acks and the resend buffer (outlives a connection).
@@ -148,6 +158,7 @@ class Session(SessionOutput):
         }
         for kind in pattern_frames.DECODERS:
             self._open_handlers[kind] = functools.partial(self._on_pattern, kind)
+        self._open_handlers["notify"] = self._on_notify
         self._handshake_handlers: Dict[str, _Handler] = {
             kind: self._not_open for kind in self._open_handlers}
         self._handshake_handlers.update(
@@ -397,12 +408,21 @@ class Session(SessionOutput):
         if not req.method:
             raise RemoteProtocolError(f"request {call_id} names no method")
         self.reliability.calls_in.add(call_id)
+        if len(req.metadata):
+            try:
+                metadata: Mapping[str, str] = md.received(
+                    req.metadata, self.max_metadata_size, self.max_metadata_entries, "request")
+            except PeerMetadataTooLarge as exc:
+                # Answered here, its handler never called: no event.
+                self.send_response(call_id, exc.status, str(exc))
+                return None
+        else:
+            metadata = _EMPTY
         if req.timeout_us:
             timeout: Optional[float] = req.timeout_us / 1_000_000
             deadline: Optional[float] = self.last_received + timeout  # type: ignore[operator]
         else:
             timeout = deadline = None
-        metadata = dict(req.metadata) if len(req.metadata) else _EMPTY
         return ev.RequestReceived(call_id, req.method, payload, timeout, metadata, deadline,
                                   req.initial_credit)
 
@@ -428,6 +448,14 @@ class Session(SessionOutput):
                     raise RemoteProtocolError(f"call id {call_id} is already in flight")
                 calls_in.add(call_id)
         return event
+
+    def _on_notify(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
+        if len(env.notify.metadata):
+            # A notification has no answer to refuse it with: over the
+            # limits, PeerMetadataTooLarge closes (RESOURCE_EXHAUSTED).
+            md.received(env.notify.metadata, self.max_metadata_size, self.max_metadata_entries,
+                        "notify")
+        return _decode_notify(env, payload)
 
     def _on_heartbeat(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
         return None  # receiving it was the point
