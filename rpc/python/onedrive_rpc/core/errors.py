@@ -73,14 +73,16 @@ class RemoteProtocolError(ProtocolError):
 
 
 class FrameTooLarge(RemoteProtocolError):
-    """A frame's length prefix exceeds the configured maximum frame size."""
+    """A frame's length prefix exceeds the configured maximum frame size
+    (or, before the handshake, the smaller limit that applies until then)."""
 
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(self, size: int, limit: int, before_handshake: bool = False) -> None:
         self.size = size
         self.limit = limit
+        when = " before the handshake" if before_handshake else ""
         super().__init__(
             f"frame of {size} bytes exceeds the maximum frame size of "
-            f"{limit} bytes")
+            f"{limit} bytes{when}")
 
 
 class VersionMismatch(RemoteProtocolError):

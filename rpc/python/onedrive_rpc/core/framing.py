@@ -40,6 +40,12 @@ ABSOLUTE_MAX_FRAME_SIZE = 0xFFFFFFFF
 # must always fit.
 MIN_FRAME_LIMIT = 1024
 
+# The largest frame a side accepts before its handshake is done (or its own
+# limit, if smaller): Hello and Welcome fit with room to spare (Hello
+# metadata is limited to a few KiB), and a peer that has not even said who
+# it is cannot make us buffer more.
+HANDSHAKE_MAX_FRAME_SIZE = 64 * 1024
+
 # Size of the read buffer for ordinary traffic: big enough for many small
 # frames per read, small enough to keep per-connection memory modest.
 READ_BUFFER_SIZE = 64 * 1024
@@ -238,6 +244,19 @@ class FrameDecoder:
             if self._error is not None:
                 break
         return frames
+
+    def next_frame(self, nbytes: int = 0) -> Optional[Frame]:
+        """Like buffer_updated, but return only the next whole frame (None:
+        none yet), leaving the rest buffered: for a reader that may change
+        `max_frame_size` after each frame (the handshake). Call it until it
+        returns None before reading more."""
+        self.check()
+        self._end += nbytes
+        try:
+            return self._next_frame()
+        except FrameTooLarge as exc:
+            self._error = exc
+            raise
 
     def discard(self) -> None:
         """The stream is gone: drop what is buffered and every buffer but a

@@ -6,7 +6,9 @@ Rules (rpc/protos/README.md §4):
   Each names its protocol version: another version is refused with a Close
   (FAILED_PRECONDITION) naming both, and raises VersionMismatch.
 - Each side announces the largest frame it accepts; absent, assume the peer
-  takes what we take. Less than MIN_FRAME_LIMIT is a protocol error.
+  takes what we take. Less than MIN_FRAME_LIMIT is a protocol error. Until
+  the handshake is done, frames are held to HANDSHAKE_MAX_FRAME_SIZE: a
+  Hello that would not fit is refused before it is sent.
 - Hello metadata is held to the metadata limits (core/metadata.py): more is
   refused before it is sent, and by the server with a Close
   (RESOURCE_EXHAUSTED) naming the limit.
@@ -32,7 +34,7 @@ from . import events as ev
 from . import wire_pb2
 from . import metadata as md
 from .errors import LocalProtocolError, MetadataTooLarge, RemoteProtocolError, VersionMismatch
-from .framing import MIN_FRAME_LIMIT, Frame
+from .framing import HANDSHAKE_MAX_FRAME_SIZE, MIN_FRAME_LIMIT, Frame
 from .liveness import Liveness
 from .reliability import Reliability
 
@@ -106,7 +108,6 @@ class Negotiation:
         of the session to resume that we have (its Reliability.received)."""
         if self.hello_sent:
             raise LocalProtocolError("only a connecting client sends Hello, once")
-        self.hello_sent = True
         env = _Envelope()
         hello = env.hello
         hello.version = PROTOCOL_VERSION
@@ -118,6 +119,12 @@ class Negotiation:
         if self.resume_id:
             hello.resume_session_id = self.resume_id
             hello.resume_received_seq = received
+        size = env.ByteSize()
+        if size > HANDSHAKE_MAX_FRAME_SIZE:
+            raise LocalProtocolError(
+                f"hello of {size} bytes exceeds the {HANDSHAKE_MAX_FRAME_SIZE} bytes a peer "
+                f"accepts before the handshake: its identity or metadata is too long")
+        self.hello_sent = True
         return env
 
     def on_welcome(self, welcome: wire_pb2.Welcome) -> Step:
