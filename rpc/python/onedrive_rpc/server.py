@@ -204,7 +204,9 @@ class Server:
                           max_frame_size=self.limits.max_frame_size,
                           session_id=uuid.uuid4().hex,
                           heartbeat_interval=self.heartbeat.interval,
-                          heartbeat_misses=self.heartbeat.misses)
+                          heartbeat_misses=self.heartbeat.misses,
+                          max_metadata_size=self.limits.max_metadata_size,
+                          max_metadata_entries=self.limits.max_metadata_entries)
         # Handshakes in progress count too, or a burst could overshoot the limit.
         if len(self._connections) + len(self._admitting) > self.limits.max_connections:
             log.warning("refusing %s: %d connections already", stream.address,

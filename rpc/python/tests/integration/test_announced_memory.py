@@ -193,3 +193,26 @@ def test_a_raw_request_with_too_much_metadata_is_answered_without_running_the_ha
         "request metadata of 1048577 bytes exceeds the limit of 8192 bytes"
     assert tcp_server.service.calls["echo"] == 0
     stream.close()
+
+
+def test_limits_set_the_metadata_limits_of_each_side():
+    server = rpc.Server("tcp://127.0.0.1:0", limits=rpc.Limits(max_metadata_entries=2))
+    server.add_service(EchoService())
+    server.start()
+    try:
+        # The client allows more than the server: the server answers.
+        peer = rpc.connect(server.url, timeout=5, limits=rpc.Limits(max_metadata_entries=100))
+        client = rpc.Client(peer, ECHO)
+        with pytest.raises(rpc.RpcError) as info:
+            client.echo(Msg(text="x"), timeout=5, metadata={"a": "1", "b": "2", "c": "3"})
+        assert info.value.code == rpc.StatusCode.RESOURCE_EXHAUSTED
+        assert info.value.message == "request metadata of 3 entries exceeds the limit of 2 entries"
+        assert client.echo(Msg(text="y"), timeout=5, metadata={"a": "1", "b": "2"}).text == "y"
+        peer.close()
+        # A client allowing less refuses locally.
+        peer = rpc.connect(server.url, timeout=5, limits=rpc.Limits(max_metadata_size=4))
+        with pytest.raises(rpc.RpcError, match="request metadata of 5 bytes exceeds the limit of 4 bytes"):
+            rpc.Client(peer, ECHO).echo(Msg(text="z"), timeout=5, metadata={"k": "long"})
+        peer.close()
+    finally:
+        server.stop()
