@@ -44,8 +44,13 @@ def excess(metadata: Mapping[str, str], max_size: int,
         return None  # within, whatever the characters
     size = 0
     for key, value in metadata.items():
-        size += len(key.encode("utf-8", "surrogatepass")) + len(value.encode("utf-8", "surrogatepass"))
+        size += _utf8_len(key) + _utf8_len(value)
     return (size, max_size, "bytes") if size > max_size else None
+
+
+def _utf8_len(text: str) -> int:
+    # isascii() reads a flag: only text with other characters is encoded.
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def received(field: Mapping[str, str], max_size: int, max_entries: int,
