@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from .core.framing import ABSOLUTE_MAX_FRAME_SIZE, DEFAULT_MAX_FRAME_SIZE, MIN_FRAME_LIMIT
+from .core.metadata import DEFAULT_MAX_METADATA_ENTRIES, DEFAULT_MAX_METADATA_SIZE
 
 __all__ = ["Limits", "Heartbeat", "Reconnect"]
 
@@ -31,6 +32,15 @@ class Limits:
         a new session when it comes back). Bounds what peers that reset
         right after their handshake can make a server hold.
     handshake_timeout: seconds a new connection has to finish its handshake.
+    max_metadata_size: bytes of metadata (the UTF-8 of every key and value,
+        summed) a Hello, Request or Notify may carry, either way. A peer's
+        metadata is parsed and kept as a dict for every call before any
+        handler runs; 8 KiB as gRPC's header list. Past it a Request is
+        answered RESOURCE_EXHAUSTED without running its handler, a Hello or
+        Notify closes the connection (RESOURCE_EXHAUSTED), and our own call,
+        notification or connect fails locally with RESOURCE_EXHAUSTED.
+    max_metadata_entries: pairs of metadata, likewise (64: the count is
+        checked before a map is copied). 0 for either: no metadata at all.
     """
 
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
@@ -40,6 +50,8 @@ class Limits:
     handshake_timeout: float = 10.0
     max_connections_per_peer: int = 1024
     max_suspended_sessions: int = 1024
+    max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE
+    max_metadata_entries: int = DEFAULT_MAX_METADATA_ENTRIES
 
     def __post_init__(self) -> None:
         if not MIN_FRAME_LIMIT <= self.max_frame_size <= ABSOLUTE_MAX_FRAME_SIZE:
@@ -51,6 +63,10 @@ class Limits:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if not self.handshake_timeout > 0:
             raise ValueError(f"handshake_timeout must be positive, not {self.handshake_timeout}")
+        for name in ("max_metadata_size", "max_metadata_entries"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, not {value!r}")
 
 
 @dataclass(frozen=True)

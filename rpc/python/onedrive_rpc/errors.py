@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .core.errors import (FrameTooLarge, LocalProtocolError, MessageTooLarge, ProtocolError,
-                          RemoteProtocolError, StatusCode, VersionMismatch)
+from .core.errors import (FrameTooLarge, LocalProtocolError, MessageTooLarge, MetadataTooLarge,
+                          PeerMetadataTooLarge, ProtocolError, RemoteProtocolError, StatusCode,
+                          VersionMismatch)
 
 __all__ = [
     "StatusCode",
@@ -23,6 +24,8 @@ __all__ = [
     "FrameTooLarge",
     "VersionMismatch",
     "MessageTooLarge",
+    "MetadataTooLarge",
+    "PeerMetadataTooLarge",
     "TransportError",
 ]
 

@@ -432,7 +432,9 @@ def connect(url: str, *, name: Optional[str] = None,
         return Session(Role.CLIENT, peer_id=peer_id, name=my_name, pid=pid,
                        max_frame_size=limits.max_frame_size, metadata=metadata,
                        heartbeat_interval=heartbeat.interval,
-                       heartbeat_misses=heartbeat.misses, **resume)
+                       heartbeat_misses=heartbeat.misses,
+                       max_metadata_size=limits.max_metadata_size,
+                       max_metadata_entries=limits.max_metadata_entries, **resume)
 
     dialer = Dialer(url, timeout, open_session)
     try:

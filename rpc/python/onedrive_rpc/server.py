@@ -208,7 +208,9 @@ class Server:
                           max_frame_size=self.limits.max_frame_size,
                           session_id=uuid.uuid4().hex,
                           heartbeat_interval=self.heartbeat.interval,
-                          heartbeat_misses=self.heartbeat.misses)
+                          heartbeat_misses=self.heartbeat.misses,
+                          max_metadata_size=self.limits.max_metadata_size,
+                          max_metadata_entries=self.limits.max_metadata_entries)
         key = peer_key(stream)
         refusal = self._admission.refusal(key, self._connections)
         if refusal is not None:

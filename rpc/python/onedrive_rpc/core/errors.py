@@ -18,6 +18,8 @@ __all__ = [
     "FrameTooLarge",
     "VersionMismatch",
     "MessageTooLarge",
+    "MetadataTooLarge",
+    "PeerMetadataTooLarge",
 ]
 
 
@@ -71,14 +73,16 @@ class RemoteProtocolError(ProtocolError):
 
 
 class FrameTooLarge(RemoteProtocolError):
-    """A frame's length prefix exceeds the configured maximum frame size."""
+    """A frame's length prefix exceeds the configured maximum frame size
+    (or, before the handshake, the smaller limit that applies until then)."""
 
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(self, size: int, limit: int, before_handshake: bool = False) -> None:
         self.size = size
         self.limit = limit
+        when = " before the handshake" if before_handshake else ""
         super().__init__(
             f"frame of {size} bytes exceeds the maximum frame size of "
-            f"{limit} bytes")
+            f"{limit} bytes{when}")
 
 
 class VersionMismatch(RemoteProtocolError):
@@ -104,3 +108,35 @@ class MessageTooLarge(LocalProtocolError):
         self.limit = limit
         super().__init__(f"message of {size} bytes exceeds the peer's maximum "
                          f"frame size of {limit} bytes")
+
+
+def _metadata_message(where: str, size: int, limit: int, unit: str) -> str:
+    return f"{where} metadata of {size} {unit} exceeds the limit of {limit} {unit}"
+
+
+class MetadataTooLarge(MessageTooLarge):
+    """We were asked to send metadata (Hello, Request, Notify) beyond the
+    limits on its entries or bytes (core/metadata.py); nothing was sent.
+    A MessageTooLarge, so a caller gets RESOURCE_EXHAUSTED like for a
+    payload that does not fit."""
+
+    def __init__(self, where: str, size: int, limit: int, unit: str) -> None:
+        self.size = size
+        self.limit = limit
+        self.unit = unit
+        LocalProtocolError.__init__(self, _metadata_message(where, size, limit, unit))
+
+
+class PeerMetadataTooLarge(RemoteProtocolError):
+    """The peer sent metadata beyond our limits on its entries or bytes
+    (core/metadata.py). RESOURCE_EXHAUSTED, as gRPC answers a header list
+    over its limit: the limit is this side's, the request may be fine for
+    another (INVALID_ARGUMENT would say it is wrong everywhere)."""
+
+    status = StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, where: str, size: int, limit: int, unit: str) -> None:
+        self.size = size
+        self.limit = limit
+        self.unit = unit
+        super().__init__(_metadata_message(where, size, limit, unit))

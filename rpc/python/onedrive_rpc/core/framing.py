@@ -3,7 +3,12 @@
 A frame is a 4-byte big-endian length followed by that many bytes. The
 decoder copes with partial reads and many frames per read, and lets a driver
 read straight into its buffer (`get_buffer` / `buffer_updated`, the shape of
-asyncio's BufferedProtocol) so large frames are never copied.
+asyncio's BufferedProtocol) so large frames are never copied once read.
+
+Memory follows the bytes received, not the bytes announced: a length prefix
+alone never makes the decoder allocate more than READ_BUFFER_SIZE, and the
+buffer of a large frame grows with its bytes as they arrive (GROWTH; a spare
+buffer already held that fits is used at once).
 """
 from __future__ import annotations
 
@@ -35,6 +40,12 @@ ABSOLUTE_MAX_FRAME_SIZE = 0xFFFFFFFF
 # must always fit.
 MIN_FRAME_LIMIT = 1024
 
+# The largest frame a side accepts before its handshake is done (or its own
+# limit, if smaller): Hello and Welcome fit with room to spare (Hello
+# metadata is limited to a few KiB), and a peer that has not even said who
+# it is cannot make us buffer more.
+HANDSHAKE_MAX_FRAME_SIZE = 64 * 1024
+
 # Size of the read buffer for ordinary traffic: big enough for many small
 # frames per read, small enough to keep per-connection memory modest.
 READ_BUFFER_SIZE = 64 * 1024
@@ -47,6 +58,15 @@ LARGE_FRAME = 32 * 1024
 # Largest buffer kept for reuse after a large frame: bounds what an idle
 # connection holds on to.
 MAX_SPARE_BUFFER = 4 * 1024 * 1024
+
+# The buffer of a large frame grows only once the one before is full, to at
+# most GROWTH times the bytes of the frame received plus READ_BUFFER_SIZE:
+# a prefix announcing 16 MiB makes us hold what its sender sent, not what it
+# said. Each step copies what arrived: with 16, a frame of up to 1 MiB read
+# after a full small buffer needs no step beyond the one that always was
+# (READ_BUFFER_SIZE of it), a 16 MiB one a single 1 MiB copy more; a spare
+# that fits is taken at once (sequential MiB-sized calls, W3: no copy more).
+GROWTH = 16
 
 Frame = Union[bytes, memoryview]
 
@@ -89,8 +109,11 @@ def varint(value: int) -> bytes:
 class FrameDecoder:
     """Splits a byte stream into frames.
 
-    Memory stays bounded by the larger of READ_BUFFER_SIZE and the frame
-    being assembled, which itself is bounded by `max_frame_size`.
+    Memory stays bounded by the larger of READ_BUFFER_SIZE and the buffer of
+    the frame being assembled: at most GROWTH times the bytes of it received
+    plus READ_BUFFER_SIZE, and never more than the frame, itself bounded by
+    `max_frame_size`; plus the spares (a small one, and one large one of at
+    most MAX_SPARE_BUFFER).
     """
 
     __slots__ = ("max_frame_size", "_buf", "_view", "_start", "_end", "_need", "_error",
@@ -157,11 +180,20 @@ class FrameDecoder:
         """Writable space for the next read; call buffer_updated after."""
         self.check()
         start, end = self._start, self._end
-        room_needed = max(self._need, HEADER_SIZE + 1)
-        if start + room_needed > len(self._buf) or end == len(self._buf):
-            size = max(READ_BUFFER_SIZE, self._need)
-            if size > len(self._buf):
-                self._switch_buffer(size, start)
+        size = len(self._buf)
+        need = self._need
+        if start + max(need, HEADER_SIZE + 1) > size or end == size:
+            if need > size:
+                # A large frame: it moves to a buffer of its own, which
+                # grows as its bytes arrive (see GROWTH).
+                spare = self._large_spare
+                if spare is None or len(spare) < need or _exported(spare):
+                    if end < size:
+                        return self._view[end:]  # fill this one first
+                    need = min(need, (end - start) * GROWTH + READ_BUFFER_SIZE)
+            size_wanted = max(READ_BUFFER_SIZE, need)
+            if size_wanted > size:
+                self._switch_buffer(size_wanted, start)
             else:
                 pending = end - start
                 self._buf[:pending] = self._buf[start:end]
@@ -212,6 +244,29 @@ class FrameDecoder:
             if self._error is not None:
                 break
         return frames
+
+    def next_frame(self, nbytes: int = 0) -> Optional[Frame]:
+        """Like buffer_updated, but return only the next whole frame (None:
+        none yet), leaving the rest buffered: for a reader that may change
+        `max_frame_size` after each frame (the handshake). Call it until it
+        returns None before reading more."""
+        self.check()
+        self._end += nbytes
+        try:
+            return self._next_frame()
+        except FrameTooLarge as exc:
+            self._error = exc
+            raise
+
+    def discard(self) -> None:
+        """The stream is gone: drop what is buffered and every buffer but a
+        small one, so a session kept for a resume holds no more."""
+        self._small_spare = self._large_spare = None
+        self._start = self._end = self._need = 0
+        if len(self._buf) != READ_BUFFER_SIZE:
+            self._view.release()
+            self._buf = bytearray(READ_BUFFER_SIZE)
+            self._view = memoryview(self._buf)
 
     def _next_frame(self) -> Optional[Frame]:
         start, end = self._start, self._end

@@ -6,7 +6,12 @@ Rules (rpc/protos/README.md §4):
   Each names its protocol version: another version is refused with a Close
   (FAILED_PRECONDITION) naming both, and raises VersionMismatch.
 - Each side announces the largest frame it accepts; absent, assume the peer
-  takes what we take. Less than MIN_FRAME_LIMIT is a protocol error.
+  takes what we take. Less than MIN_FRAME_LIMIT is a protocol error. Until
+  the handshake is done, frames are held to HANDSHAKE_MAX_FRAME_SIZE: a
+  Hello that would not fit is refused before it is sent.
+- Hello metadata is held to the metadata limits (core/metadata.py): more is
+  refused before it is sent, and by the server with a Close
+  (RESOURCE_EXHAUSTED) naming the limit.
 - The smaller heartbeat interval wins: the server decides and says so in
   Welcome. Each side keeps its own misses. Less than 10 ms is a protocol error.
 - A Hello may name a session to resume and the last seq the client
@@ -27,8 +32,9 @@ from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from . import events as ev
 from . import wire_pb2
-from .errors import LocalProtocolError, RemoteProtocolError, VersionMismatch
-from .framing import MIN_FRAME_LIMIT, Frame
+from . import metadata as md
+from .errors import LocalProtocolError, MetadataTooLarge, RemoteProtocolError, VersionMismatch
+from .framing import HANDSHAKE_MAX_FRAME_SIZE, MIN_FRAME_LIMIT, Frame
 from .liveness import Liveness
 from .reliability import Reliability
 
@@ -61,13 +67,22 @@ class Negotiation:
 
     __slots__ = ("identity", "max_frame_size", "interval", "misses", "metadata", "resume_id",
                  "hello_sent", "peer", "agreed_interval", "hello_metadata", "resume_request",
-                 "resent_through")
+                 "resent_through", "max_metadata_size", "max_metadata_entries")
 
     def __init__(self, *, peer_id: str, name: str, pid: int, max_frame_size: int,
                  metadata: Optional[Mapping[str, str]], heartbeat_interval: float,
-                 heartbeat_misses: int, resume_session_id: str) -> None:
+                 heartbeat_misses: int, resume_session_id: str,
+                 max_metadata_size: int = md.DEFAULT_MAX_METADATA_SIZE,
+                 max_metadata_entries: int = md.DEFAULT_MAX_METADATA_ENTRIES) -> None:
         # Validates both before anything goes on the wire.
         Liveness(heartbeat_interval, heartbeat_misses, 0.0)
+        md.validate_limits(max_metadata_size, max_metadata_entries)
+        self.max_metadata_size = max_metadata_size
+        self.max_metadata_entries = max_metadata_entries
+        if metadata:
+            found = md.excess(metadata, max_metadata_size, max_metadata_entries)
+            if found is not None:
+                raise MetadataTooLarge("hello", *found)
         self.identity = wire_pb2.PeerIdentity(peer_id=peer_id, name=name, pid=pid)
         self.max_frame_size = max_frame_size
         self.interval = heartbeat_interval
@@ -93,7 +108,6 @@ class Negotiation:
         of the session to resume that we have (its Reliability.received)."""
         if self.hello_sent:
             raise LocalProtocolError("only a connecting client sends Hello, once")
-        self.hello_sent = True
         env = _Envelope()
         hello = env.hello
         hello.version = PROTOCOL_VERSION
@@ -105,6 +119,12 @@ class Negotiation:
         if self.resume_id:
             hello.resume_session_id = self.resume_id
             hello.resume_received_seq = received
+        size = env.ByteSize()
+        if size > HANDSHAKE_MAX_FRAME_SIZE:
+            raise LocalProtocolError(
+                f"hello of {size} bytes exceeds the {HANDSHAKE_MAX_FRAME_SIZE} bytes a peer "
+                f"accepts before the handshake: its identity or metadata is too long")
+        self.hello_sent = True
         return env
 
     def on_welcome(self, welcome: wire_pb2.Welcome) -> Step:
@@ -143,7 +163,9 @@ class Negotiation:
         # The smaller interval wins; each side keeps its own misses.
         if hello.heartbeat.interval_ms:
             self.agreed_interval = min(self.interval, _heartbeat_interval(hello.heartbeat.interval_ms))
-        self.hello_metadata = dict(hello.metadata)
+        if len(hello.metadata):
+            self.hello_metadata = md.received(hello.metadata, self.max_metadata_size,
+                                              self.max_metadata_entries, "hello")
         if hello.resume_session_id:
             self.resume_request = (hello.resume_session_id, hello.resume_received_seq)
             return Step(ev.ResumeRequested(hello.resume_session_id, hello.resume_received_seq,

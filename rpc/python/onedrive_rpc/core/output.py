@@ -10,7 +10,8 @@ import enum
 from typing import List, Mapping, Optional
 
 from . import pattern_frames, wire_pb2
-from .errors import LocalProtocolError, MessageTooLarge
+from .errors import LocalProtocolError, MessageTooLarge, MetadataTooLarge
+from .metadata import excess
 from .framing import LARGE_FRAME, Frame, frame_header, varint
 from .liveness import Liveness
 from .reliability import Reliability
@@ -20,6 +21,7 @@ __all__ = ["Role", "State", "SessionOutput"]
 _Envelope = wire_pb2.Envelope
 _StreamItem = pattern_frames.StreamItem
 _StreamEnd = pattern_frames.StreamEnd
+_Notify = pattern_frames.Notify
 # Envelope.ack_now (field 4) = true, written by hand before a frame's field.
 _ACK_NOW = b"\x20\x01"
 
@@ -51,6 +53,8 @@ class SessionOutput:
     reliability: Reliability
     liveness: Optional[Liveness]
     peer_max_frame_size: int
+    max_metadata_size: int
+    max_metadata_entries: int
     _out: List[Frame]
     _out_bytes: int
 
@@ -82,9 +86,13 @@ class SessionOutput:
                      metadata: Optional[Mapping[str, str]] = None,
                      initial_credit: int = 0) -> None:
         """Call `method`; for a server stream, `initial_credit` is how many
-        items the peer may send before we grant more (0: its default)."""
+        items the peer may send before we grant more (0: its default).
+        Raises MetadataTooLarge (nothing queued) for metadata beyond the
+        limits (core/metadata.py)."""
         if self.state is not State.OPEN:
             self._require_open()
+        if metadata:
+            self._check_metadata(metadata, "request")
         env = _Envelope()
         req = env.request
         req.call_id = call_id
@@ -129,6 +137,8 @@ class SessionOutput:
             call_id = frame.call_id  # type: ignore[union-attr]
             if call_id not in self.reliability.calls_in:
                 raise LocalProtocolError(f"call {call_id} is not in flight")
+        elif kind is _Notify and frame.metadata:  # type: ignore[union-attr]
+            self._check_metadata(frame.metadata, "notify")  # type: ignore[union-attr]
         tail = pattern_frames.encode(frame)
         if ack_now:
             tail = _ACK_NOW + tail
@@ -173,6 +183,11 @@ class SessionOutput:
     def calls_in_flight(self) -> int:
         """Server side: calls received and not yet answered."""
         return len(self.reliability.calls_in)
+
+    def _check_metadata(self, metadata: Mapping[str, str], where: str) -> None:
+        found = excess(metadata, self.max_metadata_size, self.max_metadata_entries)
+        if found is not None:
+            raise MetadataTooLarge(where, *found)
 
     def _require_open(self) -> None:
         if self.state is not State.OPEN and self.state is not State.SUSPENDED:

@@ -12,17 +12,22 @@ States (one table, the rules at the top, as in h11):
     any:    --Close sent or received, or protocol error--> CLOSED
     OPEN or CLOSED --suspend()--> SUSPENDED --send_close()--> CLOSED
 
-Only Hello (server) / Welcome (client) and Close are accepted before OPEN;
-nothing is accepted after CLOSED. A frame kind this version does not handle
-is a RemoteProtocolError. The handshake itself (Hello, Welcome, resuming a
+Only Hello (server) / Welcome (client) and Close are accepted before OPEN,
+in frames of at most HANDSHAKE_MAX_FRAME_SIZE (or max_frame_size, if
+smaller): a peer that has not said who it is cannot make us buffer more.
+Frames are taken one at a time until the one that opens the session; what
+follows it in the same read is held to max_frame_size. Nothing is accepted
+after CLOSED. A frame kind this version does not handle is a
+RemoteProtocolError. The handshake itself (Hello, Welcome, resuming a
 session) is core/negotiation.py's; the Session applies what it decides.
 What it sends is framed by its writing half, core/output.py.
 
 SUSPENDED: the connection is gone (or was closed without ending the
 session), and the session may resume on a new connection, whose Session
 takes over this one's Reliability. suspend() drops what was queued for the
-wire. Calls, answers, cancels and pattern frames may still be sent: they
-get their seq and wait in the resend buffer, but nothing reaches
+wire, and what was read but is not a frame yet, with every read buffer but
+a small one. Calls, answers, cancels and pattern frames may still be sent:
+they get their seq and wait in the resend buffer, but nothing reaches
 data_to_send(), and unsequenced frames (heartbeats, Close) are dropped.
 withdraw() works only here. Nothing is received: any frame but Close is a
 RemoteProtocolError (and closes), a Close closes. tick() does nothing and
@@ -36,20 +41,24 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple, cast
 from google.protobuf.message import DecodeError
 
 from . import wire_pb2
-from .errors import LocalProtocolError, MessageTooLarge, RemoteProtocolError, StatusCode
+from .errors import (FrameTooLarge, LocalProtocolError, MessageTooLarge, PeerMetadataTooLarge,
+                     RemoteProtocolError, StatusCode)
 from . import events as ev
+from . import metadata as md
 from . import pattern_frames
 from .liveness import Liveness
 from .output import Role, SessionOutput, State
 from .negotiation import PROTOCOL_VERSION, Negotiation, Step
 from .reliability import Reliability
-from .framing import DEFAULT_MAX_FRAME_SIZE, MIN_FRAME_LIMIT, Frame, FrameDecoder
+from .framing import (ABSOLUTE_MAX_FRAME_SIZE, DEFAULT_MAX_FRAME_SIZE, HANDSHAKE_MAX_FRAME_SIZE,
+                      MIN_FRAME_LIMIT, Frame, FrameDecoder)
 
 __all__ = ["Role", "State", "Session", "PROTOCOL_VERSION", "MessageTooLarge"]
 
 _Envelope = wire_pb2.Envelope
 _Handler = Callable[[_Envelope, Frame], Optional["ev.Event"]]
 _EMPTY: Mapping[str, str] = {}
+_decode_notify = pattern_frames.DECODERS["notify"]
 
 
 def _split_payload(frame: Frame) -> Tuple[_Envelope, Frame]:
@@ -108,15 +117,22 @@ class Session(SessionOutput):
         heartbeat_misses: int = 3,
         reliability: Optional[Reliability] = None,
         resume_session_id: str = "",
+        max_metadata_size: int = md.DEFAULT_MAX_METADATA_SIZE,
+        max_metadata_entries: int = md.DEFAULT_MAX_METADATA_ENTRIES,
     ) -> None:
-        if max_frame_size < MIN_FRAME_LIMIT:
-            raise ValueError(f"max_frame_size must be at least {MIN_FRAME_LIMIT} bytes, "
-                             f"not {max_frame_size}")
-        #: Hello, Welcome and resuming (validates the heartbeat settings).
+        if not MIN_FRAME_LIMIT <= max_frame_size <= ABSOLUTE_MAX_FRAME_SIZE:
+            raise ValueError(f"max_frame_size must be in {MIN_FRAME_LIMIT}..{ABSOLUTE_MAX_FRAME_SIZE} "
+                             f"bytes, not {max_frame_size}")
+        #: Hello, Welcome and resuming (validates the heartbeat settings, the
+        #: metadata limits and our own Hello metadata).
         self._negotiation = Negotiation(
             peer_id=peer_id, name=name, pid=pid, max_frame_size=max_frame_size, metadata=metadata,
             heartbeat_interval=heartbeat_interval, heartbeat_misses=heartbeat_misses,
-            resume_session_id=resume_session_id)
+            resume_session_id=resume_session_id, max_metadata_size=max_metadata_size,
+            max_metadata_entries=max_metadata_entries)
+        #: What a Request or Notify may carry as metadata, either way (core/metadata.py).
+        self.max_metadata_size = max_metadata_size
+        self.max_metadata_entries = max_metadata_entries
         #: Heartbeat bookkeeping, from the moment the session is OPEN.
         self.liveness: Optional[Liveness] = None
         #: Sequence numbers, acks and the resend buffer (outlives a connection).
@@ -125,7 +141,10 @@ class Session(SessionOutput):
         self.end_session_on_loss = True
         self.role = role
         self.state = State.CONNECTING if role is Role.CLIENT else State.AWAIT_HELLO
-        self._decoder = FrameDecoder(max_frame_size)
+        # Until the session is OPEN, frames are taken one at a time and held
+        # to the handshake's limit (see buffer_updated).
+        self._decoder = FrameDecoder(min(max_frame_size, HANDSHAKE_MAX_FRAME_SIZE))
+        self._handshaking = True
         self.max_frame_size = max_frame_size
         # Until the handshake says otherwise, assume the peer takes what we take.
         self.peer_max_frame_size = max_frame_size
@@ -147,6 +166,7 @@ class Session(SessionOutput):
         }
         for kind in pattern_frames.DECODERS:
             self._open_handlers[kind] = functools.partial(self._on_pattern, kind)
+        self._open_handlers["notify"] = self._on_notify
         self._handshake_handlers: Dict[str, _Handler] = {
             kind: self._not_open for kind in self._open_handlers}
         self._handshake_handlers.update(
@@ -193,6 +213,8 @@ class Session(SessionOutput):
 
     def _open(self, interval: float, misses: int) -> None:
         self.state = State.OPEN
+        self._handshaking = False
+        self._decoder.max_frame_size = self.max_frame_size
         now = self.last_received if self.last_received is not None else 0.0
         self.liveness = Liveness(interval, misses, now)
 
@@ -202,6 +224,9 @@ class Session(SessionOutput):
         if self.state is State.OPEN or self.state is State.CLOSED:
             self.state = State.SUSPENDED
         self.data_to_send()
+        # Nothing is read any more: a session kept for its grace period
+        # holds no large read buffer.
+        self._decoder.discard()
 
     # ----------------------------------------------------------------- input
 
@@ -226,6 +251,8 @@ class Session(SessionOutput):
         session is CLOSED.
         """
         self._raise_deferred()
+        if self._handshaking:
+            return self._handshake_frames(nbytes, now)
         try:
             frames = self._decoder.buffer_updated(nbytes)
         except RemoteProtocolError as exc:
@@ -234,14 +261,60 @@ class Session(SessionOutput):
         return self._receive_frames(frames, now)
 
     def receive_data(self, data: bytes, now: float) -> List[ev.Event]:
-        """Like buffer_updated, for bytes the caller already holds."""
+        """Like buffer_updated, for bytes the caller already holds (copied
+        in through get_buffer, read-buffer-sized pieces at a time)."""
         self._raise_deferred()
         try:
-            frames = self._decoder.feed(data)
+            self._decoder.check()
         except RemoteProtocolError as exc:
             self._fail(exc)
             raise
-        return self._receive_frames(frames, now)
+        events: List[ev.Event] = []
+        view = memoryview(data)
+        offset = 0
+        while offset < len(view):
+            try:
+                space = self.get_buffer()
+                n = min(len(space), len(view) - offset)
+                space[:n] = view[offset:offset + n]
+                del space
+                offset += n
+                events.extend(self.buffer_updated(n, now))
+            except RemoteProtocolError as exc:
+                if not events:
+                    raise
+                # Deliver what came before; the next call raises.
+                if self._error is None:
+                    self._error = exc
+                break
+        return events
+
+    def _handshake_frames(self, nbytes: int, now: float) -> List[ev.Event]:
+        """buffer_updated before OPEN: one frame at a time, each held to the
+        handshake's frame limit, until one opens the session (Hello,
+        Welcome); the rest of the read is then held to max_frame_size (a
+        resumed session's resent frames may follow its Welcome at once)."""
+        decoder = self._decoder
+        events: List[ev.Event] = []
+        try:
+            while self._handshaking:
+                try:
+                    frame = decoder.next_frame(nbytes)
+                except FrameTooLarge as exc:
+                    raise FrameTooLarge(exc.size, exc.limit, before_handshake=True) from None
+                nbytes = 0
+                if frame is None:
+                    return events
+                events.extend(self._receive_frames([frame], now))
+                if self._error is not None:
+                    return events
+            events.extend(self._receive_frames(decoder.buffer_updated(0), now))
+        except RemoteProtocolError as exc:
+            if not events:
+                self._fail(exc)
+                raise
+            self._error = exc  # deliver what came before; the next call raises
+        return events
 
     def _raise_deferred(self) -> None:
         error = self._error
@@ -393,12 +466,21 @@ class Session(SessionOutput):
         if not req.method:
             raise RemoteProtocolError(f"request {call_id} names no method")
         self.reliability.calls_in.add(call_id)
+        if len(req.metadata):
+            try:
+                metadata: Mapping[str, str] = md.received(
+                    req.metadata, self.max_metadata_size, self.max_metadata_entries, "request")
+            except PeerMetadataTooLarge as exc:
+                # Answered here, its handler never called: no event.
+                self.send_response(call_id, exc.status, str(exc))
+                return None
+        else:
+            metadata = _EMPTY
         if req.timeout_us:
             timeout: Optional[float] = req.timeout_us / 1_000_000
             deadline: Optional[float] = self.last_received + timeout  # type: ignore[operator]
         else:
             timeout = deadline = None
-        metadata = dict(req.metadata) if len(req.metadata) else _EMPTY
         return ev.RequestReceived(call_id, req.method, payload, timeout, metadata, deadline,
                                   req.initial_credit)
 
@@ -424,6 +506,14 @@ class Session(SessionOutput):
                     raise RemoteProtocolError(f"call id {call_id} is already in flight")
                 calls_in.add(call_id)
         return event
+
+    def _on_notify(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
+        if len(env.notify.metadata):
+            # A notification has no answer to refuse it with: over the
+            # limits, PeerMetadataTooLarge closes (RESOURCE_EXHAUSTED).
+            md.received(env.notify.metadata, self.max_metadata_size, self.max_metadata_entries,
+                        "notify")
+        return _decode_notify(env, payload)
 
     def _on_heartbeat(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
         return None  # receiving it was the point

@@ -34,8 +34,11 @@ def test_calls_made_in_one_loop_pass_go_out_in_one_send(connect):
     futures = [pair.client.outgoing.call_future("/echo", b"%d" % i, bytes) for i in range(20)]
     assert [f.get(timeout=SOON) for f in futures] == [b"%d" % i for i in range(20)]
     assert per_send(client_stream.sends[client_sent:], "request") == [20]
-    # The server read them in one go, and its answers went out together too.
-    assert per_send(server_stream.sends[server_sent:], "response") == [20]
+    # The server read them in one go, and its answers went out together too
+    # (in a few sends at most: a reader busy for FAIR_SLICE lets others run,
+    # and what it answered so far goes out meanwhile).
+    answers = per_send(server_stream.sends[server_sent:], "response")
+    assert sum(answers) == 20 and len(answers) <= 3, answers
 
 
 def test_what_the_stream_does_not_take_goes_to_the_writer_greenlet(connect):
