@@ -39,6 +39,9 @@ class Limits:
         answered RESOURCE_EXHAUSTED without running its handler, a Hello or
         Notify closes the connection (RESOURCE_EXHAUSTED), and our own call,
         notification or connect fails locally with RESOURCE_EXHAUSTED.
+    min_heartbeat_interval: the fastest heartbeat a server agrees to: a
+        peer asking for less gets this (50 ms: a hundred peers asking for
+        10 ms would otherwise keep a server core busy with heartbeats).
     max_metadata_entries: pairs of metadata, likewise (64: the count is
         checked before a map is copied). 0 for either: no metadata at all.
     """
@@ -52,6 +55,7 @@ class Limits:
     max_suspended_sessions: int = 1024
     max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE
     max_metadata_entries: int = DEFAULT_MAX_METADATA_ENTRIES
+    min_heartbeat_interval: float = 0.05
 
     def __post_init__(self) -> None:
         if not MIN_FRAME_LIMIT <= self.max_frame_size <= ABSOLUTE_MAX_FRAME_SIZE:
@@ -67,6 +71,9 @@ class Limits:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative int, not {value!r}")
+        if not 0 <= self.min_heartbeat_interval <= MAX_HEARTBEAT_INTERVAL:
+            raise ValueError(f"min_heartbeat_interval must be in 0..{MAX_HEARTBEAT_INTERVAL} s, "
+                             f"not {self.min_heartbeat_interval}")
 
 
 @dataclass(frozen=True)

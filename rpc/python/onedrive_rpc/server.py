@@ -210,7 +210,8 @@ class Server:
                           heartbeat_interval=self.heartbeat.interval,
                           heartbeat_misses=self.heartbeat.misses,
                           max_metadata_size=self.limits.max_metadata_size,
-                          max_metadata_entries=self.limits.max_metadata_entries)
+                          max_metadata_entries=self.limits.max_metadata_entries,
+                          min_heartbeat_interval=self.limits.min_heartbeat_interval)
         key = peer_key(stream)
         refusal = self._admission.refusal(key, self._connections)
         if refusal is not None:

@@ -13,7 +13,10 @@ Rules (rpc/protos/README.md §4):
   refused before it is sent, and by the server with a Close
   (RESOURCE_EXHAUSTED) naming the limit.
 - The smaller heartbeat interval wins: the server decides and says so in
-  Welcome. Each side keeps its own misses. Less than 10 ms is a protocol error.
+  Welcome, never below its own minimum (min_heartbeat_interval: a peer
+  asking for a faster one gets the minimum, so a hundred peers asking for
+  10 ms cannot keep the server busy ticking). Each side keeps its own
+  misses. Less than 10 ms on the wire is a protocol error.
 - A Hello may name a session to resume and the last seq the client
   received. The server reports ResumeRequested; its owner looks the session
   up and answers accept_resume(its Reliability), which resends what the
@@ -67,13 +70,15 @@ class Negotiation:
 
     __slots__ = ("identity", "max_frame_size", "interval", "misses", "metadata", "resume_id",
                  "hello_sent", "peer", "agreed_interval", "hello_metadata", "resume_request",
-                 "resent_through", "max_metadata_size", "max_metadata_entries")
+                 "resent_through", "max_metadata_size", "max_metadata_entries",
+                 "min_interval")
 
     def __init__(self, *, peer_id: str, name: str, pid: int, max_frame_size: int,
                  metadata: Optional[Mapping[str, str]], heartbeat_interval: float,
                  heartbeat_misses: int, resume_session_id: str,
                  max_metadata_size: int = md.DEFAULT_MAX_METADATA_SIZE,
-                 max_metadata_entries: int = md.DEFAULT_MAX_METADATA_ENTRIES) -> None:
+                 max_metadata_entries: int = md.DEFAULT_MAX_METADATA_ENTRIES,
+                 min_heartbeat_interval: float = 0.0) -> None:
         # Validates both before anything goes on the wire.
         Liveness(heartbeat_interval, heartbeat_misses, 0.0)
         md.validate_limits(max_metadata_size, max_metadata_entries)
@@ -95,6 +100,8 @@ class Negotiation:
         # Server: what the Hello said, for the Welcome.
         self.peer: Optional[ev.PeerInfo] = None
         self.agreed_interval = heartbeat_interval
+        #: Server: no peer gets a faster heartbeat than this (or our own).
+        self.min_interval = min(min_heartbeat_interval, heartbeat_interval)
         self.hello_metadata: Dict[str, str] = {}
         # Server: the session the Hello asked to resume, until answered.
         self.resume_request: Optional[Tuple[str, int]] = None
@@ -162,7 +169,8 @@ class Negotiation:
         self.peer = peer = _peer_info(hello.identity)
         # The smaller interval wins; each side keeps its own misses.
         if hello.heartbeat.interval_ms:
-            self.agreed_interval = min(self.interval, _heartbeat_interval(hello.heartbeat.interval_ms))
+            asked = _heartbeat_interval(hello.heartbeat.interval_ms)
+            self.agreed_interval = max(self.min_interval, min(self.interval, asked))
         if len(hello.metadata):
             self.hello_metadata = md.received(hello.metadata, self.max_metadata_size,
                                               self.max_metadata_entries, "hello")

@@ -119,6 +119,7 @@ class Session(SessionOutput):
         resume_session_id: str = "",
         max_metadata_size: int = md.DEFAULT_MAX_METADATA_SIZE,
         max_metadata_entries: int = md.DEFAULT_MAX_METADATA_ENTRIES,
+        min_heartbeat_interval: float = 0.0,
     ) -> None:
         if not MIN_FRAME_LIMIT <= max_frame_size <= ABSOLUTE_MAX_FRAME_SIZE:
             raise ValueError(f"max_frame_size must be in {MIN_FRAME_LIMIT}..{ABSOLUTE_MAX_FRAME_SIZE} "
@@ -129,7 +130,8 @@ class Session(SessionOutput):
             peer_id=peer_id, name=name, pid=pid, max_frame_size=max_frame_size, metadata=metadata,
             heartbeat_interval=heartbeat_interval, heartbeat_misses=heartbeat_misses,
             resume_session_id=resume_session_id, max_metadata_size=max_metadata_size,
-            max_metadata_entries=max_metadata_entries)
+            max_metadata_entries=max_metadata_entries,
+            min_heartbeat_interval=min_heartbeat_interval)
         #: What a Request or Notify may carry as metadata, either way (core/metadata.py).
         self.max_metadata_size = max_metadata_size
         self.max_metadata_entries = max_metadata_entries

@@ -146,3 +146,34 @@ def test_repeated_warnings_are_rate_limited_with_a_count(caplog):
     messages = [record.getMessage() for record in caplog.records]
     assert messages == ["refusing 0", "another kind",
                         "refusing late (and 49 more like it in the last 2s)"]
+
+
+# Holds `count` idle sessions asking for a 10 ms heartbeat.
+_FAST_HEARTBEATS = """
+import sys, gevent, onedrive_rpc as rpc
+url, count = sys.argv[1], int(sys.argv[2])
+peers = [rpc.connect(url, timeout=20, heartbeat=rpc.Heartbeat(interval=0.01, misses=50))
+         for _ in range(count)]
+print(len(peers), flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_peers_asking_for_fast_heartbeats_get_the_servers_minimum(served):
+    import time
+    server = served(min_heartbeat_interval=0.05)
+    child = _run(_FAST_HEARTBEATS, server.url, "100", stdin=subprocess.PIPE)
+    try:
+        with gevent.Timeout(60):
+            assert int(child.stdout.readline()) == 100
+        wait_until(lambda: len(server.connections) == 100)
+        assert {conn.session.liveness.interval for conn in server.connections} == {0.05}
+        # Idle, the server spends a small part of a core on 100 such peers
+        # (at the 10 ms they asked for: nearly all of one).
+        cpu, wall = time.process_time(), time.monotonic()
+        gevent.sleep(2.0)  # the measurement window itself, not a wait for a condition
+        share = (time.process_time() - cpu) / (time.monotonic() - wall)
+        assert share < 0.30, f"server used {share:.0%} of a core"
+    finally:
+        child.kill()
+        child.wait()
