@@ -268,6 +268,14 @@ class FrameDecoder:
             self._buf = bytearray(READ_BUFFER_SIZE)
             self._view = memoryview(self._buf)
 
+    def close(self) -> None:
+        """The session ended: hold no buffer at all (frames handed out keep
+        their own)."""
+        self.discard()
+        self._view.release()
+        self._buf = bytearray()
+        self._view = memoryview(self._buf)
+
     def _next_frame(self) -> Optional[Frame]:
         start, end = self._start, self._end
         if end - start < HEADER_SIZE:

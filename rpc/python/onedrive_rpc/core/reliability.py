@@ -77,6 +77,11 @@ class Reliability:
         unacked[index] = (seq, [frame], len(frame))
         return True
 
+    def forget(self) -> None:
+        """The session ended for good: nothing will be resent."""
+        self.unacked.clear()
+        self.unacked_bytes = 0
+
     def acking(self) -> int:
         """The ack to put on an outgoing frame; it settles what we owe."""
         self.ack_owed_since = None

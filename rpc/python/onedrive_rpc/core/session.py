@@ -230,6 +230,14 @@ class Session(SessionOutput):
         # holds no large read buffer.
         self._decoder.discard()
 
+    def release(self) -> None:
+        """The session ended for good (its connection closed): drop every
+        buffer (read, output, resend), so that what is left of it is small,
+        whenever the garbage collector gets to it."""
+        self._decoder.close()
+        self.data_to_send()
+        self.reliability.forget()
+
     # ----------------------------------------------------------------- input
 
     def get_buffer(self) -> memoryview:

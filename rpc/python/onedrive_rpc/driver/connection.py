@@ -340,6 +340,11 @@ class Connection:
         self.outbox.close()
         self.progress.set()
         self.closed_event.set()
+        # What is left for the garbage collector is small: no buffers, and
+        # no routes (bound methods: the cycles back to us).
+        self.session.release()
+        self._routes.clear()
+        self._events.clear()
         reader = self._reader
         if reader is not None and reader is not getcurrent() and not self.incoming.serving(reader):
             reader.kill(block=False)
