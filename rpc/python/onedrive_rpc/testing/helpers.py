@@ -1,7 +1,8 @@
 """Small helpers for protocol and integration tests (ours and users')."""
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Tuple, Union
+import os
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import gevent
 
@@ -9,7 +10,8 @@ from ..core import wire_pb2
 from ..core.framing import FrameDecoder, frame_header
 from ..core.session import Role, Session
 
-__all__ = ["wait_until", "framed", "envelopes", "wire", "open_session_pair"]
+__all__ = ["wait_until", "framed", "envelopes", "wire", "open_session_pair", "receive_via_buffer",
+           "child_env"]
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, poll: float = 0.005) -> None:
@@ -53,3 +55,26 @@ def open_session_pair() -> Tuple[Session, Session]:
     server.receive_data(wire(client), 0.0)
     client.receive_data(wire(server), 0.0)
     return client, server
+
+
+def receive_via_buffer(session: Session, data: bytes, now: float,
+                       step: Optional[int] = None) -> List[object]:
+    """Feed `data` through get_buffer()/buffer_updated() in reads of at most `step` bytes."""
+    events: List[object] = []
+    offset = 0
+    while offset < len(data):
+        space = session.get_buffer()
+        n = min(len(space), len(data) - offset, step or len(data))
+        space[:n] = data[offset:offset + n]
+        offset += n
+        events.extend(session.buffer_updated(n, now))
+    return events
+
+
+def child_env() -> Dict[str, str]:
+    """The environment for a child Python process that imports this
+    onedrive_rpc (wherever it is installed or checked out)."""
+    env = dict(os.environ)
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    return env

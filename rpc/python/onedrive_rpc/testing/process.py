@@ -21,6 +21,8 @@ from typing import List, Optional, Tuple
 import gevent
 from gevent import subprocess
 
+from .helpers import child_env
+
 __all__ = ["ServerProcess", "ClientProcess", "PatternPeerProcess", "main"]
 
 READY = "READY "
@@ -47,9 +49,7 @@ class ServerProcess:
         self.proc: Optional[subprocess.Popen] = None
 
     def start(self) -> "ServerProcess":
-        env = dict(os.environ)
-        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        env = child_env()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", self.module, *self.mode,
              self.requested_url, *self.args],

@@ -15,7 +15,7 @@ from onedrive_rpc.core.metadata import DEFAULT_MAX_METADATA_ENTRIES, DEFAULT_MAX
 from onedrive_rpc.core.session import Role, Session, State
 from onedrive_rpc.errors import FrameTooLarge, LocalProtocolError, RemoteProtocolError, StatusCode
 
-from onedrive_rpc.testing.helpers import envelopes, framed, wire
+from onedrive_rpc.testing.helpers import envelopes, framed, receive_via_buffer, wire
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -66,19 +66,6 @@ def request_env(call_id, payload):
     env.request.call_id = call_id
     env.request.method = METHOD
     return env
-
-
-def receive_via_buffer(session, data, now, step=None):
-    """Feed `data` through get_buffer()/buffer_updated() in reads of at most `step` bytes."""
-    events = []
-    offset = 0
-    while offset < len(data):
-        space = session.get_buffer()
-        n = min(len(space), len(data) - offset, step or len(data))
-        space[:n] = data[offset:offset + n]
-        offset += n
-        events.extend(session.buffer_updated(n, now))
-    return events
 
 
 def closed_with(session, exc_info, text):

@@ -17,6 +17,7 @@ from onedrive_rpc.core.framing import DEFAULT_MAX_FRAME_SIZE, LARGE_FRAME, Frame
 from onedrive_rpc.core.session import PROTOCOL_VERSION, MessageTooLarge, Role, Session, State
 from onedrive_rpc.errors import (FrameTooLarge, LocalProtocolError, ProtocolError, RemoteProtocolError,
                                  StatusCode)
+from onedrive_rpc.testing.helpers import receive_via_buffer
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -125,19 +126,6 @@ def call(client, server, call_id, payload, **kwargs):
     [request] = pump(client, server)
     assert isinstance(request, ev.RequestReceived)
     return request
-
-
-def receive_via_buffer(session, data, now, step=None):
-    """Feed `data` through get_buffer()/buffer_updated() in reads of at most `step` bytes."""
-    events = []
-    offset = 0
-    while offset < len(data):
-        space = session.get_buffer()
-        n = min(len(space), len(data) - offset, step or len(data))
-        space[:n] = data[offset:offset + n]
-        offset += n
-        events.extend(session.buffer_updated(n, now))
-    return events
 
 
 def assert_failed(session, exc_info, text):

@@ -15,10 +15,9 @@ import onedrive_rpc as rpc
 from onedrive_rpc.logs import Throttled
 from onedrive_rpc.testing.echo_pb2 import Msg
 from onedrive_rpc.testing.echo_service import ECHO, EchoService
-from onedrive_rpc.testing.helpers import wait_until
+from onedrive_rpc.testing.helpers import child_env, wait_until
 
-_CHILD_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [
-    os.path.dirname(os.path.dirname(os.path.abspath(rpc.__file__))), os.environ.get("PYTHONPATH")])))
+_CHILD_ENV = child_env()
 
 # Opens `count` sessions at once (all connects in flight together) and
 # prints how many were refused and how each failed.

@@ -12,10 +12,9 @@ from gevent import subprocess
 
 import onedrive_rpc as rpc
 from onedrive_rpc.testing.echo_service import EchoService
-from onedrive_rpc.testing.helpers import wait_until
+from onedrive_rpc.testing.helpers import child_env, wait_until
 
-_CHILD_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [
-    os.path.dirname(os.path.dirname(os.path.abspath(rpc.__file__))), os.environ.get("PYTHONPATH")])))
+_CHILD_ENV = child_env()
 
 # `count` sessions, each sending a frame of random bytes after its handshake.
 _FUZZ = """

@@ -4,7 +4,6 @@ another client's calls beyond a few milliseconds."""
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import sys
 
@@ -13,10 +12,9 @@ from gevent import subprocess
 
 import onedrive_rpc as rpc
 from onedrive_rpc.testing.echo_service import EchoService
-from onedrive_rpc.testing.helpers import wait_until
+from onedrive_rpc.testing.helpers import child_env, wait_until
 
-_CHILD_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [
-    os.path.dirname(os.path.dirname(os.path.abspath(rpc.__file__))), os.environ.get("PYTHONPATH")])))
+_CHILD_ENV = child_env()
 
 _FLOOD = """
 import sys, time, gevent, onedrive_rpc as rpc
