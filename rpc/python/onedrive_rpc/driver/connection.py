@@ -138,7 +138,8 @@ class Connection:
         self.outbox = Outbox(self, self._loop)
         self.outgoing = OutgoingCalls(self)
         self.incoming = IncomingCalls(self)
-        self.ticker = Ticker(self._loop, self._silent, self.outbox.flush_soon)
+        self.ticker = Ticker(self._loop, self._silent, self.outbox.flush_soon,
+                             reading_paused=lambda: self.incoming.paused)
         #: What the server's broker pushes this peer's frames through.
         self.outlet = ConnectionOutlet(self)
         outgoing, incoming = self.outgoing, self.incoming

@@ -50,6 +50,8 @@ class IncomingCalls:
         self._next_one_way = -1
         #: Set while new calls are refused (the server is stopping).
         self.refusal: Optional[RpcError] = None
+        #: True while the reader waits for a call to finish (backpressure).
+        self.paused = False
         self.origin = CallOrigin(None, "", None)
 
     def set_origin(self) -> None:
@@ -100,9 +102,12 @@ class IncomingCalls:
         conn = self._conn
         limit = conn.limits.max_concurrent_calls
         while len(self.calls) >= limit and not conn.closed:
-            # Backpressure: stop reading until a call finishes.
+            # Backpressure: stop reading until a call finishes (the ticker
+            # does not hold the unread silence against the peer meanwhile).
+            self.paused = True
             conn.progress.clear()
             conn.progress.wait()
+        self.paused = False
         if conn.closed:
             return
         call = Context(self, self.origin, call_id, event.method, event.metadata, deadline,

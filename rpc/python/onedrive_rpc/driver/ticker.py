@@ -37,11 +37,13 @@ class Ticker:
 
     def __init__(self, loop: Any, on_silent: Callable[[PeerLost], None],
                  on_output: Callable[[], None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 reading_paused: Callable[[], bool] = lambda: False) -> None:
         self._loop = loop
         self._on_silent = on_silent
         self._on_output = on_output
         self._clock = clock
+        self._reading_paused = reading_paused
         self._session: Optional[Session] = None
         self._timer: Any = None
         #: When the timer is due (monotonic seconds; inf while stopped).
@@ -84,6 +86,10 @@ class Ticker:
             return
         now = self._clock()
         liveness = session.liveness
+        if liveness is not None and self._reading_paused():
+            # We stopped reading this peer ourselves (backpressure): what it
+            # sent meanwhile waits unread, so its silence is ours.
+            liveness.received(now)
         late = now - self.due
         if liveness is not None and late > liveness.interval:
             report_blocked_loop(late, liveness.interval, now)

@@ -74,7 +74,10 @@ class Rig:
         self.clock = Clock()
         self.silences: List[PeerLost] = []
         self.written: List[bytes] = []
-        self.ticker = Ticker(self.loop, self.silences.append, self._output, clock=self.clock)
+        #: Set to pretend the connection stopped reading (its backpressure).
+        self.paused = False
+        self.ticker = Ticker(self.loop, self.silences.append, self._output, clock=self.clock,
+                             reading_paused=lambda: self.paused)
 
     def _output(self) -> None:
         self.written.append(wire(self.client, self.clock.now))
@@ -163,6 +166,21 @@ def test_a_silent_peer_is_reported_once_and_the_ticker_stops():
     # The session queued the Close that tells the peer why (on_output is
     # not called for it: the connection flushes it as it handles the loss).
     assert kinds(wire(rig.client)) == ["close"]
+
+
+def test_a_peer_we_stopped_reading_is_not_reported_until_we_read_again():
+    rig = Rig()
+    rig.ticker.start(rig.client)
+    rig.paused = True  # backpressure: what the peer sends waits unread
+    for now in (1.0, 2.0, 3.0, 4.0, 5.0):
+        rig.tick_at(now)
+    assert rig.silences == [] and len(rig.written) == 5  # our heartbeats still go out
+    rig.paused = False  # reading again: from now on its silence counts
+    rig.tick_at(6.0)
+    rig.tick_at(7.0)
+    assert rig.silences == []
+    rig.tick_at(5.0 + BOUND)
+    assert len(rig.silences) == 1
 
 
 def test_a_peer_that_speaks_is_not_reported():
