@@ -32,12 +32,15 @@ class Throttled:
         self._kinds: Dict[str, Tuple[float, int]] = {}
         _all.add(self)
 
+    def forget(self) -> None:
+        """Start afresh: the next warning of each kind is logged."""
+        self._kinds.clear()
+
     @staticmethod
     def forget_all() -> None:
-        """Start afresh everywhere: the next warning of each kind is logged
-        (tests that look for one use this)."""
+        """forget() everywhere (tests that look for a warning use this)."""
         for throttled in list(_all):
-            throttled._kinds.clear()
+            throttled.forget()
 
     def warning(self, kind: str, message: str, *args: Any) -> None:
         now = self._clock()

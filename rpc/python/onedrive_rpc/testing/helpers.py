@@ -1,8 +1,10 @@
 """Small helpers for protocol and integration tests (ours and users')."""
 from __future__ import annotations
 
+import json
 import os
-from typing import Callable, Dict, List, Optional, Tuple, Union
+import signal
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import gevent
 
@@ -11,7 +13,7 @@ from ..core.framing import FrameDecoder, frame_header
 from ..core.session import Role, Session
 
 __all__ = ["wait_until", "framed", "envelopes", "wire", "open_session_pair", "receive_via_buffer",
-           "child_env"]
+           "child_env", "in_forked_child", "rss_bytes"]
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, poll: float = 0.005) -> None:
@@ -78,3 +80,40 @@ def child_env() -> Dict[str, str]:
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     return env
+
+
+def in_forked_child(check: Callable[[], Any]) -> Any:
+    """Fork; run `check()` in the child; return {"ok": its result} or
+    {"error": repr(exception)}, passed back as JSON. The child leaves
+    without running any cleanup; it is reaped (killed if need be)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report and leave
+        try:
+            result = {"ok": check()}
+        except BaseException as exc:  # noqa: B902 - report anything
+            result = {"error": repr(exc)}
+        os.write(write_end, json.dumps(result).encode())
+        os._exit(0)
+    try:
+        os.close(write_end)
+        chunks = []
+        while True:
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return json.loads(b"".join(chunks))
+    finally:
+        os.close(read_end)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+
+
+def rss_bytes() -> int:
+    """This process's resident memory (Linux: /proc/self/statm)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

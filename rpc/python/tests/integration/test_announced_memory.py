@@ -22,7 +22,7 @@ from onedrive_rpc.errors import MetadataTooLarge
 from onedrive_rpc.handshake import write_all
 from onedrive_rpc.testing import echo_pb2
 from onedrive_rpc.testing.echo_service import ECHO, EchoService
-from onedrive_rpc.testing.helpers import envelopes, framed, wait_until
+from onedrive_rpc.testing.helpers import envelopes, framed, rss_bytes, wait_until
 from onedrive_rpc.transport import ConnectionClosed, connect_stream
 
 Msg = echo_pb2.Msg
@@ -59,11 +59,6 @@ ATTACKER = textwrap.dedent("""
 """)
 
 
-def rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 @pytest.fixture
 def tcp_server():
     # Slow heartbeats: attackers that handshake and go silent are not
@@ -84,7 +79,7 @@ def test_length_prefixes_alone_do_not_make_the_server_hold_what_they_announce(tc
     client = rpc.Client(peer, ECHO)
     assert client.echo(Msg(text="warm"), timeout=5).text == "warm"
     host, port = tcp_server.url[len("tcp://"):].rsplit(":", 1)
-    before = rss()
+    before = rss_bytes()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     attacker = subprocess.Popen(
         [sys.executable, "-c", ATTACKER, host, port, str(CONNECTIONS), str(DEFAULT_MAX_FRAME_SIZE),
@@ -96,7 +91,7 @@ def test_length_prefixes_alone_do_not_make_the_server_hold_what_they_announce(tc
         if handshake == "yes":  # all are connections now (+ the bystander)
             wait_until(lambda: len(tcp_server.connections) == CONNECTIONS + 1, timeout=10)
         gevent.sleep(0.5)  # every prefix read
-        grown = rss() - before
+        grown = rss_bytes() - before
         assert grown < 16 * MB, f"RSS grew by {grown / MB:.0f} MB for {CONNECTIONS} length prefixes"
         assert client.echo(Msg(text="still here"), timeout=5).text == "still here"
     finally:

@@ -4,7 +4,6 @@ fuzzing peer cost little even before the cycle collector runs."""
 from __future__ import annotations
 
 import gc
-import os
 import sys
 
 import gevent
@@ -12,7 +11,7 @@ from gevent import subprocess
 
 import onedrive_rpc as rpc
 from onedrive_rpc.testing.echo_service import EchoService
-from onedrive_rpc.testing.helpers import child_env, wait_until
+from onedrive_rpc.testing.helpers import child_env, rss_bytes, wait_until
 
 _CHILD_ENV = child_env()
 
@@ -29,11 +28,6 @@ print("done", flush=True)
 """
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-
-
 def test_a_thousand_fuzzed_sessions_cost_little_without_the_cycle_collector():
     server = rpc.Server("tcp://127.0.0.1:0")
     server.add_service(EchoService())
@@ -41,14 +35,14 @@ def test_a_thousand_fuzzed_sessions_cost_little_without_the_cycle_collector():
     gc.collect()
     gc.disable()
     try:
-        start = _rss_mb()
+        start = rss_bytes() / 1e6
         child = subprocess.Popen([sys.executable, "-c", _FUZZ, server.url, "1000"],
                                  stdout=subprocess.PIPE, env=_CHILD_ENV, text=True)
         with gevent.Timeout(120):
             assert child.stdout.readline().strip() == "done"
         child.wait()
         wait_until(lambda: not server.connections, timeout=20)
-        growth = _rss_mb() - start
+        growth = rss_bytes() / 1e6 - start
     finally:
         gc.enable()
         server.stop()

@@ -1,7 +1,6 @@
 """A forked child lets go of its parent's connections; the parent keeps them."""
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
@@ -9,31 +8,9 @@ import pytest
 import onedrive_rpc as rpc
 from onedrive_rpc.testing import echo_pb2
 from onedrive_rpc.testing.echo_service import ECHO, EchoService
+from onedrive_rpc.testing.helpers import in_forked_child
 
 Msg = echo_pb2.Msg
-
-
-def in_child(check):
-    """Fork; run `check()` in the child; return what it returned (JSON) to the parent."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report and leave without running any cleanup
-        try:
-            result = {"ok": check()}
-        except BaseException as exc:  # noqa: B902 - report anything
-            result = {"error": repr(exc)}
-        os.write(write_end, json.dumps(result).encode())
-        os._exit(0)
-    os.close(write_end)
-    chunks = []
-    while True:
-        chunk = os.read(read_end, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(read_end)
-    os.waitpid(pid, 0)
-    return json.loads(b"".join(chunks))
 
 
 @pytest.mark.parametrize("scheme", ["tcp", "unix"])
@@ -55,7 +32,7 @@ def test_forked_child_cannot_use_the_parents_connections(scheme, tmp_path, peers
                 return exc.message
             return "the call went through"
 
-        outcome = in_child(child)
+        outcome = in_forked_child(child)
         assert "this process forked" in outcome.get("ok", ""), outcome
         assert f"parent process (pid {os.getpid()})" in outcome["ok"]
         # The parent's connection and server are intact: same peer, new peers.

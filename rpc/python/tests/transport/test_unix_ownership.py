@@ -9,9 +9,7 @@ only a refused connect makes them stale.
 from __future__ import annotations
 
 import errno
-import json
 import os
-import signal
 import socket
 
 import pytest
@@ -20,7 +18,7 @@ import onedrive_rpc as rpc
 from onedrive_rpc.errors import TransportError
 from onedrive_rpc.testing import echo_pb2
 from onedrive_rpc.testing.echo_service import ECHO, EchoService
-from onedrive_rpc.testing.helpers import wait_until
+from onedrive_rpc.testing.helpers import in_forked_child, wait_until
 from onedrive_rpc.testing.process import ServerProcess
 from onedrive_rpc.transport import connect_stream, listen
 
@@ -272,35 +270,6 @@ def test_a_lock_file_that_is_not_a_regular_file_is_refused(tmp_path):
     assert os.path.isdir(lock_of(path))
 
 
-def in_child(check):
-    """Fork; run `check()` in the child; return what it returned (JSON)."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report and leave without running any cleanup
-        try:
-            result = {"ok": check()}
-        except BaseException as exc:  # noqa: B902 - report anything
-            result = {"error": repr(exc)}
-        os.write(write_end, json.dumps(result).encode())
-        os._exit(0)
-    try:
-        os.close(write_end)
-        chunks = []
-        while True:
-            chunk = os.read(read_end, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return json.loads(b"".join(chunks))
-    finally:
-        os.close(read_end)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        os.waitpid(pid, 0)
-
-
 def test_a_forked_child_lets_go_of_the_lock_without_releasing_it(tmp_path, peers):
     """flock belongs to the open file description, which fork shares: the
     child closes its copy of the descriptor (never LOCK_UN, which would free
@@ -324,7 +293,7 @@ def test_a_forked_child_lets_go_of_the_lock_without_releasing_it(tmp_path, peers
                 os.close(fd)
             return {"descriptors": held, "still_locked": still_locked}
 
-        outcome = in_child(child)
+        outcome = in_forked_child(child)
         assert outcome.get("ok") == {"descriptors": [], "still_locked": True}, outcome
         # The child is gone; the parent still owns and serves the path.
         assert path.exists() and os.path.exists(lock)
@@ -357,9 +326,9 @@ def test_what_fork_does_to_a_flock(tmp_path):
 
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        assert in_child(lambda: os.close(fd)) == {"ok": None}
+        assert in_forked_child(lambda: os.close(fd)) == {"ok": None}
         assert held_by_someone_else()
-        assert in_child(lambda: fcntl.flock(fd, fcntl.LOCK_UN)) == {"ok": None}
+        assert in_forked_child(lambda: fcntl.flock(fd, fcntl.LOCK_UN)) == {"ok": None}
         assert not held_by_someone_else()
     finally:
         os.close(fd)
