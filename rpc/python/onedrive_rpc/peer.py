@@ -434,7 +434,8 @@ def connect(url: str, *, name: Optional[str] = None,
                        heartbeat_interval=heartbeat.interval,
                        heartbeat_misses=heartbeat.misses,
                        max_metadata_size=limits.max_metadata_size,
-                       max_metadata_entries=limits.max_metadata_entries, **resume)
+                       max_metadata_entries=limits.max_metadata_entries,
+                       max_concurrent_calls=limits.max_concurrent_calls, **resume)
 
     dialer = Dialer(url, timeout, open_session)
     try:

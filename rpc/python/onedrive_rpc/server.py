@@ -211,7 +211,8 @@ class Server:
                           heartbeat_misses=self.heartbeat.misses,
                           max_metadata_size=self.limits.max_metadata_size,
                           max_metadata_entries=self.limits.max_metadata_entries,
-                          min_heartbeat_interval=self.limits.min_heartbeat_interval)
+                          min_heartbeat_interval=self.limits.min_heartbeat_interval,
+                          max_concurrent_calls=self.limits.max_concurrent_calls)
         key = peer_key(stream)
         refusal = self._admission.refusal(key, self._connections)
         if refusal is not None:

@@ -12,6 +12,10 @@ Rules (rpc/protos/README.md §4):
 - Hello metadata is held to the metadata limits (core/metadata.py): more is
   refused before it is sent, and by the server with a Close
   (RESOURCE_EXHAUSTED) naming the limit.
+- Each side may announce the most Requests it serves at once
+  (max_concurrent_calls; 0: none announced), as HTTP/2's
+  MAX_CONCURRENT_STREAMS: the other side keeps no more than that many of
+  its calls unanswered and queues the rest itself.
 - The smaller heartbeat interval wins: the server decides and says so in
   Welcome, never below its own minimum (min_heartbeat_interval: a peer
   asking for a faster one gets the minimum, so a hundred peers asking for
@@ -45,6 +49,8 @@ __all__ = ["PROTOCOL_VERSION", "Negotiation", "Step"]
 
 PROTOCOL_VERSION = wire_pb2.PROTOCOL_VERSION_1
 
+_MAX_UINT32 = 2 ** 32 - 1
+
 # Intervals below this would make a peer spend its time on heartbeats.
 MIN_HEARTBEAT_MS = 10
 
@@ -71,14 +77,17 @@ class Negotiation:
     __slots__ = ("identity", "max_frame_size", "interval", "misses", "metadata", "resume_id",
                  "hello_sent", "peer", "agreed_interval", "hello_metadata", "resume_request",
                  "resent_through", "max_metadata_size", "max_metadata_entries",
-                 "min_interval")
+                 "min_interval", "max_calls", "peer_max_calls")
 
     def __init__(self, *, peer_id: str, name: str, pid: int, max_frame_size: int,
                  metadata: Optional[Mapping[str, str]], heartbeat_interval: float,
                  heartbeat_misses: int, resume_session_id: str,
                  max_metadata_size: int = md.DEFAULT_MAX_METADATA_SIZE,
                  max_metadata_entries: int = md.DEFAULT_MAX_METADATA_ENTRIES,
-                 min_heartbeat_interval: float = 0.0) -> None:
+                 min_heartbeat_interval: float = 0.0, max_concurrent_calls: int = 0) -> None:
+        if not 0 <= max_concurrent_calls <= _MAX_UINT32:
+            raise ValueError(f"max_concurrent_calls must be in 0..{_MAX_UINT32}, "
+                             f"not {max_concurrent_calls}")
         # Validates both before anything goes on the wire.
         Liveness(heartbeat_interval, heartbeat_misses, 0.0)
         md.validate_limits(max_metadata_size, max_metadata_entries)
@@ -90,6 +99,9 @@ class Negotiation:
                 raise MetadataTooLarge("hello", *found)
         self.identity = wire_pb2.PeerIdentity(peer_id=peer_id, name=name, pid=pid)
         self.max_frame_size = max_frame_size
+        #: The Requests we serve at once, announced; the peer's (0: unlimited).
+        self.max_calls = max_concurrent_calls
+        self.peer_max_calls = 0
         self.interval = heartbeat_interval
         #: Our own misses: the peer's bound on our silence is its own.
         self.misses = heartbeat_misses
@@ -122,6 +134,7 @@ class Negotiation:
         hello.max_frame_size = self.max_frame_size
         hello.heartbeat.interval_ms = _ms(self.interval)
         hello.heartbeat.misses = self.misses
+        hello.max_concurrent_calls = self.max_calls
         hello.metadata.update(self.metadata)
         if self.resume_id:
             hello.resume_session_id = self.resume_id
@@ -140,6 +153,7 @@ class Negotiation:
             raise VersionMismatch("server", welcome.version, PROTOCOL_VERSION)
         limit = _peer_frame_limit(welcome.max_frame_size) if welcome.max_frame_size else 0
         peer = _peer_info(welcome.identity)
+        self.peer_max_calls = welcome.max_concurrent_calls
         fresh = None  # a new Reliability, when our session is gone
         if welcome.resumed:
             if welcome.session_id != self.resume_id or not self.resume_id:
@@ -167,6 +181,7 @@ class Negotiation:
             raise VersionMismatch("client", hello.version, PROTOCOL_VERSION)
         limit = _peer_frame_limit(hello.max_frame_size) if hello.max_frame_size else 0
         self.peer = peer = _peer_info(hello.identity)
+        self.peer_max_calls = hello.max_concurrent_calls
         # The smaller interval wins; each side keeps its own misses.
         if hello.heartbeat.interval_ms:
             asked = _heartbeat_interval(hello.heartbeat.interval_ms)
@@ -210,6 +225,7 @@ class Negotiation:
         welcome.session_id = session_id
         welcome.heartbeat.interval_ms = _ms(self.agreed_interval)
         welcome.heartbeat.misses = self.misses
+        welcome.max_concurrent_calls = self.max_calls
         if resumed is not None:
             welcome.resumed = True
             welcome.resume_received_seq = resumed.received

@@ -53,6 +53,7 @@ class SessionOutput:
     reliability: Reliability
     liveness: Optional[Liveness]
     peer_max_frame_size: int
+    peer_max_calls: int
     max_metadata_size: int
     max_metadata_entries: int
     _out: List[Frame]
@@ -88,9 +89,15 @@ class SessionOutput:
         """Call `method`; for a server stream, `initial_credit` is how many
         items the peer may send before we grant more (0: its default).
         Raises MetadataTooLarge (nothing queued) for metadata beyond the
-        limits (core/metadata.py)."""
+        limits (core/metadata.py), LocalProtocolError past the calls the
+        peer serves at once (wait until `may_request`)."""
         if self.state is not State.OPEN:
             self._require_open()
+        requests = self.reliability.requests_out
+        limit = self.peer_max_calls
+        if limit and len(requests) >= limit:
+            raise LocalProtocolError(f"the peer serves at most {limit} calls at once: "
+                                     f"wait until one is answered or cancelled")
         if metadata:
             self._check_metadata(metadata, "request")
         env = _Envelope()
@@ -104,6 +111,14 @@ class SessionOutput:
         if initial_credit:
             req.initial_credit = initial_credit
         self._queue(env, payload, True)
+        requests.add(call_id)
+
+    @property
+    def may_request(self) -> bool:
+        """Whether one more Request stays within the calls the peer serves
+        at once (its handshake's max_concurrent_calls)."""
+        limit = self.peer_max_calls
+        return not limit or len(self.reliability.requests_out) < limit
 
     def send_response(self, call_id: int, code: int, message: str = "",
                       details: str = "", payload: bytes = b"") -> None:
@@ -123,7 +138,9 @@ class SessionOutput:
             status.message = message
             status.details = details
         self._queue(env, payload, True)
-        self.reliability.calls_in.discard(call_id)
+        reliability = self.reliability
+        reliability.calls_in.discard(call_id)
+        reliability.requests_in.discard(call_id)
 
     def send(self, frame: pattern_frames.OutFrame, ack_now: bool = False) -> int:
         """Queue one sequenced frame of the other patterns (§8): a typed
@@ -146,6 +163,7 @@ class SessionOutput:
         self._queue(None, getattr(frame, "payload", b""), True, tail=tail)
         if kind is _StreamEnd:
             self.reliability.calls_in.discard(frame.call_id)  # type: ignore[union-attr]
+            self.reliability.requests_in.discard(frame.call_id)  # type: ignore[union-attr]
         return seq
 
     def withdraw(self, seq: int) -> bool:
@@ -162,11 +180,14 @@ class SessionOutput:
         return self.reliability.replace(seq, frame_header(len(body)) + body)
 
     def send_cancel(self, call_id: int, reason: str = "") -> None:
+        """Give up on call `call_id`: it no longer counts against the
+        calls the peer serves at once."""
         self._require_open()
         env = _Envelope()
         env.cancel.call_id = call_id
         env.cancel.reason = reason
         self._queue(env, b"", True)
+        self.reliability.requests_out.discard(call_id)
 
     def send_close(self, code: int, message: str = "", end_session: bool = True) -> None:
         """Queue a Close and stop; further sends are LocalProtocolErrors."""

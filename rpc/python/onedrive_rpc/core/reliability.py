@@ -30,7 +30,7 @@ class Reliability:
     """What one side of a session sent, received and owes."""
 
     __slots__ = ("next_seq", "received", "peer_acked", "unacked", "unacked_bytes",
-                 "ack_owed_since", "ack_sent", "calls_in")
+                 "ack_owed_since", "ack_sent", "calls_in", "requests_in", "requests_out")
 
     def __init__(self) -> None:
         #: Sequence number of the next frame we send (the first is 1).
@@ -49,6 +49,12 @@ class Reliability:
         #: Calls the peer made that we have not answered yet: each gets
         #: exactly one answer, whichever connection carries it.
         self.calls_in: set = set()
+        #: Of those, the Requests that count against our max_concurrent_calls:
+        #: neither answered nor cancelled (HTTP/2 counts streams the same way).
+        self.requests_in: set = set()
+        #: Our Requests that count against the peer's limit: neither
+        #: answered nor cancelled by us.
+        self.requests_out: set = set()
 
     # ------------------------------------------------------------- sending
 

@@ -59,6 +59,7 @@ _Envelope = wire_pb2.Envelope
 _Handler = Callable[[_Envelope, Frame], Optional["ev.Event"]]
 _EMPTY: Mapping[str, str] = {}
 _decode_notify = pattern_frames.DECODERS["notify"]
+_decode_stream_end = pattern_frames.DECODERS["stream_end"]
 
 
 def _split_payload(frame: Frame) -> Tuple[_Envelope, Frame]:
@@ -120,6 +121,7 @@ class Session(SessionOutput):
         max_metadata_size: int = md.DEFAULT_MAX_METADATA_SIZE,
         max_metadata_entries: int = md.DEFAULT_MAX_METADATA_ENTRIES,
         min_heartbeat_interval: float = 0.0,
+        max_concurrent_calls: int = 0,
     ) -> None:
         if not MIN_FRAME_LIMIT <= max_frame_size <= ABSOLUTE_MAX_FRAME_SIZE:
             raise ValueError(f"max_frame_size must be in {MIN_FRAME_LIMIT}..{ABSOLUTE_MAX_FRAME_SIZE} "
@@ -131,7 +133,10 @@ class Session(SessionOutput):
             heartbeat_interval=heartbeat_interval, heartbeat_misses=heartbeat_misses,
             resume_session_id=resume_session_id, max_metadata_size=max_metadata_size,
             max_metadata_entries=max_metadata_entries,
-            min_heartbeat_interval=min_heartbeat_interval)
+            min_heartbeat_interval=min_heartbeat_interval,
+            max_concurrent_calls=max_concurrent_calls)
+        #: Requests of the peer served at once; more are refused (0: no limit).
+        self.max_concurrent_calls = max_concurrent_calls
         #: What a Request or Notify may carry as metadata, either way (core/metadata.py).
         self.max_metadata_size = max_metadata_size
         self.max_metadata_entries = max_metadata_entries
@@ -169,11 +174,18 @@ class Session(SessionOutput):
         for kind in pattern_frames.DECODERS:
             self._open_handlers[kind] = functools.partial(self._on_pattern, kind)
         self._open_handlers["notify"] = self._on_notify
+        self._open_handlers["stream_end"] = self._on_stream_end
         self._handshake_handlers: Dict[str, _Handler] = {
             kind: self._not_open for kind in self._open_handlers}
         self._handshake_handlers.update(
             hello=self._on_hello, welcome=self._on_welcome, close=self._on_close)
         self._open_handlers.update(hello=self._on_hello, welcome=self._on_welcome)
+
+    @property
+    def peer_max_calls(self) -> int:  # type: ignore[override]
+        """The most Requests the peer serves at once, as its handshake
+        announced (0: no limit announced): keep no more unanswered."""
+        return self._negotiation.peer_max_calls
 
     # ---------------------------------------------------------------- output
 
@@ -475,7 +487,17 @@ class Session(SessionOutput):
             raise RemoteProtocolError(f"call id {call_id} is already in flight")
         if not req.method:
             raise RemoteProtocolError(f"request {call_id} names no method")
-        self.reliability.calls_in.add(call_id)
+        reliability = self.reliability
+        reliability.calls_in.add(call_id)
+        limit = self.max_concurrent_calls
+        if limit and len(reliability.requests_in) >= limit:
+            # The peer ignored the limit its handshake told it: refused here
+            # without a handler, and the connection goes on being read.
+            self.send_response(call_id, StatusCode.RESOURCE_EXHAUSTED,
+                               f"too many calls in flight: this side serves at most {limit} "
+                               f"at once on one connection (max_concurrent_calls, announced in "
+                               f"the handshake); wait for an answer before calling again")
+            return None
         if len(req.metadata):
             try:
                 metadata: Mapping[str, str] = md.received(
@@ -486,6 +508,7 @@ class Session(SessionOutput):
                 return None
         else:
             metadata = _EMPTY
+        reliability.requests_in.add(call_id)
         if req.timeout_us:
             timeout: Optional[float] = req.timeout_us / 1_000_000
             deadline: Optional[float] = self.last_received + timeout  # type: ignore[operator]
@@ -496,6 +519,7 @@ class Session(SessionOutput):
 
     def _on_response(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
         resp = env.response
+        self.reliability.requests_out.discard(resp.call_id)
         status = resp.status
         return ev.ResponseReceived(resp.call_id, status.code, status.message,
                                    status.details, payload)
@@ -504,6 +528,8 @@ class Session(SessionOutput):
         cancel = env.cancel
         if cancel.call_id not in self.reliability.calls_in:
             return None  # already answered: the cancel crossed our response
+        # Its handler may take a moment to stop; it no longer counts.
+        self.reliability.requests_in.discard(cancel.call_id)
         return ev.CancelReceived(cancel.call_id, cancel.reason)
 
     def _on_pattern(self, kind: str, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
@@ -515,6 +541,11 @@ class Session(SessionOutput):
                 if call_id in calls_in:
                     raise RemoteProtocolError(f"call id {call_id} is already in flight")
                 calls_in.add(call_id)
+        return event
+
+    def _on_stream_end(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
+        event = _decode_stream_end(env, payload)
+        self.reliability.requests_out.discard(event.call_id)  # type: ignore[union-attr]
         return event
 
     def _on_notify(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:

@@ -7,8 +7,13 @@ old reader finishes the handler, answers, and exits). A closing
 connection therefore never kills a reader that is running a handler:
 that would lose the call.
 
-At most `Limits.max_concurrent_calls` run at once: past it the reader
-stops reading until one finishes (backpressure on the peer).
+At most `Limits.max_concurrent_calls` Requests run at once: the limit is
+announced in the handshake, the peer queues its calls past it, and a
+Request past it anyway is refused (RESOURCE_EXHAUSTED) by the Session,
+which goes on reading. Notifications, and handlers still ending after
+their call was cancelled, share as many places again; past those the
+reader stops reading until one finishes (backpressure on the peer; the
+ticker does not hold the unread silence against it).
 """
 from __future__ import annotations
 
@@ -100,10 +105,8 @@ class IncomingCalls:
     def _serve(self, event: Any, call_id: int, deadline: Optional[float],
                initial_credit: int = 0, one_way: bool = False) -> None:
         conn = self._conn
-        limit = conn.limits.max_concurrent_calls
+        limit = 2 * conn.limits.max_concurrent_calls  # see the module docstring
         while len(self.calls) >= limit and not conn.closed:
-            # Backpressure: stop reading until a call finishes (the ticker
-            # does not hold the unread silence against the peer meanwhile).
             self.paused = True
             conn.progress.clear()
             conn.progress.wait()

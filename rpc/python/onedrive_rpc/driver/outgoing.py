@@ -6,12 +6,19 @@ Waiter for a plain call, a CallFuture, or a StreamReceiver. The reader
 routes answers to them; a lost or closed connection fails all of them at
 once. Confirmed notifications wait, in seq order, for the peer's
 cumulative ack.
+
+The peer announces how many Requests it serves at once (HTTP/2's
+MAX_CONCURRENT_STREAMS); a call past that waits here, first come first
+served, until an earlier one is answered or cancelled, its own deadline
+counting meanwhile. A peer's limit is thus never a reason for an error.
 """
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Mapping, Optional, Tuple
 
+from gevent.event import Event
 from gevent.hub import Waiter
 
 from ..calls import DEFAULT_STREAM_WINDOW, TIMED_OUT, CallFuture, call_result, fresh
@@ -29,6 +36,7 @@ MAX_STREAM_WINDOW = 65536
 
 _LIVE_STATES = (State.OPEN, State.SUSPENDED)
 _EMPTY: Mapping[str, str] = {}
+_monotonic = time.monotonic
 
 
 class OutgoingCalls:
@@ -49,6 +57,8 @@ class OutgoingCalls:
         # While suspended: what was pending already failed, so new calls
         # fail fast too until the session is back.
         self.failed_while_suspended = False
+        #: Calls waiting for one of the places the peer serves, in turn.
+        self._turns: Deque[Event] = deque()
 
     # ------------------------------------------------------------ calls
 
@@ -57,16 +67,16 @@ class OutgoingCalls:
              metadata: Optional[Mapping[str, str]] = None) -> Any:
         """Call `method` and wait for its reply, decoded with `decode`."""
         waiter = Waiter(self._hub)
-        call_id = self._send_request(method, payload, timeout, metadata, waiter)
-        return self._await(call_id, waiter, timeout, decode, method)
+        call_id, left = self._send_request(method, payload, timeout, metadata, waiter)
+        return self._await(call_id, waiter, left, decode, method, timeout)
 
     def call_future(self, method: str, payload: bytes, decode: Callable[[Any], Any],
                     timeout: Optional[float] = None,
                     metadata: Optional[Mapping[str, str]] = None) -> CallFuture:
         future = CallFuture(self, decode)
-        future.call_id = self._send_request(method, payload, timeout, metadata, future)
-        if timeout is not None:
-            future.expire_after(self._loop, timeout)
+        future.call_id, left = self._send_request(method, payload, timeout, metadata, future)
+        if left is not None:
+            future.expire_after(self._loop, left)
         return future
 
     def open_stream(self, method: str, payload: bytes, decode: Callable[[Any], Any],
@@ -77,9 +87,10 @@ class OutgoingCalls:
         if not 1 <= window <= MAX_STREAM_WINDOW:
             raise ValueError(f"stream window must be 1..{MAX_STREAM_WINDOW} items, not {window}")
         receiver = StreamReceiver(self, method, window)
-        receiver.call_id = self._send_request(method, payload, timeout, metadata, receiver, window)
-        if timeout is not None:
-            receiver.timer = timer = self._loop.timer(timeout)
+        receiver.call_id, left = self._send_request(method, payload, timeout, metadata, receiver,
+                                                    window)
+        if left is not None:
+            receiver.timer = timer = self._loop.timer(left)
             timer.start(receiver.switch, TIMED_OUT)
         return ServerStream(receiver, decode)
 
@@ -135,6 +146,7 @@ class OutgoingCalls:
         if self.pending.pop(call_id, None) is not None:
             self._conn.progress.set()
             self.send_cancel(call_id, reason)
+            self.next_turn()
 
     def grant(self, call_id: int, items: int) -> None:
         """Stream `call_id` may send `items` more (while it is open)."""
@@ -159,6 +171,8 @@ class OutgoingCalls:
                                   "the peer answered a stream call with a single response")
             self._loop.run_callback(waiter.switch, answer)
             self._conn.progress.set()
+            if self._turns:
+                self.next_turn()
 
     def on_stream_item(self, event: ev.StreamItemReceived) -> None:
         receiver = self.pending.get(event.call_id)
@@ -174,6 +188,8 @@ class OutgoingCalls:
                 outcome = RpcError(StatusCode.INTERNAL, "the peer answered a call with a stream")
             self._loop.run_callback(waiter.switch, outcome)
             self._conn.progress.set()
+            if self._turns:
+                self.next_turn()
 
     def release_confirms(self, peer_acked: int) -> None:
         """The peer acknowledged everything up to `peer_acked`."""
@@ -195,6 +211,8 @@ class OutgoingCalls:
             self._loop.run_callback(waiter.switch, fresh(error))
         if pending:
             conn.progress.set()
+        for turn in self._turns:  # each sees why and leaves the line
+            turn.set()
         confirms = list(self.confirms)
         self.confirms.clear()
         for seq, waiter in confirms:
@@ -221,10 +239,44 @@ class OutgoingCalls:
             # call registered now would never be answered.
             raise conn.closed_error()
 
+    def next_turn(self) -> None:
+        """A place the peer serves may be free: wake the first call in line."""
+        turns = self._turns
+        if turns and self._conn.session.may_request:
+            turns[0].set()
+
+    def _wait_turn(self, timeout: Optional[float], method: str) -> Optional[float]:
+        """Wait, behind the calls that came first, until the peer serves
+        one more (or we may not send at all: raises); what is left of
+        `timeout` then."""
+        turn = Event()
+        turns = self._turns
+        turns.append(turn)
+        deadline = None if timeout is None else _monotonic() + timeout
+        try:
+            while True:
+                turn.clear()
+                self._ready_to_send()
+                if turns[0] is turn and self._conn.session.may_request:
+                    return None if deadline is None else max(0.0, deadline - _monotonic())
+                left = None if deadline is None else deadline - _monotonic()
+                if (left is not None and left <= 0) or not turn.wait(left):
+                    raise RpcError(StatusCode.DEADLINE_EXCEEDED,
+                                   f"deadline exceeded after {timeout}s calling {method}: waited "
+                                   f"behind the {self._conn.session.peer_max_calls} calls the "
+                                   f"peer serves at once")
+        finally:
+            turns.remove(turn)
+            self.next_turn()
+
     def _send_request(self, method: str, payload: bytes, timeout: Optional[float],
                       metadata: Optional[Mapping[str, str]], waiter: Any,
-                      initial_credit: int = 0) -> int:
+                      initial_credit: int = 0) -> Tuple[int, Optional[float]]:
+        """Send a Request (once the peer serves one more); its call id and
+        what is left of `timeout`."""
         self._ready_to_send()
+        if self._turns or not self._conn.session.may_request:
+            timeout = self._wait_turn(timeout, method)
         call_id = self._next_call_id
         self._next_call_id = call_id + 1
         try:
@@ -234,7 +286,7 @@ class OutgoingCalls:
             raise send_error(self._conn, exc) from None
         self.pending[call_id] = waiter
         self._conn.outbox.flush_soon()
-        return call_id
+        return call_id, timeout
 
     def _send(self, frame: OutFrame, ack_now: bool = False) -> int:
         try:
@@ -255,7 +307,9 @@ class OutgoingCalls:
                 timer.close()
 
     def _await(self, call_id: int, waiter: Waiter, timeout: Optional[float],
-               decode: Callable[[Any], Any], what: str) -> Any:
+               decode: Callable[[Any], Any], what: str, asked: Optional[float] = None) -> Any:
+        """Wait `timeout` for the answer to `call_id` (`asked`: the
+        deadline the caller gave, when part of it passed in line)."""
         try:
             outcome = self._wait(waiter, timeout)
         except BaseException:
@@ -265,7 +319,7 @@ class OutgoingCalls:
         if outcome is TIMED_OUT:
             self.abandon(call_id, "deadline exceeded")
             raise RpcError(StatusCode.DEADLINE_EXCEEDED,
-                           f"deadline exceeded after {timeout}s calling {what}")
+                           f"deadline exceeded after {asked or timeout}s calling {what}")
         return call_result(outcome, decode)
 
 

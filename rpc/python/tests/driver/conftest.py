@@ -166,9 +166,10 @@ def client_session(heartbeat_interval: float = HEARTBEAT_INTERVAL, **resume: Any
                    heartbeat_interval=heartbeat_interval, **resume)
 
 
-def server_session() -> Session:
+def server_session(max_concurrent_calls: int = 0) -> Session:
     return Session(Role.SERVER, peer_id="server-id", name="server", pid=2,
-                   session_id=uuid.uuid4().hex, heartbeat_interval=HEARTBEAT_INTERVAL)
+                   session_id=uuid.uuid4().hex, heartbeat_interval=HEARTBEAT_INTERVAL,
+                   max_concurrent_calls=max_concurrent_calls)
 
 
 def handshake(client_stream: Stream, server_stream: Stream, client: Session, server: Session,
@@ -281,7 +282,9 @@ def connect(connections):
         client_stream, server_stream = stream_pair()
         if wrap:
             client_stream, server_stream = WrappedStream(client_stream), WrappedStream(server_stream)
-        csession, ssession = client_session(), server_session()
+        # Each side announces the calls it serves at once, as server.py and peer.py do.
+        announced = (server_limits or Limits()).max_concurrent_calls
+        csession, ssession = client_session(), server_session(announced)
         client_events, server_events = handshake(client_stream, server_stream, csession, ssession)
         server = Connection(server_stream, ssession, server_owner, limits=server_limits,
                             session_grace=server_grace)

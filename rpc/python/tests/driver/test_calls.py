@@ -35,19 +35,133 @@ def outcome_of(function, *args, **kwargs):
 # ------------------------------------------------------------------ incoming
 
 
-def test_at_max_concurrent_calls_the_reader_stops_until_one_finishes(connect, blocker):
+def test_past_the_peers_limit_a_call_waits_its_turn_unsent(connect, blocker):
+    """The server announced 1 call at once: the second waits at the
+    caller, is never refused, and goes once the first is answered."""
     pair = connect(server_limits=Limits(max_concurrent_calls=1))
+    assert pair.client.session.peer_max_calls == 1
     block = pair.server_owner.handlers["/block"] = blocker(b"first")
     first = pair.client.outgoing.call_future("/block", b"", bytes)
     assert block.entered.wait(SOON)
-    second = pair.client.outgoing.call_future("/echo", b"second", bytes)
+    second = gevent.spawn(outcome_of, pair.client.outgoing.call, "/echo", b"second", bytes,
+                          timeout=SOON)
     with pytest.raises(gevent.Timeout):
         second.get(timeout=0.2)
-    assert pair.server_owner.methods() == ["/block"]  # read, but not served
+    assert pair.server.session.reliability.received == 1  # the second was never sent
     block.release.set()
     assert first.get(timeout=SOON) == b"first"
     assert second.get(timeout=SOON) == b"second"
     assert pair.server_owner.methods() == ["/block", "/echo"]
+
+
+def test_calls_waiting_for_their_turn_go_in_the_order_they_came(connect, blocker):
+    pair = connect(server_limits=Limits(max_concurrent_calls=2))
+    block = pair.server_owner.handlers["/block"] = blocker()
+    echoed = []
+
+    def recording_echo(call, event):
+        echoed.append(bytes(event.payload))
+        call.reply(bytes(event.payload))
+
+    pair.server_owner.handlers["/echo"] = recording_echo
+    held = [pair.client.outgoing.call_future("/block", b"", bytes) for _ in range(2)]
+    assert block.entered.wait(SOON)
+    waiting = [gevent.spawn(outcome_of, pair.client.outgoing.call, "/echo", str(i).encode(), bytes,
+                            timeout=SOON) for i in range(20)]
+    gevent.sleep(0)  # all of them in line
+    block.release.set()
+    assert [g.get(timeout=SOON) for g in waiting] == [str(i).encode() for i in range(20)]
+    assert [future.get(timeout=SOON) for future in held] == [b"done", b"done"]
+    assert echoed == [str(i).encode() for i in range(20)]
+
+
+def test_a_call_whose_deadline_passes_in_line_fails_without_being_sent(connect, blocker):
+    pair = connect(server_limits=Limits(max_concurrent_calls=1))
+    block = pair.server_owner.handlers["/block"] = blocker()
+    first = pair.client.outgoing.call_future("/block", b"", bytes)
+    assert block.entered.wait(SOON)
+    started = time.monotonic()
+    with pytest.raises(RpcError) as raised:
+        pair.client.outgoing.call("/echo", b"late", bytes, timeout=0.2)
+    assert 0.15 < time.monotonic() - started < SOON
+    assert raised.value.code == StatusCode.DEADLINE_EXCEEDED
+    assert "waited behind the 1 calls the peer serves at once" in raised.value.message
+    block.release.set()
+    assert first.get(timeout=SOON) == b"done"
+    assert pair.server_owner.methods() == ["/block"]
+
+
+def test_time_spent_in_line_counts_against_the_deadline(connect, blocker):
+    """A call that waited 0.3 s of its 0.5 s times out 0.5 s after it was made."""
+    pair = connect(server_limits=Limits(max_concurrent_calls=1))
+    first = pair.server_owner.handlers["/first"] = blocker()
+    later = pair.server_owner.handlers["/later"] = blocker()
+    held = pair.client.outgoing.call_future("/first", b"", bytes)
+    assert first.entered.wait(SOON)
+    gevent.spawn_later(0.3, first.release.set)
+    started = time.monotonic()
+    with pytest.raises(RpcError) as raised:
+        pair.client.outgoing.call("/later", b"", bytes, timeout=0.5)
+    took = time.monotonic() - started
+    assert raised.value.code == StatusCode.DEADLINE_EXCEEDED
+    assert later.entered.is_set() and 0.45 < took < 0.9, took
+    assert held.get(timeout=SOON) == b"done"
+    later.release.set()
+
+
+def test_a_cancelled_call_frees_its_place_at_once(connect, blocker):
+    """The caller gives up on a call whose handler is still running: the
+    next call goes at once and is served, though the first handler has
+    not ended yet (the server does not count a cancelled call either)."""
+    pair = connect(server_limits=Limits(max_concurrent_calls=1))
+    stubborn = Event()
+
+    def ignores_cancel(call, event):
+        stubborn.set()
+        while True:  # keeps running a while after its cancel
+            try:
+                gevent.sleep(SOON)
+                return
+            except CallAborted:
+                continue
+
+    pair.server_owner.handlers["/stubborn"] = ignores_cancel
+    future = pair.client.outgoing.call_future("/stubborn", b"", bytes)
+    assert stubborn.wait(SOON)
+    assert future.cancel()
+    assert pair.client.outgoing.call("/echo", b"next", bytes, timeout=SOON) == b"next"
+
+
+def test_callers_in_line_fail_when_the_connection_is_lost(connect, blocker):
+    pair = connect(server_limits=Limits(max_concurrent_calls=1))
+    block = pair.server_owner.handlers["/block"] = blocker()
+    first = pair.client.outgoing.call_future("/block", b"", bytes)
+    assert block.entered.wait(SOON)
+    waiting = [gevent.spawn(outcome_of, pair.client.outgoing.call, "/echo", b"", bytes,
+                            timeout=SOON) for _ in range(3)]
+    gevent.sleep(0)
+    pair.client.abort(PeerLost("cut"))
+    for outcome in [g.get(timeout=SOON) for g in waiting] + [first.exception]:
+        assert isinstance(outcome, PeerLost), outcome
+    block.release.set()
+
+
+def test_past_its_limit_of_notifications_the_reader_stops_until_one_finishes(connect, blocker):
+    """Notifications and handlers still ending share max_concurrent_calls
+    more places; past them the reader stops (backpressure), and the
+    ticker does not hold that silence against the peer."""
+    pair = connect(server_limits=Limits(max_concurrent_calls=1))
+    block = pair.server_owner.handlers["/n"] = blocker()
+    for _ in range(3):
+        pair.client.outgoing.notify("/n", b"")
+    assert block.entered.wait(SOON)
+    with pytest.raises(gevent.Timeout):
+        gevent.with_timeout(0.2, pair.client.outgoing.call, "/echo", b"x", bytes)
+    assert pair.server.incoming.paused
+    assert pair.server_owner.methods() == ["/n", "/n"]  # the third read, not served
+    block.release.set()
+    assert pair.client.outgoing.call("/echo", b"y", bytes, timeout=SOON) == b"y"
+    assert pair.server_owner.methods()[:3] == ["/n", "/n", "/n"]  # then the echoes
 
 
 def test_a_blocked_handler_hands_reading_over(connect, blocker):

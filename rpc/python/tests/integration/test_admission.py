@@ -176,20 +176,3 @@ def test_peers_asking_for_fast_heartbeats_get_the_servers_minimum(served):
     finally:
         child.kill()
         child.wait()
-
-
-def test_a_server_at_its_call_limit_does_not_declare_a_healthy_client_lost(served):
-    # At max_concurrent_calls the server stops reading that connection (its
-    # backpressure): the client's heartbeats wait unread meanwhile, which
-    # must not look like the client's death.
-    server = served(max_concurrent_calls=4)
-    hb = rpc.Heartbeat(interval=0.1, misses=3)  # lost after 0.3 s of silence
-    peer = rpc.connect(server.url, heartbeat=hb, reconnect=rpc.Reconnect(enabled=False))
-    client = rpc.Client(peer, ECHO)
-    try:
-        futures = [client.sleep.future(Msg(text=str(i), delay=0.8), timeout=10) for i in range(6)]
-        with gevent.Timeout(10):
-            assert [f.get().text for f in futures] == [str(i) for i in range(6)]
-        assert not peer.closed
-    finally:
-        peer.close()
