@@ -17,9 +17,14 @@ class Limits:
     max_frame_size: largest frame accepted; bigger is a protocol error that
         closes that one connection (a hostile length prefix cannot make us
         allocate more).
-    max_concurrent_calls: calls served at once per connection; at the limit
-        the connection stops reading until one finishes (backpressure, not
-        errors, and bounded memory).
+    max_concurrent_calls: Requests served at once per connection, announced
+        in the handshake (HTTP/2's MAX_CONCURRENT_STREAMS): the peer's calls
+        past it wait at the peer, ours past the peer's wait here, their
+        deadlines counting. A Request past it anyway is answered
+        RESOURCE_EXHAUSTED and reading goes on. Notifications and handlers
+        still ending after a cancel get as many places again; past those
+        the connection stops reading until one finishes (backpressure,
+        bounded memory).
     max_queued_bytes: bytes queued for a peer that does not read before the
         senders wait.
     max_connections: connections a server holds at once, handshakes
