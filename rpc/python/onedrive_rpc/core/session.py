@@ -155,6 +155,9 @@ class Session(SessionOutput):
         self.max_frame_size = max_frame_size
         # Until the handshake says otherwise, assume the peer takes what we take.
         self.peer_max_frame_size = max_frame_size
+        #: The most Requests the peer serves at once, as its handshake
+        #: announced (0: none announced): keep no more unanswered.
+        self.peer_max_calls = 0
         self.session_id = session_id
         self.peer: Optional[ev.PeerInfo] = None
         self.last_received: Optional[float] = None
@@ -180,12 +183,6 @@ class Session(SessionOutput):
         self._handshake_handlers.update(
             hello=self._on_hello, welcome=self._on_welcome, close=self._on_close)
         self._open_handlers.update(hello=self._on_hello, welcome=self._on_welcome)
-
-    @property
-    def peer_max_calls(self) -> int:  # type: ignore[override]
-        """The most Requests the peer serves at once, as its handshake
-        announced (0: no limit announced): keep no more unanswered."""
-        return self._negotiation.peer_max_calls
 
     # ---------------------------------------------------------------- output
 
@@ -461,6 +458,7 @@ class Session(SessionOutput):
             self.peer = step.peer
         if step.peer_max_frame_size:
             self.peer_max_frame_size = step.peer_max_frame_size
+        self.peer_max_calls = self._negotiation.peer_max_calls
         if step.reliability is not None:
             self.reliability = step.reliability
         if step.session_id is not None:
