@@ -25,6 +25,14 @@ class Limits:
         still ending after a cancel get as many places again; past those
         the connection stops reading until one finishes (backpressure,
         bounded memory).
+    max_call_bytes: bytes of request payloads a connection's calls in
+        flight may hold at once (64 MiB): a Request past it is answered
+        RESOURCE_EXHAUSTED without running its handler (one call alone
+        always fits), so a peer that never reads its replies costs this,
+        not max_concurrent_calls x its message size.
+    max_server_call_bytes: the same summed over every connection of a
+        server (512 MiB), so that many peers together cannot exceed it
+        (RESOURCE_EXHAUSTED too; ignored by a client).
     max_queued_bytes: bytes queued for a peer that does not read before the
         senders wait.
     max_connections: connections a server holds at once, handshakes
@@ -53,6 +61,8 @@ class Limits:
 
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     max_concurrent_calls: int = 1024
+    max_call_bytes: int = 64 * 1024 * 1024
+    max_server_call_bytes: int = 512 * 1024 * 1024
     max_queued_bytes: int = 32 * 1024 * 1024
     max_connections: int = 1024
     handshake_timeout: float = 10.0
@@ -66,7 +76,8 @@ class Limits:
         if not MIN_FRAME_LIMIT <= self.max_frame_size <= ABSOLUTE_MAX_FRAME_SIZE:
             raise ValueError(f"max_frame_size must be in {MIN_FRAME_LIMIT}..{ABSOLUTE_MAX_FRAME_SIZE}, "
                              f"not {self.max_frame_size}")
-        for name in ("max_concurrent_calls", "max_queued_bytes", "max_connections",
+        for name in ("max_concurrent_calls", "max_call_bytes", "max_server_call_bytes",
+                     "max_queued_bytes", "max_connections",
                      "max_connections_per_peer", "max_suspended_sessions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")

@@ -435,7 +435,8 @@ def connect(url: str, *, name: Optional[str] = None,
                        heartbeat_misses=heartbeat.misses,
                        max_metadata_size=limits.max_metadata_size,
                        max_metadata_entries=limits.max_metadata_entries,
-                       max_concurrent_calls=limits.max_concurrent_calls, **resume)
+                       max_concurrent_calls=limits.max_concurrent_calls,
+                       max_call_bytes=limits.max_call_bytes, **resume)
 
     dialer = Dialer(url, timeout, open_session)
     try:

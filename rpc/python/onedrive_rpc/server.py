@@ -15,6 +15,7 @@ from .admission import Admission
 from .broker import Broker
 from .config import Heartbeat, Limits
 from .core import events as ev
+from .core.budget import ByteBudget
 from .core.events import PeerInfo
 from .core.workqueue import DeadLetter, QueueStats
 from .core.reliability import Reliability
@@ -66,6 +67,8 @@ class Server:
         # Streams still in their handshake: stop() ends them too.
         self._admitting = Group()
         self._admission = Admission(self.limits)
+        #: What all peers' calls in flight may hold together (max_server_call_bytes).
+        self._call_budget = ByteBudget(self.limits.max_server_call_bytes)
         self._warn = Throttled(log)
         self._hooks = PeerHooks()
         self._registry = Registry(include_tracebacks=include_tracebacks)
@@ -212,7 +215,9 @@ class Server:
                           max_metadata_size=self.limits.max_metadata_size,
                           max_metadata_entries=self.limits.max_metadata_entries,
                           min_heartbeat_interval=self.limits.min_heartbeat_interval,
-                          max_concurrent_calls=self.limits.max_concurrent_calls)
+                          max_concurrent_calls=self.limits.max_concurrent_calls,
+                          max_call_bytes=self.limits.max_call_bytes,
+                          call_budget=self._call_budget)
         key = peer_key(stream)
         refusal = self._admission.refusal(key, self._connections)
         if refusal is not None:

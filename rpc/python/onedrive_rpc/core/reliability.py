@@ -11,7 +11,7 @@ The buffer is bounded by its owner, who stops sending while it is full.
 from __future__ import annotations
 
 from collections import deque
-from typing import Deque, List, Optional, Sequence, Tuple, Union
+from typing import Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import RemoteProtocolError
 
@@ -30,7 +30,8 @@ class Reliability:
     """What one side of a session sent, received and owes."""
 
     __slots__ = ("next_seq", "received", "peer_acked", "unacked", "unacked_bytes",
-                 "ack_owed_since", "ack_sent", "calls_in", "requests_in", "requests_out")
+                 "ack_owed_since", "ack_sent", "calls_in", "requests_in", "requests_in_bytes",
+                 "requests_out")
 
     def __init__(self) -> None:
         #: Sequence number of the next frame we send (the first is 1).
@@ -49,9 +50,11 @@ class Reliability:
         #: Calls the peer made that we have not answered yet: each gets
         #: exactly one answer, whichever connection carries it.
         self.calls_in: set = set()
-        #: Of those, the Requests that count against our max_concurrent_calls:
-        #: neither answered nor cancelled (HTTP/2 counts streams the same way).
-        self.requests_in: set = set()
+        #: Of those, the Requests that count against our max_concurrent_calls
+        #: and call byte limits, with their payload sizes: neither answered
+        #: nor cancelled (HTTP/2 counts streams the same way).
+        self.requests_in: Dict[int, int] = {}
+        self.requests_in_bytes = 0
         #: Our Requests that count against the peer's limit: neither
         #: answered nor cancelled by us.
         self.requests_out: set = set()

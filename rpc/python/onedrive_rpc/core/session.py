@@ -48,6 +48,7 @@ from . import metadata as md
 from . import pattern_frames
 from .liveness import Liveness
 from .output import Role, SessionOutput, State
+from .budget import ByteBudget
 from .negotiation import PROTOCOL_VERSION, Negotiation, Step
 from .reliability import Reliability
 from .framing import (ABSOLUTE_MAX_FRAME_SIZE, DEFAULT_MAX_FRAME_SIZE, HANDSHAKE_MAX_FRAME_SIZE,
@@ -122,6 +123,8 @@ class Session(SessionOutput):
         max_metadata_entries: int = md.DEFAULT_MAX_METADATA_ENTRIES,
         min_heartbeat_interval: float = 0.0,
         max_concurrent_calls: int = 0,
+        max_call_bytes: int = 0,
+        call_budget: Optional[ByteBudget] = None,
     ) -> None:
         if not MIN_FRAME_LIMIT <= max_frame_size <= ABSOLUTE_MAX_FRAME_SIZE:
             raise ValueError(f"max_frame_size must be in {MIN_FRAME_LIMIT}..{ABSOLUTE_MAX_FRAME_SIZE} "
@@ -137,6 +140,12 @@ class Session(SessionOutput):
             max_concurrent_calls=max_concurrent_calls)
         #: Requests of the peer served at once; more are refused (0: no limit).
         self.max_concurrent_calls = max_concurrent_calls
+        #: Bytes of Request payloads in flight, this session's and all that
+        #: share `call_budget`'s; a Request past either is refused (0/None: none).
+        if max_call_bytes < 0:
+            raise ValueError(f"max_call_bytes must not be negative, not {max_call_bytes}")
+        self.max_call_bytes = max_call_bytes
+        self.call_budget = call_budget
         #: What a Request or Notify may carry as metadata, either way (core/metadata.py).
         self.max_metadata_size = max_metadata_size
         self.max_metadata_entries = max_metadata_entries
@@ -245,7 +254,10 @@ class Session(SessionOutput):
         whenever the garbage collector gets to it."""
         self._decoder.close()
         self.data_to_send()
-        self.reliability.forget()
+        reliability = self.reliability
+        reliability.forget()
+        for call_id in list(reliability.requests_in):  # their bytes go back to the budget
+            self._settle_request(call_id)
 
     # ----------------------------------------------------------------- input
 
@@ -487,15 +499,6 @@ class Session(SessionOutput):
             raise RemoteProtocolError(f"request {call_id} names no method")
         reliability = self.reliability
         reliability.calls_in.add(call_id)
-        limit = self.max_concurrent_calls
-        if limit and len(reliability.requests_in) >= limit:
-            # The peer ignored the limit its handshake told it: refused here
-            # without a handler, and the connection goes on being read.
-            self.send_response(call_id, StatusCode.RESOURCE_EXHAUSTED,
-                               f"too many calls in flight: this side serves at most {limit} "
-                               f"at once on one connection (max_concurrent_calls, announced in "
-                               f"the handshake); wait for an answer before calling again")
-            return None
         if len(req.metadata):
             try:
                 metadata: Mapping[str, str] = md.received(
@@ -506,7 +509,17 @@ class Session(SessionOutput):
                 return None
         else:
             metadata = _EMPTY
-        reliability.requests_in.add(call_id)
+        size = len(payload)
+        refusal = self._refusal(size)
+        if refusal is not None:
+            # Past a limit: refused without an event (its handler never
+            # runs), and the connection goes on being read.
+            self.send_response(call_id, StatusCode.RESOURCE_EXHAUSTED, refusal)
+            return None
+        reliability.requests_in[call_id] = size
+        reliability.requests_in_bytes += size
+        if self.call_budget is not None:
+            self.call_budget.used += size
         if req.timeout_us:
             timeout: Optional[float] = req.timeout_us / 1_000_000
             deadline: Optional[float] = self.last_received + timeout  # type: ignore[operator]
@@ -514,6 +527,29 @@ class Session(SessionOutput):
             timeout = deadline = None
         return ev.RequestReceived(call_id, req.method, payload, timeout, metadata, deadline,
                                   req.initial_credit)
+
+    def _refusal(self, size: int) -> Optional[str]:
+        """Why a Request of `size` payload bytes is refused, or None: past
+        the calls we serve at once (the peer ignored what we announced),
+        this session's byte limit (unless nothing else is in flight: one
+        call always fits) or the shared budget."""
+        reliability = self.reliability
+        calls = self.max_concurrent_calls
+        if calls and len(reliability.requests_in) >= calls:
+            return (f"too many calls in flight: this side serves at most {calls} at once on "
+                    f"one connection (max_concurrent_calls, announced in the handshake); wait "
+                    f"for an answer before calling again")
+        limit = self.max_call_bytes
+        if limit and reliability.requests_in and reliability.requests_in_bytes + size > limit:
+            return (f"calls in flight on this connection hold {reliability.requests_in_bytes} "
+                    f"bytes; {size} more would exceed its limit of {limit} bytes "
+                    f"(max_call_bytes): wait for answers before sending more")
+        budget = self.call_budget
+        if budget is not None and not budget.fits(size):
+            return (f"calls in flight on this server hold {budget.used} bytes; {size} more "
+                    f"would exceed its limit of {budget.limit} bytes (max_server_call_bytes): "
+                    f"try again later")
+        return None
 
     def _on_response(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
         resp = env.response
@@ -527,7 +563,7 @@ class Session(SessionOutput):
         if cancel.call_id not in self.reliability.calls_in:
             return None  # already answered: the cancel crossed our response
         # Its handler may take a moment to stop; it no longer counts.
-        self.reliability.requests_in.discard(cancel.call_id)
+        self._settle_request(cancel.call_id)
         return ev.CancelReceived(cancel.call_id, cancel.reason)
 
     def _on_pattern(self, kind: str, env: _Envelope, payload: Frame) -> Optional[ev.Event]:

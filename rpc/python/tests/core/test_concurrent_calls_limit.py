@@ -14,6 +14,7 @@ from __future__ import annotations
 import pytest
 
 from onedrive_rpc.core import events as ev
+from onedrive_rpc.core.budget import ByteBudget
 from onedrive_rpc.core.pattern_frames import StreamEnd, Subscribe
 from onedrive_rpc.core.session import Role, Session
 from onedrive_rpc.errors import LocalProtocolError, StatusCode
@@ -149,3 +150,63 @@ def test_counts_survive_a_resume():
     resumed.receive_data(wire(server2), 0.0)
     assert resumed.peer_max_calls == 1
     assert not resumed.may_request
+
+
+# ------------------------------------------------------------ bytes in flight
+
+def _served(server, client):
+    """The calls `server` takes of what `client` sent, and those it refused (why)."""
+    events = server.receive_data(wire(client), 0.0)
+    refusals = {env.response.call_id: env.response.status.message
+                for env in envelopes(wire(server))
+                if env.HasField("response") and env.response.status.code}
+    return [e.call_id for e in events if type(e) is ev.RequestReceived], refusals
+
+
+def test_request_bytes_in_flight_are_bounded_per_session():
+    client, server, _, _ = pair()
+    server.max_call_bytes = 100
+    client.send_request(1, METHOD, b"x" * 60)
+    client.send_request(2, METHOD, b"x" * 60)  # 120 > 100: refused
+    client.send_request(3, METHOD, b"x" * 40)  # 100: fits
+    served, refused = _served(server, client)
+    assert served == [1, 3] and list(refused) == [2]
+    assert "calls in flight on this connection hold 60 bytes; 60 more would exceed its limit " \
+           "of 100 bytes (max_call_bytes)" in refused[2]
+    server.send_response(1, StatusCode.OK)
+    client.send_cancel(3)
+    client.send_request(4, METHOD, b"x" * 100)  # both gone: it fits again
+    assert _served(server, client) == ([4], {})
+    assert server.reliability.requests_in_bytes == 100
+
+
+def test_one_call_alone_always_fits():
+    client, server, _, _ = pair()
+    server.max_call_bytes = 10
+    client.send_request(1, METHOD, b"x" * 1000)
+    assert _served(server, client) == ([1], {})
+
+
+def test_sessions_sharing_a_budget_are_bounded_together_and_give_back_what_they_held():
+    budget = ByteBudget(100)
+    sessions = []
+    for name in ("a", "b"):
+        client = Session(Role.CLIENT, peer_id=name)
+        server = Session(Role.SERVER, peer_id="s", session_id=name, call_budget=budget)
+        client.start(0.0)
+        server.receive_data(wire(client), 0.0)
+        client.receive_data(wire(server), 0.0)
+        sessions.append((client, server))
+    (a, a_server), (b, b_server) = sessions
+    a.send_request(1, METHOD, b"x" * 70)
+    assert _served(a_server, a) == ([1], {})
+    b.send_request(1, METHOD, b"x" * 70)
+    served, refused = _served(b_server, b)
+    assert served == []
+    assert ("calls in flight on this server hold 70 bytes; 70 more would exceed its limit of "
+            "100 bytes (max_server_call_bytes)") in refused[1]
+    a_server.release()  # a's connection ended with its call in flight
+    assert budget.used == 0
+    b.send_request(2, METHOD, b"x" * 70)
+    assert _served(b_server, b) == ([2], {})
+    assert budget.used == 70
