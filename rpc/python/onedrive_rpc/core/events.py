@@ -14,6 +14,7 @@ __all__ = [
     "RequestReceived",
     "ResponseReceived",
     "CancelReceived",
+    "RequestRefused",
     "CloseReceived",
     "PeerSilent",
     "ResumeRequested",
@@ -98,6 +99,16 @@ class CancelReceived(NamedTuple):
     """The caller gave up on call_id."""
 
     call_id: int
+    reason: str
+
+
+class RequestRefused(NamedTuple):
+    """A Request the session answered itself, with `code` and `reason`
+    (past a limit): its handler never runs. Reported so the owner can log it."""
+
+    call_id: int
+    method: str
+    code: int
     reason: str
 
 
@@ -239,7 +250,7 @@ class TaskDoneReceived(NamedTuple):
     message: str
 
 
-Event = Union[Handshaken, RequestReceived, ResponseReceived, CancelReceived,
+Event = Union[Handshaken, RequestReceived, ResponseReceived, CancelReceived, RequestRefused,
               CloseReceived, PeerSilent, ResumeRequested, StreamItemReceived,
               StreamEndReceived, CreditReceived, NotifyReceived, SubscribeReceived,
               UnsubscribeReceived, PublishReceived, DeliverReceived, BroadcastReceived,

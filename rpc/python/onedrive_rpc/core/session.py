@@ -504,18 +504,13 @@ class Session(SessionOutput):
                 metadata: Mapping[str, str] = md.received(
                     req.metadata, self.max_metadata_size, self.max_metadata_entries, "request")
             except PeerMetadataTooLarge as exc:
-                # Answered here, its handler never called: no event.
-                self.send_response(call_id, exc.status, str(exc))
-                return None
+                return self._refuse(call_id, req.method, str(exc))
         else:
             metadata = _EMPTY
         size = len(payload)
         refusal = self._refusal(size)
         if refusal is not None:
-            # Past a limit: refused without an event (its handler never
-            # runs), and the connection goes on being read.
-            self.send_response(call_id, StatusCode.RESOURCE_EXHAUSTED, refusal)
-            return None
+            return self._refuse(call_id, req.method, refusal)
         reliability.requests_in[call_id] = size
         reliability.requests_in_bytes += size
         if self.call_budget is not None:
@@ -527,6 +522,12 @@ class Session(SessionOutput):
             timeout = deadline = None
         return ev.RequestReceived(call_id, req.method, payload, timeout, metadata, deadline,
                                   req.initial_credit)
+
+    def _refuse(self, call_id: int, method: str, reason: str) -> ev.RequestRefused:
+        """Answer a Request past a limit RESOURCE_EXHAUSTED ourselves: its
+        handler never runs, and the connection goes on being read."""
+        self.send_response(call_id, StatusCode.RESOURCE_EXHAUSTED, reason)
+        return ev.RequestRefused(call_id, method, StatusCode.RESOURCE_EXHAUSTED, reason)
 
     def _refusal(self, size: int) -> Optional[str]:
         """Why a Request of `size` payload bytes is refused, or None: past

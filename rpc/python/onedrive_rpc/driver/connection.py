@@ -150,6 +150,7 @@ class Connection:
             ev.StreamEndReceived: outgoing.on_stream_end,
             ev.NotifyReceived: incoming.on_notify,
             ev.CancelReceived: incoming.on_cancel,
+            ev.RequestRefused: incoming.on_refused,
             ev.CreditReceived: self._on_credit,
             ev.CloseReceived: self._on_close_frame,
         }

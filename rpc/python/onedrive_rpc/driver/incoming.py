@@ -81,6 +81,12 @@ class IncomingCalls:
             if call.credit_event is not None:
                 call.credit_event.set()
 
+    def on_refused(self, event: ev.RequestRefused) -> None:
+        """The session answered a call past a limit itself: say so, once a
+        second at most (a peer can send many)."""
+        warn.warning("refused call", "refused call %s from %s: %s", event.method,
+                     self._conn.stream.address, event.reason)
+
     def on_cancel(self, event: ev.CancelReceived) -> None:
         call = self.calls.get(event.call_id)
         if call is not None:

@@ -119,8 +119,8 @@ def test_a_request_past_the_limit_is_refused_and_reading_goes_on():
     client.send_request(4, METHOD, b"")
     events = limited.receive_data(wire(client), 0.0)
     assert [(type(e).__name__, e.call_id) for e in events] == [
-        ("RequestReceived", 1), ("RequestReceived", 2), ("CancelReceived", 1),
-        ("RequestReceived", 4)]
+        ("RequestReceived", 1), ("RequestReceived", 2), ("RequestRefused", 3),
+        ("CancelReceived", 1), ("RequestReceived", 4)]
     [refusal] = envelopes(wire(limited))
     assert refusal.response.call_id == 3
     assert refusal.response.status.code == StatusCode.RESOURCE_EXHAUSTED

@@ -133,9 +133,11 @@ def test_a_resuming_hello_is_held_to_the_limits_too():
 
 
 @pytest.mark.parametrize("metadata,text", OVER_LIMITS)
-def test_a_request_over_the_limits_is_answered_resource_exhausted_without_an_event(metadata, text):
+def test_a_request_over_the_limits_is_answered_resource_exhausted_without_a_handler(metadata, text):
     client, server = open_pair()
-    assert server.receive_data(request_with(1, metadata), 1.0) == []
+    # Reported (for the log) as refused, not as a request to serve.
+    assert server.receive_data(request_with(1, metadata), 1.0) == [
+        ev.RequestRefused(1, METHOD, StatusCode.RESOURCE_EXHAUSTED, "request " + text)]
     answer_bytes = wire(server)
     [answer] = envelopes(answer_bytes)
     assert answer.response.call_id == 1
@@ -189,7 +191,8 @@ def test_a_notify_at_the_limits_arrives():
 def test_our_own_lower_limits_apply_to_what_we_receive():
     client, server = open_pair()
     server.max_metadata_entries = 2
-    assert server.receive_data(request_with(1, entries(3)), 1.0) == []
+    [refused] = server.receive_data(request_with(1, entries(3)), 1.0)
+    assert type(refused) is ev.RequestRefused
     [answer] = envelopes(wire(server))
     assert "of 3 entries exceeds the limit of 2 entries" in answer.response.status.message
 

@@ -86,7 +86,7 @@ def test_at_the_limit_a_cancel_frees_a_place_at_once():
         server.stop()
 
 
-def test_a_client_ignoring_the_limit_gets_resource_exhausted_and_keeps_its_session():
+def test_a_client_ignoring_the_limit_gets_resource_exhausted_and_keeps_its_session(caplog):
     """Six 1 s calls against a limit of 4, sent by a client that does not
     count: two are refused at once; the four are served; the server keeps
     reading (our heartbeats) and does not declare us lost meanwhile."""
@@ -129,6 +129,9 @@ def test_a_client_ignoring_the_limit_gets_resource_exhausted_and_keeps_its_sessi
         assert all(answers[i][1].startswith("too many calls in flight") for i in refused)
         assert all(answers[i] == (0, "") for i in (1, 2, 3, 4))
         assert len(server.connections) == 1
+        # Logged once (the second refusal within the second is counted, not logged).
+        logged = [r.getMessage() for r in caplog.records if "refused call" in r.getMessage()]
+        assert len(logged) == 1 and "too many calls in flight" in logged[0]
     finally:
         sock.close()
         server.stop()
