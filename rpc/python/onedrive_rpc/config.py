@@ -33,6 +33,11 @@ class Limits:
     max_server_call_bytes: the same summed over every connection of a
         server (512 MiB), so that many peers together cannot exceed it
         (RESOURCE_EXHAUSTED too; ignored by a client).
+    max_server_read_bytes: bytes a server holds in the buffers of large
+        frames being received (and spares kept for the next), over all
+        connections (256 MiB): a connection whose next frame would take it
+        past is closed RESOURCE_EXHAUSTED, so peers trickling 16 MiB frames
+        cannot make a server hold 16 MiB each (ignored by a client).
     max_queued_bytes: bytes queued for a peer that does not read before the
         senders wait.
     max_connections: connections a server holds at once, handshakes
@@ -63,6 +68,7 @@ class Limits:
     max_concurrent_calls: int = 1024
     max_call_bytes: int = 64 * 1024 * 1024
     max_server_call_bytes: int = 512 * 1024 * 1024
+    max_server_read_bytes: int = 256 * 1024 * 1024
     max_queued_bytes: int = 32 * 1024 * 1024
     max_connections: int = 1024
     handshake_timeout: float = 10.0
@@ -77,6 +83,7 @@ class Limits:
             raise ValueError(f"max_frame_size must be in {MIN_FRAME_LIMIT}..{ABSOLUTE_MAX_FRAME_SIZE}, "
                              f"not {self.max_frame_size}")
         for name in ("max_concurrent_calls", "max_call_bytes", "max_server_call_bytes",
+                     "max_server_read_bytes",
                      "max_queued_bytes", "max_connections",
                      "max_connections_per_peer", "max_suspended_sessions"):
             if getattr(self, name) < 1:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Optional
 
 from .core.errors import (FrameTooLarge, LocalProtocolError, MessageTooLarge, MetadataTooLarge,
-                          PeerMetadataTooLarge, ProtocolError, RemoteProtocolError, StatusCode,
-                          VersionMismatch)
+                          PeerMetadataTooLarge, ProtocolError, ReadBudgetExceeded,
+                          RemoteProtocolError, StatusCode, VersionMismatch)
 
 __all__ = [
     "StatusCode",
@@ -26,6 +26,7 @@ __all__ = [
     "MessageTooLarge",
     "MetadataTooLarge",
     "PeerMetadataTooLarge",
+    "ReadBudgetExceeded",
     "TransportError",
 ]
 

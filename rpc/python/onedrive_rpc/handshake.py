@@ -50,7 +50,8 @@ def perform_handshake(stream: Stream, session: Session, timeout: Optional[float]
     events that arrived right behind it. Raises RpcError (PeerLost if the
     stream ends; DEADLINE_EXCEEDED after `timeout`; the peer's status if it
     sends a Close) after telling the peer why where it can; the stream is
-    then closed."""
+    then closed and the session released (its buffers, and what they held
+    of a shared read budget)."""
     try:
         with gevent.Timeout(timeout, RpcError(
                 StatusCode.DEADLINE_EXCEEDED,
@@ -63,9 +64,11 @@ def perform_handshake(stream: Stream, session: Session, timeout: Optional[float]
         if exc.code == StatusCode.DEADLINE_EXCEEDED and session.role is Role.SERVER:
             refuse(stream, session, StatusCode.DEADLINE_EXCEEDED, exc.message)
         stream.close()
+        session.release()
         raise
     except BaseException:  # killed (GreenletExit) or a bug: never leak the socket
         stream.close()
+        session.release()
         raise
 
 

@@ -69,6 +69,8 @@ class Server:
         self._admission = Admission(self.limits)
         #: What all peers' calls in flight may hold together (max_server_call_bytes).
         self._call_budget = ByteBudget(self.limits.max_server_call_bytes)
+        #: What all peers' frames being received may hold (max_server_read_bytes).
+        self._read_budget = ByteBudget(self.limits.max_server_read_bytes)
         self._warn = Throttled(log)
         self._hooks = PeerHooks()
         self._registry = Registry(include_tracebacks=include_tracebacks)
@@ -217,13 +219,14 @@ class Server:
                           min_heartbeat_interval=self.limits.min_heartbeat_interval,
                           max_concurrent_calls=self.limits.max_concurrent_calls,
                           max_call_bytes=self.limits.max_call_bytes,
-                          call_budget=self._call_budget)
+                          call_budget=self._call_budget, read_budget=self._read_budget)
         key = peer_key(stream)
         refusal = self._admission.refusal(key, self._connections)
         if refusal is not None:
             self._warn.warning("refused", "refusing %s: %s", stream.address, refusal)
             refuse(stream, session, StatusCode.RESOURCE_EXHAUSTED, refusal)
             stream.close()
+            session.release()
             return
         try:
             handshaken, events = perform_handshake(stream, session, self.limits.handshake_timeout,
@@ -236,6 +239,7 @@ class Server:
         if self._stopping:
             refuse(stream, session, StatusCode.UNAVAILABLE, "server stopped")
             stream.close()
+            session.release()
             return
         if handshaken.resumed:
             conn = self._sessions.get(handshaken.session_id)
@@ -244,6 +248,7 @@ class Server:
                 self._hooks.fire("resumed", handshaken.peer)
                 return
             stream.close()  # its grace ran out during the handshake: let it retry
+            session.release()
             return
         conn = Connection(stream, session, self, limits=self.limits,
                           session_grace=self.session_grace)

@@ -20,6 +20,7 @@ __all__ = [
     "MessageTooLarge",
     "MetadataTooLarge",
     "PeerMetadataTooLarge",
+    "ReadBudgetExceeded",
 ]
 
 
@@ -140,3 +141,19 @@ class PeerMetadataTooLarge(RemoteProtocolError):
         self.limit = limit
         self.unit = unit
         super().__init__(_metadata_message(where, size, limit, unit))
+
+
+class ReadBudgetExceeded(RemoteProtocolError):
+    """A large frame would take the bytes a server holds for frames being
+    received, over all its connections, past its budget
+    (max_server_read_bytes): the connection that needs more is closed with
+    RESOURCE_EXHAUSTED, so many peers sending large frames slowly cannot
+    make the server hold more than the budget."""
+
+    status = StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, needed: int, used: int, limit: int) -> None:
+        self.needed = needed
+        super().__init__(f"frames being received hold {used} bytes on this server; a buffer of "
+                         f"{needed} bytes more would exceed its limit of {limit} bytes "
+                         f"(max_server_read_bytes)")

@@ -15,7 +15,8 @@ from __future__ import annotations
 import struct
 from typing import List, Optional, Union
 
-from .errors import FrameTooLarge
+from .budget import ByteBudget
+from .errors import FrameTooLarge, ReadBudgetExceeded
 
 __all__ = [
     "varint",
@@ -114,12 +115,18 @@ class FrameDecoder:
     plus READ_BUFFER_SIZE, and never more than the frame, itself bounded by
     `max_frame_size`; plus the spares (a small one, and one large one of at
     most MAX_SPARE_BUFFER).
+
+    With a `budget` shared by many decoders (a server's), the large buffers
+    (beyond READ_BUFFER_SIZE) of all of them are held to it: a large spare
+    is kept only while the budget is less than half used, and a buffer
+    that would take it past its limit raises ReadBudgetExceeded.
     """
 
     __slots__ = ("max_frame_size", "_buf", "_view", "_start", "_end", "_need", "_error",
-                 "_small_spare", "_large_spare")
+                 "_small_spare", "_large_spare", "_budget", "_held")
 
-    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+                 budget: Optional[ByteBudget] = None) -> None:
         if not 0 < max_frame_size <= ABSOLUTE_MAX_FRAME_SIZE:
             raise ValueError(f"max_frame_size must be in 1..{ABSOLUTE_MAX_FRAME_SIZE}")
         self.max_frame_size = max_frame_size
@@ -138,6 +145,9 @@ class FrameDecoder:
         # A protocol error found after good frames in the same read: those
         # frames are returned first, the error is raised by the next call.
         self._error: Optional[FrameTooLarge] = None
+        self._budget = budget
+        # Bytes of large buffers (current and spare) counted in the budget.
+        self._held = 0
 
     def _switch_buffer(self, size: int, keep_from: int) -> None:
         """Move to a buffer of at least `size` bytes, carrying the bytes from
@@ -152,7 +162,23 @@ class FrameDecoder:
         if len(old_buf) == READ_BUFFER_SIZE:
             self._small_spare = old_buf
         elif len(old_buf) <= MAX_SPARE_BUFFER:
-            self._large_spare = old_buf
+            budget = self._budget
+            self._account()
+            if budget is None or budget.used + len(old_buf) <= budget.limit // 2:
+                self._large_spare = old_buf
+        if self._budget is not None:
+            self._account()
+
+    def _account(self) -> None:
+        """Bring the budget up to date with the large buffers held."""
+        size = len(self._buf)
+        held = size if size > READ_BUFFER_SIZE else 0
+        if self._large_spare is not None:
+            held += len(self._large_spare)
+        budget = self._budget
+        if budget is not None:
+            budget.used += held - self._held
+        self._held = held
 
     def _take_spare(self, size: int) -> bytearray:
         if size <= READ_BUFFER_SIZE:
@@ -164,6 +190,13 @@ class FrameDecoder:
         if spare is not None and len(spare) >= size and not _exported(spare):
             self._large_spare = None
             return spare
+        budget = self._budget
+        if budget is not None and budget.used + size > budget.limit:
+            if spare is not None:  # ours first
+                self._large_spare = None
+                self._account()
+            if budget.used + size > budget.limit:
+                raise ReadBudgetExceeded(size, budget.used, budget.limit)
         return bytearray(size)
 
     @property
@@ -267,6 +300,7 @@ class FrameDecoder:
             self._view.release()
             self._buf = bytearray(READ_BUFFER_SIZE)
             self._view = memoryview(self._buf)
+        self._account()
 
     def close(self) -> None:
         """The session ended: hold no buffer at all (frames handed out keep

@@ -125,6 +125,7 @@ class Session(SessionOutput):
         max_concurrent_calls: int = 0,
         max_call_bytes: int = 0,
         call_budget: Optional[ByteBudget] = None,
+        read_budget: Optional[ByteBudget] = None,
     ) -> None:
         if not MIN_FRAME_LIMIT <= max_frame_size <= ABSOLUTE_MAX_FRAME_SIZE:
             raise ValueError(f"max_frame_size must be in {MIN_FRAME_LIMIT}..{ABSOLUTE_MAX_FRAME_SIZE} "
@@ -159,7 +160,7 @@ class Session(SessionOutput):
         self.state = State.CONNECTING if role is Role.CLIENT else State.AWAIT_HELLO
         # Until the session is OPEN, frames are taken one at a time and held
         # to the handshake's limit (see buffer_updated).
-        self._decoder = FrameDecoder(min(max_frame_size, HANDSHAKE_MAX_FRAME_SIZE))
+        self._decoder = FrameDecoder(min(max_frame_size, HANDSHAKE_MAX_FRAME_SIZE), read_budget)
         self._handshaking = True
         self.max_frame_size = max_frame_size
         # Until the handshake says otherwise, assume the peer takes what we take.

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from onedrive_rpc.core import framing
+from onedrive_rpc.core.budget import ByteBudget
+from onedrive_rpc.core.errors import ReadBudgetExceeded, StatusCode
 from onedrive_rpc.core.framing import (DEFAULT_MAX_FRAME_SIZE, GROWTH, HEADER_SIZE, READ_BUFFER_SIZE,
                                        FrameDecoder, frame_header)
 from onedrive_rpc.testing.helpers import open_session_pair, wire
@@ -172,3 +176,47 @@ def test_a_suspended_session_holds_no_read_buffer_beyond_the_small_one():
     server.suspend()
     decoder = server._decoder
     assert buffers_held(decoder) == [decoder._buf] and len(decoder._buf) == READ_BUFFER_SIZE
+
+
+# ------------------------------------------------ a read budget shared by many
+
+def large_held(decoder):
+    """What a decoder counts against a shared budget: its large buffers."""
+    return sum(len(b) for b in (decoder._buf, decoder._large_spare)
+               if b is not None and len(b) > READ_BUFFER_SIZE)
+
+
+def test_decoders_sharing_a_budget_hold_no_more_than_it_together():
+    budget = ByteBudget(6 * MIB)
+    first, second = FrameDecoder(budget=budget), FrameDecoder(budget=budget)
+    part = frame_header(4 * MIB) + b"x" * (3 * MIB)  # 3 of a 4 MiB frame
+    read(first, part, 256 * KIB)
+    assert budget.used == large_held(first) == HEADER_SIZE + 4 * MIB
+    with pytest.raises(ReadBudgetExceeded) as raised:
+        read(second, part, 256 * KIB)
+    assert raised.value.status is StatusCode.RESOURCE_EXHAUSTED
+    assert "exceed its limit of 6291456 bytes (max_server_read_bytes)" in str(raised.value)
+    assert budget.used <= budget.limit
+    assert budget.used == large_held(first) + large_held(second)
+    # The first frame completes and goes: only a spare is left, if any.
+    [frame], _ = read(first, b"y" * MIB, 256 * KIB)
+    del frame
+    assert budget.used == large_held(first) + large_held(second)
+    first.close()
+    second.close()
+    assert budget.used == 0
+
+
+def test_a_spare_is_kept_only_while_the_budget_is_less_than_half_used():
+    budget = ByteBudget(3 * MIB)
+    decoder = FrameDecoder(budget=budget)
+    [frame] = read(decoder, frame_header(MIB) + b"x" * MIB, 64 * KIB)[0]
+    del frame
+    assert decoder._large_spare is not None  # 1 MiB of 3: kept for the next frame
+    assert budget.used == large_held(decoder)
+    crowded = ByteBudget(3 * MIB)
+    crowded.used = 2 * MIB  # others hold most of it
+    decoder = FrameDecoder(budget=crowded)
+    [frame] = read(decoder, frame_header(MIB // 2) + b"x" * (MIB // 2), 64 * KIB)[0]
+    del frame
+    assert decoder._large_spare is None and crowded.used == 2 * MIB

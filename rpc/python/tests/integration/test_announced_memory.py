@@ -6,6 +6,7 @@ calls must keep working, in this one, whose resident memory is measured.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import textwrap
@@ -22,7 +23,7 @@ from onedrive_rpc.errors import MetadataTooLarge
 from onedrive_rpc.handshake import write_all
 from onedrive_rpc.testing import echo_pb2
 from onedrive_rpc.testing.echo_service import ECHO, EchoService
-from onedrive_rpc.testing.helpers import envelopes, framed, rss_bytes, wait_until
+from onedrive_rpc.testing.helpers import child_env, envelopes, framed, rss_bytes, wait_until
 from onedrive_rpc.transport import ConnectionClosed, connect_stream
 
 Msg = echo_pb2.Msg
@@ -70,6 +71,87 @@ def tcp_server():
     server.service = service
     yield server
     server.stop()
+
+
+# After a handshake, each of `count` connections sends a prefix announcing
+# 16 MiB and then `sent` bytes of that frame, and holds it there; prints
+# the Close statuses the server sent, one JSON list.
+TRICKLER = textwrap.dedent("""
+    import json, socket, sys
+    from onedrive_rpc.core.framing import DEFAULT_MAX_FRAME_SIZE, frame_header
+    from onedrive_rpc.core.session import Role, Session, State
+    from onedrive_rpc.testing.helpers import envelopes
+
+    host, port, count, sent = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    held, closes = [], []
+    chunk = frame_header(DEFAULT_MAX_FRAME_SIZE) + bytes(sent)
+    for i in range(count):
+        sock = socket.create_connection((host, port))
+        session = Session(Role.CLIENT, peer_id="trickler-%d" % i, heartbeat_interval=60.0)
+        session.start(0.0)
+        sock.sendall(b"".join(bytes(b) for b in session.data_to_send()))
+        while session.state is not State.OPEN:
+            session.receive_data(sock.recv(65536), 0.0)
+        try:
+            sock.sendall(chunk)
+        except OSError:
+            pass  # closed on us: its Close is read below
+        held.append(sock)
+    for sock in held:
+        sock.settimeout(0.5)
+        data = b""
+        try:
+            while True:
+                more = sock.recv(65536)
+                if not more:
+                    break
+                data += more
+        except OSError:
+            pass
+        try:
+            closes += [[e.close.status.code, e.close.status.message] for e in envelopes(data)
+                       if e.WhichOneof("kind") == "close"]
+        except ValueError:
+            pass
+    print(json.dumps(closes), flush=True)
+    sys.stdin.read()  # hold every connection until told to go
+""")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc (Linux)")
+def test_peers_trickling_large_frames_hold_no_more_than_the_servers_read_budget():
+    """32 connections each send 12 MiB of a 16 MiB frame and stop there:
+    the server holds at most max_server_read_bytes for them (here 64 MiB;
+    it held ~512 MiB before), closes those that would need more with
+    RESOURCE_EXHAUSTED, and serves a bystander meanwhile."""
+    budget = 64 * 1024 * 1024
+    server = rpc.Server("tcp://127.0.0.1:0", heartbeat=rpc.Heartbeat(interval=10.0),
+                        limits=rpc.Limits(max_server_read_bytes=budget))
+    server.add_service(EchoService())
+    server.start()
+    peer = rpc.connect(server.url, timeout=5)
+    client = rpc.Client(peer, ECHO)
+    assert client.echo(Msg(text="warm"), timeout=5).text == "warm"
+    host, port = server.url[len("tcp://"):].rsplit(":", 1)
+    before = rss_bytes()
+    attacker = subprocess.Popen(
+        [sys.executable, "-c", TRICKLER, host, port, str(CONNECTIONS), str(12 * 1024 * 1024)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=child_env())
+    try:
+        with gevent.Timeout(60, AssertionError("the attacker did not finish")):
+            closes = json.loads(attacker.stdout.readline())
+        grown = rss_bytes() - before
+        assert grown < budget + 32 * MB, f"RSS grew by {grown / MB:.0f} MB"
+        assert closes and all(code == rpc.StatusCode.RESOURCE_EXHAUSTED for code, _ in closes)
+        assert "(max_server_read_bytes)" in closes[0][1]
+        assert len(closes) < CONNECTIONS  # those within the budget go on
+        assert client.echo(Msg(text="still here"), timeout=5).text == "still here"
+    finally:
+        attacker.stdin.close()
+        attacker.kill()
+        attacker.wait()
+        peer.close()
+        server.stop()
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc (Linux)")
