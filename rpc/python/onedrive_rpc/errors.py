@@ -12,7 +12,7 @@ from typing import Optional
 
 from .core.errors import (FrameTooLarge, LocalProtocolError, MessageTooLarge, MetadataTooLarge,
                           PeerMetadataTooLarge, ProtocolError, ReadBudgetExceeded,
-                          RemoteProtocolError, StatusCode, VersionMismatch)
+                          RemoteProtocolError, ResumeRefused, StatusCode, VersionMismatch)
 
 __all__ = [
     "StatusCode",
@@ -27,6 +27,7 @@ __all__ = [
     "MetadataTooLarge",
     "PeerMetadataTooLarge",
     "ReadBudgetExceeded",
+    "ResumeRefused",
     "TransportError",
 ]
 

@@ -96,9 +96,8 @@ def _handshake(stream: Stream, session: Session, resolve_resume: Optional[Resume
                     event = (session.accept_resume(reliability) if reliability is not None
                              else session.refuse_resume())
                 except RemoteProtocolError as exc:
-                    session.send_close(StatusCode.INTERNAL, f"protocol error: {exc}")
-                    _send_what_is_queued(stream, session)
-                    raise RpcError(StatusCode.INTERNAL, str(exc)) from None
+                    _send_what_is_queued(stream, session)  # the Close saying why
+                    raise RpcError(exc.status, str(exc)) from None
             if type(event) is ev.Handshaken:
                 write_all(stream, session.data_to_send(_monotonic()))
                 return event, list(events)

@@ -243,6 +243,10 @@ class Server:
             return
         if handshaken.resumed:
             conn = self._sessions.get(handshaken.session_id)
+            if conn is not None and not conn.closed and not conn.suspended:
+                # The client saw its connection die before we did (a black
+                # hole); it proved with the resume token that it is the client.
+                conn.suspend(PeerLost("replaced by a new connection of the same session"))
             if conn is not None and conn.suspended:
                 conn.resume(stream, session, events)
                 self._hooks.fire("resumed", handshaken.peer)
@@ -262,13 +266,12 @@ class Server:
         self._hooks.fire("connected", handshaken.peer)
 
     def _resolve_resume(self, request: ev.ResumeRequested) -> Optional[Reliability]:
+        # Only the state: the Session checks the resume token against it
+        # before anything changes (see _admit for a live old connection).
         conn = self._sessions.get(request.session_id)
         if conn is None or conn.closed:
             return None
-        if not conn.suspended:
-            # The client saw its connection die before we did (a black hole).
-            conn.suspend(PeerLost("replaced by a new connection of the same session"))
-        return conn.session.reliability if conn.suspended else None
+        return conn.session.reliability
 
     # ------------------------------------------- ConnectionOwner: the driver calls
 

@@ -21,6 +21,7 @@ __all__ = [
     "MetadataTooLarge",
     "PeerMetadataTooLarge",
     "ReadBudgetExceeded",
+    "ResumeRefused",
 ]
 
 
@@ -157,3 +158,16 @@ class ReadBudgetExceeded(RemoteProtocolError):
         super().__init__(f"frames being received hold {used} bytes on this server; a buffer of "
                          f"{needed} bytes more would exceed its limit of {limit} bytes "
                          f"(max_server_read_bytes)")
+
+
+class ResumeRefused(RemoteProtocolError):
+    """A Hello asked to resume a session without its resume token: a
+    session id is no secret (other peers see it), so it resumes nothing.
+    UNAUTHENTICATED; the session itself, and its own client, go on."""
+
+    status = StatusCode.UNAUTHENTICATED
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(f"cannot resume session {session_id}: the resume token does not match "
+                         f"(only the client the session's Welcome went to can resume it)")

@@ -25,6 +25,10 @@ Rules (rpc/protos/README.md §4):
   received. The server reports ResumeRequested; its owner looks the session
   up and answers accept_resume(its Reliability), which resends what the
   client has not received, or refuse_resume(), which starts a new session.
+  A session id is no secret (other peers see it): the Hello must also
+  carry the session's resume token, which only the server's last Welcome
+  of that session held; without it accept_resume raises ResumeRefused
+  (UNAUTHENTICATED). Every Welcome carries a fresh token.
   A client told that its session is gone starts over with a new Reliability.
 - Handshake frames are not sequenced and carry no ack: what a resuming side
   received is in the handshake's own fields.
@@ -40,7 +44,8 @@ from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
 from . import events as ev
 from . import wire_pb2
 from . import metadata as md
-from .errors import LocalProtocolError, MetadataTooLarge, RemoteProtocolError, VersionMismatch
+from .errors import (LocalProtocolError, MetadataTooLarge, RemoteProtocolError, ResumeRefused,
+                     VersionMismatch)
 from .framing import HANDSHAKE_MAX_FRAME_SIZE, MIN_FRAME_LIMIT, Frame
 from .liveness import Liveness
 from .reliability import Reliability
@@ -69,6 +74,7 @@ class Step(NamedTuple):
     interval: float = 0.0                      # > 0: OPEN, with this heartbeat interval
     reply: Optional[_Envelope] = None          # the handshake frame to queue (Welcome)
     resend_after: Optional[int] = None         # queue again every sequenced frame after this seq
+    resume_token: bytes = b""                  # what resumes the session from now on
 
 
 class Negotiation:
@@ -77,14 +83,15 @@ class Negotiation:
     __slots__ = ("identity", "max_frame_size", "interval", "misses", "metadata", "resume_id",
                  "hello_sent", "peer", "agreed_interval", "hello_metadata", "resume_request",
                  "resent_through", "max_metadata_size", "max_metadata_entries",
-                 "min_interval", "max_calls", "peer_max_calls")
+                 "min_interval", "max_calls", "peer_max_calls", "token")
 
     def __init__(self, *, peer_id: str, name: str, pid: int, max_frame_size: int,
                  metadata: Optional[Mapping[str, str]], heartbeat_interval: float,
                  heartbeat_misses: int, resume_session_id: str,
                  max_metadata_size: int = md.DEFAULT_MAX_METADATA_SIZE,
                  max_metadata_entries: int = md.DEFAULT_MAX_METADATA_ENTRIES,
-                 min_heartbeat_interval: float = 0.0, max_concurrent_calls: int = 0) -> None:
+                 min_heartbeat_interval: float = 0.0, max_concurrent_calls: int = 0,
+                 resume_token: bytes = b"") -> None:
         if not 0 <= max_concurrent_calls <= _MAX_UINT32:
             raise ValueError(f"max_concurrent_calls must be in 0..{_MAX_UINT32}, "
                              f"not {max_concurrent_calls}")
@@ -102,6 +109,8 @@ class Negotiation:
         #: The Requests we serve at once, announced; the peer's (0: unlimited).
         self.max_calls = max_concurrent_calls
         self.peer_max_calls = 0
+        #: Server: the resume token its Welcome gives this session.
+        self.token = resume_token
         self.interval = heartbeat_interval
         #: Our own misses: the peer's bound on our silence is its own.
         self.misses = heartbeat_misses
@@ -115,16 +124,18 @@ class Negotiation:
         #: Server: no peer gets a faster heartbeat than this (or our own).
         self.min_interval = min(min_heartbeat_interval, heartbeat_interval)
         self.hello_metadata: Dict[str, str] = {}
-        # Server: the session the Hello asked to resume, until answered.
-        self.resume_request: Optional[Tuple[str, int]] = None
+        # Server: the session the Hello asked to resume (id, the client's
+        # received seq, its token), until answered.
+        self.resume_request: Optional[Tuple[str, int, bytes]] = None
         # Resumed session: the last seq the handshake's resend covered.
         self.resent_through: Optional[int] = None
 
     # ---------------------------------------------------------------- client
 
-    def hello(self, received: int) -> _Envelope:
+    def hello(self, received: int, token: bytes = b"") -> _Envelope:
         """The Hello that opens the handshake; `received` is the last seq
-        of the session to resume that we have (its Reliability.received)."""
+        of the session to resume that we have, `token` its resume token
+        (its Reliability's)."""
         if self.hello_sent:
             raise LocalProtocolError("only a connecting client sends Hello, once")
         env = _Envelope()
@@ -139,6 +150,7 @@ class Negotiation:
         if self.resume_id:
             hello.resume_session_id = self.resume_id
             hello.resume_received_seq = received
+            hello.resume_token = token
         size = env.ByteSize()
         if size > HANDSHAKE_MAX_FRAME_SIZE:
             raise LocalProtocolError(
@@ -169,7 +181,8 @@ class Negotiation:
             interval = _heartbeat_interval(welcome.heartbeat.interval_ms)
         return Step(ev.Handshaken(peer, welcome.session_id, _EMPTY, welcome.resumed), peer, limit,
                     fresh, welcome.session_id, interval,
-                    resend_after=welcome.resume_received_seq if welcome.resumed else None)
+                    resend_after=welcome.resume_received_seq if welcome.resumed else None,
+                    resume_token=welcome.resume_token)
 
     # ---------------------------------------------------------------- server
 
@@ -190,15 +203,20 @@ class Negotiation:
             self.hello_metadata = md.received(hello.metadata, self.max_metadata_size,
                                               self.max_metadata_entries, "hello")
         if hello.resume_session_id:
-            self.resume_request = (hello.resume_session_id, hello.resume_received_seq)
+            self.resume_request = (hello.resume_session_id, hello.resume_received_seq,
+                                   hello.resume_token)
             return Step(ev.ResumeRequested(hello.resume_session_id, hello.resume_received_seq,
                                            peer, self.hello_metadata), peer, limit)
         return self._welcome(session_id, None, limit)
 
     def accept_resume(self, reliability: Reliability) -> Step:
         """Continue the session the Hello named, whose state is `reliability`:
-        Welcome, then what the client has not received."""
-        session_id, peer_received = self._take_resume_request()
+        Welcome, then what the client has not received. ResumeRefused (and
+        nothing changes) unless the Hello carried the session's token."""
+        request = self.resume_request
+        if request is not None and not reliability.may_resume(request[2]):
+            raise ResumeRefused(request[0])
+        session_id, peer_received, _ = self._take_resume_request()
         return self._welcome(session_id, reliability, resend_after=peer_received)
 
     def refuse_resume(self, session_id: str) -> Step:
@@ -206,7 +224,7 @@ class Negotiation:
         self._take_resume_request()
         return self._welcome(session_id, None)
 
-    def _take_resume_request(self) -> Tuple[str, int]:
+    def _take_resume_request(self) -> Tuple[str, int, bytes]:
         request = self.resume_request
         if request is None:
             raise LocalProtocolError("no resumption was requested")
@@ -226,13 +244,14 @@ class Negotiation:
         welcome.heartbeat.interval_ms = _ms(self.agreed_interval)
         welcome.heartbeat.misses = self.misses
         welcome.max_concurrent_calls = self.max_calls
+        welcome.resume_token = self.token
         if resumed is not None:
             welcome.resumed = True
             welcome.resume_received_seq = resumed.received
         assert self.peer is not None
         handshaken = ev.Handshaken(self.peer, session_id, self.hello_metadata, resumed is not None)
         return Step(handshaken, self.peer, limit, resumed, session_id, self.agreed_interval, reply,
-                    resend_after)
+                    resend_after, self.token)
 
     # ---------------------------------------------------------------- resend
 

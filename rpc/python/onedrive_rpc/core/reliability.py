@@ -10,6 +10,7 @@ The buffer is bounded by its owner, who stops sending while it is full.
 """
 from __future__ import annotations
 
+import hmac
 from collections import deque
 from typing import Deque, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -31,7 +32,7 @@ class Reliability:
 
     __slots__ = ("next_seq", "received", "peer_acked", "unacked", "unacked_bytes",
                  "ack_owed_since", "ack_sent", "calls_in", "requests_in", "requests_in_bytes",
-                 "requests_out")
+                 "requests_out", "resume_token")
 
     def __init__(self) -> None:
         #: Sequence number of the next frame we send (the first is 1).
@@ -58,6 +59,13 @@ class Reliability:
         #: Our Requests that count against the peer's limit: neither
         #: answered nor cancelled by us.
         self.requests_out: set = set()
+        #: The secret that resumes this session (the server's last Welcome
+        #: gave it): the server checks it, the client presents it.
+        self.resume_token = b""
+
+    def may_resume(self, token: bytes) -> bool:
+        """Does `token` resume this session? (compared in constant time)"""
+        return bool(self.resume_token) and hmac.compare_digest(self.resume_token, token)
 
     # ------------------------------------------------------------- sending
 

@@ -36,6 +36,7 @@ next_deadline() is None.
 from __future__ import annotations
 
 import functools
+import secrets
 from typing import Callable, Dict, List, Mapping, Optional, Tuple, cast
 
 from google.protobuf.message import DecodeError
@@ -126,10 +127,16 @@ class Session(SessionOutput):
         max_call_bytes: int = 0,
         call_budget: Optional[ByteBudget] = None,
         read_budget: Optional[ByteBudget] = None,
+        resume_token: Optional[bytes] = None,
     ) -> None:
         if not MIN_FRAME_LIMIT <= max_frame_size <= ABSOLUTE_MAX_FRAME_SIZE:
             raise ValueError(f"max_frame_size must be in {MIN_FRAME_LIMIT}..{ABSOLUTE_MAX_FRAME_SIZE} "
                              f"bytes, not {max_frame_size}")
+        if role is Role.SERVER:
+            # What resumes this session: from the caller, else random here.
+            resume_token = secrets.token_bytes(16) if resume_token is None else resume_token
+            if len(resume_token) < 16:
+                raise ValueError(f"a resume token must be at least 16 bytes, not {len(resume_token)}")
         #: Hello, Welcome and resuming (validates the heartbeat settings, the
         #: metadata limits and our own Hello metadata).
         self._negotiation = Negotiation(
@@ -138,7 +145,7 @@ class Session(SessionOutput):
             resume_session_id=resume_session_id, max_metadata_size=max_metadata_size,
             max_metadata_entries=max_metadata_entries,
             min_heartbeat_interval=min_heartbeat_interval,
-            max_concurrent_calls=max_concurrent_calls)
+            max_concurrent_calls=max_concurrent_calls, resume_token=resume_token or b"")
         #: Requests of the peer served at once; more are refused (0: no limit).
         self.max_concurrent_calls = max_concurrent_calls
         #: Bytes of Request payloads in flight, this session's and all that
@@ -200,7 +207,9 @@ class Session(SessionOutput):
         """Client: queue the Hello that opens the handshake."""
         if self.role is not Role.CLIENT or self.state is not State.CONNECTING:
             raise LocalProtocolError("only a connecting client sends Hello, once")
-        self._queue(self._negotiation.hello(self.reliability.received), b"", ack=False)
+        reliability = self.reliability
+        self._queue(self._negotiation.hello(reliability.received, reliability.resume_token), b"",
+                    ack=False)
 
     # -------------------------------------------------------------- liveness
 
@@ -445,9 +454,17 @@ class Session(SessionOutput):
 
     def accept_resume(self, reliability: Reliability) -> ev.Handshaken:
         """Server: continue the session the Hello named, whose state is
-        `reliability`; what the client has not received is queued again."""
+        `reliability`; what the client has not received is queued again.
+        ResumeRefused without the session's resume token, RemoteProtocolError
+        for a Hello claiming frames never sent: a Close saying why is then
+        queued, and `reliability` is untouched."""
         self._require_resume_request()
-        return cast(ev.Handshaken, self._take(self._negotiation.accept_resume(reliability)))
+        try:
+            step = self._negotiation.accept_resume(reliability)
+        except RemoteProtocolError as exc:
+            self._fail(exc)
+            raise
+        return cast(ev.Handshaken, self._take(step))
 
     def refuse_resume(self) -> ev.Handshaken:
         """Server: the named session is unknown (or gone): start a new one."""
@@ -474,6 +491,8 @@ class Session(SessionOutput):
         self.peer_max_calls = self._negotiation.peer_max_calls
         if step.reliability is not None:
             self.reliability = step.reliability
+        if step.resume_token:
+            self.reliability.resume_token = step.resume_token
         if step.session_id is not None:
             self.session_id = step.session_id
         if step.interval:

@@ -112,7 +112,7 @@ class PeerIdentity(_message.Message):
     def __init__(self, peer_id: _Optional[str] = ..., name: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("version", "identity", "heartbeat", "max_frame_size", "resume_session_id", "resume_received_seq", "auth_nonce", "metadata", "max_concurrent_calls")
+    __slots__ = ("version", "identity", "heartbeat", "max_frame_size", "resume_session_id", "resume_received_seq", "auth_nonce", "metadata", "max_concurrent_calls", "resume_token")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +129,7 @@ class Hello(_message.Message):
     AUTH_NONCE_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENT_CALLS_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
     version: ProtocolVersion
     identity: PeerIdentity
     heartbeat: HeartbeatSettings
@@ -138,10 +139,11 @@ class Hello(_message.Message):
     auth_nonce: bytes
     metadata: _containers.ScalarMap[str, str]
     max_concurrent_calls: int
-    def __init__(self, version: _Optional[_Union[ProtocolVersion, str]] = ..., identity: _Optional[_Union[PeerIdentity, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatSettings, _Mapping]] = ..., max_frame_size: _Optional[int] = ..., resume_session_id: _Optional[str] = ..., resume_received_seq: _Optional[int] = ..., auth_nonce: _Optional[bytes] = ..., metadata: _Optional[_Mapping[str, str]] = ..., max_concurrent_calls: _Optional[int] = ...) -> None: ...
+    resume_token: bytes
+    def __init__(self, version: _Optional[_Union[ProtocolVersion, str]] = ..., identity: _Optional[_Union[PeerIdentity, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatSettings, _Mapping]] = ..., max_frame_size: _Optional[int] = ..., resume_session_id: _Optional[str] = ..., resume_received_seq: _Optional[int] = ..., auth_nonce: _Optional[bytes] = ..., metadata: _Optional[_Mapping[str, str]] = ..., max_concurrent_calls: _Optional[int] = ..., resume_token: _Optional[bytes] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("version", "identity", "heartbeat", "max_frame_size", "session_id", "resumed", "resume_received_seq", "max_concurrent_calls")
+    __slots__ = ("version", "identity", "heartbeat", "max_frame_size", "session_id", "resumed", "resume_received_seq", "max_concurrent_calls", "resume_token")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
@@ -150,6 +152,7 @@ class Welcome(_message.Message):
     RESUMED_FIELD_NUMBER: _ClassVar[int]
     RESUME_RECEIVED_SEQ_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENT_CALLS_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
     version: ProtocolVersion
     identity: PeerIdentity
     heartbeat: HeartbeatSettings
@@ -158,7 +161,8 @@ class Welcome(_message.Message):
     resumed: bool
     resume_received_seq: int
     max_concurrent_calls: int
-    def __init__(self, version: _Optional[_Union[ProtocolVersion, str]] = ..., identity: _Optional[_Union[PeerIdentity, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatSettings, _Mapping]] = ..., max_frame_size: _Optional[int] = ..., session_id: _Optional[str] = ..., resumed: _Optional[bool] = ..., resume_received_seq: _Optional[int] = ..., max_concurrent_calls: _Optional[int] = ...) -> None: ...
+    resume_token: bytes
+    def __init__(self, version: _Optional[_Union[ProtocolVersion, str]] = ..., identity: _Optional[_Union[PeerIdentity, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatSettings, _Mapping]] = ..., max_frame_size: _Optional[int] = ..., session_id: _Optional[str] = ..., resumed: _Optional[bool] = ..., resume_received_seq: _Optional[int] = ..., max_concurrent_calls: _Optional[int] = ..., resume_token: _Optional[bytes] = ...) -> None: ...
 
 class Challenge(_message.Message):
     __slots__ = ("nonce", "server_proof")

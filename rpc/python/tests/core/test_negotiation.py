@@ -7,15 +7,57 @@ import pytest
 
 from onedrive_rpc.core import events as ev
 from onedrive_rpc.core import wire_pb2
-from onedrive_rpc.core.errors import LocalProtocolError, RemoteProtocolError, VersionMismatch
+from onedrive_rpc.core.errors import (LocalProtocolError, RemoteProtocolError, ResumeRefused, StatusCode,
+                                      VersionMismatch)
 from onedrive_rpc.core.negotiation import PROTOCOL_VERSION, Negotiation
 from onedrive_rpc.core.reliability import Reliability
 
 
-def negotiation(interval=1.0, misses=3, resume=""):
+TOKEN = bytes(range(16))
+
+
+def negotiation(interval=1.0, misses=3, resume="", token=b""):
     return Negotiation(peer_id="me", name="n", pid=7, max_frame_size=4096, metadata={"k": "v"},
                        heartbeat_interval=interval, heartbeat_misses=misses,
-                       resume_session_id=resume)
+                       resume_session_id=resume, resume_token=token)
+
+
+# ------------------------------------------------------------ resume token
+
+def test_every_welcome_carries_the_servers_token_and_the_client_keeps_it():
+    server = negotiation(token=TOKEN)
+    step = server.on_hello(negotiation().hello(0).hello, "S")
+    assert step.reply.welcome.resume_token == TOKEN and step.resume_token == TOKEN
+    assert negotiation().on_welcome(step.reply.welcome).resume_token == TOKEN
+
+
+def test_a_resume_presents_the_token_the_client_was_given():
+    hello = negotiation(resume="S").hello(received=3, token=TOKEN).hello
+    assert (hello.resume_session_id, hello.resume_token) == ("S", TOKEN)
+    assert negotiation().hello(0, token=TOKEN).hello.resume_token == b""  # not resuming: never sent
+
+
+@pytest.mark.parametrize("presented", [b"", TOKEN[:-1] + b"x", TOKEN + b"x", b"S"],
+                         ids=["none", "wrong", "longer", "the-session-id"])
+def test_a_resume_without_the_sessions_token_is_refused_and_changes_nothing(presented):
+    server = negotiation(token=b"n" * 16)
+    server.on_hello(negotiation(resume="S").hello(received=0, token=presented).hello, "new")
+    kept = Reliability()
+    kept.resume_token = TOKEN
+    with pytest.raises(ResumeRefused) as refused:
+        server.accept_resume(kept)
+    assert refused.value.status is StatusCode.UNAUTHENTICATED
+    assert str(refused.value).startswith("cannot resume session S: the resume token does not match")
+    assert kept.resume_token == TOKEN
+    # The Hello can still be answered with a new session.
+    assert server.refuse_resume("new").reply.welcome.resumed is False
+
+
+def test_a_session_without_a_token_cannot_be_resumed_at_all():
+    server = negotiation(token=b"n" * 16)
+    server.on_hello(negotiation(resume="S").hello(received=0, token=b"").hello, "new")
+    with pytest.raises(ResumeRefused):
+        server.accept_resume(Reliability())
 
 
 def test_hello_says_who_we_are_and_what_we_take_once():
@@ -44,10 +86,11 @@ def test_the_server_welcomes_with_the_smaller_interval_and_its_own_misses():
 
 def test_a_resume_waits_for_the_owner_then_resends_after_what_the_client_has():
     client, server = negotiation(resume="S"), negotiation()
-    step = server.on_hello(client.hello(received=3).hello, "new")
+    step = server.on_hello(client.hello(received=3, token=TOKEN).hello, "new")
     assert step.event == ev.ResumeRequested("S", 3, step.peer, {"k": "v"}) and step.reply is None
     kept = Reliability()
     kept.received = 5
+    kept.resume_token = TOKEN
     accepted = server.accept_resume(kept)
     assert accepted.reliability is kept and accepted.session_id == "S" and accepted.resend_after == 3
     assert accepted.reply.welcome.resumed and accepted.reply.welcome.resume_received_seq == 5

@@ -136,7 +136,6 @@ def test_pattern_frames_before_the_handshake_are_refused():
 
 
 def test_a_withdrawn_frame_keeps_its_place_but_arrives_as_a_heartbeat():
-    from onedrive_rpc.core.reliability import Reliability
     client, server = open_session_pair()
     keep = client.send(pf.Notify(METHOD, b"kept"))
     gone = client.send(pf.Notify(METHOD, b"withdrawn"))
@@ -150,7 +149,7 @@ def test_a_withdrawn_frame_keeps_its_place_but_arrives_as_a_heartbeat():
     server_side = Session(Role.SERVER, peer_id="s", session_id="S2")
     resumed.start(0.0)
     [request] = server_side.receive_data(wire(resumed), 0.0)
-    server_side.accept_resume(Reliability())
+    server_side.accept_resume(server.reliability)
     resumed.receive_data(wire(server_side), 0.0)
     events = server_side.receive_data(wire(resumed), 0.0)
     assert events == [ev.NotifyReceived(METHOD, b"kept", {})]

@@ -98,6 +98,7 @@ def test_a_client_claiming_frames_never_sent_is_refused():
     client, server, _, _ = connect()
     bogus = Reliability()
     bogus.received = 99  # the server never sent 99 frames
+    bogus.resume_token = client.reliability.resume_token
     with pytest.raises(RemoteProtocolError, match="acknowledged seq 99"):
         connect(bogus, lambda sid: server.reliability, resume_id="S")
 

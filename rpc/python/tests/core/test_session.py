@@ -948,8 +948,9 @@ def _hex(text):
 
 SPEC_HELLO = _hex("""00 00 00 22 b2 01 1f 08 01 12 0c 0a 02 63 31 12 04 74 72 61 79 18 2a
                      1a 05 08 e8 07 10 03 20 80 80 80 08 48 80 08""")
-SPEC_WELCOME = _hex("""00 00 00 29 ba 01 26 08 01 12 0e 0a 02 73 31 12 06 64 61 65 6d 6f 6e 18 07
-                       1a 05 08 e8 07 10 03 20 80 80 80 08 2a 03 61 62 63 40 80 08""")
+SPEC_WELCOME = _hex("""00 00 00 3b ba 01 38 08 01 12 0e 0a 02 73 31 12 06 64 61 65 6d 6f 6e 18 07
+                       1a 05 08 e8 07 10 03 20 80 80 80 08 2a 03 61 62 63 40 80 08
+                       4a 10 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f""")
 SPEC_REQUEST = _hex("""00 00 00 31 0a 04 0a 02 68 69 10 01 2a 27 08 01 12 1f 2f 6f 6e 65 64 72 69 76 65
                        5f 72 70 63 2e 74 65 73 74 69 6e 67 2e 45 63 68 6f 2f 45 63 68 6f 18 80 89 7a""")
 SPEC_RESPONSE = _hex("00 00 00 0e 0a 04 0a 02 68 69 10 01 18 01 32 02 08 01")
@@ -961,7 +962,7 @@ def test_worked_example_bytes():
     """Spec 5.7: the exact bytes of Hello, Welcome, Request, Response and Close."""
     client = Session(Role.CLIENT, peer_id="c1", name="tray", pid=42, max_concurrent_calls=1024)
     server = Session(Role.SERVER, peer_id="s1", name="daemon", pid=7, session_id="abc",
-                     max_concurrent_calls=1024)
+                     max_concurrent_calls=1024, resume_token=bytes(range(16)))
     client.start(0.0)
     assert wire(client) == SPEC_HELLO
     assert server.receive_data(SPEC_HELLO, 0.0)[0].peer == ev.PeerInfo("c1", "tray", 42)
