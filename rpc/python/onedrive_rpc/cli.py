@@ -175,7 +175,7 @@ def cmd_ping(args: argparse.Namespace) -> int:
 def cmd_serve_echo(args: argparse.Namespace) -> int:
     from .testing.process import main as serve
 
-    serve([args.url] + (["--tracebacks"] if args.tracebacks else []))
+    serve([args.url] + (["--error-details"] if args.error_details else []))
     return 0
 
 
@@ -234,7 +234,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     p = sub.add_parser("serve-echo", help="serve the test Echo service")
     p.add_argument("url")
-    p.add_argument("--tracebacks", action="store_true")
+    p.add_argument("--error-details", action="store_true",
+                   help="send handler exception texts and tracebacks to callers")
     p.set_defaults(func=cmd_serve_echo)
 
     args = parser.parse_args(argv)

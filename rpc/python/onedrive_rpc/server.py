@@ -55,7 +55,7 @@ class Server:
                  limits: Optional[Limits] = None,
                  heartbeat: Optional[Heartbeat] = None,
                  session_grace: float = DEFAULT_SESSION_GRACE,
-                 include_tracebacks: bool = False,
+                 include_error_details: bool = False,
                  reflection: bool = False) -> None:
         self._url = url
         self._name = name
@@ -73,7 +73,7 @@ class Server:
         self._read_budget = ByteBudget(self.limits.max_server_read_bytes)
         self._warn = Throttled(log)
         self._hooks = PeerHooks()
-        self._registry = Registry(include_tracebacks=include_tracebacks)
+        self._registry = Registry(include_error_details=include_error_details)
         self._broker = Broker(self._registry, lambda: [conn.outlet for conn in self._connections],
                               local_identity(name)[0])
         if reflection:

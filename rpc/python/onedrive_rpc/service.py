@@ -12,6 +12,7 @@ A method the subclass does not define answers UNIMPLEMENTED. The generated
 from __future__ import annotations
 
 import logging
+import secrets
 import traceback
 from typing import Any, Callable, ClassVar, Dict, List, NamedTuple, Optional, Type, TypeVar
 
@@ -122,8 +123,8 @@ class _Handler(NamedTuple):
 class Registry:
     """Full method path -> handler, for every service a server added."""
 
-    def __init__(self, include_tracebacks: bool = False) -> None:
-        self.include_tracebacks = include_tracebacks
+    def __init__(self, include_error_details: bool = False) -> None:
+        self.include_error_details = include_error_details
         self._handlers: Dict[str, _Handler] = {}
         self._services: Dict[str, Service] = {}
 
@@ -231,13 +232,17 @@ class Registry:
         call.reply(b"")
 
     def _internal(self, info: MethodInfo, exc: Exception) -> RpcError:
-        """A handler raised: log it, and tell the caller INTERNAL (with the
-        traceback only when the server opted in)."""
-        log.exception("handler of %s failed", info.path)
-        details = None
-        if self.include_tracebacks:
+        """A handler raised: log it with an error id, and tell the caller
+        INTERNAL with the exception's type and that id. Its text and
+        traceback may hold secrets ("db password is ..."): the caller gets
+        them only when the server opted in (include_error_details)."""
+        error_id = secrets.token_hex(6)
+        log.exception("handler of %s failed (error id %s)", info.path, error_id)
+        if self.include_error_details:
             details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        return RpcError(StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}", details)
+            return RpcError(StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}", details)
+        return RpcError(StatusCode.INTERNAL, f"{type(exc).__name__} (error id {error_id}: the "
+                                             f"server's log has the details)")
 
     def _unknown(self, path: str) -> str:
         service, _, method = path.lstrip("/").partition("/")

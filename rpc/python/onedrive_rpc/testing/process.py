@@ -219,7 +219,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="be a peer of URL on the receiving end of a pattern")
     parser.add_argument("--role-arg", action="append", default=[])
     parser.add_argument("url")
-    parser.add_argument("--tracebacks", action="store_true")
+    parser.add_argument("--error-details", action="store_true")
     parser.add_argument("--heartbeat", type=_heartbeat, default=None, help="interval,misses")
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
@@ -230,7 +230,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.role:
         _pattern_peer(args)
         return
-    server = Server(args.url, name="echo-server", include_tracebacks=args.tracebacks, reflection=True,
+    server = Server(args.url, name="echo-server", include_error_details=args.error_details, reflection=True,
                     heartbeat=args.heartbeat)
     server.add_service(EchoService())
     server.start()
