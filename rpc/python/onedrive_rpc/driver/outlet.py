@@ -4,14 +4,22 @@ to the calls pattern frames open, and the slow-consumer close.
 
 A peer that lets more than `Limits.max_queued_bytes` of pushed frames go
 unacknowledged is closed as a slow consumer: the server's memory is bounded
-by what each peer has taken, not by how fast others publish.
+by what each peer has taken, not by how fast others publish. Across all
+peers, a server's `OutputBudget` (`Limits.max_server_queued_bytes`) bounds
+the sum: each push reports what its connection holds (O(1)); a push that
+finds the total past the limit counts every connection afresh and closes as
+slow consumers those holding the most until the rest fit. A peer that reads
+promptly holds what was sent since its last ack, which is small beside
+what a peer that never reads piles up, so it is not the one closed.
 """
 from __future__ import annotations
 
 import logging
+from typing import Optional
 
 import gevent
 
+from ..core.budget import OutputBudget
 from ..core.pattern_frames import OutFrame
 from ..core.session import State
 from ..errors import RpcError, StatusCode
@@ -27,10 +35,16 @@ _LIVE_STATES = (State.OPEN, State.SUSPENDED)
 
 
 class ConnectionOutlet:
-    """A connection as the broker sees it (broker.Outlet)."""
+    """A connection as the broker sees it (broker.Outlet). `budget`: the
+    server's bound on what all of its connections hold (None: only this
+    connection's own bound applies)."""
 
-    def __init__(self, connection: ConnectionView) -> None:
+    def __init__(self, connection: ConnectionView,
+                 budget: "Optional[OutputBudget[ConnectionOutlet]]" = None) -> None:
         self._conn = connection
+        self._budget = budget
+        # Closed (or being closed) as a slow consumer: pushes go no further.
+        self._refused = False
 
     @property
     def session_id(self) -> str:
@@ -50,24 +64,60 @@ class ConnectionOutlet:
         conn = self._conn
         conn.session.send(frame)
         conn.outbox.flush_soon()
+        if self._budget is not None:
+            self._budget.hold(self, conn.session.reliability.unacked_bytes + conn.outbox.out_bytes)
         return True
+
+    def held_bytes(self) -> int:
+        """What this connection holds for its peer now: frames sent and not
+        acknowledged, and those not yet written."""
+        conn = self._conn
+        if conn.closed:
+            return 0
+        return conn.session.reliability.unacked_bytes + conn.outbox.out_bytes
 
     def _may_push(self) -> bool:
         conn = self._conn
-        if conn.closed or conn.session.state not in _LIVE_STATES:
+        if self._refused or conn.closed or conn.session.state not in _LIVE_STATES:
             return False
         limit = conn.limits.max_queued_bytes
-        if conn.session.reliability.unacked_bytes + conn.outbox.out_bytes <= limit:
-            return True
-        self.close_slow_consumer(StatusCode.RESOURCE_EXHAUSTED,
-                                 f"slow consumer: more than {limit} bytes sent to you are not "
-                                 f"acknowledged")
-        return False
+        if conn.session.reliability.unacked_bytes + conn.outbox.out_bytes > limit:
+            self.close_slow_consumer(StatusCode.RESOURCE_EXHAUSTED,
+                                     f"slow consumer: more than {limit} bytes sent to you are "
+                                     f"not acknowledged")
+            return False
+        budget = self._budget
+        if budget is not None and budget.total > budget.limit:
+            return self._settle(budget)
+        return True
+
+    def _settle(self, budget: "OutputBudget[ConnectionOutlet]") -> bool:
+        """The server holds more than its output budget: close those of
+        its peers holding the most until the rest fit. False if this one
+        is among them."""
+        picked = budget.settle(ConnectionOutlet.held_bytes)
+        total = budget.total + sum(held for _, held in picked)
+        for outlet, held in picked:
+            outlet.close_slow_consumer(
+                StatusCode.RESOURCE_EXHAUSTED,
+                f"slow consumer: the server holds {total} bytes sent to its peers and not "
+                f"acknowledged, more than its limit of {budget.limit}, and {held} of them "
+                f"are yours, as much as any other peer's or more")
+        return not any(outlet is self for outlet, _ in picked)
+
+    def release(self) -> None:
+        """The connection ended: it holds nothing any more."""
+        if self._budget is not None:
+            self._budget.release(self)
 
     def close_slow_consumer(self, code: StatusCode, reason: str) -> None:
         """Refuse further output and close in the background, telling the
         peer `reason`; once only."""
         conn = self._conn
+        self._refused = True
+        if self._budget is not None:
+            # It takes no more, and what it holds is freed as it closes.
+            self._budget.release(self)
         if conn.refusing_outgoing or conn.closed:
             return
         conn.refuse_outgoing(RpcError(code, reason))
