@@ -22,7 +22,9 @@ from typing import (Any, Callable, Dict, Hashable, Iterable, List, Optional, Pro
                     cast)
 
 from . import options_pb2
+from .config import Limits
 from .core import events as ev
+from .core.budget import ByteBudget
 from .core.pattern_frames import Broadcast, Deliver, OutFrame, Task, deliver_shared
 from .core.pubsub import Delivery, Disconnect, Policy, PubSub, TooManySubscriptions
 from .core.topics import TopicError, check_pattern
@@ -92,11 +94,17 @@ class _Local:
 
 
 class Broker:
-    """Topics, work queues and broadcasts of one server."""
+    """Topics, work queues and broadcasts of one server. Of `limits`, the
+    subscription queue bounds apply (max_subscription_bytes, and
+    max_server_subscription_bytes shared by every topic space)."""
 
     def __init__(self, registry: Registry, outlets: Callable[[], Iterable[Outlet]],
-                 identity: str = "") -> None:
+                 identity: str = "", limits: Optional[Limits] = None) -> None:
+        limits = limits or Limits()
         self._registry = registry
+        self._max_subscription_bytes = limits.max_subscription_bytes
+        #: What the queues of all subscriptions, of every method, hold.
+        self.subscription_budget = ByteBudget(limits.max_server_subscription_bytes)
         #: The connected peers, for broadcasts.
         self._outlets = outlets
         #: The server's peer id: the publisher of what it publishes itself.
@@ -208,7 +216,8 @@ class Broker:
         pubsub = self._topics.get(method)
         if pubsub is None:
             self._method(method, options_pb2.PUBLISH_SUBSCRIBE)
-            pubsub = self._topics[method] = PubSub()
+            pubsub = self._topics[method] = PubSub(max_queue_bytes=self._max_subscription_bytes,
+                                                   budget=self.subscription_budget)
         return pubsub
 
     def _subscribe(self, owner: Any, subscription_id: int, method: str, pattern: str,
@@ -240,6 +249,9 @@ class Broker:
         except TopicError as exc:
             raise RpcError(StatusCode.INVALID_ARGUMENT, str(exc)) from None
         self._send(result.deliveries)
+        if result.dropped:
+            warn.warning("dropped", "%s: %d queued messages dropped for subscribers that do not "
+                         "keep up (their slow-consumer policy)", method, result.dropped)
         for dropped in result.disconnected:
             self._disconnect(method, dropped)
         return result.matched
@@ -273,7 +285,8 @@ class Broker:
                 sub.close(RpcError(StatusCode.RESOURCE_EXHAUSTED, dropped.reason))
             return
         outlet = cast(Outlet, dropped.owner)
-        log.warning("disconnecting %s from %s: %s", outlet.address, method, dropped.reason)
+        warn.warning("disconnect", "disconnecting %s from %s: %s", outlet.address, method,
+                     dropped.reason)
         outlet.close_slow_consumer(StatusCode.RESOURCE_EXHAUSTED, dropped.reason)
 
     def subscribe(self, method: str, pattern: str, decode: Callable[[Any], Any],

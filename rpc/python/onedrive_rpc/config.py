@@ -6,6 +6,7 @@ from typing import Iterator
 
 from .core.framing import ABSOLUTE_MAX_FRAME_SIZE, DEFAULT_MAX_FRAME_SIZE, MIN_FRAME_LIMIT
 from .core.metadata import DEFAULT_MAX_METADATA_ENTRIES, DEFAULT_MAX_METADATA_SIZE
+from .core.pubsub import DEFAULT_MAX_QUEUE_BYTES, DEFAULT_MAX_TOTAL_QUEUE_BYTES
 
 __all__ = ["Limits", "Heartbeat", "Reconnect"]
 
@@ -39,7 +40,28 @@ class Limits:
         past is closed RESOURCE_EXHAUSTED, so peers trickling 16 MiB frames
         cannot make a server hold 16 MiB each (ignored by a client).
     max_queued_bytes: bytes queued for a peer that does not read before the
-        senders wait.
+        senders wait (32 MiB); a server's deliveries, tasks and broadcasts
+        never wait: a peer past it is closed as a slow consumer
+        (RESOURCE_EXHAUSTED).
+    max_server_queued_bytes: the same summed over every connection of a
+        server (256 MiB; ignored by a client): without it, peers that never
+        read cost max_queued_bytes each (20 of them, 640 MiB). A push that
+        finds the sum past it closes, as slow consumers (RESOURCE_EXHAUSTED),
+        the peers holding the most until the rest fit; a peer that reads
+        promptly holds little and is not among them. Each peer's copy
+        counts, although large payloads of one broadcast are shared.
+    max_subscription_bytes: payload bytes one subscription may have waiting
+        on a server for the subscriber's credit (8 MiB; a message larger
+        than that is queued alone). Past it, or past queue_limit messages,
+        the subscription's slow-consumer policy applies: drop the oldest,
+        drop the new message (both counted in Deliver.dropped) or close the
+        subscriber's connection (RESOURCE_EXHAUSTED). Without it a
+        subscriber that grants no credit made a server hold 1,024 (up to
+        65,536) messages of any size: 1 GB at 1 MiB each.
+    max_server_subscription_bytes: the same summed over every subscription
+        of a server (256 MiB): a message that would take it past applies
+        the receiving subscription's policy as if its queue were full, so
+        many stalled subscriptions cannot multiply the bound above.
     max_connections: connections a server holds at once, handshakes
         included (suspended sessions do not count: see below); more are
         closed at once with RESOURCE_EXHAUSTED.
@@ -70,6 +92,9 @@ class Limits:
     max_server_call_bytes: int = 512 * 1024 * 1024
     max_server_read_bytes: int = 256 * 1024 * 1024
     max_queued_bytes: int = 32 * 1024 * 1024
+    max_server_queued_bytes: int = 256 * 1024 * 1024
+    max_subscription_bytes: int = DEFAULT_MAX_QUEUE_BYTES
+    max_server_subscription_bytes: int = DEFAULT_MAX_TOTAL_QUEUE_BYTES
     max_connections: int = 1024
     handshake_timeout: float = 10.0
     max_connections_per_peer: int = 1024
@@ -83,8 +108,8 @@ class Limits:
             raise ValueError(f"max_frame_size must be in {MIN_FRAME_LIMIT}..{ABSOLUTE_MAX_FRAME_SIZE}, "
                              f"not {self.max_frame_size}")
         for name in ("max_concurrent_calls", "max_call_bytes", "max_server_call_bytes",
-                     "max_server_read_bytes",
-                     "max_queued_bytes", "max_connections",
+                     "max_server_read_bytes", "max_queued_bytes", "max_server_queued_bytes",
+                     "max_subscription_bytes", "max_server_subscription_bytes", "max_connections",
                      "max_connections_per_peer", "max_suspended_sessions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")

@@ -5,7 +5,8 @@ in this process (a server subscribing to its own topics).
 
 Each keeps what arrived in a bounded inbox worked in order by one greenlet
 (or by the caller iterating it), so a slow callback delays only its own
-messages and never the connection's reader. `Receivers` is the registry of
+messages and never the connection's reader. Subscription and listener
+inboxes are bounded in messages and in payload bytes (`queue_bytes`). `Receivers` is the registry of
 them that a peer and a server's broker each hold.
 """
 from __future__ import annotations
@@ -22,17 +23,23 @@ from gevent.queue import Queue
 from google.protobuf.message import DecodeError
 
 from .calls import fresh
+from .core.pubsub import Policy
 from .errors import RpcError, StatusCode
+from .logs import Throttled
 
 __all__ = ["Received", "Subscription", "BroadcastListener", "Consumer", "TaskContext",
-           "Receivers", "DEFAULT_LISTENER_QUEUE"]
+           "Receivers", "DEFAULT_LISTENER_QUEUE", "DEFAULT_RECEIVER_QUEUE_BYTES"]
 
 log = logging.getLogger("onedrive_rpc")
+warn = Throttled(log)  # a sender that floods us makes one line a second
 
 MsgT = TypeVar("MsgT")
 
 #: Broadcasts a listener keeps unhandled before it drops the oldest.
 DEFAULT_LISTENER_QUEUE = 1024
+#: Payload bytes a subscription or listener keeps unhandled: its message
+#: count alone would let 1,024 large messages (16 MiB frames) wait here.
+DEFAULT_RECEIVER_QUEUE_BYTES = 32 * 1024 * 1024
 
 
 class Received(NamedTuple):
@@ -60,6 +67,9 @@ class _Inbox(Generic[MsgT]):
         self.description = description
         self._decode = decode
         self._items: Deque[Received] = deque()
+        # The payload size of each item, and their sum.
+        self._sizes: Deque[int] = deque()
+        self.queued_bytes = 0
         self._event = Event()
         self.closed: Optional[RpcError] = None
         self._callback = callback
@@ -75,11 +85,15 @@ class _Inbox(Generic[MsgT]):
         except DecodeError as exc:
             log.warning("%s: a message does not parse, skipped: %s", self.description, exc)
             message = None
+        size = len(payload)
         self._items.append(Received(message, topic, publisher, seq, dropped))
+        self._sizes.append(size)
+        self.queued_bytes += size
         self._event.set()
 
     def drop_oldest(self) -> None:
         self._items.popleft()
+        self.queued_bytes -= self._sizes.popleft()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -102,6 +116,7 @@ class _Inbox(Generic[MsgT]):
                 raise RpcError(StatusCode.DEADLINE_EXCEEDED,
                                f"{self.description}: nothing arrived within {timeout}s")
         received = self._items.popleft()
+        self.queued_bytes -= self._sizes.popleft()
         self._taken()
         return received
 
@@ -163,18 +178,30 @@ class Subscription(_Inbox[MsgT]):
     call `get(timeout)`. Each item is a `Received`. `cancel()` stops it;
     `dropped` counts the messages the server dropped for it (its
     slow-consumer policy) so far.
+
+    At most `queue_limit` messages wait here (the server sends no more
+    than the credit granted) and at most `queue_bytes` payload bytes
+    (DEFAULT_RECEIVER_QUEUE_BYTES, 32 MiB; an attribute that may be
+    changed; a larger message is kept alone). Past the bytes, the
+    subscription's own policy applies here too: DROP_OLDEST drops the
+    oldest waiting, DROP_NEWEST the new message (both counted in
+    `overflowed` and given back to the server as credit), DISCONNECT ends
+    the subscription with RESOURCE_EXHAUSTED. Logged, at most once a
+    second.
     """
 
     def __init__(self, subscription_id: int, method: str, pattern: str, queue_limit: int,
                  policy: int, decode: Callable[[Any], Any],
                  callback: Optional[Callable[[Received], None]],
-                 grant: Callable[[int], None], unsubscribe: Callable[["Subscription"], None]) -> None:
+                 grant: Callable[[int], None], unsubscribe: Callable[["Subscription"], None],
+                 queue_bytes: int = DEFAULT_RECEIVER_QUEUE_BYTES) -> None:
         super().__init__(f"subscription {subscription_id} to {pattern!r} of {method}",
                          decode, callback)
         self.id = subscription_id
         self.method = method
         self.pattern = pattern
         self.queue_limit = queue_limit
+        self.queue_bytes = queue_bytes
         self.policy = policy
         self._grant = grant
         self._unsubscribe = unsubscribe
@@ -184,7 +211,8 @@ class Subscription(_Inbox[MsgT]):
         self._ungranted = 0
         self.dropped = 0
         self.received = 0
-        #: Messages dropped here because the server sent past its credit.
+        #: Messages dropped here: the server sent past its credit, or
+        #: more than `queue_bytes` waited.
         self.overflowed = 0
         #: Times it was subscribed again in a new session (the server
         #: restarted, or the old session outlived its grace period): what was
@@ -203,7 +231,40 @@ class Subscription(_Inbox[MsgT]):
             if self.overflowed == 1:
                 log.warning("%s: the server sends past its credit; dropping the oldest",
                             self.description)
+        elif self.queued_bytes + len(payload) > self.queue_bytes and len(self):
+            if not self._make_room(len(payload)):
+                return
         self.put(payload, topic, publisher, seq, dropped)
+
+    def _make_room(self, size: int) -> bool:
+        """More than `queue_bytes` would wait: apply the policy. True if
+        the new message is to be kept."""
+        if self.policy == Policy.DISCONNECT:
+            reason = (f"{self.description}: {self.queued_bytes} bytes wait unhandled and a "
+                      f"message of {size} bytes would exceed queue_bytes ({self.queue_bytes}); "
+                      f"its policy is DISCONNECT")
+            warn.warning("receiver-overflow", "%s", reason)
+            self.close(RpcError(StatusCode.RESOURCE_EXHAUSTED, reason))
+            gevent.spawn(self._stop)  # tells the server; never blocks the reader
+            return False
+        if self.policy == Policy.DROP_NEWEST:
+            self._overflow(1)
+            return False
+        dropped = 0
+        while len(self) and self.queued_bytes + size > self.queue_bytes:
+            self.drop_oldest()
+            dropped += 1
+        self._overflow(dropped)
+        return True
+
+    def _overflow(self, count: int) -> None:
+        """`count` messages within credit were dropped here: they count as
+        consumed, so the server's credit is given back as for those taken."""
+        self.overflowed += count
+        for _ in range(count):
+            self._release()
+        warn.warning("receiver-overflow", "%s: more than %d bytes wait unhandled; %d dropped "
+                     "(%d so far)", self.description, self.queue_bytes, count, self.overflowed)
 
     def restarted(self) -> None:
         """Subscribed again in a new session: credit starts afresh there."""
@@ -211,11 +272,15 @@ class Subscription(_Inbox[MsgT]):
         self._consumed = 0
         self.restarts += 1
 
-    def _taken(self) -> None:
+    def _release(self) -> None:
+        """One arrival left the inbox, taken or dropped here."""
         if self._ungranted:
             self._ungranted -= 1
-            return
-        self._consumed += 1
+        else:
+            self._consumed += 1
+
+    def _taken(self) -> None:
+        self._release()
         if self._consumed >= max(1, self.queue_limit // 2) and self.closed is None:
             consumed, self._consumed = self._consumed, 0
             self._grant(consumed)
@@ -232,25 +297,39 @@ class Subscription(_Inbox[MsgT]):
 
 class BroadcastListener(_Inbox[MsgT]):
     """Broadcasts of one method, handled like a subscription's messages
-    (`callback(received)`, or iterate); at most `queue_limit` wait, then
-    the oldest is dropped and `dropped` counts it."""
+    (`callback(received)`, or iterate); at most `queue_limit` wait
+    (DEFAULT_LISTENER_QUEUE, 1024) and `queue_bytes` of payload
+    (DEFAULT_RECEIVER_QUEUE_BYTES, 32 MiB; a larger broadcast is kept
+    alone), then the oldest are dropped and `dropped` counts them (logged
+    at most once a second)."""
 
     def __init__(self, method: str, decode: Callable[[Any], Any],
                  callback: Optional[Callable[[Received], None]],
                  stop: Callable[["BroadcastListener"], None],
-                 queue_limit: int = DEFAULT_LISTENER_QUEUE) -> None:
+                 queue_limit: int = DEFAULT_LISTENER_QUEUE,
+                 queue_bytes: int = DEFAULT_RECEIVER_QUEUE_BYTES) -> None:
         if queue_limit < 1:
             raise ValueError(f"queue_limit must be at least 1, not {queue_limit}")
+        if queue_bytes < 1:
+            raise ValueError(f"queue_bytes must be at least 1, not {queue_bytes}")
         super().__init__(f"listener of {method}", decode, callback)
         self.method = method
         self.queue_limit = queue_limit
+        self.queue_bytes = queue_bytes
         self._unlisten = stop
         self.dropped = 0
 
     def deliver(self, payload: Any, origin: str) -> None:
-        if len(self) >= self.queue_limit:
-            self.drop_oldest()
-            self.dropped += 1
+        size = len(payload)
+        if len(self) >= self.queue_limit or self.queued_bytes + size > self.queue_bytes:
+            before = self.dropped
+            while len(self) and (len(self) >= self.queue_limit
+                                 or self.queued_bytes + size > self.queue_bytes):
+                self.drop_oldest()
+                self.dropped += 1
+            warn.warning("listener-overflow", "%s: more than %d broadcasts or %d bytes wait "
+                         "unhandled; %d oldest dropped (%d so far)", self.description,
+                         self.queue_limit, self.queue_bytes, self.dropped - before, self.dropped)
         self.put(payload, "", origin, 0, self.dropped)
 
     def _stop(self) -> None:

@@ -15,7 +15,7 @@ from .admission import Admission
 from .broker import Broker
 from .config import Heartbeat, Limits
 from .core import events as ev
-from .core.budget import ByteBudget
+from .core.budget import ByteBudget, OutputBudget
 from .core.events import PeerInfo
 from .core.workqueue import DeadLetter, QueueStats
 from .core.reliability import Reliability
@@ -71,11 +71,13 @@ class Server:
         self._call_budget = ByteBudget(self.limits.max_server_call_bytes)
         #: What all peers' frames being received may hold (max_server_read_bytes).
         self._read_budget = ByteBudget(self.limits.max_server_read_bytes)
+        #: What all peers' connections hold for them (max_server_queued_bytes).
+        self._output_budget: OutputBudget[Any] = OutputBudget(self.limits.max_server_queued_bytes)
         self._warn = Throttled(log)
         self._hooks = PeerHooks()
         self._registry = Registry(include_error_details=include_error_details)
         self._broker = Broker(self._registry, lambda: [conn.outlet for conn in self._connections],
-                              local_identity(name)[0])
+                              local_identity(name)[0], self.limits)
         if reflection:
             # Lists what this server serves (onedrive_rpc.Reflection): for
             # `onedrive-rpc list` and calls without generated code.
@@ -255,7 +257,7 @@ class Server:
             session.release()
             return
         conn = Connection(stream, session, self, limits=self.limits,
-                          session_grace=self.session_grace)
+                          session_grace=self.session_grace, output_budget=self._output_budget)
         if self._stopping:
             conn.refuse_incoming(RpcError(StatusCode.UNAVAILABLE, "server is stopping"))
         self._connections.append(conn)

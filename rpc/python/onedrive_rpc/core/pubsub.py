@@ -4,11 +4,13 @@ sends what they return.
 
 Calls and what they return::
 
-    PubSub(default_queue_limit=1024, max_queue_limit=65536, max_subscriptions_per_owner=10000)
+    PubSub(default_queue_limit=1024, max_queue_limit=65536, max_subscriptions_per_owner=10000,
+           max_queue_bytes=8 MiB, budget=ByteBudget(256 MiB))
     subscribe(owner, subscription_id, pattern, *, queue_limit=0, policy=Policy.DROP_OLDEST, credit=0)
     unsubscribe(owner, subscription_id) -> bool       # False if unknown: idempotent
     drop_owner(owner) -> int                          # the peer is gone: how many were removed
-    publish(topic, payload, publisher) -> PublishResult(deliveries, disconnected, matched, publisher_seq)
+    publish(topic, payload, publisher) -> PublishResult(deliveries, disconnected, matched,
+                                                        publisher_seq, dropped)
     grant(owner, subscription_id, items) -> [Delivery]  # queued messages the new credit releases
     forget_publisher(publisher) -> bool               # its session ended: drop its counter
     subscription(owner, subscription_id) -> SubscriptionState
@@ -21,28 +23,39 @@ subscriber's own number, unique per owner.
 Delivery guarantee: at most once, in order. Each subscription receives the
 messages published on topics its pattern matches, in publish order, each at
 most once; the broker hands it at most `credit` messages (the subscriber
-grants more as it consumes them) and queues the rest, at most `queue_limit`.
-A message arriving for a full queue invokes the subscription's slow-consumer
-`Policy`: drop the oldest queued message, drop the new one, or end the
-subscription (reported in `PublishResult.disconnected`, for the driver to
-end with RESOURCE_EXHAUSTED). Dropped messages are counted, and every
-`Delivery` carries the subscription's count so far, so a subscriber can see
-what it missed. Each publisher's messages carry `publisher_seq`, counting
-from 1 across all topics of this method: a subscriber sees it strictly
-increase per publisher (with gaps for other topics and dropped messages).
+grants more as it consumes them) and queues the rest, at most `queue_limit`
+messages and `max_queue_bytes` payload bytes. A message arriving for a full
+queue invokes the subscription's slow-consumer `Policy`: drop the oldest
+queued messages (as many as it takes for the new one to fit), drop the new
+one, or end the subscription (reported in `PublishResult.disconnected`, for
+the driver to end with RESOURCE_EXHAUSTED). A message larger than
+`max_queue_bytes` on its own is queued only into an empty queue (it is never
+lost merely for its size; a frame limit bounds it). All the queues of every
+PubSub sharing one `budget` (a server's) hold at most `budget.limit` bytes
+together: a message that would take them past it invokes the receiving
+subscription's policy as if its own queue were full (DROP_OLDEST drops only
+the new message when emptying its own queue would not make room). Dropped
+messages are counted, and every `Delivery` carries the subscription's count
+so far, so a subscriber can see what it missed. Each publisher's messages
+carry `publisher_seq`, counting from 1 across all topics of this method: a
+subscriber sees it strictly increase per publisher (with gaps for other
+topics and dropped messages).
 
-Memory: at most `queue_limit` messages per subscription (payloads are
-shared between subscriptions, not copied), at most
-`max_subscriptions_per_owner` subscriptions per owner, and a removed
-subscription frees everything it held. Publisher counters are kept until
+Memory: at most `queue_limit` messages and `max_queue_bytes` bytes (or one
+message) per subscription, at most `budget.limit` bytes over all of them
+(each queued copy counts its payload, although payloads are shared between
+subscriptions, not copied), at most `max_subscriptions_per_owner`
+subscriptions per owner, and a removed subscription frees everything it
+held. Publisher counters are kept until
 `forget_publisher`.
 """
 from __future__ import annotations
 
 import enum
 from collections import deque
-from typing import Deque, Dict, Hashable, List, NamedTuple, Tuple
+from typing import Deque, Dict, Hashable, List, NamedTuple, Optional, Tuple
 
+from .budget import ByteBudget
 from .topics import TopicIndex, check_topic
 
 __all__ = [
@@ -56,6 +69,8 @@ __all__ = [
     "DEFAULT_QUEUE_LIMIT",
     "MAX_QUEUE_LIMIT",
     "MAX_SUBSCRIPTIONS_PER_OWNER",
+    "DEFAULT_MAX_QUEUE_BYTES",
+    "DEFAULT_MAX_TOTAL_QUEUE_BYTES",
 ]
 
 # Messages a subscription may have waiting for credit unless it asks
@@ -68,6 +83,14 @@ MAX_QUEUE_LIMIT = 65536
 # Subscriptions one owner (peer) may hold: with MAX_QUEUE_LIMIT, this bounds
 # what a single peer can make the server hold.
 MAX_SUBSCRIPTIONS_PER_OWNER = 10000
+# Payload bytes one subscription may have waiting for credit: queue_limit
+# alone lets a subscriber that stops granting credit make the server hold
+# 1024 (up to 65,536) messages of any size, a GiB at 1 MiB each.
+DEFAULT_MAX_QUEUE_BYTES = 8 * 1024 * 1024
+# What the queues of all subscriptions together may hold (a server shares
+# one budget between its methods): peers with many stalled subscriptions
+# cannot multiply the bound above.
+DEFAULT_MAX_TOTAL_QUEUE_BYTES = 256 * 1024 * 1024
 
 # Wire value of SlowConsumerPolicy.BLOCK_PUBLISHER, which we do not implement.
 _WIRE_BLOCK_PUBLISHER = 4
@@ -134,6 +157,9 @@ class PublishResult(NamedTuple):
     matched: int
     #: The number this message got in its publisher's sequence.
     publisher_seq: int
+    #: Messages the slow-consumer policies dropped to take this one (queued
+    #: ones, or this one), over all subscriptions.
+    dropped: int = 0
 
 
 class SubscriptionState(NamedTuple):
@@ -149,6 +175,8 @@ class SubscriptionState(NamedTuple):
     #: Messages waiting for credit.
     queued: int
     dropped: int
+    #: Payload bytes of the messages waiting for credit.
+    queued_bytes: int = 0
 
 
 class TooManySubscriptions(ValueError):
@@ -162,7 +190,7 @@ _Key = Tuple[Hashable, int]
 
 class _Subscription:
     __slots__ = ("owner", "subscription_id", "pattern", "queue_limit", "policy",
-                 "credit", "queue", "dropped")
+                 "credit", "queue", "queued_bytes", "dropped")
 
     def __init__(self, owner: Hashable, subscription_id: int, pattern: str,
                  queue_limit: int, policy: Policy, credit: int) -> None:
@@ -174,6 +202,8 @@ class _Subscription:
         self.credit = credit
         # Invariant: the queue is non-empty only while credit is 0.
         self.queue: Deque[_Message] = deque()
+        #: Payload bytes in `queue`.
+        self.queued_bytes = 0
         self.dropped = 0
 
     def deliver(self, message: _Message) -> Delivery:
@@ -184,7 +214,7 @@ class _Subscription:
     def state(self) -> SubscriptionState:
         return SubscriptionState(self.owner, self.subscription_id, self.pattern,
                                  self.queue_limit, self.policy, self.credit,
-                                 len(self.queue), self.dropped)
+                                 len(self.queue), self.dropped, self.queued_bytes)
 
 
 class PubSub:
@@ -193,7 +223,9 @@ class PubSub:
 
     def __init__(self, default_queue_limit: int = DEFAULT_QUEUE_LIMIT,
                  max_queue_limit: int = MAX_QUEUE_LIMIT,
-                 max_subscriptions_per_owner: int = MAX_SUBSCRIPTIONS_PER_OWNER) -> None:
+                 max_subscriptions_per_owner: int = MAX_SUBSCRIPTIONS_PER_OWNER,
+                 max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+                 budget: Optional[ByteBudget] = None) -> None:
         if max_queue_limit < 1:
             raise ValueError(f"max_queue_limit must be at least 1, got {max_queue_limit!r}")
         if not 1 <= default_queue_limit <= max_queue_limit:
@@ -202,9 +234,14 @@ class PubSub:
         if max_subscriptions_per_owner < 1:
             raise ValueError(f"max_subscriptions_per_owner must be at least 1, "
                              f"got {max_subscriptions_per_owner!r}")
+        if max_queue_bytes < 1:
+            raise ValueError(f"max_queue_bytes must be at least 1, got {max_queue_bytes!r}")
         self.default_queue_limit = default_queue_limit
         self.max_queue_limit = max_queue_limit
         self.max_subscriptions_per_owner = max_subscriptions_per_owner
+        self.max_queue_bytes = max_queue_bytes
+        #: Payload bytes queued here and in every PubSub sharing it.
+        self.budget = budget if budget is not None else ByteBudget(DEFAULT_MAX_TOTAL_QUEUE_BYTES)
         self._index: TopicIndex[_Key] = TopicIndex()
         self._subs: Dict[_Key, _Subscription] = {}
         #: owner -> its subscription ids (a dict as an ordered set).
@@ -272,6 +309,7 @@ class PubSub:
     def _remove(self, owner: Hashable, subscription_id: int) -> _Subscription:
         key = (owner, subscription_id)
         sub = self._subs.pop(key)
+        self.budget.used -= sub.queued_bytes
         self._index.remove(key)
         ids = self._owners[owner]
         del ids[subscription_id]
@@ -302,29 +340,95 @@ class PubSub:
         message: _Message = (topic, publisher, seq, payload)
         deliveries: List[Delivery] = []
         disconnected: List[Disconnect] = []
+        dropped = 0
         keys = self._index.match(topic)
         subs = self._subs
+        size = len(payload)
+        budget = self.budget
+        max_bytes = self.max_queue_bytes
         for key in keys:
             sub = subs[key]
             if sub.credit:
                 sub.credit -= 1
                 deliveries.append(sub.deliver(message))
-            elif len(sub.queue) < sub.queue_limit:
-                sub.queue.append(message)
-            elif sub.policy is Policy.DROP_OLDEST:
-                sub.queue.popleft()
-                sub.queue.append(message)
-                sub.dropped += 1
+                continue
+            # _full() and DROP_OLDEST's one-for-one, inlined: a fan-out to
+            # many stalled subscriptions runs here for each of them.
+            queue = sub.queue
+            if (len(queue) < sub.queue_limit and budget.used + size <= budget.limit
+                    and (sub.queued_bytes + size <= max_bytes or not queue)):
+                queue.append(message)
+                sub.queued_bytes += size
+                budget.used += size
+                continue
+            if sub.policy is Policy.DROP_OLDEST and len(queue) == sub.queue_limit:
+                freed = len(queue[0][3])  # one out, one in: does that do?
+                if (budget.used - freed + size <= budget.limit
+                        and (sub.queued_bytes - freed + size <= max_bytes or len(queue) == 1)):
+                    queue.popleft()
+                    queue.append(message)
+                    sub.queued_bytes += size - freed
+                    budget.used += size - freed
+                    sub.dropped += 1
+                    dropped += 1
+                    continue
+            if sub.policy is Policy.DROP_OLDEST:
+                dropped += self._drop_oldest_for(sub, message, size)
             elif sub.policy is Policy.DROP_NEWEST:
                 sub.dropped += 1
+                dropped += 1
             else:
+                full = self._full(sub, size)
                 self._remove(sub.owner, sub.subscription_id)
                 disconnected.append(Disconnect(
                     sub.owner, sub.subscription_id,
                     f"slow consumer: subscription {sub.subscription_id} (pattern {sub.pattern!r}) "
-                    f"has {sub.queue_limit} messages waiting for credit, its queue limit, and "
-                    f"its policy is DISCONNECT"))
-        return PublishResult(deliveries, disconnected, len(keys), seq)
+                    f"{full}, and its policy is DISCONNECT"))
+        return PublishResult(deliveries, disconnected, len(keys), seq, dropped)
+
+    def _full(self, sub: _Subscription, size: int) -> Optional[str]:
+        """None if a message of `size` bytes fits in `sub`'s queue, else
+        which bound it would break, in words."""
+        if len(sub.queue) >= sub.queue_limit:
+            return (f"has {sub.queue_limit} messages waiting for credit, its queue limit "
+                    f"(queue_limit)")
+        if sub.queued_bytes + size > self.max_queue_bytes and sub.queue:
+            return (f"has {sub.queued_bytes} bytes waiting for credit and a message of {size} "
+                    f"bytes would exceed its limit of {self.max_queue_bytes} bytes")
+        budget = self.budget
+        if budget.used + size > budget.limit:
+            return (f"has no room for a message of {size} bytes: the server's subscription "
+                    f"queues hold {budget.used} bytes, and their limit is {budget.limit} bytes")
+        return None
+
+    def _enqueue(self, sub: _Subscription, message: _Message, size: int) -> None:
+        sub.queue.append(message)
+        sub.queued_bytes += size
+        self.budget.used += size
+
+    def _dequeue(self, sub: _Subscription) -> _Message:
+        message = sub.queue.popleft()
+        size = len(message[3])
+        sub.queued_bytes -= size
+        self.budget.used -= size
+        return message
+
+    def _drop_oldest_for(self, sub: _Subscription, message: _Message, size: int) -> int:
+        """DROP_OLDEST: drop queued messages, oldest first, until `message`
+        fits, and queue it. If it would not fit even alone (the server's
+        budget is held by other queues), drop only it: emptying this queue
+        would not help. Returns how many were dropped."""
+        budget = self.budget
+        if budget.used - sub.queued_bytes + size > budget.limit:
+            sub.dropped += 1
+            return 1
+        dropped = 0
+        while self._full(sub, size) is not None:
+            self._dequeue(sub)
+            dropped += 1
+        self._enqueue(sub, message, size)
+        sub.dropped += dropped
+        return dropped
 
     def grant(self, owner: Hashable, subscription_id: int, items: int) -> List[Delivery]:
         """The subscriber may take `items` more messages: returns the queued
@@ -337,9 +441,8 @@ class PubSub:
         sub = self._subs.get((owner, subscription_id))
         if sub is None:
             return []
-        queue = sub.queue
-        released = min(items, len(queue))
-        out = [sub.deliver(queue.popleft()) for _ in range(released)]
+        released = min(items, len(sub.queue))
+        out = [sub.deliver(self._dequeue(sub)) for _ in range(released)]
         sub.credit += items - released
         return out
 

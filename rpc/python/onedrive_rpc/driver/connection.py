@@ -36,6 +36,7 @@ from .. import forking
 from ..calls import Context, fresh
 from ..config import Limits
 from ..core import events as ev
+from ..core.budget import OutputBudget
 from ..core.pattern_frames import Credit
 from ..core.reliability import ACK_DELAY
 from ..core.session import Session, State
@@ -103,10 +104,12 @@ class ConnectionOwner(Protocol):
 
 class Connection:
     """One Stream and its Session. Calls go out through `outgoing`, are
-    served by `incoming`; the broker pushes through `outlet`."""
+    served by `incoming`; the broker pushes through `outlet`, within
+    `output_budget` (a server's, shared by its connections) if given."""
 
     def __init__(self, stream: Stream, session: Session, owner: ConnectionOwner, *,
-                 limits: Optional[Limits] = None, session_grace: float = 0.0) -> None:
+                 limits: Optional[Limits] = None, session_grace: float = 0.0,
+                 output_budget: "Optional[OutputBudget[ConnectionOutlet]]" = None) -> None:
         self.stream = stream
         self.session = session
         self.owner = owner
@@ -141,7 +144,7 @@ class Connection:
         self.ticker = Ticker(self._loop, self._silent, self.outbox.flush_soon,
                              reading_paused=lambda: self.incoming.paused)
         #: What the server's broker pushes this peer's frames through.
-        self.outlet = ConnectionOutlet(self)
+        self.outlet = ConnectionOutlet(self, output_budget)
         outgoing, incoming = self.outgoing, self.incoming
         self._routes: Dict[type, Callable[[Any], None]] = {
             ev.ResponseReceived: outgoing.on_response,
@@ -340,6 +343,7 @@ class Connection:
         self.outgoing.fail_all(error)
         self.incoming.abort_all(error)
         self.outbox.close()
+        self.outlet.release()
         self.progress.set()
         self.closed_event.set()
         # What is left for the garbage collector is small: no buffers, and

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from onedrive_rpc.core import wire_pb2
+from onedrive_rpc.core.budget import ByteBudget
 from onedrive_rpc.core.pubsub import (Delivery, Disconnect, Policy, PubSub,
                                       SubscriptionState, TooManySubscriptions)
 from onedrive_rpc.core.topics import TopicError, matches
@@ -347,3 +348,122 @@ def test_enough_credit_delivers_everything_exactly_once(messages, grants):
     assert got[A] == [m for m in published if m[0].startswith("t.")]
     assert got[B] == published
     assert all(s.dropped == 0 and s.queued == 0 for s in ps.subscriptions())
+
+
+# ------------------------------------------------------------ bytes (issue 10)
+
+def kib(n, fill=b"x"):
+    return fill * (n * 1024)
+
+
+def test_queues_are_bounded_in_bytes_drop_oldest_makes_room_for_the_new_one():
+    ps = PubSub(max_queue_bytes=10 * 1024)
+    ps.subscribe(A, 1, "t", queue_limit=100, credit=1)
+    ps.publish("t", b"first", "p")  # within credit
+    for n in range(3):
+        assert ps.publish("t", kib(3, b"%d" % n), "p").dropped == 0
+    # 12 KiB would be queued: the oldest go until the new one fits.
+    result = ps.publish("t", kib(3, b"3"), "p")
+    assert result.dropped == 1 and not result.disconnected
+    state = ps.subscription(A, 1)
+    assert (state.queued, state.queued_bytes, state.dropped) == (3, 9 * 1024, 1)
+    assert ps.budget.used == 9 * 1024
+    # A bigger one pushes out as many as it takes.
+    assert ps.publish("t", kib(7, b"4"), "p").dropped == 2
+    released = ps.grant(A, 1, 10)
+    assert [d.payload[:1] for d in released] == [b"3", b"4"]
+    assert [d.dropped for d in released] == [3, 3]
+    assert ps.subscription(A, 1).queued_bytes == 0 and ps.budget.used == 0
+
+
+def test_bytes_bound_with_drop_newest_and_disconnect():
+    ps = PubSub(max_queue_bytes=4 * 1024)
+    ps.subscribe(A, 1, "t", queue_limit=100, credit=1, policy=Policy.DROP_NEWEST)
+    ps.subscribe(B, 1, "t", queue_limit=100, credit=1, policy=Policy.DISCONNECT)
+    ps.publish("t", b"delivered", "p")
+    results = [ps.publish("t", kib(1, b"%d" % n), "p") for n in range(5)]
+    assert [r.dropped for r in results] == [0, 0, 0, 0, 1]
+    [gone] = results[4].disconnected
+    assert gone.owner == B and gone.subscription_id == 1
+    assert gone.reason == ("slow consumer: subscription 1 (pattern 't') has 4096 bytes waiting for "
+                           "credit and a message of 1024 bytes would exceed its limit of 4096 "
+                           "bytes, and its policy is DISCONNECT")
+    assert [d.payload[:1] for d in ps.grant(A, 1, 10)] == [b"0", b"1", b"2", b"3"]
+    assert ps.budget.used == 0  # the disconnected queue gave its bytes back
+
+
+def test_a_message_larger_than_the_bound_is_queued_alone():
+    ps = PubSub(max_queue_bytes=1024)
+    ps.subscribe(A, 1, "t", credit=1)
+    ps.publish("t", b"delivered", "p")
+    assert ps.publish("t", kib(5), "p").dropped == 0  # an empty queue takes it
+    assert ps.subscription(A, 1).queued_bytes == 5 * 1024
+    assert ps.publish("t", b"small", "p").dropped == 1  # and it goes first
+    assert payloads(ps.grant(A, 1, 5)) == [b"small"]
+
+
+def test_the_count_bound_still_applies_to_small_messages():
+    ps = PubSub(max_queue_bytes=1 << 20)
+    ps.subscribe(A, 1, "t", queue_limit=2, credit=1, policy=Policy.DISCONNECT)
+    results = fill(ps, 4)
+    [gone] = results[3].disconnected
+    assert "has 2 messages waiting for credit, its queue limit (queue_limit)" in gone.reason
+
+
+def test_a_shared_budget_bounds_all_queues_of_every_method():
+    budget = ByteBudget(10 * 1024)
+    one, two = PubSub(budget=budget), PubSub(budget=budget)
+    one.subscribe(A, 1, "t", credit=1)
+    two.subscribe(B, 1, "t", credit=1, policy=Policy.DISCONNECT)
+    two.subscribe(B, 2, "t", credit=1, policy=Policy.DROP_NEWEST)
+    one.publish("t", b"", "p")
+    two.publish("t", b"", "p")
+    for n in range(8):
+        one.publish("t", kib(1, b"%d" % n), "p")
+    assert budget.used == 8 * 1024
+    # The other method's queues: 2 KiB left between them.
+    assert two.publish("t", kib(1), "p").disconnected == []
+    result = two.publish("t", kib(1), "p")
+    [gone] = result.disconnected  # DISCONNECT: as if its own queue were full
+    assert gone.owner == B and gone.subscription_id == 1
+    assert ("the server's subscription queues hold 10240 bytes, and their limit is "
+            "10240 bytes") in gone.reason
+    # B/1 gave back its KiB, in time for B/2.
+    assert result.dropped == 0 and budget.used == 10 * 1024
+    assert two.publish("t", kib(1), "p").dropped == 1  # DROP_NEWEST: the new one
+    assert two.subscription(B, 2).queued == 2
+    # DROP_OLDEST drops its own oldest to make room ...
+    assert one.publish("t", kib(2, b"8"), "p").dropped == 2
+    assert budget.used == 10 * 1024
+    assert payloads(one.grant(A, 1, 1)) == [kib(1, b"2")]
+    # ... but when emptying its own queue would not be enough, only the new one.
+    three = PubSub(budget=budget)
+    three.subscribe(A, 9, "t", credit=1)
+    three.publish("t", b"", "p")
+    three.publish("t", kib(1), "p")
+    assert three.publish("t", kib(3), "p").dropped == 1
+    assert three.subscription(A, 9).queued == 1
+    # Everything removed gives its bytes back.
+    one.drop_owner(A)
+    two.drop_owner(B)
+    three.unsubscribe(A, 9)
+    assert budget.used == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 3000), st.integers(0, 3)),
+                max_size=60))
+def test_queued_bytes_never_pass_their_bounds(steps):
+    budget = ByteBudget(6000)
+    ps = PubSub(max_queue_bytes=2500, budget=budget)
+    for sid, policy in enumerate((Policy.DROP_OLDEST, Policy.DROP_NEWEST, Policy.DISCONNECT)):
+        ps.subscribe(A, sid, "t", queue_limit=4, credit=1, policy=policy)
+    for who, size, grant in steps:
+        ps.publish("t", b"x" * size, "p")
+        if grant:
+            ps.grant(A, who, grant)
+        states = ps.subscriptions()
+        assert budget.used == sum(s.queued_bytes for s in states) <= budget.limit
+        for s in states:
+            assert s.queued <= s.queue_limit
+            assert s.queued_bytes <= 2500 or s.queued == 1

@@ -138,3 +138,58 @@ def test_receivers_added_after_close_all_live_on():
     heard = listener(receivers)
     assert later.closed is None and heard.closed is None
     assert receivers.deliver_broadcast(METHOD, b"x", "") == 1
+
+
+# --------------------------------------------- inboxes bounded in bytes (issue 10)
+
+def test_a_listener_drops_the_oldest_past_its_bytes_and_keeps_a_big_one_alone():
+    heard = BroadcastListener(METHOD, identity, None, lambda listener: None, queue_bytes=10)
+    for payload in (b"aaaa", b"bbbb", b"cccc"):  # 12 bytes: a goes
+        heard.deliver(payload, "origin")
+    assert (len(heard), heard.queued_bytes, heard.dropped) == (2, 8, 1)
+    heard.deliver(b"x" * 25, "origin")  # larger than the bound: alone
+    assert (len(heard), heard.queued_bytes, heard.dropped) == (1, 25, 3)
+    assert heard.get(timeout=1).message == b"x" * 25 and heard.queued_bytes == 0
+    with pytest.raises(ValueError, match="queue_bytes must be at least 1"):
+        BroadcastListener(METHOD, identity, None, lambda listener: None, queue_bytes=0)
+
+
+def bounded_subscription(policy, granted, unsubscribed, queue_limit=8):
+    return Subscription(1, "/onedrive_rpc.testing.Echo/Changed", "a.>", queue_limit, int(policy),
+                        identity, None, grant=granted.append, unsubscribe=unsubscribed.append,
+                        queue_bytes=10)
+
+
+def test_a_subscription_past_its_bytes_drops_the_oldest_and_gives_their_credit_back():
+    granted, unsubscribed = [], []
+    sub = bounded_subscription(Policy.DROP_OLDEST, granted, unsubscribed, queue_limit=4)
+    for n, payload in enumerate((b"aaaa", b"bbbb", b"cccc", b"dddd")):
+        sub.deliver(payload, "a.b", "pub", n + 1, 0)
+    assert (len(sub), sub.overflowed, sub.queued_bytes) == (2, 2, 8)
+    # Two dropped count as consumed: taking one more reaches half the window.
+    assert sub.get(timeout=1).message == b"cccc"
+    assert granted == [3] and unsubscribed == []
+    assert sub.get(timeout=1).message == b"dddd"
+
+
+def test_a_subscription_past_its_bytes_with_drop_newest_keeps_what_waits():
+    granted, unsubscribed = [], []
+    sub = bounded_subscription(Policy.DROP_NEWEST, granted, unsubscribed, queue_limit=6)
+    for n, payload in enumerate((b"aaaa", b"bbbb", b"cccc")):
+        sub.deliver(payload, "a.b", "pub", n + 1, 0)
+    assert [sub.get(timeout=1).message for _ in range(2)] == [b"aaaa", b"bbbb"]
+    assert sub.overflowed == 1 and granted == [3]
+
+
+def test_a_subscription_past_its_bytes_with_disconnect_ends():
+    import gevent
+    granted, unsubscribed = [], []
+    sub = bounded_subscription(Policy.DISCONNECT, granted, unsubscribed)
+    for n, payload in enumerate((b"aaaa", b"bbbb", b"cccc")):
+        sub.deliver(payload, "a.b", "pub", n + 1, 0)
+    assert sub.closed is not None and sub.closed.code == StatusCode.RESOURCE_EXHAUSTED
+    assert "would exceed queue_bytes (10); its policy is DISCONNECT" in sub.closed.message
+    with gevent.Timeout(1):
+        while not unsubscribed:
+            gevent.sleep(0.001)
+    assert unsubscribed == [sub]
