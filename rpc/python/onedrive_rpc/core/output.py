@@ -10,7 +10,7 @@ import enum
 from typing import List, Mapping, Optional
 
 from . import pattern_frames, wire_pb2
-from .budget import ByteBudget
+from .call_limits import CallLimits
 from .errors import LocalProtocolError, MessageTooLarge, MetadataTooLarge
 from .metadata import excess
 from .framing import LARGE_FRAME, Frame, frame_header, varint
@@ -55,7 +55,7 @@ class SessionOutput:
     liveness: Optional[Liveness]
     peer_max_frame_size: int
     peer_max_calls: int
-    call_budget: Optional[ByteBudget]
+    call_limits: CallLimits
     max_metadata_size: int
     max_metadata_entries: int
     _out: List[Frame]
@@ -141,7 +141,7 @@ class SessionOutput:
             status.details = details
         self._queue(env, payload, True)
         self.reliability.calls_in.discard(call_id)
-        self._settle_request(call_id)
+        self.call_limits.settle(self.reliability, call_id)
 
     def send(self, frame: pattern_frames.OutFrame, ack_now: bool = False) -> int:
         """Queue one sequenced frame of the other patterns (§8): a typed
@@ -164,7 +164,7 @@ class SessionOutput:
         self._queue(None, getattr(frame, "payload", b""), True, tail=tail)
         if kind is _StreamEnd:
             self.reliability.calls_in.discard(frame.call_id)  # type: ignore[union-attr]
-            self._settle_request(frame.call_id)  # type: ignore[union-attr]
+            self.call_limits.settle(self.reliability, frame.call_id)  # type: ignore[union-attr]
         return seq
 
     def withdraw(self, seq: int) -> bool:
@@ -200,15 +200,6 @@ class SessionOutput:
         env.close.end_session = end_session
         self._queue(env, b"")
         self.state = State.CLOSED
-
-    def _settle_request(self, call_id: int) -> None:
-        """The peer's Request `call_id` was answered or cancelled: it no
-        longer counts against our limits (calls, bytes)."""
-        size = self.reliability.requests_in.pop(call_id, None)
-        if size is not None:
-            self.reliability.requests_in_bytes -= size
-            if self.call_budget is not None:
-                self.call_budget.used -= size
 
     @property
     def calls_in_flight(self) -> int:

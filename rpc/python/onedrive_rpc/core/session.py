@@ -35,7 +35,6 @@ next_deadline() is None.
 """
 from __future__ import annotations
 
-import functools
 import secrets
 from typing import Callable, Dict, List, Mapping, Optional, Tuple, cast
 
@@ -50,6 +49,7 @@ from . import pattern_frames
 from .liveness import Liveness
 from .output import Role, SessionOutput, State
 from .budget import ByteBudget
+from .call_limits import CallLimits
 from .negotiation import PROTOCOL_VERSION, Negotiation, Step
 from .reliability import Reliability
 from .framing import (ABSOLUTE_MAX_FRAME_SIZE, DEFAULT_MAX_FRAME_SIZE, HANDSHAKE_MAX_FRAME_SIZE,
@@ -58,7 +58,7 @@ from .framing import (ABSOLUTE_MAX_FRAME_SIZE, DEFAULT_MAX_FRAME_SIZE, HANDSHAKE
 __all__ = ["Role", "State", "Session", "PROTOCOL_VERSION", "MessageTooLarge"]
 
 _Envelope = wire_pb2.Envelope
-_Handler = Callable[[_Envelope, Frame], Optional["ev.Event"]]
+_Handler = Callable[["Session", _Envelope, Frame], Optional["ev.Event"]]
 _EMPTY: Mapping[str, str] = {}
 _decode_notify = pattern_frames.DECODERS["notify"]
 _decode_stream_end = pattern_frames.DECODERS["stream_end"]
@@ -146,14 +146,8 @@ class Session(SessionOutput):
             max_metadata_entries=max_metadata_entries,
             min_heartbeat_interval=min_heartbeat_interval,
             max_concurrent_calls=max_concurrent_calls, resume_token=resume_token or b"")
-        #: Requests of the peer served at once; more are refused (0: no limit).
-        self.max_concurrent_calls = max_concurrent_calls
-        #: Bytes of Request payloads in flight, this session's and all that
-        #: share `call_budget`'s; a Request past either is refused (0/None: none).
-        if max_call_bytes < 0:
-            raise ValueError(f"max_call_bytes must not be negative, not {max_call_bytes}")
-        self.max_call_bytes = max_call_bytes
-        self.call_budget = call_budget
+        #: What the peer's Requests may hold at once (more are refused).
+        self.call_limits = CallLimits(max_concurrent_calls, max_call_bytes, call_budget)
         #: What a Request or Notify may carry as metadata, either way (core/metadata.py).
         self.max_metadata_size = max_metadata_size
         self.max_metadata_entries = max_metadata_entries
@@ -182,24 +176,6 @@ class Session(SessionOutput):
         self._out_bytes = 0
         # A protocol error found after good frames of the same read.
         self._error: Optional[RemoteProtocolError] = None
-        # Frame kind -> handler, one table per state (OPEN, and before it):
-        # the state check costs a dict pick per frame, not a call.
-        self._open_handlers: Dict[str, _Handler] = {
-            "request": self._on_request,
-            "response": self._on_response,
-            "cancel": self._on_cancel,
-            "heartbeat": self._on_heartbeat,
-            "close": self._on_close,
-        }
-        for kind in pattern_frames.DECODERS:
-            self._open_handlers[kind] = functools.partial(self._on_pattern, kind)
-        self._open_handlers["notify"] = self._on_notify
-        self._open_handlers["stream_end"] = self._on_stream_end
-        self._handshake_handlers: Dict[str, _Handler] = {
-            kind: self._not_open for kind in self._open_handlers}
-        self._handshake_handlers.update(
-            hello=self._on_hello, welcome=self._on_welcome, close=self._on_close)
-        self._open_handlers.update(hello=self._on_hello, welcome=self._on_welcome)
 
     # ---------------------------------------------------------------- output
 
@@ -266,8 +242,7 @@ class Session(SessionOutput):
         self.data_to_send()
         reliability = self.reliability
         reliability.forget()
-        for call_id in list(reliability.requests_in):  # their bytes go back to the budget
-            self._settle_request(call_id)
+        self.call_limits.settle_all(reliability)
 
     # ----------------------------------------------------------------- input
 
@@ -413,7 +388,7 @@ class Session(SessionOutput):
                     raise RemoteProtocolError(
                         f"unexpected {kind or 'empty'} frame: not supported by "
                         f"protocol version {PROTOCOL_VERSION}")
-                event = handler(env, payload)
+                event = handler(self, env, payload)
             except (RemoteProtocolError, DecodeError) as exc:
                 error = exc if isinstance(exc, RemoteProtocolError) else RemoteProtocolError(
                     f"malformed envelope: {exc or 'truncated'}")
@@ -528,13 +503,10 @@ class Session(SessionOutput):
         else:
             metadata = _EMPTY
         size = len(payload)
-        refusal = self._refusal(size)
+        refusal = self.call_limits.refusal(reliability, size)
         if refusal is not None:
             return self._refuse(call_id, req.method, refusal)
-        reliability.requests_in[call_id] = size
-        reliability.requests_in_bytes += size
-        if self.call_budget is not None:
-            self.call_budget.used += size
+        self.call_limits.admit(reliability, call_id, size)
         if req.timeout_us:
             timeout: Optional[float] = req.timeout_us / 1_000_000
             deadline: Optional[float] = self.last_received + timeout  # type: ignore[operator]
@@ -549,29 +521,6 @@ class Session(SessionOutput):
         self.send_response(call_id, StatusCode.RESOURCE_EXHAUSTED, reason)
         return ev.RequestRefused(call_id, method, StatusCode.RESOURCE_EXHAUSTED, reason)
 
-    def _refusal(self, size: int) -> Optional[str]:
-        """Why a Request of `size` payload bytes is refused, or None: past
-        the calls we serve at once (the peer ignored what we announced),
-        this session's byte limit (unless nothing else is in flight: one
-        call always fits) or the shared budget."""
-        reliability = self.reliability
-        calls = self.max_concurrent_calls
-        if calls and len(reliability.requests_in) >= calls:
-            return (f"too many calls in flight: this side serves at most {calls} at once on "
-                    f"one connection (max_concurrent_calls, announced in the handshake); wait "
-                    f"for an answer before calling again")
-        limit = self.max_call_bytes
-        if limit and reliability.requests_in and reliability.requests_in_bytes + size > limit:
-            return (f"calls in flight on this connection hold {reliability.requests_in_bytes} "
-                    f"bytes; {size} more would exceed its limit of {limit} bytes "
-                    f"(max_call_bytes): wait for answers before sending more")
-        budget = self.call_budget
-        if budget is not None and not budget.fits(size):
-            return (f"calls in flight on this server hold {budget.used} bytes; {size} more "
-                    f"would exceed its limit of {budget.limit} bytes (max_server_call_bytes): "
-                    f"try again later")
-        return None
-
     def _on_response(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
         resp = env.response
         self.reliability.requests_out.discard(resp.call_id)
@@ -584,11 +533,12 @@ class Session(SessionOutput):
         if cancel.call_id not in self.reliability.calls_in:
             return None  # already answered: the cancel crossed our response
         # Its handler may take a moment to stop; it no longer counts.
-        self._settle_request(cancel.call_id)
+        self.call_limits.settle(self.reliability, cancel.call_id)
         return ev.CancelReceived(cancel.call_id, cancel.reason)
 
-    def _on_pattern(self, kind: str, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
-        event = pattern_frames.DECODERS[kind](env, payload)
+    def _on_pattern(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
+        kind = env.WhichOneof("kind")
+        event = pattern_frames.DECODERS[kind](env, payload)  # type: ignore[index]
         if kind in pattern_frames.OPENS_CALL:
             call_id = event.call_id  # type: ignore[union-attr]
             if call_id:
@@ -618,3 +568,14 @@ class Session(SessionOutput):
         self.state = State.CLOSED
         status = env.close.status
         return ev.CloseReceived(status.code, status.message, env.close.end_session)
+
+    # Frame kind -> handler, one table per state (OPEN, and before it): the
+    # state check costs a dict pick per frame, not a call. Class-wide, so a
+    # session holds no bound methods of itself (no reference cycle).
+    _open_handlers: Dict[str, _Handler] = dict.fromkeys(pattern_frames.DECODERS, _on_pattern)
+    _open_handlers.update(
+        request=_on_request, response=_on_response, cancel=_on_cancel, heartbeat=_on_heartbeat,
+        close=_on_close, notify=_on_notify, stream_end=_on_stream_end, hello=_on_hello,
+        welcome=_on_welcome)
+    _handshake_handlers: Dict[str, _Handler] = dict.fromkeys(_open_handlers, _not_open)
+    _handshake_handlers.update(hello=_on_hello, welcome=_on_welcome, close=_on_close)

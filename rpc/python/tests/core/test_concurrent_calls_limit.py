@@ -165,7 +165,7 @@ def _served(server, client):
 
 def test_request_bytes_in_flight_are_bounded_per_session():
     client, server, _, _ = pair()
-    server.max_call_bytes = 100
+    server.call_limits.max_bytes = 100
     client.send_request(1, METHOD, b"x" * 60)
     client.send_request(2, METHOD, b"x" * 60)  # 120 > 100: refused
     client.send_request(3, METHOD, b"x" * 40)  # 100: fits
@@ -182,7 +182,7 @@ def test_request_bytes_in_flight_are_bounded_per_session():
 
 def test_one_call_alone_always_fits():
     client, server, _, _ = pair()
-    server.max_call_bytes = 10
+    server.call_limits.max_bytes = 10
     client.send_request(1, METHOD, b"x" * 1000)
     assert _served(server, client) == ([1], {})
 
