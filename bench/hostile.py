@@ -1114,7 +1114,8 @@ def scenario_bigcalls(args) -> List[dict]:
          f"{status['connections']} connections, echo handled {status['calls'].get('echo', 0)}")
     return [row("bigcalls", "server peak RSS growth, 1 MiB calls never read",
                 f"{mem['peak_growth_mb']:+,.0f} MB ({res['sent']:,} calls sent, {how})",
-                "bounded (budget in progress)", None, attacker=res, memory=mem, server=status)]
+                "< 400 MB, all read (max_call_bytes 64 MiB admitted)",
+                mem["peak_growth_mb"] < 400 and not stalled, attacker=res, memory=mem, server=status)]
 
 
 def _nocredit_once(pace: float) -> dict:
@@ -1150,7 +1151,8 @@ def scenario_nocredit(args) -> List[dict]:
                         f"{mem['peak_growth_mb']:+,.0f} MB ({'?' if queued is None else queued} "
                         f"queued at the server; subscriber got {res['subscriber']['received']}, "
                         f"cut {res['cut']} times)",
-                        "bounded in bytes (in progress)", None, **res))
+                        "< 64 MB (max_subscription_bytes 8 MiB)", mem["peak_growth_mb"] < 64,
+                        **res))
     return rows
 
 
@@ -1174,7 +1176,8 @@ def scenario_broadcast20(args) -> List[dict]:
     return [row("broadcast20", "server peak RSS growth, 1 MiB broadcasts, 20 never read",
                 f"{mem['peak_growth_mb']:+,.0f} MB ({res['sent']} of 100 confirmed; {closed} of "
                 f"{held} readers closed)",
-                "bounded in bytes (in progress)", None, broadcast=res, memory=mem, server=status)]
+                "< 300 MB (max_server_queued_bytes 256 MiB)", mem["peak_growth_mb"] < 300,
+                broadcast=res, memory=mem, server=status)]
 
 
 # ================================================================== report
