@@ -58,8 +58,9 @@ if that is missing). MB = 10^6 bytes, MiB = 2^20.
   bigcalls     after a proper handshake (raw socket), a client sends 1 MiB
                Echo.Echo calls as fast as it can (at most 2,000, 15 s, a 5 s
                send timeout marks the server as no longer reading us) and
-               never reads a reply. Figure: server peak RSS growth (reported;
-               a budget is being added).
+               never reads a reply. Figure: server peak RSS growth (promise
+               < 400 MB with every call read: max_call_bytes admits 64 MiB of
+               requests, each held with its parsed message and its reply).
   nocredit     a subscriber (a real client: it reads and acknowledges;
                queue_limit 1,024, so its initial credit is 1,024) that
                never takes a message, hence never grants more credit, while
@@ -69,11 +70,12 @@ if that is missing). MB = 10^6 bytes, MiB = 2^20.
                acknowledgements, so the figure is the subscription queue),
                and unpaced (the subscriber may be closed as a slow consumer
                and come back; the table says how often). Figure: server peak
-               RSS growth (reported; byte bounds are being added).
+               RSS growth (promise < 64 MB: max_subscription_bytes, 8 MiB).
   broadcast20  20 peers (raw sockets) that complete the handshake, send
                heartbeats and never read; another peer broadcasts 100 x 1 MiB
                (Echo.Announce, each confirmed, 10 s timeout). Figure: server
-               peak RSS growth (reported).
+               peak RSS growth (promise < 300 MB: max_server_queued_bytes,
+               256 MiB, and 32 MiB per peer).
 
 `--runs N` repeats the timing scenarios (fanout, flood, rst, heartbeat),
 each run with fresh processes; the table shows the median and the range.
