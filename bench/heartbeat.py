@@ -49,7 +49,6 @@ lifetime after which it exits by itself, and dies with its stdin pipe.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import logging
 import math
@@ -71,7 +70,8 @@ import onedrive_rpc as rpc  # noqa: E402
 from onedrive_rpc.testing import echo_pb2  # noqa: E402
 from onedrive_rpc.testing.echo_service import ECHO, EchoService  # noqa: E402
 from onedrive_rpc.testing.process import ServerProcess  # noqa: E402
-from procstat import cpu_seconds, stop_child  # noqa: E402  (bench/ is on sys.path as the script's folder)
+# bench/ is on sys.path as the script's folder.
+from procstat import cpu_seconds, schedstat_cpu, stop_child  # noqa: E402
 
 HOST = "127.0.0.1"
 PEERS = 100
@@ -101,31 +101,17 @@ class BenchError(RuntimeError):
 # ------------------------------------------------------------------ CPU time
 
 
-def _schedstat_cpu(pid: int) -> Optional[float]:
-    total = 0
-    paths = glob.glob(f"/proc/{pid}/task/*/schedstat")
-    if not paths:
-        return None
-    for path in paths:
-        try:
-            with open(path) as f:
-                total += int(f.read().split()[0])
-        except (OSError, IndexError, ValueError):
-            continue  # a thread that just ended
-    return total / 1e9
-
-
 _stat_cpu = cpu_seconds
 
 
 def _cpu_source() -> str:
-    value = _schedstat_cpu(os.getpid())
+    value = schedstat_cpu(os.getpid())
     return "schedstat" if value else "stat"
 
 
 def process_cpu(pid: int, source: str) -> Optional[float]:
     """CPU seconds (user + system) used so far by process `pid` (Linux /proc)."""
-    return _schedstat_cpu(pid) if source == "schedstat" else _stat_cpu(pid)
+    return schedstat_cpu(pid) if source == "schedstat" else _stat_cpu(pid)
 
 
 # ------------------------------------------------------------------ children

@@ -87,7 +87,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import glob
 import json
 import logging
 import math
@@ -115,7 +114,8 @@ from onedrive_rpc.core.session import Role, Session  # noqa: E402
 from onedrive_rpc.testing import echo_pb2  # noqa: E402
 from onedrive_rpc.testing.echo_service import ECHO, EchoService  # noqa: E402
 from onedrive_rpc.testing.helpers import framed, wire  # noqa: E402
-from procstat import cpu_seconds, stop_child  # noqa: E402  (bench/ is on sys.path as the script's folder)
+# bench/ is on sys.path as the script's folder.
+from procstat import cpu_seconds, schedstat_cpu, stop_child  # noqa: E402
 
 HOST = "127.0.0.1"
 MB = 1_000_000
@@ -161,22 +161,9 @@ def rss(pid: int) -> int:
     return value
 
 
-def _schedstat_cpu(pid: int) -> Optional[float]:
-    total, paths = 0, glob.glob(f"/proc/{pid}/task/*/schedstat")
-    if not paths:
-        return None
-    for path in paths:
-        try:
-            with open(path) as f:
-                total += int(f.read().split()[0])
-        except (OSError, IndexError, ValueError):
-            continue  # a thread that just ended
-    return total / 1e9
-
-
 def process_cpu(pid: int) -> Optional[float]:
     """CPU seconds (user + system) used so far by process `pid`."""
-    value = _schedstat_cpu(pid)
+    value = schedstat_cpu(pid)
     return value if value else cpu_seconds(pid)
 
 

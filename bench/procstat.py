@@ -2,6 +2,7 @@
 and the medians and number formats of their tables."""
 from __future__ import annotations
 
+import glob
 import os
 import statistics
 import subprocess
@@ -18,6 +19,22 @@ def cpu_seconds(pid: int) -> Optional[float]:
         return (int(fields[11]) + int(fields[12])) / _CLK_TCK
     except (OSError, IndexError, ValueError):
         return None
+
+
+def schedstat_cpu(pid: int) -> Optional[float]:
+    """CPU seconds of process `pid` summed over its tasks' schedstat run
+    times (ns resolution); None if /proc has no schedstat."""
+    total = 0
+    paths = glob.glob(f"/proc/{pid}/task/*/schedstat")
+    if not paths:
+        return None
+    for path in paths:
+        try:
+            with open(path) as f:
+                total += int(f.read().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that just ended
+    return total / 1e9
 
 
 def stop_child(proc: "subprocess.Popen") -> None:

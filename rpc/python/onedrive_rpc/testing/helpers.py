@@ -10,10 +10,11 @@ import gevent
 
 from ..core import wire_pb2
 from ..core.framing import FrameDecoder, frame_header
-from ..core.session import Role, Session
+from ..core.session import Role, Session, State
+from ..transport.base import ConnectionClosed
 
 __all__ = ["wait_until", "framed", "envelopes", "wire", "open_session_pair", "receive_via_buffer",
-           "child_env", "in_forked_child", "rss_bytes"]
+           "blocking_handshake", "read_envelopes", "child_env", "in_forked_child", "rss_bytes"]
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, poll: float = 0.005) -> None:
@@ -71,6 +72,44 @@ def receive_via_buffer(session: Session, data: bytes, now: float,
         offset += n
         events.extend(session.buffer_updated(n, now))
     return events
+
+
+def blocking_handshake(sock: Any, peer_id: str, heartbeat_interval: float = 60.0) -> Session:
+    """Handshake a client Session over a connected blocking socket (an
+    attacker's, in a child process) and return it, OPEN; SystemExit if the
+    server hangs up first."""
+    session = Session(Role.CLIENT, peer_id=peer_id, heartbeat_interval=heartbeat_interval)
+    session.start(0.0)
+    sock.sendall(wire(session))
+    while session.state is not State.OPEN:
+        data = sock.recv(65536)
+        if not data:
+            raise SystemExit("the server closed the connection during the handshake")
+        session.receive_data(data, 0.0)
+    return session
+
+
+def read_envelopes(stream: Any, count: int, closed: bool = False,
+                   timeout: float = 5.0) -> List[wire_pb2.Envelope]:
+    """The first `count` frames that arrive on a transport Stream (all of
+    them until the other side hangs up, if `closed`), as Envelopes."""
+    data = b""
+    space = bytearray(65536)
+    with gevent.Timeout(timeout, AssertionError(f"fewer than {count} frames within {timeout}s")):
+        while True:
+            try:
+                n = stream.recv_into(memoryview(space))
+            except ConnectionClosed:
+                n = 0
+            if not n:
+                return envelopes(data)
+            data += space[:n]
+            try:
+                found = envelopes(data)
+            except ValueError:
+                continue  # a frame is still incomplete
+            if len(found) >= count and not closed:
+                return found
 
 
 def child_env() -> Dict[str, str]:

@@ -23,8 +23,8 @@ from onedrive_rpc.errors import MetadataTooLarge
 from onedrive_rpc.handshake import write_all
 from onedrive_rpc.testing import echo_pb2
 from onedrive_rpc.testing.echo_service import ECHO, EchoService
-from onedrive_rpc.testing.helpers import child_env, envelopes, framed, rss_bytes, wait_until
-from onedrive_rpc.transport import ConnectionClosed, connect_stream
+from onedrive_rpc.testing.helpers import child_env, framed, read_envelopes, rss_bytes, wait_until
+from onedrive_rpc.transport import connect_stream
 
 Msg = echo_pb2.Msg
 ECHO_METHOD = "/onedrive_rpc.testing.Echo/Echo"
@@ -37,7 +37,7 @@ MB = 1_000_000
 ATTACKER = textwrap.dedent("""
     import socket, sys
     from onedrive_rpc.core.framing import frame_header
-    from onedrive_rpc.core.session import Role, Session, State
+    from onedrive_rpc.testing.helpers import blocking_handshake
 
     host, port, count, announced, handshake = sys.argv[1:6]
     prefix = frame_header(int(announced))
@@ -45,14 +45,7 @@ ATTACKER = textwrap.dedent("""
     for i in range(int(count)):
         sock = socket.create_connection((host, int(port)))
         if handshake == "yes":
-            session = Session(Role.CLIENT, peer_id="attacker-%d" % i, heartbeat_interval=60.0)
-            session.start(0.0)
-            sock.sendall(b"".join(bytes(b) for b in session.data_to_send()))
-            while session.state is not State.OPEN:
-                data = sock.recv(65536)
-                if not data:
-                    sys.exit("closed during the handshake")
-                session.receive_data(data, 0.0)
+            blocking_handshake(sock, "attacker-%d" % i)
         sock.sendall(prefix)
         held.append(sock)
     print("READY", flush=True)
@@ -79,19 +72,14 @@ def tcp_server():
 TRICKLER = textwrap.dedent("""
     import json, socket, sys
     from onedrive_rpc.core.framing import DEFAULT_MAX_FRAME_SIZE, frame_header
-    from onedrive_rpc.core.session import Role, Session, State
-    from onedrive_rpc.testing.helpers import envelopes
+    from onedrive_rpc.testing.helpers import blocking_handshake, envelopes
 
     host, port, count, sent = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     held, closes = [], []
     chunk = frame_header(DEFAULT_MAX_FRAME_SIZE) + bytes(sent)
     for i in range(count):
         sock = socket.create_connection((host, port))
-        session = Session(Role.CLIENT, peer_id="trickler-%d" % i, heartbeat_interval=60.0)
-        session.start(0.0)
-        sock.sendall(b"".join(bytes(b) for b in session.data_to_send()))
-        while session.state is not State.OPEN:
-            session.receive_data(sock.recv(65536), 0.0)
+        blocking_handshake(sock, "trickler-%d" % i)
         try:
             sock.sendall(chunk)
         except OSError:
@@ -214,40 +202,18 @@ def _raw_hello(metadata=None) -> bytes:
     return framed(env)
 
 
-def _read_until(stream, count, closed=False, timeout=5.0):
-    """The first `count` frames the server sends (all of them until it
-    hangs up, if `closed`), as Envelopes."""
-    data = b""
-    space = bytearray(65536)
-    with gevent.Timeout(timeout, AssertionError("no answer")):
-        while True:
-            try:
-                n = stream.recv_into(memoryview(space))
-            except ConnectionClosed:
-                n = 0
-            if not n:
-                return envelopes(data)
-            data += space[:n]
-            try:
-                found = envelopes(data)
-            except ValueError:
-                continue  # a frame is still incomplete
-            if len(found) >= count and not closed:
-                return found
-
-
 def test_a_raw_hello_with_too_much_metadata_is_closed_with_resource_exhausted(tcp_server):
     stream = connect_stream(tcp_server.url, timeout=5)
     hello = _raw_hello({"k": "v" * (14 * 1024 * 1024)})
     write_all(stream, [hello[:100]])
-    [close] = _read_until(stream, 1, closed=True)
+    [close] = read_envelopes(stream, 1, closed=True)
     # A 14 MiB Hello is refused by its prefix alone, before the handshake.
     assert close.close.status.code == rpc.StatusCode.INTERNAL
     assert "before the handshake" in close.close.status.message
     stream.close()
     stream = connect_stream(tcp_server.url, timeout=5)
     write_all(stream, [_raw_hello({f"k{i}": "v" for i in range(1000)})])
-    [close] = _read_until(stream, 1, closed=True)
+    [close] = read_envelopes(stream, 1, closed=True)
     assert close.close.status.code == rpc.StatusCode.RESOURCE_EXHAUSTED
     assert close.close.status.message == "hello metadata of 1000 entries exceeds the limit of 64 entries"
     stream.close()
@@ -256,7 +222,7 @@ def test_a_raw_hello_with_too_much_metadata_is_closed_with_resource_exhausted(tc
 def test_a_raw_request_with_too_much_metadata_is_answered_without_running_the_handler(tcp_server):
     stream = connect_stream(tcp_server.url, timeout=5)
     write_all(stream, [_raw_hello()])
-    [welcome] = _read_until(stream, 1)
+    [welcome] = read_envelopes(stream, 1)
     assert welcome.WhichOneof("kind") == "welcome"
     env = wire_pb2.Envelope()
     env.payload = Msg(text="x").SerializeToString()
@@ -265,7 +231,7 @@ def test_a_raw_request_with_too_much_metadata_is_answered_without_running_the_ha
     env.request.method = ECHO_METHOD
     env.request.metadata.update({"k": "v" * (1024 * 1024)})
     write_all(stream, [framed(env)])
-    [answer] = _read_until(stream, 1)
+    [answer] = read_envelopes(stream, 1)
     assert answer.response.call_id == 1
     assert answer.response.status.code == rpc.StatusCode.RESOURCE_EXHAUSTED
     assert answer.response.status.message == \

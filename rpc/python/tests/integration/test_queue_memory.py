@@ -147,21 +147,14 @@ def test_a_subscriber_that_never_grants_credit_costs_its_byte_bound():
 # Opens `count` connections that finish their handshake and never read.
 NEVER_READS = textwrap.dedent("""
     import socket, sys
-    from onedrive_rpc.core.session import Role, Session, State
+    from onedrive_rpc.testing.helpers import blocking_handshake
 
     host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     held = []
     for i in range(count):
         sock = socket.create_connection((host, port))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        session = Session(Role.CLIENT, peer_id="never-reads-%d" % i, heartbeat_interval=60.0)
-        session.start(0.0)
-        sock.sendall(b"".join(bytes(b) for b in session.data_to_send()))
-        while session.state is not State.OPEN:
-            data = sock.recv(65536)
-            if not data:
-                sys.exit("closed during the handshake")
-            session.receive_data(data, 0.0)
+        blocking_handshake(sock, "never-reads-%d" % i)
         held.append(sock)
     print("READY", flush=True)
     sys.stdin.read()

@@ -9,7 +9,6 @@ with UNAUTHENTICATED and the session, its connection and its calls go on.
 """
 from __future__ import annotations
 
-import gevent
 import pytest
 from gevent.event import Event
 
@@ -20,8 +19,8 @@ from onedrive_rpc.core.session import Role, Session
 from onedrive_rpc.handshake import write_all
 from onedrive_rpc.testing.echo_pb2 import Msg
 from onedrive_rpc.testing.echo_service import ECHO, EchoService
-from onedrive_rpc.testing.helpers import envelopes
-from onedrive_rpc.transport import ConnectionClosed, connect_stream
+from onedrive_rpc.testing.helpers import read_envelopes
+from onedrive_rpc.transport import connect_stream
 
 
 @pytest.fixture
@@ -43,18 +42,7 @@ def _try_to_resume(url: str, session_id: str, token: bytes) -> wire_pb2.Envelope
     stream = connect_stream(url, timeout=5)
     try:
         write_all(stream, session.data_to_send())
-        data = b""
-        space = bytearray(65536)
-        with gevent.Timeout(5, AssertionError("no answer to the Hello")):
-            while True:
-                try:
-                    n = stream.recv_into(memoryview(space))
-                except ConnectionClosed:
-                    n = 0
-                if not n:
-                    break
-                data += space[:n]
-        [answer] = envelopes(data)
+        [answer] = read_envelopes(stream, 1, closed=True)
         return answer
     finally:
         stream.close()
