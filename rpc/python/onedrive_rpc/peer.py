@@ -415,13 +415,17 @@ def connect(url: str, *, name: Optional[str] = None,
             limits: Optional[Limits] = None,
             heartbeat: Optional[Heartbeat] = None,
             reconnect: Optional[Reconnect] = None,
-            metadata: Optional[Mapping[str, str]] = None) -> Peer:
+            metadata: Optional[Mapping[str, str]] = None,
+            server_uid: Optional[int] = None) -> Peer:
     """Connect to a server and finish the handshake, or raise RpcError.
 
     UNAVAILABLE (PeerLost) if nothing answers, DEADLINE_EXCEEDED if the
     handshake takes longer than `timeout`, FAILED_PRECONDITION on a
     protocol version mismatch. `reconnect` (default: on) says how the peer
-    comes back when the connection breaks later.
+    comes back when the connection breaks later. `server_uid`: on a unix
+    socket, the uid the server's process must run as (checked by the
+    kernel, every connect): UNAUTHENTICATED otherwise, so a socket path
+    squatted by another user is refused.
     """
     limits = limits or Limits()
     heartbeat = heartbeat or Heartbeat()
@@ -438,7 +442,7 @@ def connect(url: str, *, name: Optional[str] = None,
                        max_concurrent_calls=limits.max_concurrent_calls,
                        max_call_bytes=limits.max_call_bytes, **resume)
 
-    dialer = Dialer(url, timeout, open_session)
+    dialer = Dialer(url, timeout, open_session, server_uid)
     try:
         dialed = dialer.dial()
     except OSError as exc:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import socket
+import tempfile
+import time
 
 import pytest
 
@@ -347,3 +350,65 @@ def test_connecting_to_a_full_backlog_says_so(tmp_path):
         assert str(path) in str(info.value) and "listen backlog is full" in str(info.value)
     finally:
         busy.close()
+
+
+# ------------------------------------------------ the client checks the server
+
+def test_a_client_can_require_the_servers_uid(tmp_path, peers):
+    url = f"unix://{tmp_path}/uid.sock"
+    server = start_server(url)
+    try:
+        assert echo_once(lambda u: peers(u, server_uid=os.getuid()), url, "mine") == "mine"
+        with pytest.raises(rpc.RpcError) as refused:
+            rpc.connect(url, timeout=5, server_uid=os.getuid() + 4242)
+        assert refused.value.code == rpc.StatusCode.UNAUTHENTICATED
+        assert refused.value.message == (
+            f"refusing the server at {url}: it runs as uid {os.getuid()}, not "
+            f"{os.getuid() + 4242} (server_uid); another user's process may hold the socket path")
+        assert len(server.connections) == 1  # the first peer's: refused before any handshake
+    finally:
+        server.stop()
+
+
+def test_server_uid_needs_a_unix_socket():
+    server = rpc.Server("tcp://127.0.0.1:0")
+    server.start()
+    try:
+        with pytest.raises(rpc.RpcError, match="server_uid needs a unix:// socket"):
+            rpc.connect(server.url, timeout=5, server_uid=os.getuid())
+    finally:
+        server.stop()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to listen as another user")
+def test_a_socket_path_squatted_by_another_user_is_refused():
+    """Another user's process listens where our server should be: a client
+    that requires our uid does not talk to it (nor sends it a Hello)."""
+    shared = tempfile.mkdtemp(prefix="onedrive-rpc-squat-")  # pytest's tmp is ours only
+    os.chmod(shared, 0o777)
+    path = os.path.join(shared, "squatted.sock")
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the squatter: another user, listening at the path
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            squat = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            squat.bind(path)
+            squat.listen(8)
+            os.write(ready_w, b"R")
+            time.sleep(60)  # until the parent kills us
+        finally:
+            os._exit(0)
+    try:
+        assert os.read(ready_r, 1) == b"R"
+        with pytest.raises(rpc.RpcError) as refused:
+            rpc.connect(f"unix://{path}", timeout=5, server_uid=0)
+        assert refused.value.code == rpc.StatusCode.UNAUTHENTICATED
+        assert "it runs as uid 65534, not 0" in refused.value.message
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        for fd in (ready_r, ready_w):
+            os.close(fd)
+        shutil.rmtree(shared, ignore_errors=True)
