@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .core.errors import (FrameTooLarge, LocalProtocolError, MessageTooLarge, MetadataTooLarge,
-                          PeerMetadataTooLarge, ProtocolError, ReadBudgetExceeded,
-                          RemoteProtocolError, ResumeRefused, StatusCode, VersionMismatch)
+from .core.errors import (AuthenticationFailed, FrameTooLarge, LocalProtocolError, MessageTooLarge,
+                          MetadataTooLarge, PeerMetadataTooLarge, ProtocolError,
+                          ReadBudgetExceeded, RemoteProtocolError, ResumeRefused, StatusCode,
+                          VersionMismatch)
 
 __all__ = [
     "StatusCode",
@@ -28,6 +29,7 @@ __all__ = [
     "PeerMetadataTooLarge",
     "ReadBudgetExceeded",
     "ResumeRefused",
+    "AuthenticationFailed",
     "TransportError",
 ]
 

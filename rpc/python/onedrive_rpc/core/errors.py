@@ -22,6 +22,7 @@ __all__ = [
     "PeerMetadataTooLarge",
     "ReadBudgetExceeded",
     "ResumeRefused",
+    "AuthenticationFailed",
 ]
 
 
@@ -171,3 +172,11 @@ class ResumeRefused(RemoteProtocolError):
         self.session_id = session_id
         super().__init__(f"cannot resume session {session_id}: the resume token does not match "
                          f"(only the client the session's Welcome went to can resume it)")
+
+
+class AuthenticationFailed(RemoteProtocolError):
+    """The handshake's authentication failed: the peer does not know the
+    shared secret, did not offer to prove it, or (seen from a client) the
+    server did not prove it. UNAUTHENTICATED; the connection is closed."""
+
+    status = StatusCode.UNAUTHENTICATED

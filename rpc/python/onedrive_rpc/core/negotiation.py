@@ -30,6 +30,13 @@ Rules (rpc/protos/README.md §4):
   of that session held; without it accept_resume raises ResumeRefused
   (UNAUTHENTICATED). Every Welcome carries a fresh token.
   A client told that its session is gone starts over with a new Reliability.
+- With a shared secret (core/auth.py), the client's Hello carries its
+  nonce and the server answers a Challenge before anything else; the
+  client checks the server's proof and answers a Proof; only then does the
+  server take the Hello (a resume included). Any failure, or a Hello
+  without a nonce to a server that asks for the secret, or a Welcome
+  without a Challenge to a client that has one, is AuthenticationFailed
+  (UNAUTHENTICATED).
 - Handshake frames are not sequenced and carry no ack: what a resuming side
   received is in the handshake's own fields.
 
@@ -41,11 +48,14 @@ from __future__ import annotations
 
 from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
 
+import secrets
+
+from . import auth
 from . import events as ev
 from . import wire_pb2
 from . import metadata as md
-from .errors import (LocalProtocolError, MetadataTooLarge, RemoteProtocolError, ResumeRefused,
-                     VersionMismatch)
+from .errors import (AuthenticationFailed, LocalProtocolError, MetadataTooLarge,
+                     RemoteProtocolError, ResumeRefused, VersionMismatch)
 from .framing import HANDSHAKE_MAX_FRAME_SIZE, MIN_FRAME_LIMIT, Frame
 from .liveness import Liveness
 from .reliability import Reliability
@@ -66,7 +76,7 @@ _EMPTY: Mapping[str, str] = {}
 class Step(NamedTuple):
     """What the Session does after a handshake frame or decision, in this order."""
 
-    event: ev.Event                            # Handshaken or ResumeRequested: reported
+    event: Optional[ev.Event]                  # Handshaken or ResumeRequested: reported
     peer: Optional[ev.PeerInfo] = None         # who the peer says it is
     peer_max_frame_size: int = 0               # the largest frame it takes (0: as assumed)
     reliability: Optional[Reliability] = None  # the session's state from now on
@@ -83,7 +93,8 @@ class Negotiation:
     __slots__ = ("identity", "max_frame_size", "interval", "misses", "metadata", "resume_id",
                  "hello_sent", "peer", "agreed_interval", "hello_metadata", "resume_request",
                  "resent_through", "max_metadata_size", "max_metadata_entries",
-                 "min_interval", "max_calls", "peer_max_calls", "token")
+                 "min_interval", "max_calls", "peer_max_calls", "token", "secret", "nonce",
+                 "proven", "awaiting_proof")
 
     def __init__(self, *, peer_id: str, name: str, pid: int, max_frame_size: int,
                  metadata: Optional[Mapping[str, str]], heartbeat_interval: float,
@@ -91,7 +102,10 @@ class Negotiation:
                  max_metadata_size: int = md.DEFAULT_MAX_METADATA_SIZE,
                  max_metadata_entries: int = md.DEFAULT_MAX_METADATA_ENTRIES,
                  min_heartbeat_interval: float = 0.0, max_concurrent_calls: int = 0,
-                 resume_token: bytes = b"") -> None:
+                 resume_token: bytes = b"", secret: Optional[bytes] = None) -> None:
+        if secret is not None and len(secret) < auth.MIN_SECRET:
+            raise ValueError(f"a shared secret must be at least {auth.MIN_SECRET} bytes, "
+                             f"not {len(secret)}")
         if not 0 <= max_concurrent_calls <= _MAX_UINT32:
             raise ValueError(f"max_concurrent_calls must be in 0..{_MAX_UINT32}, "
                              f"not {max_concurrent_calls}")
@@ -111,6 +125,14 @@ class Negotiation:
         self.peer_max_calls = 0
         #: Server: the resume token its Welcome gives this session.
         self.token = resume_token
+        #: The shared secret both sides must prove they know (None: no
+        #: authentication), and our nonce for it.
+        self.secret = secret
+        self.nonce = secrets.token_bytes(auth.MIN_NONCE) if secret is not None else b""
+        #: The peer proved it knows the secret (its Challenge, its Proof).
+        self.proven = False
+        #: Server: the Hello waiting for the client's Proof, and its session id.
+        self.awaiting_proof: Optional[Tuple[wire_pb2.Hello, str]] = None
         self.interval = heartbeat_interval
         #: Our own misses: the peer's bound on our silence is its own.
         self.misses = heartbeat_misses
@@ -146,6 +168,8 @@ class Negotiation:
         hello.heartbeat.interval_ms = _ms(self.interval)
         hello.heartbeat.misses = self.misses
         hello.max_concurrent_calls = self.max_calls
+        if self.secret is not None:
+            hello.auth_nonce = self.nonce
         hello.metadata.update(self.metadata)
         if self.resume_id:
             hello.resume_session_id = self.resume_id
@@ -163,6 +187,9 @@ class Negotiation:
         """The server's answer: OPEN, in a resumed session or a new one."""
         if welcome.version != PROTOCOL_VERSION:
             raise VersionMismatch("server", welcome.version, PROTOCOL_VERSION)
+        if self.secret is not None and not self.proven:
+            raise AuthenticationFailed("the server did not prove it knows the shared secret: "
+                                       "it sent no Challenge (it does not authenticate its clients)")
         limit = _peer_frame_limit(welcome.max_frame_size) if welcome.max_frame_size else 0
         peer = _peer_info(welcome.identity)
         self.peer_max_calls = welcome.max_concurrent_calls
@@ -186,12 +213,59 @@ class Negotiation:
 
     # ---------------------------------------------------------------- server
 
+    def on_challenge(self, challenge: wire_pb2.Challenge) -> Step:
+        """Client: the server proves it knows the secret and asks us to;
+        answer with a Proof (the Welcome comes next)."""
+        if self.secret is None or not self.hello_sent or self.proven:
+            raise RemoteProtocolError("challenge frame received by a client that offered no "
+                                      "authentication, or a second one")
+        if len(challenge.nonce) < auth.MIN_NONCE:
+            raise AuthenticationFailed(f"the server's challenge nonce has {len(challenge.nonce)} "
+                                       f"bytes; at least {auth.MIN_NONCE} are required")
+        expected = auth.server_proof(self.secret, self.nonce, challenge.nonce)
+        if not auth.proves(expected, challenge.server_proof):
+            raise AuthenticationFailed("the server does not know the shared secret: its "
+                                       "challenge's proof is wrong")
+        self.proven = True
+        reply = _Envelope()
+        reply.proof.mac = auth.client_proof(self.secret, challenge.nonce, self.nonce)
+        return Step(None, reply=reply)
+
     def on_hello(self, hello: wire_pb2.Hello, session_id: str) -> Step:
         """The client's Hello: a new session `session_id` is OPEN, or the
         Hello asks to resume one (ResumeRequested; answer it with
-        accept_resume or refuse_resume)."""
+        accept_resume or refuse_resume); with a shared secret, first a
+        Challenge (the Hello is taken once the client's Proof came)."""
         if hello.version != PROTOCOL_VERSION:
             raise VersionMismatch("client", hello.version, PROTOCOL_VERSION)
+        if self.secret is None:
+            return self._take_hello(hello, session_id)
+        if self.awaiting_proof is not None:
+            raise RemoteProtocolError("a second hello frame during the challenge")
+        if len(hello.auth_nonce) < auth.MIN_NONCE:
+            raise AuthenticationFailed(
+                "this server requires authentication with a shared secret: the Hello carries "
+                f"no auth_nonce (or one shorter than {auth.MIN_NONCE} bytes)")
+        self.awaiting_proof = (hello, session_id)
+        reply = _Envelope()
+        reply.challenge.nonce = self.nonce
+        reply.challenge.server_proof = auth.server_proof(self.secret, hello.auth_nonce, self.nonce)
+        return Step(None, reply=reply)
+
+    def on_proof(self, proof: wire_pb2.Proof) -> Step:
+        """Server: the client's answer to our Challenge; the Hello is taken
+        if it proves the secret."""
+        pending = self.awaiting_proof
+        if self.secret is None or pending is None or self.proven:
+            raise RemoteProtocolError("proof frame received without a challenge")
+        hello, session_id = pending
+        expected = auth.client_proof(self.secret, self.nonce, hello.auth_nonce)
+        if not auth.proves(expected, proof.mac):
+            raise AuthenticationFailed("wrong shared secret: the proof does not match")
+        self.proven = True
+        return self._take_hello(hello, session_id)
+
+    def _take_hello(self, hello: wire_pb2.Hello, session_id: str) -> Step:
         limit = _peer_frame_limit(hello.max_frame_size) if hello.max_frame_size else 0
         self.peer = peer = _peer_info(hello.identity)
         self.peer_max_calls = hello.max_concurrent_calls

@@ -128,6 +128,7 @@ class Session(SessionOutput):
         call_budget: Optional[ByteBudget] = None,
         read_budget: Optional[ByteBudget] = None,
         resume_token: Optional[bytes] = None,
+        secret: Optional[bytes] = None,
     ) -> None:
         if not MIN_FRAME_LIMIT <= max_frame_size <= ABSOLUTE_MAX_FRAME_SIZE:
             raise ValueError(f"max_frame_size must be in {MIN_FRAME_LIMIT}..{ABSOLUTE_MAX_FRAME_SIZE} "
@@ -145,7 +146,8 @@ class Session(SessionOutput):
             resume_session_id=resume_session_id, max_metadata_size=max_metadata_size,
             max_metadata_entries=max_metadata_entries,
             min_heartbeat_interval=min_heartbeat_interval,
-            max_concurrent_calls=max_concurrent_calls, resume_token=resume_token or b"")
+            max_concurrent_calls=max_concurrent_calls, resume_token=resume_token or b"",
+            secret=secret)
         #: What the peer's Requests may hold at once (more are refused).
         self.call_limits = CallLimits(max_concurrent_calls, max_call_bytes, call_budget)
         #: What a Request or Notify may carry as metadata, either way (core/metadata.py).
@@ -421,6 +423,21 @@ class Session(SessionOutput):
                                       f"while {self.state.value}")
         return self._take(self._negotiation.on_hello(env.hello, self.session_id))
 
+    def _on_challenge(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
+        if self.role is not Role.CLIENT or self.state is not State.CONNECTING:
+            raise RemoteProtocolError(f"challenge frame received by a {self.role.value}")
+        return self._take(self._negotiation.on_challenge(env.challenge))
+
+    def _on_proof(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
+        if self.role is not Role.SERVER or self.state is not State.AWAIT_HELLO:
+            raise RemoteProtocolError(f"proof frame received by a {self.role.value}")
+        return self._take(self._negotiation.on_proof(env.proof))
+
+    @property
+    def authenticated(self) -> bool:
+        """The peer proved in the handshake that it knows the shared secret."""
+        return self._negotiation.proven
+
     def _on_welcome(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
         if self.role is not Role.CLIENT or self.state is not State.CONNECTING:
             raise RemoteProtocolError(f"welcome frame received by a {self.role.value} "
@@ -456,7 +473,7 @@ class Session(SessionOutput):
         shared resend buffer) while the handshake was finishing."""
         self._requeue(self._negotiation.frames_sent_since_resend(self.reliability))
 
-    def _take(self, step: Step) -> ev.Event:
+    def _take(self, step: Step) -> Optional[ev.Event]:
         """Do what the handshake decided, in order: the Welcome is queued
         before the frames resent behind it."""
         if step.peer is not None:
@@ -578,4 +595,5 @@ class Session(SessionOutput):
         close=_on_close, notify=_on_notify, stream_end=_on_stream_end, hello=_on_hello,
         welcome=_on_welcome)
     _handshake_handlers: Dict[str, _Handler] = dict.fromkeys(_open_handlers, _not_open)
-    _handshake_handlers.update(hello=_on_hello, welcome=_on_welcome, close=_on_close)
+    _handshake_handlers.update(hello=_on_hello, welcome=_on_welcome, close=_on_close,
+                               challenge=_on_challenge, proof=_on_proof)
