@@ -5,9 +5,10 @@
     peer = rpc.connect(server.url)
     client = rpc.Client(peer, echo_pb2.DESCRIPTOR.services_by_name["Echo"])
 """
+from .auth import SharedSecret
 from .client import Client, Endpoint
 from .config import Heartbeat, Limits, Reconnect
-from .calls import CallFuture, Context
+from .calls import CallFuture, Context, Identity
 from .errors import (FrameTooLarge, LocalProtocolError, PeerLost, ProtocolError,
                      RemoteProtocolError, RpcError, StatusCode, TransportError)
 from .patterns import BroadcastListener, Consumer, Received, Subscription, TaskContext
@@ -28,6 +29,7 @@ __all__ = [
     "Endpoint",
     "FrameTooLarge",
     "Heartbeat",
+    "Identity",
     "Limits",
     "Listener",
     "LocalProtocolError",
@@ -41,6 +43,7 @@ __all__ = [
     "Server",
     "ServerStream",
     "Service",
+    "SharedSecret",
     "StatusCode",
     "Stream",
     "Subscription",

@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 from .core import events as ev
 from .errors import PeerLost, RpcError, StatusCode
 
-__all__ = ["CallAborted", "CallLink", "CallOrigin", "Context", "DEFAULT_STREAM_WINDOW",
+__all__ = ["CallAborted", "CallLink", "CallOrigin", "Context", "DEFAULT_STREAM_WINDOW", "Identity",
            "CallFuture", "ReplyLink", "TIMED_OUT", "call_result", "fresh"]
 
 _monotonic = time.monotonic
@@ -68,6 +68,33 @@ class CallLink(Protocol):
         """Stream `call_id` may send `items` more."""
 
 
+class Identity(NamedTuple):
+    """Who the peer is, as far as this side checked it (what authorization
+    should look at; `peer`, from its Hello, is only what it says).
+
+    `method`: "shared-secret" (it proved it knows the server's secret:
+    everyone who holds it is the same identity, `subject` is ""), "unix"
+    (the kernel says which user connected: `subject` is "uid <n>") or
+    "none" (nothing was checked).
+    """
+
+    method: str
+    subject: str = ""
+
+    @classmethod
+    def of(cls, authenticated: bool, credentials: Any) -> "Identity":
+        """The identity of a connection: its handshake's proof, else its
+        kernel-checked credentials, else none."""
+        if authenticated:
+            return cls("shared-secret")
+        if credentials is not None:
+            return cls("unix", f"uid {credentials.uid}")
+        return ANONYMOUS
+
+
+ANONYMOUS = Identity("none")
+
+
 class CallOrigin(NamedTuple):
     """Who a call came from, as its handler sees it: the same for every
     call of one connection."""
@@ -75,6 +102,7 @@ class CallOrigin(NamedTuple):
     peer: Optional[ev.PeerInfo]
     address: str
     credentials: Any
+    identity: Identity = ANONYMOUS
 
 
 class Context:
@@ -82,7 +110,8 @@ class Context:
     handler sees it.
 
     `method`, `metadata`, `deadline` (monotonic seconds, or None), `peer`
-    (the caller's identity), `address`, `credentials` (unix sockets),
+    (who the caller says it is, from its Hello), `identity` (who it proved
+    to be: Identity), `address`, `credentials` (unix sockets),
     `time_remaining()`, `cancelled`, and for work queue tasks `attempt`
     (1 the first time a task is delivered).
     """
@@ -124,6 +153,10 @@ class Context:
     @property
     def credentials(self) -> Any:
         return self.origin.credentials
+
+    @property
+    def identity(self) -> Identity:
+        return self.origin.identity
 
     @property
     def cancelled(self) -> bool:

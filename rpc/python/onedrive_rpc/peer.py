@@ -9,6 +9,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import gevent
 
+from .auth import SharedSecret
 from .config import Heartbeat, Limits, Reconnect
 from .core import events as ev
 from .core.events import PeerInfo
@@ -416,7 +417,8 @@ def connect(url: str, *, name: Optional[str] = None,
             heartbeat: Optional[Heartbeat] = None,
             reconnect: Optional[Reconnect] = None,
             metadata: Optional[Mapping[str, str]] = None,
-            server_uid: Optional[int] = None) -> Peer:
+            server_uid: Optional[int] = None,
+            auth: Optional[SharedSecret] = None) -> Peer:
     """Connect to a server and finish the handshake, or raise RpcError.
 
     UNAVAILABLE (PeerLost) if nothing answers, DEADLINE_EXCEEDED if the
@@ -425,7 +427,9 @@ def connect(url: str, *, name: Optional[str] = None,
     comes back when the connection breaks later. `server_uid`: on a unix
     socket, the uid the server's process must run as (checked by the
     kernel, every connect): UNAUTHENTICATED otherwise, so a socket path
-    squatted by another user is refused.
+    squatted by another user is refused. `auth`: prove to the server that
+    we know its shared secret, and require it to prove it too
+    (UNAUTHENTICATED otherwise).
     """
     limits = limits or Limits()
     heartbeat = heartbeat or Heartbeat()
@@ -440,7 +444,8 @@ def connect(url: str, *, name: Optional[str] = None,
                        max_metadata_size=limits.max_metadata_size,
                        max_metadata_entries=limits.max_metadata_entries,
                        max_concurrent_calls=limits.max_concurrent_calls,
-                       max_call_bytes=limits.max_call_bytes, **resume)
+                       max_call_bytes=limits.max_call_bytes,
+                       secret=auth.secret if auth is not None else None, **resume)
 
     dialer = Dialer(url, timeout, open_session, server_uid)
     try:

@@ -15,6 +15,7 @@ from .admission import Admission
 from .broker import Broker
 from .config import Heartbeat, Limits
 from .core import events as ev
+from .auth import SharedSecret
 from .core.budget import ByteBudget, OutputBudget
 from .core.events import PeerInfo
 from .core.workqueue import DeadLetter, QueueStats
@@ -56,6 +57,7 @@ class Server:
                  heartbeat: Optional[Heartbeat] = None,
                  session_grace: float = DEFAULT_SESSION_GRACE,
                  include_error_details: bool = False,
+                 auth: Optional[SharedSecret] = None,
                  reflection: bool = False) -> None:
         self._url = url
         self._name = name
@@ -67,6 +69,8 @@ class Server:
         # Streams still in their handshake: stop() ends them too.
         self._admitting = Group()
         self._admission = Admission(self.limits)
+        #: The shared secret clients must prove they know (None: anyone may talk).
+        self._secret = auth.secret if auth is not None else None
         #: What all peers' calls in flight may hold together (max_server_call_bytes).
         self._call_budget = ByteBudget(self.limits.max_server_call_bytes)
         #: What all peers' frames being received may hold (max_server_read_bytes).
@@ -221,7 +225,8 @@ class Server:
                           min_heartbeat_interval=self.limits.min_heartbeat_interval,
                           max_concurrent_calls=self.limits.max_concurrent_calls,
                           max_call_bytes=self.limits.max_call_bytes,
-                          call_budget=self._call_budget, read_budget=self._read_budget)
+                          call_budget=self._call_budget, read_budget=self._read_budget,
+                          secret=self._secret)
         key = peer_key(stream)
         refusal = self._admission.refusal(key, self._connections)
         if refusal is not None:

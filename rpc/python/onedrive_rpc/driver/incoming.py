@@ -24,7 +24,7 @@ from typing import Any, Dict, Optional
 from gevent import getcurrent
 from gevent.event import Event
 
-from ..calls import CallAborted, CallOrigin, Context
+from ..calls import CallAborted, CallOrigin, Context, Identity
 from ..core import events as ev
 from ..core.pattern_frames import StreamEnd, StreamItem
 from ..core.session import State
@@ -62,7 +62,9 @@ class IncomingCalls:
     def set_origin(self) -> None:
         """Who the calls come from: the peer of the (new) stream."""
         conn = self._conn
-        self.origin = CallOrigin(conn.session.peer, conn.stream.address, conn.stream.credentials)
+        credentials = conn.stream.credentials
+        self.origin = CallOrigin(conn.session.peer, conn.stream.address, credentials,
+                                 Identity.of(conn.session.authenticated, credentials))
 
     # ------------------------------------------------- routed by the reader
 

@@ -5,9 +5,13 @@ UNAUTHENTICATED before the session opens."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from onedrive_rpc.core import auth
 from onedrive_rpc.core import events as ev
+from onedrive_rpc.core import wire_pb2
+from onedrive_rpc.core.framing import frame_header
 from onedrive_rpc.core.errors import AuthenticationFailed, RemoteProtocolError, StatusCode
 from onedrive_rpc.core.session import Role, Session, State
 from onedrive_rpc.testing.helpers import envelopes, framed, wire
@@ -134,3 +138,54 @@ def test_a_resume_is_asked_only_after_the_proof():
 def test_a_short_secret_is_refused():
     with pytest.raises(ValueError, match="at least 16 bytes"):
         Session(Role.SERVER, peer_id="s", secret=b"short")
+
+
+# ------------------------------------------------------------------ fuzz
+
+_frames = st.one_of(
+    st.builds(lambda nonce: _env(hello=dict(version=1, auth_nonce=nonce)), st.binary(max_size=40)),
+    st.builds(lambda mac: _env(proof=dict(mac=mac)), st.binary(max_size=40)),
+    st.builds(lambda nonce, proof: _env(challenge=dict(nonce=nonce, server_proof=proof)),
+              st.binary(max_size=40), st.binary(max_size=40)),
+    st.builds(lambda: _env(welcome=dict(version=1, session_id="S"))),
+    st.builds(lambda: _env(request=dict(call_id=1, method="/m"))),
+    st.binary(max_size=64).map(lambda junk: frame_header(len(junk)) + junk),
+)
+
+
+def _env(**fields):
+    env = wire_pb2.Envelope()
+    for kind, values in fields.items():
+        getattr(env, kind).SetInParent()
+        for name, value in values.items():
+            setattr(getattr(env, kind), name, value)
+    return framed(env)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_frames, min_size=1, max_size=6))
+def test_no_sequence_of_frames_opens_an_authenticating_server_without_the_secret(frames):
+    s = server()
+    try:
+        for data in frames:
+            s.receive_data(data, 0.0)
+            if s.state is State.CLOSED:
+                break
+    except RemoteProtocolError:
+        assert s.state is State.CLOSED  # refused, with a Close saying why
+    assert s.state is not State.OPEN and not s.authenticated
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_frames, min_size=1, max_size=6))
+def test_no_sequence_of_frames_opens_an_authenticating_client_without_the_secret(frames):
+    c = client()
+    wire(c)
+    try:
+        for data in frames:
+            c.receive_data(data, 0.0)
+            if c.state is State.CLOSED:
+                break
+    except RemoteProtocolError:
+        assert c.state is State.CLOSED
+    assert c.state is not State.OPEN and not c.authenticated

@@ -1,0 +1,90 @@
+"""Shared-secret authentication over real sockets (issue 11): both sides
+prove the secret in the handshake; any mismatch is UNAUTHENTICATED before
+a session exists, and the server goes on serving the others."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from gevent.event import Event
+
+import onedrive_rpc as rpc
+from onedrive_rpc.calls import Context
+from onedrive_rpc.testing.echo_pb2 import Msg
+from onedrive_rpc.testing.echo_service import ECHO, EchoService
+
+SECRET = rpc.SharedSecret("correct horse battery staple")
+
+
+class WhoAmI(EchoService):
+    """Echo answers with the caller's identity, as its handler sees it."""
+
+    def echo(self, request: Msg, context: Context) -> Msg:
+        return Msg(text=f"{context.identity.method}|{context.identity.subject}")
+
+
+@pytest.fixture
+def served(url):
+    server = rpc.Server(url, auth=SECRET, session_grace=5.0)
+    server.add_service(WhoAmI())
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_peers_that_share_the_secret_talk_and_the_handler_sees_it(served, peers):
+    peer = peers(served.url, auth=rpc.SharedSecret("correct horse battery staple"))
+    assert rpc.Client(peer, ECHO).echo(Msg(), timeout=5).text == "shared-secret|"
+
+
+@pytest.mark.parametrize("auth, message", [
+    (None, "this server requires authentication with a shared secret"),
+    (rpc.SharedSecret("a wrong secret of 16 bytes+"), "the server does not know the shared secret"),
+], ids=["no-secret", "wrong-secret"])
+def test_a_client_without_the_secret_is_refused_and_others_go_on(served, peers, auth, message):
+    good = rpc.Client(peers(served.url, auth=SECRET), ECHO)
+    with pytest.raises(rpc.RpcError) as refused:
+        rpc.connect(served.url, timeout=5, auth=auth, reconnect=rpc.Reconnect(enabled=False))
+    assert refused.value.code == rpc.StatusCode.UNAUTHENTICATED
+    assert message in refused.value.message
+    assert good.echo(Msg(), timeout=5).text == "shared-secret|"
+
+
+def test_a_client_with_a_secret_refuses_a_server_without_one(url, peers):
+    server = rpc.Server(url)
+    server.add_service(EchoService())
+    server.start()
+    try:
+        with pytest.raises(rpc.RpcError) as refused:
+            rpc.connect(server.url, timeout=5, auth=SECRET)
+        assert refused.value.code == rpc.StatusCode.UNAUTHENTICATED
+        assert "the server did not prove it knows the shared secret" in refused.value.message
+    finally:
+        server.stop()
+
+
+def test_an_unauthenticated_peer_is_anonymous(url, peers):
+    server = rpc.Server(url)
+    server.add_service(WhoAmI())
+    server.start()
+    try:
+        text = rpc.Client(peers(server.url), ECHO).echo(Msg(), timeout=5).text
+        assert text in ("none|", f"unix|uid {os.getuid()}")
+    finally:
+        server.stop()
+
+
+def test_an_authenticated_session_resumes(served, peers):
+    peer = peers(served.url, auth=SECRET)
+    resumed = Event()
+    peer.on_resumed(lambda session_id: resumed.set())
+    session_id = peer.session_id
+    served.connections[0].stream.close()  # cut it from the server's side
+    assert resumed.wait(10) and peer.session_id == session_id
+    assert rpc.Client(peer, ECHO).echo(Msg(), timeout=5).text == "shared-secret|"
+
+
+def test_the_secret_is_hidden_from_reprs():
+    assert "horse" not in repr(SECRET)
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        rpc.SharedSecret("short")
