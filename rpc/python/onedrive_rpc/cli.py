@@ -167,8 +167,10 @@ def cmd_ping(args: argparse.Namespace) -> int:
             elapsed = (time.perf_counter() - start) * 1000
             info = peer.info
             assert info is not None  # known once connect() returned
-            print(f"{args.url}: handshake in {elapsed:.2f} ms with {info.name} "
-                  f"(pid {info.pid}, peer id {info.peer_id}, session {peer.session_id})")
+            # Name and pid are what the server says of itself (its Welcome).
+            print(f"{args.url}: handshake in {elapsed:.2f} ms with a server that says it is "
+                  f"{info.name} (pid {info.pid}); peer id {info.peer_id}, session "
+                  f"{peer.session_id}")
     return 0
 
 

@@ -1,9 +1,11 @@
 """rpc.Server: listens on a URL, runs a Connection per peer, serves services."""
 from __future__ import annotations
 
+import ipaddress
 import logging
 import uuid
 from typing import Any, Callable, Dict, Iterable, List, Optional
+from urllib.parse import urlsplit
 
 import gevent
 from gevent import getcurrent
@@ -58,6 +60,7 @@ class Server:
                  session_grace: float = DEFAULT_SESSION_GRACE,
                  include_error_details: bool = False,
                  auth: Optional[SharedSecret] = None,
+                 insecure: bool = False,
                  reflection: bool = False) -> None:
         self._url = url
         self._name = name
@@ -71,6 +74,7 @@ class Server:
         self._admission = Admission(self.limits)
         #: The shared secret clients must prove they know (None: anyone may talk).
         self._secret = auth.secret if auth is not None else None
+        self._insecure = insecure
         #: What all peers' calls in flight may hold together (max_server_call_bytes).
         self._call_budget = ByteBudget(self.limits.max_server_call_bytes)
         #: What all peers' frames being received may hold (max_server_read_bytes).
@@ -123,6 +127,13 @@ class Server:
             raise RuntimeError("server already started")
         if self._stopping:
             raise RuntimeError("a stopped server cannot start again")
+        host = beyond_loopback(self._url)
+        if host is not None and self._secret is None and not self._insecure:
+            raise ValueError(
+                f"refusing to serve {self._url} without authentication: {host} is reachable "
+                f"from other machines, and nothing would check who connects; pass "
+                f"auth=rpc.SharedSecret(...), or insecure=True to serve it anyway (as gRPC's "
+                f"add_insecure_port)")
         self._listener = listen(self._url)
         self._acceptor = gevent.spawn(self._accept_loop, self._listener)
         forking.track(self)
@@ -268,8 +279,10 @@ class Server:
         self._connections.append(conn)
         self._sessions[handshaken.session_id] = conn
         conn.start(events)
-        log.debug("peer %s (%s, pid %d) connected from %s", handshaken.peer.name,
-                  handshaken.peer.peer_id, handshaken.peer.pid, stream.address)
+        checked = conn.incoming.origin.identity
+        log.debug("a peer connected from %s (identity: %s %s); it says it is %s, pid %d "
+                  "(peer id %s)", stream.address, checked.method, checked.subject,
+                  handshaken.peer.name, handshaken.peer.pid, handshaken.peer.peer_id)
         self._hooks.fire("connected", handshaken.peer)
 
     def _resolve_resume(self, request: ev.ResumeRequested) -> Optional[Reliability]:
@@ -349,3 +362,20 @@ def _receiver(func: Callable[[Any, Received], Any]) -> Callable[[Received], None
     def receive(received: Received) -> None:
         func(received.message, received)
     return receive
+
+
+def beyond_loopback(url: str) -> Optional[str]:
+    """The host of a plain tcp:// URL that other machines can reach (not a
+    loopback address or "localhost"); None for anything else."""
+    parsed = urlsplit(url)
+    if parsed.scheme.lower() != "tcp":
+        return None
+    host = parsed.hostname or ""
+    if host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass  # a name: it may resolve to anything
+    return host or None

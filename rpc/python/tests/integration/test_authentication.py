@@ -10,6 +10,7 @@ from gevent.event import Event
 
 import onedrive_rpc as rpc
 from onedrive_rpc.calls import Context
+from onedrive_rpc.server import beyond_loopback
 from onedrive_rpc.testing.echo_pb2 import Msg
 from onedrive_rpc.testing.echo_service import ECHO, EchoService
 
@@ -88,3 +89,40 @@ def test_the_secret_is_hidden_from_reprs():
     assert "horse" not in repr(SECRET)
     with pytest.raises(ValueError, match="at least 16 bytes"):
         rpc.SharedSecret("short")
+
+
+# ------------------------------------------------------- secure by default
+
+@pytest.mark.parametrize("url", ["tcp://0.0.0.0:0", "tcp://[::]:0", "tcp://192.0.2.7:0",
+                                 "tcp://example.org:0"])
+def test_a_tcp_server_other_machines_can_reach_does_not_start_without_authentication(url):
+    server = rpc.Server(url)
+    with pytest.raises(ValueError, match="refusing to serve .* without authentication"):
+        server.start()  # refused before it listens: nothing is bound
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("tcp://0.0.0.0:5000", "0.0.0.0"), ("tcp://[::]:5000", "::"), ("tcp://host.lan:5000", "host.lan"),
+    ("tcp://127.0.0.1:5000", None), ("tcp://127.1.2.3:5000", None), ("tcp://[::1]:5000", None),
+    ("tcp://localhost:5000", None), ("unix:///tmp/x.sock", None), ("inproc://x", None),
+])
+def test_what_counts_as_reachable_from_other_machines(url, expected):
+    assert beyond_loopback(url) == expected
+
+
+def test_authentication_or_insecure_lets_it_start_and_loopback_never_needs_either(monkeypatch):
+    # Tests stay on loopback: listening is replaced here, to see that the
+    # check let the server through to it.
+    reached = []
+
+    def fake_listen(url):
+        reached.append(url)
+        raise RuntimeError("not listening in a test")
+
+    monkeypatch.setattr("onedrive_rpc.server.listen", fake_listen)
+    for server in (rpc.Server("tcp://192.0.2.7:0", auth=SECRET),
+                   rpc.Server("tcp://192.0.2.7:0", insecure=True),
+                   rpc.Server("tcp://127.0.0.1:0")):
+        with pytest.raises(RuntimeError, match="not listening in a test"):
+            server.start()
+    assert len(reached) == 3

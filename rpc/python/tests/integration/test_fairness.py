@@ -133,4 +133,6 @@ def test_a_fan_out_to_ten_thousand_subscriptions_stalls_nobody():
     worst = max(latencies)
     # Before readers took turns, the bystander waited 0.5-0.9 s here (4.7 s
     # in the measurement); now about 80 ms at worst.
-    assert len(latencies) > 100 and worst < 0.25, f"{len(latencies)} calls, max {worst * 1000:.0f} ms"
+    # (The count only shows the bystander kept calling throughout: on a
+    # machine shared with other work it makes fewer calls, none slow.)
+    assert len(latencies) > 20 and worst < 0.25, f"{len(latencies)} calls, max {worst * 1000:.0f} ms"
