@@ -5,7 +5,7 @@
     peer = rpc.connect(server.url)
     client = rpc.Client(peer, echo_pb2.DESCRIPTOR.services_by_name["Echo"])
 """
-from .auth import SharedSecret
+from .auth import SharedSecret, UnixPeers
 from .client import Client, Endpoint
 from .config import Heartbeat, Limits, Reconnect
 from .calls import CallFuture, Context, Identity
@@ -50,6 +50,7 @@ __all__ = [
     "TaskContext",
     "Transport",
     "TransportError",
+    "UnixPeers",
     "connect",
     "prefetch",
     "register_transport",

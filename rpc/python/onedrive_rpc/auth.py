@@ -2,11 +2,13 @@
 `rpc.Server(url, auth=...)` and `rpc.connect(url, auth=...)`."""
 from __future__ import annotations
 
-from typing import Union
+import os
+from typing import Iterable, Optional, Union
 
 from .core.auth import MIN_SECRET
+from .transport import PeerCredentials
 
-__all__ = ["SharedSecret"]
+__all__ = ["SharedSecret", "UnixPeers", "Auth"]
 
 
 class SharedSecret:
@@ -32,3 +34,54 @@ class SharedSecret:
 
     def __repr__(self) -> str:
         return "SharedSecret(<hidden>)"
+
+
+class UnixPeers:
+    """On a unix socket, the users (and groups) whose processes may connect,
+    as the kernel reports them (SO_PEERCRED: not something the peer says).
+    Others are refused with UNAUTHENTICATED before their Hello is read.
+    The default of a unix server: its own uid, and root."""
+
+    __slots__ = ("uids", "gids")
+
+    def __init__(self, uids: Iterable[int] = (), gids: Iterable[int] = ()) -> None:
+        self.uids = frozenset(uids)
+        self.gids = frozenset(gids)
+        if not self.uids and not self.gids:
+            raise ValueError("UnixPeers needs at least one uid or gid to let in")
+
+    @classmethod
+    def default(cls) -> "UnixPeers":
+        return cls(uids={os.getuid(), 0})
+
+    def refusal(self, credentials: Optional[PeerCredentials]) -> Optional[str]:
+        """Why a peer with `credentials` may not connect, or None."""
+        if credentials is None:
+            return None  # not a unix socket: this check does not apply
+        if credentials.uid in self.uids or credentials.gid in self.gids:
+            return None
+        return (f"uid {credentials.uid} (gid {credentials.gid}) may not use this server: it "
+                f"lets in uids {sorted(self.uids)} and gids {sorted(self.gids)} (UnixPeers)")
+
+    def __repr__(self) -> str:
+        return f"UnixPeers(uids={sorted(self.uids)}, gids={sorted(self.gids)})"
+
+
+#: What `auth=` takes: one of these, or several together (all must pass).
+Auth = Union[SharedSecret, UnixPeers, Iterable[Union[SharedSecret, UnixPeers]]]
+
+
+def split_auth(auth: Optional[Auth]) -> "tuple[Optional[SharedSecret], Optional[UnixPeers]]":
+    """The shared secret and the unix peers an `auth=` names (each or None)."""
+    if auth is None:
+        items: list = []
+    elif isinstance(auth, (SharedSecret, UnixPeers)):
+        items = [auth]
+    else:
+        items = list(auth)
+    secrets = [item for item in items if isinstance(item, SharedSecret)]
+    peers = [item for item in items if isinstance(item, UnixPeers)]
+    unknown = [item for item in items if not isinstance(item, (SharedSecret, UnixPeers))]
+    if unknown or len(secrets) > 1 or len(peers) > 1:
+        raise TypeError(f"auth= takes a SharedSecret, a UnixPeers or one of each, not {auth!r}")
+    return (secrets[0] if secrets else None), (peers[0] if peers else None)

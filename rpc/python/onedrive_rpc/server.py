@@ -17,7 +17,7 @@ from .admission import Admission
 from .broker import Broker
 from .config import Heartbeat, Limits
 from .core import events as ev
-from .auth import SharedSecret
+from .auth import Auth, UnixPeers, split_auth
 from .core.budget import ByteBudget, OutputBudget
 from .core.events import PeerInfo
 from .core.workqueue import DeadLetter, QueueStats
@@ -59,7 +59,7 @@ class Server:
                  heartbeat: Optional[Heartbeat] = None,
                  session_grace: float = DEFAULT_SESSION_GRACE,
                  include_error_details: bool = False,
-                 auth: Optional[SharedSecret] = None,
+                 auth: Optional[Auth] = None,
                  insecure: bool = False,
                  reflection: bool = False) -> None:
         self._url = url
@@ -72,8 +72,11 @@ class Server:
         # Streams still in their handshake: stop() ends them too.
         self._admitting = Group()
         self._admission = Admission(self.limits)
+        shared, unix_peers = split_auth(auth)
         #: The shared secret clients must prove they know (None: anyone may talk).
-        self._secret = auth.secret if auth is not None else None
+        self._secret = shared.secret if shared is not None else None
+        #: Who may connect over a unix socket (the kernel says who connects).
+        self._unix_peers = unix_peers or UnixPeers.default()
         self._insecure = insecure
         #: What all peers' calls in flight may hold together (max_server_call_bytes).
         self._call_budget = ByteBudget(self.limits.max_server_call_bytes)
@@ -240,9 +243,12 @@ class Server:
                           secret=self._secret)
         key = peer_key(stream)
         refusal = self._admission.refusal(key, self._connections)
+        code = StatusCode.RESOURCE_EXHAUSTED
+        if refusal is None:
+            refusal, code = self._unix_peers.refusal(stream.credentials), StatusCode.UNAUTHENTICATED
         if refusal is not None:
             self._warn.warning("refused", "refusing %s: %s", stream.address, refusal)
-            refuse(stream, session, StatusCode.RESOURCE_EXHAUSTED, refusal)
+            refuse(stream, session, code, refusal)
             stream.close()
             session.release()
             return

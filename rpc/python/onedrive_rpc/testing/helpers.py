@@ -7,6 +7,7 @@ import signal
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import gevent
+from gevent.socket import wait_read
 
 from ..core import wire_pb2
 from ..core.framing import FrameDecoder, frame_header
@@ -124,7 +125,8 @@ def child_env() -> Dict[str, str]:
 def in_forked_child(check: Callable[[], Any]) -> Any:
     """Fork; run `check()` in the child; return {"ok": its result} or
     {"error": repr(exception)}, passed back as JSON. The child leaves
-    without running any cleanup; it is reaped (killed if need be)."""
+    without running any cleanup; it is reaped (killed if need be). This
+    process waits cooperatively: its servers keep serving the child."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report and leave
@@ -138,6 +140,8 @@ def in_forked_child(check: Callable[[], Any]) -> Any:
         os.close(write_end)
         chunks = []
         while True:
+            # Cooperatively: servers of this process keep serving the child.
+            wait_read(read_end, timeout=60, timeout_exc=AssertionError("the child did not report"))
             chunk = os.read(read_end, 65536)
             if not chunk:
                 break

@@ -4,15 +4,20 @@ a session exists, and the server goes on serving the others."""
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import tempfile
 
 import pytest
 from gevent.event import Event
 
 import onedrive_rpc as rpc
 from onedrive_rpc.calls import Context
+from onedrive_rpc.core.session import Role, Session
 from onedrive_rpc.server import beyond_loopback
 from onedrive_rpc.testing.echo_pb2 import Msg
 from onedrive_rpc.testing.echo_service import ECHO, EchoService
+from onedrive_rpc.testing.helpers import envelopes, in_forked_child, wire
 
 SECRET = rpc.SharedSecret("correct horse battery staple")
 
@@ -126,3 +131,87 @@ def test_authentication_or_insecure_lets_it_start_and_loopback_never_needs_eithe
         with pytest.raises(RuntimeError, match="not listening in a test"):
             server.start()
     assert len(reached) == 3
+
+
+# ------------------------------------------------------------ unix peers
+
+def _connect_as(uid: int, path: str) -> dict:
+    """In a forked child running as `uid`: connect to `path`, send a Hello,
+    and report the first frame the server sends back."""
+    def check():
+        os.setgid(uid)
+        os.setuid(uid)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(5)
+        sock.connect(path)
+        session = Session(Role.CLIENT, peer_id="other-user")
+        session.start(0.0)
+        sock.sendall(wire(session))
+        data = b""
+        while True:
+            more = sock.recv(65536)
+            data += more
+            try:
+                found = envelopes(data)
+            except ValueError:
+                found = []
+            if found or not more:
+                break
+        env = found[0]
+        kind = env.WhichOneof("kind")
+        status = env.close.status if kind == "close" else None
+        return [kind, status.code if status else 0, status.message if status else ""]
+    outcome = in_forked_child(check)
+    assert "ok" in outcome, outcome
+    return outcome["ok"]
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory another user can reach (pytest's tmp is ours only)."""
+    path = tempfile.mkdtemp(prefix="onedrive-rpc-peers-")
+    os.chmod(path, 0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _open_to_all(server, path):
+    os.chmod(path, 0o666)  # let the kernel pass anyone: UnixPeers decides
+    return server
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to connect as another user")
+def test_a_unix_server_lets_in_only_its_own_user_and_root_by_default(shared_dir):
+    path = f"{shared_dir}/default.sock"
+    server = rpc.Server(f"unix://{path}")
+    server.add_service(EchoService())
+    _open_to_all(server.start(), path)
+    try:
+        kind, code, message = _connect_as(65534, path)
+        assert (kind, code) == ("close", rpc.StatusCode.UNAUTHENTICATED)
+        assert message.startswith("uid 65534 (gid 65534) may not use this server")
+    finally:
+        server.stop()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to connect as another user")
+def test_unix_peers_names_who_may_connect(shared_dir):
+    path = f"{shared_dir}/named.sock"
+    server = rpc.Server(f"unix://{path}", auth=rpc.UnixPeers(gids=[65534]))
+    server.add_service(WhoAmI())
+    _open_to_all(server.start(), path)
+    try:
+        assert _connect_as(65534, path)[0] == "welcome"
+        # Our own uid (root) is not named: refused too, whoever we are.
+        with pytest.raises(rpc.RpcError) as refused:
+            rpc.connect(f"unix://{path}", timeout=5, reconnect=rpc.Reconnect(enabled=False))
+        assert refused.value.code == rpc.StatusCode.UNAUTHENTICATED
+    finally:
+        server.stop()
+
+
+def test_unix_peers_needs_someone_to_let_in():
+    with pytest.raises(ValueError, match="at least one uid or gid"):
+        rpc.UnixPeers()
+    with pytest.raises(TypeError, match="auth= takes"):
+        rpc.Server("unix:///tmp/x.sock", auth=[SECRET, SECRET])
