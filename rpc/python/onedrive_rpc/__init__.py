@@ -15,6 +15,7 @@ from .peer import Peer, connect
 from .server import Server
 from .service import Service, prefetch, unimplemented
 from .streams import ServerStream
+from .tls import TLS
 from .transport import Listener, Stream, Transport, register_transport
 
 __version__ = "0.1.0"
@@ -42,6 +43,7 @@ __all__ = [
     "ServerStream",
     "Service",
     "StatusCode",
+    "TLS",
     "Stream",
     "Subscription",
     "TaskContext",

@@ -9,7 +9,7 @@ implements. That keeps this module below the driver.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Protocol
+from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Protocol
 
 from gevent import getcurrent
 from gevent.event import AsyncResult, Event
@@ -75,6 +75,9 @@ class CallOrigin(NamedTuple):
     peer: Optional[ev.PeerInfo]
     address: str
     credentials: Any
+    #: The client's certificate (tls:// with one), as ssl's getpeercert()
+    #: decodes it: "subject", "issuer", "notAfter", ...; else None.
+    certificate: Optional[Dict[str, Any]] = None
 
 
 class Context:
@@ -83,6 +86,7 @@ class Context:
 
     `method`, `metadata`, `deadline` (monotonic seconds, or None), `peer`
     (the caller's identity), `address`, `credentials` (unix sockets),
+    `certificate` (tls:// with a client certificate),
     `time_remaining()`, `cancelled`, and for work queue tasks `attempt`
     (1 the first time a task is delivered).
     """
@@ -124,6 +128,11 @@ class Context:
     @property
     def credentials(self) -> Any:
         return self.origin.credentials
+
+    @property
+    def certificate(self) -> Optional[Dict[str, Any]]:
+        """The caller's verified TLS certificate (see CallOrigin), or None."""
+        return self.origin.certificate
 
     @property
     def cancelled(self) -> bool:

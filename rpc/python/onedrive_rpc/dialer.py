@@ -11,6 +11,7 @@ from typing import Any, Callable, List, NamedTuple, Optional
 from .core import events as ev
 from .core.session import Session
 from .handshake import perform_handshake
+from .tls import TlsSetting
 from .transport import Stream, connect_stream
 
 __all__ = ["Dialer", "Dialed"]
@@ -30,16 +31,18 @@ class Dialer:
     """Connects to `url` and handshakes a session from `open_session`."""
 
     def __init__(self, url: str, timeout: Optional[float],
-                 open_session: Callable[..., Session]) -> None:
+                 open_session: Callable[..., Session], tls: Optional[TlsSetting] = None) -> None:
         self.url = url
         self.timeout = timeout
         self._open_session = open_session
+        #: TLS settings of a tls:// URL: every reconnect uses them too.
+        self.tls = tls
 
     def dial(self, resume: Optional[Session] = None) -> Dialed:
         """Connect and handshake; ask to resume `resume`'s session if given.
         Raises OSError when nothing answers, RpcError when the handshake
         fails (the stream is then closed)."""
-        stream = connect_stream(self.url, self.timeout)
+        stream = connect_stream(self.url, self.timeout, tls=self.tls)
         fields: Any = {}
         if resume is not None:
             fields = dict(reliability=resume.reliability, resume_session_id=resume.session_id)

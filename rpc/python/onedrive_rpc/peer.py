@@ -26,6 +26,7 @@ from .handshake import refuse
 from .hooks import PeerHooks
 from .identity import local_identity
 from .streams import ServerStream
+from .tls import TlsSetting
 from .patterns import (DEFAULT_LISTENER_QUEUE, BroadcastListener, Consumer, Received,
                        Receivers, Subscription, TaskContext)
 
@@ -415,13 +416,16 @@ def connect(url: str, *, name: Optional[str] = None,
             limits: Optional[Limits] = None,
             heartbeat: Optional[Heartbeat] = None,
             reconnect: Optional[Reconnect] = None,
-            metadata: Optional[Mapping[str, str]] = None) -> Peer:
+            metadata: Optional[Mapping[str, str]] = None,
+            tls: Optional[TlsSetting] = None) -> Peer:
     """Connect to a server and finish the handshake, or raise RpcError.
 
     UNAVAILABLE (PeerLost) if nothing answers, DEADLINE_EXCEEDED if the
     handshake takes longer than `timeout`, FAILED_PRECONDITION on a
     protocol version mismatch. `reconnect` (default: on) says how the peer
-    comes back when the connection breaks later.
+    comes back when the connection breaks later. `tls` (rpc.TLS or an
+    ssl.SSLContext) for a tls:// URL: by default the server's certificate
+    is checked against the system's CAs and the URL's host.
     """
     limits = limits or Limits()
     heartbeat = heartbeat or Heartbeat()
@@ -438,7 +442,7 @@ def connect(url: str, *, name: Optional[str] = None,
                        max_concurrent_calls=limits.max_concurrent_calls,
                        max_call_bytes=limits.max_call_bytes, **resume)
 
-    dialer = Dialer(url, timeout, open_session)
+    dialer = Dialer(url, timeout, open_session, tls=tls)
     try:
         dialed = dialer.dial()
     except OSError as exc:

@@ -29,6 +29,7 @@ from .identity import local_identity
 from .logs import Throttled
 from .patterns import Received
 from .service import Registry, Service, prefetch_of
+from .tls import TlsSetting
 from .transport import ConnectionClosed, Listener, Stream, listen, peer_key
 
 __all__ = ["Server", "DEFAULT_SESSION_GRACE"]
@@ -47,6 +48,10 @@ class Server:
     `reflection=True` also serves onedrive_rpc.Reflection, which tells
     tools (`onedrive-rpc list`) what the server serves and its contracts.
 
+    `tls` (rpc.TLS or an ssl.SSLContext) is required with a tls:// URL:
+    the server's certificate and key, and for mutual TLS the CA of the
+    clients' certificates (handlers see them as `context.certificate`).
+
     `start()` returns at once (`url` then tells the real address, e.g. the
     port picked for tcp port 0); `serve_forever()` blocks until `stop()`.
     """
@@ -56,8 +61,10 @@ class Server:
                  heartbeat: Optional[Heartbeat] = None,
                  session_grace: float = DEFAULT_SESSION_GRACE,
                  include_error_details: bool = False,
-                 reflection: bool = False) -> None:
+                 reflection: bool = False,
+                 tls: Optional[TlsSetting] = None) -> None:
         self._url = url
+        self._tls = tls
         self._name = name
         self.limits = limits or Limits()
         self.heartbeat = heartbeat or Heartbeat()
@@ -119,7 +126,7 @@ class Server:
             raise RuntimeError("server already started")
         if self._stopping:
             raise RuntimeError("a stopped server cannot start again")
-        self._listener = listen(self._url)
+        self._listener = listen(self._url, tls=self._tls)
         self._acceptor = gevent.spawn(self._accept_loop, self._listener)
         forking.track(self)
         log.info("serving %s on %s", ", ".join(self._registry.services) or "nothing", self.url)

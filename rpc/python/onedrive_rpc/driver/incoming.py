@@ -62,7 +62,9 @@ class IncomingCalls:
     def set_origin(self) -> None:
         """Who the calls come from: the peer of the (new) stream."""
         conn = self._conn
-        self.origin = CallOrigin(conn.session.peer, conn.stream.address, conn.stream.credentials)
+        stream = conn.stream
+        self.origin = CallOrigin(conn.session.peer, stream.address, stream.credentials,
+                                 stream.certificate)
 
     # ------------------------------------------------- routed by the reader
 
