@@ -43,7 +43,7 @@ log = logging.getLogger("onedrive_rpc")
 
 
 class Server:
-    """Serves added services on `url` (tcp://, unix://, inproc://, ...).
+    """Serves added services on `url` (tcp://, tls://, unix://, inproc://, ...).
 
     `reflection=True` also serves onedrive_rpc.Reflection, which tells
     tools (`onedrive-rpc list`) what the server serves and its contracts.
