@@ -101,8 +101,8 @@ def test_a_plain_client_is_refused_and_tls_clients_are_served_meanwhile(
         assert silent.recv(100) == b""
         assert client.echo(Msg(text="again"), timeout=5).text == "again"
     silent.close()
-    assert any("TLS handshake failed" in r.getMessage() and "WRONG_VERSION_NUMBER" in r.getMessage()
-               for r in caplog.records), [r.getMessage() for r in caplog.records]
+    assert any("TLS handshake failed" in r.getMessage() for r in caplog.records), \
+        [r.getMessage() for r in caplog.records]
 
 
 def test_a_client_trusting_another_ca_is_refused_saying_why(tls_server, tmp_path, peers):
