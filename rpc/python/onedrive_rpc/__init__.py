@@ -16,6 +16,7 @@ from .peer import Peer, connect
 from .server import Server
 from .service import Service, prefetch, unimplemented
 from .streams import ServerStream
+from .tls import TLS
 from .transport import Listener, Stream, Transport, register_transport
 
 __version__ = "0.1.0"
@@ -45,6 +46,7 @@ __all__ = [
     "Service",
     "SharedSecret",
     "StatusCode",
+    "TLS",
     "Stream",
     "Subscription",
     "TaskContext",

@@ -9,7 +9,7 @@ implements. That keeps this module below the driver.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Protocol
+from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Protocol
 
 from gevent import getcurrent
 from gevent.event import AsyncResult, Event
@@ -73,7 +73,9 @@ class Identity(NamedTuple):
     should look at; `peer`, from its Hello, is only what it says).
 
     `method`: "shared-secret" (it proved it knows the server's secret:
-    everyone who holds it is the same identity, `subject` is ""), "unix"
+    everyone who holds it is the same identity, `subject` is ""), "tls"
+    (a verified client certificate: `subject` is its subject, e.g.
+    "commonName=tray"), "unix"
     (the kernel says which user connected: `subject` is "uid <n>") or
     "none" (nothing was checked).
     """
@@ -82,11 +84,17 @@ class Identity(NamedTuple):
     subject: str = ""
 
     @classmethod
-    def of(cls, authenticated: bool, credentials: Any) -> "Identity":
+    def of(cls, authenticated: bool, credentials: Any,
+           certificate: Optional[Dict[str, Any]] = None) -> "Identity":
         """The identity of a connection: its handshake's proof, else its
-        kernel-checked credentials, else none."""
+        verified TLS client certificate's subject, else its kernel-checked
+        credentials, else none."""
         if authenticated:
             return cls("shared-secret")
+        if certificate:
+            subject = ",".join(f"{key}={value}" for rdn in certificate.get("subject", ())
+                               for key, value in rdn)
+            return cls("tls", subject)
         if credentials is not None:
             return cls("unix", f"uid {credentials.uid}")
         return ANONYMOUS
@@ -103,6 +111,9 @@ class CallOrigin(NamedTuple):
     address: str
     credentials: Any
     identity: Identity = ANONYMOUS
+    #: The client's certificate (tls:// with one), as ssl's getpeercert()
+    #: decodes it: "subject", "issuer", "notAfter", ...; else None.
+    certificate: Optional[Dict[str, Any]] = None
 
 
 class Context:
@@ -112,6 +123,7 @@ class Context:
     `method`, `metadata`, `deadline` (monotonic seconds, or None), `peer`
     (who the caller says it is, from its Hello), `identity` (who it proved
     to be: Identity), `address`, `credentials` (unix sockets),
+    `certificate` (tls:// with a client certificate),
     `time_remaining()`, `cancelled`, and for work queue tasks `attempt`
     (1 the first time a task is delivered).
     """
@@ -157,6 +169,11 @@ class Context:
     @property
     def identity(self) -> Identity:
         return self.origin.identity
+
+    @property
+    def certificate(self) -> Optional[Dict[str, Any]]:
+        """The caller's verified TLS certificate (see CallOrigin), or None."""
+        return self.origin.certificate
 
     @property
     def cancelled(self) -> bool:

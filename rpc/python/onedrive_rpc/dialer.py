@@ -12,6 +12,7 @@ from .core import events as ev
 from .core.session import Session
 from .errors import RpcError, StatusCode
 from .handshake import perform_handshake
+from .tls import TlsSetting
 from .transport import Stream, connect_stream
 
 __all__ = ["Dialer", "Dialed"]
@@ -31,18 +32,21 @@ class Dialer:
     """Connects to `url` and handshakes a session from `open_session`."""
 
     def __init__(self, url: str, timeout: Optional[float],
-                 open_session: Callable[..., Session], server_uid: Optional[int] = None) -> None:
+                 open_session: Callable[..., Session], server_uid: Optional[int] = None,
+                 tls: Optional[TlsSetting] = None) -> None:
         self.url = url
         self.timeout = timeout
         self._open_session = open_session
         #: The uid the server's process must run as (unix sockets), or None.
         self.server_uid = server_uid
+        #: TLS settings of a tls:// URL: every reconnect uses them too.
+        self.tls = tls
 
     def dial(self, resume: Optional[Session] = None) -> Dialed:
         """Connect and handshake; ask to resume `resume`'s session if given.
         Raises OSError when nothing answers, RpcError when the handshake
         fails (the stream is then closed)."""
-        stream = connect_stream(self.url, self.timeout)
+        stream = connect_stream(self.url, self.timeout, tls=self.tls)
         if self.server_uid is not None:
             self._check_server_uid(stream)
         fields: Any = {}

@@ -27,6 +27,7 @@ from .handshake import refuse
 from .hooks import PeerHooks
 from .identity import local_identity
 from .streams import ServerStream
+from .tls import TlsSetting
 from .patterns import (DEFAULT_LISTENER_QUEUE, BroadcastListener, Consumer, Received,
                        Receivers, Subscription, TaskContext)
 
@@ -418,7 +419,8 @@ def connect(url: str, *, name: Optional[str] = None,
             reconnect: Optional[Reconnect] = None,
             metadata: Optional[Mapping[str, str]] = None,
             server_uid: Optional[int] = None,
-            auth: Optional[SharedSecret] = None) -> Peer:
+            auth: Optional[SharedSecret] = None,
+            tls: Optional[TlsSetting] = None) -> Peer:
     """Connect to a server and finish the handshake, or raise RpcError.
 
     UNAVAILABLE (PeerLost) if nothing answers, DEADLINE_EXCEEDED if the
@@ -429,7 +431,9 @@ def connect(url: str, *, name: Optional[str] = None,
     kernel, every connect): UNAUTHENTICATED otherwise, so a socket path
     squatted by another user is refused. `auth`: prove to the server that
     we know its shared secret, and require it to prove it too
-    (UNAUTHENTICATED otherwise).
+    (UNAUTHENTICATED otherwise). `tls` (rpc.TLS or an ssl.SSLContext) for
+    a tls:// URL: by default the server's certificate is checked against
+    the system's CAs and the URL's host.
     """
     limits = limits or Limits()
     heartbeat = heartbeat or Heartbeat()
@@ -447,7 +451,7 @@ def connect(url: str, *, name: Optional[str] = None,
                        max_call_bytes=limits.max_call_bytes,
                        secret=auth.secret if auth is not None else None, **resume)
 
-    dialer = Dialer(url, timeout, open_session, server_uid)
+    dialer = Dialer(url, timeout, open_session, server_uid, tls=tls)
     try:
         dialed = dialer.dial()
     except OSError as exc:

@@ -32,6 +32,7 @@ from .identity import local_identity
 from .logs import Throttled
 from .patterns import Received
 from .service import Registry, Service, prefetch_of
+from .tls import TlsSetting
 from .transport import ConnectionClosed, Listener, Stream, listen, peer_key
 
 __all__ = ["Server", "DEFAULT_SESSION_GRACE"]
@@ -45,10 +46,14 @@ log = logging.getLogger("onedrive_rpc")
 
 
 class Server:
-    """Serves added services on `url` (tcp://, unix://, inproc://, ...).
+    """Serves added services on `url` (tcp://, tls://, unix://, inproc://, ...).
 
     `reflection=True` also serves onedrive_rpc.Reflection, which tells
     tools (`onedrive-rpc list`) what the server serves and its contracts.
+
+    `tls` (rpc.TLS or an ssl.SSLContext) is required with a tls:// URL:
+    the server's certificate and key, and for mutual TLS the CA of the
+    clients' certificates (handlers see them as `context.certificate`).
 
     `start()` returns at once (`url` then tells the real address, e.g. the
     port picked for tcp port 0); `serve_forever()` blocks until `stop()`.
@@ -61,8 +66,10 @@ class Server:
                  include_error_details: bool = False,
                  auth: Optional[Auth] = None,
                  insecure: bool = False,
-                 reflection: bool = False) -> None:
+                 reflection: bool = False,
+                 tls: Optional[TlsSetting] = None) -> None:
         self._url = url
+        self._tls = tls
         self._name = name
         self.limits = limits or Limits()
         self.heartbeat = heartbeat or Heartbeat()
@@ -133,11 +140,11 @@ class Server:
         host = beyond_loopback(self._url)
         if host is not None and self._secret is None and not self._insecure:
             raise ValueError(
-                f"refusing to serve {self._url} without authentication: {host} is reachable "
-                f"from other machines, and nothing would check who connects; pass "
-                f"auth=rpc.SharedSecret(...), or insecure=True to serve it anyway (as gRPC's "
-                f"add_insecure_port)")
-        self._listener = listen(self._url)
+                f"refusing to serve {self._url} without authentication or TLS: {host} is "
+                f"reachable from other machines, and nothing would check who connects; pass "
+                f"auth=rpc.SharedSecret(...), serve tls://, or insecure=True to serve it anyway "
+                f"(as gRPC's add_insecure_port)")
+        self._listener = listen(self._url, tls=self._tls)
         self._acceptor = gevent.spawn(self._accept_loop, self._listener)
         forking.track(self)
         log.info("serving %s on %s", ", ".join(self._registry.services) or "nothing", self.url)

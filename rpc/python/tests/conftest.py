@@ -13,11 +13,13 @@ import pytest
 from gevent.hub import get_hub
 
 import onedrive_rpc as rpc
+from onedrive_rpc.transport.tls import TlsTransport
 from onedrive_rpc.logs import Throttled
 from onedrive_rpc.testing.echo_service import EchoService
+from onedrive_rpc.testing.helpers import TEST_TLS_ENV, use_test_certificates
 from onedrive_rpc.testing.process import ServerProcess
 
-TRANSPORTS = ["tcp", "unix", "inproc"]
+TRANSPORTS = ["tcp", "tls", "unix", "inproc"]
 _names = itertools.count()
 
 
@@ -49,15 +51,40 @@ def greenlet_errors():
 
 def make_url(transport: str, tmp_path) -> str:
     n = next(_names)
-    if transport == "tcp":
-        return "tcp://127.0.0.1:0"
+    if transport in ("tcp", "tls"):
+        return f"{transport}://127.0.0.1:0"
     if transport == "unix":
         return f"unix://{tmp_path}/s{n}.sock"
     return f"inproc://test-{os.getpid()}-{n}"
 
 
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory):
+    """A test CA (trustme: made now, never committed) and what it issued,
+    as PEM files: ca.pem, server.pem (key and chain for 127.0.0.1, ::1 and
+    localhost), client.pem (CN "client-1")."""
+    import trustme
+
+    directory = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(directory / "ca.pem"))
+    ca.issue_cert("127.0.0.1", "::1", "localhost").private_key_and_cert_chain_pem.write_to_path(
+        str(directory / "server.pem"))
+    ca.issue_cert("client-1@example.test", common_name="client-1"
+                  ).private_key_and_cert_chain_pem.write_to_path(str(directory / "client.pem"))
+    return directory
+
+
 @pytest.fixture(params=TRANSPORTS)
 def transport(request) -> str:
+    if request.param == "tls":
+        # Servers and clients that give no tls= (every test written for all
+        # transports), here and in child processes, use the test certificates.
+        directory = str(request.getfixturevalue("certificates"))
+        use_test_certificates(directory)
+        monkeypatch = request.getfixturevalue("monkeypatch")
+        monkeypatch.setenv(TEST_TLS_ENV, directory)
+        request.addfinalizer(lambda: rpc.register_transport("tls", TlsTransport))
     return request.param
 
 

@@ -62,9 +62,11 @@ class IncomingCalls:
     def set_origin(self) -> None:
         """Who the calls come from: the peer of the (new) stream."""
         conn = self._conn
-        credentials = conn.stream.credentials
-        self.origin = CallOrigin(conn.session.peer, conn.stream.address, credentials,
-                                 Identity.of(conn.session.authenticated, credentials))
+        stream = conn.stream
+        self.origin = CallOrigin(
+            conn.session.peer, stream.address, stream.credentials,
+            Identity.of(conn.session.authenticated, stream.credentials, stream.certificate),
+            stream.certificate)
 
     # ------------------------------------------------- routed by the reader
 

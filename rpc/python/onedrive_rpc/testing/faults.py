@@ -10,7 +10,9 @@
     proxy.stop()
 
 It speaks bytes, not frames, so it can cut a connection in the middle of
-a frame. It works with any transport URL our library can connect to.
+a frame. It works with any transport URL our library can connect to. A
+tls:// target is passed through encrypted, over tcp: the proxy's URL is
+tls:// too, and the client's TLS runs end to end with the server.
 """
 from __future__ import annotations
 
@@ -69,6 +71,9 @@ class FaultProxy:
 
     def __init__(self, target: str, listen_url: str = "tcp://127.0.0.1:0") -> None:
         self.target = target
+        # TLS passes through as the TCP bytes it is.
+        self._tls = target.startswith("tls://")
+        self._upstream = "tcp://" + target[len("tls://"):] if self._tls else target
         self._listen_url = listen_url
         self._listener: Optional[Listener] = None
         self._acceptor: Optional[gevent.Greenlet] = None
@@ -83,7 +88,10 @@ class FaultProxy:
     @property
     def url(self) -> str:
         assert self._listener is not None, "start() the proxy first"
-        return self._listener.url
+        url = self._listener.url
+        if self._tls and url.startswith("tcp://"):
+            return "tls://" + url[len("tcp://"):]
+        return url
 
     @property
     def connections(self) -> int:
@@ -142,7 +150,7 @@ class FaultProxy:
             except ConnectionClosed:
                 return
             try:
-                upstream = connect_stream(self.target, timeout=5.0)
+                upstream = connect_stream(self._upstream, timeout=5.0)
             except OSError as exc:
                 log.warning("proxy cannot reach %s: %s", self.target, exc)
                 downstream.close()

@@ -12,10 +12,13 @@ from gevent.socket import wait_read
 from ..core import wire_pb2
 from ..core.framing import FrameDecoder, frame_header
 from ..core.session import Role, Session, State
-from ..transport.base import ConnectionClosed
+from ..tls import TLS
+from ..transport.base import ConnectionClosed, register_transport
+from ..transport.tls import TlsTransport
 
 __all__ = ["wait_until", "framed", "envelopes", "wire", "open_session_pair", "receive_via_buffer",
-           "blocking_handshake", "read_envelopes", "child_env", "in_forked_child", "rss_bytes"]
+           "blocking_handshake", "read_envelopes", "child_env", "in_forked_child", "rss_bytes",
+           "TEST_TLS_ENV", "use_test_certificates"]
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, poll: float = 0.005) -> None:
@@ -111,6 +114,25 @@ def read_envelopes(stream: Any, count: int, closed: bool = False,
                 continue  # a frame is still incomplete
             if len(found) >= count and not closed:
                 return found
+
+
+#: The environment variable naming a directory of test certificates (ca.pem,
+#: server.pem: key and chain) that child processes serve and trust on tls://.
+TEST_TLS_ENV = "ONEDRIVE_RPC_TEST_TLS"
+
+
+def use_test_certificates(directory: Optional[str] = None) -> bool:
+    """Make tls:// URLs in this process use the test certificates in
+    `directory` (default: $ONEDRIVE_RPC_TEST_TLS) when rpc.Server and
+    rpc.connect give no tls=: servers present server.pem, clients trust
+    ca.pem. False when there is no such directory."""
+    directory = directory or os.environ.get(TEST_TLS_ENV)
+    if not directory:
+        return False
+    register_transport("tls", TlsTransport(
+        server=TLS(certfile=os.path.join(directory, "server.pem")),
+        client=TLS(cafile=os.path.join(directory, "ca.pem"))))
+    return True
 
 
 def child_env() -> Dict[str, str]:

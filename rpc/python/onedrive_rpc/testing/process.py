@@ -21,7 +21,7 @@ from typing import List, Optional, Tuple
 import gevent
 from gevent import subprocess
 
-from .helpers import child_env
+from .helpers import child_env, use_test_certificates
 
 __all__ = ["ServerProcess", "ClientProcess", "PatternPeerProcess", "main"]
 
@@ -223,6 +223,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--heartbeat", type=_heartbeat, default=None, help="interval,misses")
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
+    use_test_certificates()  # tls:// URLs: the tests' certificates, if they gave any
     logging.basicConfig(level=args.log_level.upper(), format="child %(levelname)s %(message)s")
     if args.client:
         _client(args)

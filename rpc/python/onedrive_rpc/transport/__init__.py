@@ -1,14 +1,16 @@
-"""Transports chosen by URL scheme: tcp://, unix://, inproc://, or one you register."""
-from .base import (ConnectionClosed, Listener, PeerCredentials, Stream, Transport,
-                   connect_stream, listen, peer_key, register_transport, transport_for)
+"""Transports chosen by URL scheme: tcp://, tls://, unix://, inproc://, or one you register."""
+from .base import (ConnectionClosed, Listener, PeerCredentials, SecureTransport, Stream,
+                   Transport, connect_stream, listen, peer_key, register_transport, transport_for)
 from .inproc import InprocTransport
 from .tcp import TcpTransport
+from .tls import TlsTransport
 from .unix import UnixTransport
 
 __all__ = [
     "ConnectionClosed",
     "Listener",
     "PeerCredentials",
+    "SecureTransport",
     "Stream",
     "Transport",
     "connect_stream",
@@ -19,5 +21,6 @@ __all__ = [
 ]
 
 register_transport("tcp", TcpTransport)
+register_transport("tls", TlsTransport)
 register_transport("unix", UnixTransport)
 register_transport("inproc", InprocTransport)

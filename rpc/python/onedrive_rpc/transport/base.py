@@ -7,13 +7,14 @@ with `register_transport("myscheme", MyTransport)`.
 from __future__ import annotations
 
 import abc
-from typing import Dict, NamedTuple, Optional, Sequence, Type, Union
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Type, Union
 from urllib.parse import SplitResult, urlsplit
 
 __all__ = [
     "Stream",
     "Listener",
     "Transport",
+    "SecureTransport",
     "PeerCredentials",
     "ConnectionClosed",
     "register_transport",
@@ -49,6 +50,10 @@ class Stream(abc.ABC):
     address: str = ""
     #: Kernel-reported identity of the peer process, where the OS tells.
     credentials: Optional[PeerCredentials] = None
+    #: The peer's certificate as `ssl.SSLSocket.getpeercert()` decodes it
+    #: ("subject", "issuer", "notAfter", ...), once a TLS handshake verified
+    #: it (tls://); else None.
+    certificate: Optional[Dict[str, Any]] = None
 
     @abc.abstractmethod
     def recv_into(self, buffer: memoryview) -> int:
@@ -103,6 +108,20 @@ class Transport(abc.ABC):
         """Start listening on `url`."""
 
 
+class SecureTransport(Transport):
+    """A transport that also takes TLS settings (`tls=` of rpc.Server and
+    rpc.connect): an rpc.TLS or an ssl.SSLContext. Without them, connect()
+    and listen() use the transport's own defaults."""
+
+    @abc.abstractmethod
+    def connect_tls(self, url: SplitResult, timeout: Optional[float], tls: Any) -> Stream:
+        """Open a stream to `url` secured with `tls`."""
+
+    @abc.abstractmethod
+    def listen_tls(self, url: SplitResult, tls: Any) -> Listener:
+        """Listen on `url`, securing every stream with `tls`."""
+
+
 _REGISTRY: Dict[str, Transport] = {}
 
 
@@ -128,14 +147,26 @@ def transport_for(url: str) -> "tuple[Transport, SplitResult]":
                          f"known: {', '.join(sorted(_REGISTRY))}") from None
 
 
-def connect_stream(url: str, timeout: Optional[float] = None) -> Stream:
+def connect_stream(url: str, timeout: Optional[float] = None, tls: Any = None) -> Stream:
+    """A stream to `url`; `tls` (rpc.TLS or ssl.SSLContext) for tls:// URLs."""
     transport, parsed = transport_for(url)
-    return transport.connect(parsed, timeout)
+    if tls is None:
+        return transport.connect(parsed, timeout)
+    return _secure(transport, url).connect_tls(parsed, timeout, tls)
 
 
-def listen(url: str) -> Listener:
+def listen(url: str, tls: Any = None) -> Listener:
+    """A listener on `url`; `tls` (rpc.TLS or ssl.SSLContext) for tls:// URLs."""
     transport, parsed = transport_for(url)
-    return transport.listen(parsed)
+    if tls is None:
+        return transport.listen(parsed)
+    return _secure(transport, url).listen_tls(parsed, tls)
+
+
+def _secure(transport: Transport, url: str) -> SecureTransport:
+    if not isinstance(transport, SecureTransport):
+        raise ValueError(f"tls= is for tls:// URLs, not {url!r}")
+    return transport
 
 
 def peer_key(stream: Stream) -> str:

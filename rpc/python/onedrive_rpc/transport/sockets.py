@@ -43,6 +43,8 @@ class SocketStream(Stream):
         fd = sock.fileno()
         self._read_watcher = loop.io(fd, _READ)
         self._write_watcher = loop.io(fd, _WRITE)
+        #: Every watcher of this stream: close() wakes their waiters.
+        self._watchers = [self._read_watcher, self._write_watcher]
         self._closed = False
 
     def recv_into(self, buffer: memoryview) -> int:
@@ -83,7 +85,7 @@ class SocketStream(Stream):
         if self._closed:
             return
         self._closed = True
-        for watcher in (self._read_watcher, self._write_watcher):
+        for watcher in self._watchers:
             if watcher.callback is not None:
                 # Wake whoever waits on it, with the error, at the next loop pass.
                 self._hub.cancel_wait(watcher, _closed(), True)
@@ -98,8 +100,8 @@ class SocketStream(Stream):
         # In a forked child: no waking of greenlets, no shutdown (that would
         # end the parent's connection too); just let go of the descriptor.
         self._closed = True
-        self._read_watcher.close()
-        self._write_watcher.close()
+        for watcher in self._watchers:
+            watcher.close()
         self._sock.close()
 
     def shutdown_write(self) -> None:

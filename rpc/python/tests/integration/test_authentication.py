@@ -120,7 +120,7 @@ def test_authentication_or_insecure_lets_it_start_and_loopback_never_needs_eithe
     # check let the server through to it.
     reached = []
 
-    def fake_listen(url):
+    def fake_listen(url, **options):
         reached.append(url)
         raise RuntimeError("not listening in a test")
 

@@ -16,18 +16,28 @@ from onedrive_rpc.testing import echo_pb2
 from onedrive_rpc.testing.echo_service import ECHO, EchoService
 from onedrive_rpc.transport import ConnectionClosed, connect_stream, listen
 from onedrive_rpc.transport.inproc import InprocTransport
+from onedrive_rpc.transport.tls import TlsStream
 
 
 @pytest.fixture
 def pair(url):
     listener = listen(url)
-    accepted = gevent.spawn(listener.accept)
+    accepted = gevent.spawn(_accept, listener)
     client = connect_stream(listener.url, timeout=5)
     server = accepted.get(timeout=5)
     yield client, server
     client.close()
     server.close()
     listener.close()
+
+
+def _accept(listener):
+    stream = listener.accept()
+    if isinstance(stream, TlsStream):
+        # A server's TLS handshake waits for the stream's first read or
+        # write (the server's admission greenlet); here, it happens now.
+        stream.handshake()
+    return stream
 
 
 def send_all(stream, data):
