@@ -1,6 +1,7 @@
 """rpc.Server: listens on a URL, runs a Connection per peer, serves services."""
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import uuid
@@ -23,7 +24,7 @@ from .core.events import PeerInfo
 from .core.workqueue import DeadLetter, QueueStats
 from .core.reliability import Reliability
 from .core.session import Role, Session
-from .calls import Context
+from .calls import Context, Identity
 from .driver import Connection, End
 from .errors import PeerLost, RpcError, StatusCode
 from .handshake import perform_handshake, refuse
@@ -261,7 +262,8 @@ class Server:
             return
         try:
             handshaken, events = perform_handshake(stream, session, self.limits.handshake_timeout,
-                                                   self._resolve_resume)
+                                                   functools.partial(self._resolve_resume,
+                                                                     stream, session))
         except RpcError as exc:
             self._warn.warning("handshake", "closing %s: %s", stream.address, exc.message)
             return
@@ -298,11 +300,19 @@ class Server:
                   handshaken.peer.name, handshaken.peer.pid, handshaken.peer.peer_id)
         self._hooks.fire("connected", handshaken.peer)
 
-    def _resolve_resume(self, request: ev.ResumeRequested) -> Optional[Reliability]:
+    def _resolve_resume(self, stream: Stream, session: Session,
+                        request: ev.ResumeRequested) -> Optional[Reliability]:
         # Only the state: the Session checks the resume token against it
         # before anything changes (see _admit for a live old connection).
         conn = self._sessions.get(request.session_id)
         if conn is None or conn.closed:
+            return None
+        proven = Identity.of(session.authenticated, stream.credentials, stream.certificate)
+        if proven != conn.incoming.origin.identity:
+            # The token may have leaked: another identity gets a session of its own.
+            self._warn.warning("resume", "not resuming session %s for %s: it was %s %s, this "
+                               "connection is %s %s", request.session_id, stream.address,
+                               *conn.incoming.origin.identity, *proven)
             return None
         return conn.session.reliability
 

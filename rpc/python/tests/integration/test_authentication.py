@@ -13,6 +13,7 @@ from gevent.event import Event
 
 import onedrive_rpc as rpc
 from onedrive_rpc.calls import Context
+from onedrive_rpc.core.reliability import Reliability
 from onedrive_rpc.core.session import Role, Session
 from onedrive_rpc.server import beyond_loopback
 from onedrive_rpc.testing.echo_pb2 import Msg
@@ -135,16 +136,21 @@ def test_authentication_or_insecure_lets_it_start_and_loopback_never_needs_eithe
 
 # ------------------------------------------------------------ unix peers
 
-def _connect_as(uid: int, path: str) -> dict:
-    """In a forked child running as `uid`: connect to `path`, send a Hello,
-    and report the first frame the server sends back."""
+def _connect_as(uid: int, path: str, resume: str = "", token: bytes = b"") -> list:
+    """In a forked child running as `uid`: connect to `path`, send a Hello
+    (resuming session `resume` with `token`, if given), and report the
+    first frame the server sends back: [kind, status code, message or
+    whether a Welcome resumed]."""
     def check():
         os.setgid(uid)
         os.setuid(uid)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(5)
+        sock.settimeout(10)
         sock.connect(path)
-        session = Session(Role.CLIENT, peer_id="other-user")
+        stolen = Reliability()
+        stolen.resume_token = token
+        session = Session(Role.CLIENT, peer_id="other-user", reliability=stolen,
+                          resume_session_id=resume)
         session.start(0.0)
         sock.sendall(wire(session))
         data = b""
@@ -159,8 +165,9 @@ def _connect_as(uid: int, path: str) -> dict:
                 break
         env = found[0]
         kind = env.WhichOneof("kind")
-        status = env.close.status if kind == "close" else None
-        return [kind, status.code if status else 0, status.message if status else ""]
+        if kind == "welcome":
+            return [kind, 0, env.welcome.resumed]
+        return [kind, env.close.status.code, env.close.status.message]
     outcome = in_forked_child(check)
     assert "ok" in outcome, outcome
     return outcome["ok"]
@@ -201,7 +208,7 @@ def test_unix_peers_names_who_may_connect(shared_dir):
     server.add_service(WhoAmI())
     _open_to_all(server.start(), path)
     try:
-        assert _connect_as(65534, path)[0] == "welcome"
+        assert _connect_as(65534, path)[:1] == ["welcome"]
         # Our own uid (root) is not named: refused too, whoever we are.
         with pytest.raises(rpc.RpcError) as refused:
             rpc.connect(f"unix://{path}", timeout=5, reconnect=rpc.Reconnect(enabled=False))
@@ -215,3 +222,21 @@ def test_unix_peers_needs_someone_to_let_in():
         rpc.UnixPeers()
     with pytest.raises(TypeError, match="auth= takes"):
         rpc.Server("unix:///tmp/x.sock", auth=[SECRET, SECRET])
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to connect as another user")
+def test_a_leaked_resume_token_does_not_resume_a_session_for_another_identity(shared_dir, peers):
+    """Another user who got hold of a session's token (it never should)
+    still cannot resume it: a resume must come from the session's identity."""
+    path = f"{shared_dir}/leak.sock"
+    server = rpc.Server(f"unix://{path}", auth=rpc.UnixPeers(uids=[0, 65534]))
+    server.add_service(WhoAmI())
+    _open_to_all(server.start(), path)
+    try:
+        victim = peers(f"unix://{path}")
+        token = server.connections[0].session.reliability.resume_token  # the leak
+        kind, _, resumed = _connect_as(65534, path, resume=victim.session_id, token=token)
+        assert (kind, resumed) == ("welcome", False)  # a session of its own
+        assert rpc.Client(victim, ECHO).echo(Msg(), timeout=5).text == "unix|uid 0"
+    finally:
+        server.stop()
