@@ -162,30 +162,59 @@ def _env(**fields):
     return framed(env)
 
 
+def _feed(session, frames):
+    """Feed `frames` until the session refuses or closes; it must never open."""
+    try:
+        for data in frames:
+            session.receive_data(data, 0.0)
+            if session.state is State.CLOSED:
+                break
+    except RemoteProtocolError:
+        assert session.state is State.CLOSED  # refused, with a Close saying why
+    assert session.state is not State.OPEN and not session.authenticated
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_frames, min_size=1, max_size=6))
 def test_no_sequence_of_frames_opens_an_authenticating_server_without_the_secret(frames):
-    s = server()
-    try:
-        for data in frames:
-            s.receive_data(data, 0.0)
-            if s.state is State.CLOSED:
-                break
-    except RemoteProtocolError:
-        assert s.state is State.CLOSED  # refused, with a Close saying why
-    assert s.state is not State.OPEN and not s.authenticated
+    _feed(server(), frames)
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_frames, min_size=1, max_size=6))
 def test_no_sequence_of_frames_opens_an_authenticating_client_without_the_secret(frames):
     c = client()
-    wire(c)
-    try:
-        for data in frames:
-            c.receive_data(data, 0.0)
-            if c.state is State.CLOSED:
-                break
-    except RemoteProtocolError:
-        assert c.state is State.CLOSED
-    assert c.state is not State.OPEN and not c.authenticated
+    wire(c)  # its Hello went out
+    _feed(c, frames)
+
+
+def _hex(text):
+    return bytes.fromhex(" ".join(text.split()))
+
+
+SPEC_HELLO = _hex("""00 00 00 31 b2 01 2e 08 01 12 0c 0a 02 63 31 12 04 74 72 61 79 18 2a
+                     1a 05 08 e8 07 10 03 20 80 80 80 08
+                     3a 10 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f""")
+SPEC_CHALLENGE = _hex("""00 00 00 37 c2 01 34 0a 10 10 11 12 13 14 15 16 17 18 19 1a 1b 1c 1d 1e 1f
+                         12 20 86 f8 0b c1 96 18 6c e8 ca 32 9a 1c f7 46 2b 6a ae a1 7e c8 27 dc
+                         31 54 b2 59 35 6a 74 6b fe 90""")
+SPEC_PROOF = _hex("""00 00 00 25 ca 01 22 0a 20 e3 b7 b2 ce 1f ee 39 75 48 09 35 3f d3 d5 ec b1
+                     2e 13 9d d2 2e 3f 9c 7c f8 70 0f 85 eb 06 79 23""")
+
+
+def test_worked_example_bytes_of_the_challenge():
+    """Spec §4.2: the exact bytes, with the nonces the spec uses."""
+    c = Session(Role.CLIENT, peer_id="c1", name="tray", pid=42,
+                secret=b"correct horse battery staple")
+    c._negotiation.nonce = bytes(range(16))  # the spec's nonces, not random ones
+    s = Session(Role.SERVER, peer_id="s1", name="daemon", pid=7, session_id="abc",
+                secret=b"correct horse battery staple")
+    s._negotiation.nonce = bytes(range(16, 32))
+    c.start(0.0)
+    assert wire(c) == SPEC_HELLO
+    s.receive_data(SPEC_HELLO, 0.0)
+    assert wire(s) == SPEC_CHALLENGE
+    c.receive_data(SPEC_CHALLENGE, 0.0)
+    assert wire(c) == SPEC_PROOF
+    [opened] = s.receive_data(SPEC_PROOF, 0.0)
+    assert type(opened) is ev.Handshaken and kinds(wire(s)) == ["welcome"]
