@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import Iterable, Optional, Union
+from typing import Callable, Iterable, Mapping, Optional, Union
 
+from .calls import Identity
 from .core.auth import MIN_SECRET
+from .core.events import PeerInfo
 from .transport import PeerCredentials
 
-__all__ = ["SharedSecret", "UnixPeers", "Auth"]
+__all__ = ["SharedSecret", "UnixPeers", "Auth", "Authenticate"]
 
 
 class SharedSecret:
@@ -85,3 +87,14 @@ def split_auth(auth: Optional[Auth]) -> "tuple[Optional[SharedSecret], Optional[
     if unknown or len(secrets) > 1 or len(peers) > 1:
         raise TypeError(f"auth= takes a SharedSecret, a UnixPeers or one of each, not {auth!r}")
     return (secrets[0] if secrets else None), (peers[0] if peers else None)
+
+
+#: `rpc.Server(url, authenticate=fn)`: `fn(peer, metadata)` is asked about
+#: every client's Hello (a resuming one too), after the shared secret and
+#: unix peers checks and before any Welcome: `peer` is what the Hello says
+#: (not checked), `metadata` its metadata (a token, say). It returns the
+#: rpc.Identity the client proved (handlers see it as context.identity); or
+#: None, or raises rpc.RpcError (its code and message are sent), to turn
+#: the client away, UNAUTHENTICATED. It runs in the connection's own
+#: greenlet, within Limits.handshake_timeout: it may look a token up.
+Authenticate = Callable[[PeerInfo, Mapping[str, str]], Optional[Identity]]

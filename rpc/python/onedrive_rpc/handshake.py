@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Callable, Deque, List, Optional, Sequence, Tuple
+from typing import Callable, Deque, List, Mapping, Optional, Sequence, Tuple
 
 import gevent
 
@@ -24,6 +24,10 @@ __all__ = ["perform_handshake", "write_all", "refuse"]
 _monotonic = time.monotonic
 
 ResumeResolver = Callable[[ev.ResumeRequested], Optional[Reliability]]
+#: Server: vets the client's Hello (who it says it is, its metadata) once
+#: the core's own checks passed, before any Welcome goes out; raises an
+#: RpcError to turn the client away with that status.
+HelloVetter = Callable[[ev.PeerInfo, Mapping[str, str]], None]
 
 
 def write_all(stream: Stream, buffers: Sequence[Buffer]) -> None:
@@ -44,7 +48,8 @@ def write_all(stream: Stream, buffers: Sequence[Buffer]) -> None:
 
 
 def perform_handshake(stream: Stream, session: Session, timeout: Optional[float],
-                      resolve_resume: Optional[ResumeResolver] = None
+                      resolve_resume: Optional[ResumeResolver] = None,
+                      vet_hello: Optional[HelloVetter] = None
                       ) -> Tuple[ev.Handshaken, List[ev.Event]]:
     """Handshake `session` over `stream`; return its Handshaken event and the
     events that arrived right behind it. Raises RpcError (PeerLost if the
@@ -57,7 +62,7 @@ def perform_handshake(stream: Stream, session: Session, timeout: Optional[float]
                 StatusCode.DEADLINE_EXCEEDED,
                 f"no handshake within {timeout}s with {stream.address or 'the peer'}")):
             try:
-                return _handshake(stream, session, resolve_resume)
+                return _handshake(stream, session, resolve_resume, vet_hello)
             except ConnectionClosed as exc:
                 raise PeerLost(f"connection lost during the handshake: {exc}") from None
     except RpcError as exc:
@@ -72,8 +77,8 @@ def perform_handshake(stream: Stream, session: Session, timeout: Optional[float]
         raise
 
 
-def _handshake(stream: Stream, session: Session, resolve_resume: Optional[ResumeResolver]
-               ) -> Tuple[ev.Handshaken, List[ev.Event]]:
+def _handshake(stream: Stream, session: Session, resolve_resume: Optional[ResumeResolver],
+               vet_hello: Optional[HelloVetter]) -> Tuple[ev.Handshaken, List[ev.Event]]:
     if session.role is Role.CLIENT:
         session.start(_monotonic())
         write_all(stream, session.data_to_send(_monotonic()))
@@ -90,6 +95,9 @@ def _handshake(stream: Stream, session: Session, resolve_resume: Optional[Resume
             raise RpcError(exc.status, str(exc)) from None
         while events:
             event = events.popleft()
+            if vet_hello is not None and type(event) in (ev.ResumeRequested, ev.Handshaken):
+                # Before a resume changes anything, or a Welcome goes out.
+                _vet(stream, session, vet_hello, event.peer, event.metadata)  # type: ignore
             if type(event) is ev.ResumeRequested:
                 reliability = resolve_resume(event) if resolve_resume is not None else None
                 try:
@@ -104,6 +112,16 @@ def _handshake(stream: Stream, session: Session, resolve_resume: Optional[Resume
             if type(event) is ev.CloseReceived:
                 raise RpcError.from_close(event.code, event.message)
         _send_what_is_queued(stream, session)
+
+
+def _vet(stream: Stream, session: Session, vet_hello: HelloVetter, peer: ev.PeerInfo,
+         metadata: Mapping[str, str]) -> None:
+    try:
+        vet_hello(peer, metadata)
+    except RpcError as exc:
+        session.refuse_hello(exc.code, exc.message)
+        _send_what_is_queued(stream, session)  # the Close saying why, not the Welcome
+        raise
 
 
 def refuse(stream: Stream, session: Session, code: StatusCode, message: str) -> None:

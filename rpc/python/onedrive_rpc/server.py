@@ -5,7 +5,7 @@ import functools
 import ipaddress
 import logging
 import uuid
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
 from urllib.parse import urlsplit
 
 import gevent
@@ -18,7 +18,7 @@ from .admission import Admission
 from .broker import Broker
 from .config import Heartbeat, Limits
 from .core import events as ev
-from .auth import Auth, UnixPeers, split_auth
+from .auth import Auth, Authenticate, UnixPeers, split_auth
 from .core.budget import ByteBudget, OutputBudget
 from .core.events import PeerInfo
 from .core.workqueue import DeadLetter, QueueStats
@@ -67,6 +67,7 @@ class Server:
                  include_error_details: bool = False,
                  auth: Optional[Auth] = None,
                  insecure: bool = False,
+                 authenticate: Optional[Authenticate] = None,
                  reflection: bool = False,
                  tls: Optional[TlsSetting] = None) -> None:
         self._url = url
@@ -86,6 +87,8 @@ class Server:
         #: Who may connect over a unix socket (the kernel says who connects).
         self._unix_peers = unix_peers or UnixPeers.default()
         self._insecure = insecure
+        #: Vets each client's Hello (tokens in its metadata, ...): see Authenticate.
+        self._authenticate = authenticate
         #: What all peers' calls in flight may hold together (max_server_call_bytes).
         self._call_budget = ByteBudget(self.limits.max_server_call_bytes)
         #: What all peers' frames being received may hold (max_server_read_bytes).
@@ -260,10 +263,15 @@ class Server:
             stream.close()
             session.release()
             return
+        # What the authenticate hook made of the peer (at most one Identity).
+        vetted: List[Identity] = []
+        vet = (functools.partial(self._vet_hello, stream, vetted)
+               if self._authenticate is not None else None)
         try:
             handshaken, events = perform_handshake(stream, session, self.limits.handshake_timeout,
                                                    functools.partial(self._resolve_resume,
-                                                                     stream, session))
+                                                                     stream, session, vetted),
+                                                   vet)
         except RpcError as exc:
             self._warn.warning("handshake", "closing %s: %s", stream.address, exc.message)
             return
@@ -289,6 +297,7 @@ class Server:
             return
         conn = Connection(stream, session, self, limits=self.limits,
                           session_grace=self.session_grace, output_budget=self._output_budget)
+        conn.identity = vetted[0] if vetted else None
         if self._stopping:
             conn.refuse_incoming(RpcError(StatusCode.UNAVAILABLE, "server is stopping"))
         self._connections.append(conn)
@@ -300,14 +309,33 @@ class Server:
                   handshaken.peer.name, handshaken.peer.pid, handshaken.peer.peer_id)
         self._hooks.fire("connected", handshaken.peer)
 
-    def _resolve_resume(self, stream: Stream, session: Session,
+    def _vet_hello(self, stream: Stream, vetted: List[Identity], peer: PeerInfo,
+                   metadata: Mapping[str, str]) -> None:
+        """Ask the authenticate hook about a Hello: the Identity it returns
+        is the peer's; None, or an exception, turns it away."""
+        assert self._authenticate is not None
+        try:
+            identity = self._authenticate(peer, metadata)
+        except RpcError:
+            raise
+        except Exception:
+            log.exception("the authenticate hook failed for %s", stream.address)
+            identity = None
+        if identity is None:
+            raise RpcError(StatusCode.UNAUTHENTICATED, "authentication failed")
+        if not isinstance(identity, Identity):
+            raise TypeError(f"authenticate must return an rpc.Identity or None, not {identity!r}")
+        vetted.append(identity)
+
+    def _resolve_resume(self, stream: Stream, session: Session, vetted: List[Identity],
                         request: ev.ResumeRequested) -> Optional[Reliability]:
         # Only the state: the Session checks the resume token against it
         # before anything changes (see _admit for a live old connection).
         conn = self._sessions.get(request.session_id)
         if conn is None or conn.closed:
             return None
-        proven = Identity.of(session.authenticated, stream.credentials, stream.certificate)
+        proven = vetted[0] if vetted else Identity.of(session.authenticated, stream.credentials,
+                                                      stream.certificate)
         if proven != conn.incoming.origin.identity:
             # The token may have leaked: another identity gets a session of its own.
             self._warn.warning("resume", "not resuming session %s for %s: it was %s %s, this "

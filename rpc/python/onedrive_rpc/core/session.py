@@ -267,6 +267,15 @@ class Session(SessionInput, SessionOutput):
         if self.state is not State.AWAIT_HELLO:
             raise LocalProtocolError("no resumption was requested")
 
+    def refuse_hello(self, code: int, message: str) -> None:
+        """Server: turn the client away after its Hello was taken (its owner
+        vetted it: an authentication hook), before anything was sent: the
+        Welcome queued for it is dropped and a Close sent instead."""
+        if self.role is not Role.SERVER:
+            raise LocalProtocolError("only a server refuses a Hello")
+        self.data_to_send()
+        self.send_close(code, message)
+
     def queue_frames_sent_since_resend(self) -> None:
         """Queue the sequenced frames the resend of this resumed session did
         not include: the old connection's session took them (into the

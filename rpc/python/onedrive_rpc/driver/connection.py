@@ -33,7 +33,7 @@ from gevent.event import Event
 from gevent.hub import get_hub
 
 from .. import forking
-from ..calls import Context, fresh
+from ..calls import Context, Identity, fresh
 from ..config import Limits
 from ..core import events as ev
 from ..core.budget import OutputBudget
@@ -116,6 +116,9 @@ class Connection:
         self.limits = limits or Limits()
         #: Seconds a lost stream's session is kept for a resume (0: never).
         self.session_grace = session_grace
+        #: Who the server's authenticate hook says the peer is (None: what
+        #: the handshake and the stream show: Identity.of).
+        self.identity: Optional[Identity] = None
         session.end_session_on_loss = session_grace <= 0
         self.hub = get_hub()
         self._loop = self.hub.loop

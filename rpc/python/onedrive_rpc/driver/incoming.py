@@ -65,7 +65,8 @@ class IncomingCalls:
         stream = conn.stream
         self.origin = CallOrigin(
             conn.session.peer, stream.address, stream.credentials,
-            Identity.of(conn.session.authenticated, stream.credentials, stream.certificate),
+            conn.identity or Identity.of(conn.session.authenticated, stream.credentials,
+                                         stream.certificate),
             stream.certificate)
 
     # ------------------------------------------------- routed by the reader

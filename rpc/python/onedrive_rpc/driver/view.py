@@ -8,7 +8,7 @@ from typing import Any, Optional, Protocol
 
 from gevent.event import Event
 
-from ..calls import Context
+from ..calls import Context, Identity
 from ..config import Limits
 from ..core.pattern_frames import Credit
 from ..core.session import Session
@@ -47,6 +47,7 @@ class ConnectionView(Protocol):
     suspended: bool
     suspend_reason: Optional[RpcError]
     progress: Event
+    identity: Optional[Identity]
 
     @property
     def outbox(self) -> Output: ...

@@ -175,7 +175,10 @@ def in_forked_child(check: Callable[[], Any]) -> Any:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        os.waitpid(pid, 0)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass  # gevent's child watcher reaped it while we waited cooperatively
 
 
 def rss_bytes() -> int:

@@ -218,3 +218,13 @@ def test_worked_example_bytes_of_the_challenge():
     assert wire(c) == SPEC_PROOF
     [opened] = s.receive_data(SPEC_PROOF, 0.0)
     assert type(opened) is ev.Handshaken and kinds(wire(s)) == ["welcome"]
+
+
+def test_a_server_can_turn_a_client_away_after_taking_its_hello():
+    """An owner's own check (a token in the metadata) comes after the core's:
+    the Welcome queued for the client is dropped for a Close."""
+    c, s = client(None), server(None)
+    [opened] = s.receive_data(wire(c), 0.0)
+    assert type(opened) is ev.Handshaken
+    s.refuse_hello(StatusCode.UNAUTHENTICATED, "token expired")
+    assert closed_with(s, wire(s)) == "token expired"

@@ -240,3 +240,57 @@ def test_a_leaked_resume_token_does_not_resume_a_session_for_another_identity(sh
         assert rpc.Client(victim, ECHO).echo(Msg(), timeout=5).text == "unix|uid 0"
     finally:
         server.stop()
+
+
+# ------------------------------------------------------ authenticate hook
+
+TOKENS = {"Bearer good": "alice"}
+
+
+def _check_token(peer, metadata):
+    token = metadata.get("authorization", "")
+    if token == "Bearer expired":
+        raise rpc.RpcError(rpc.StatusCode.UNAUTHENTICATED, "token expired")
+    if token == "Bearer boom":
+        raise KeyError("a bug in the hook")
+    name = TOKENS.get(token)
+    return rpc.Identity("token", name) if name else None
+
+
+@pytest.fixture
+def token_served(url):
+    server = rpc.Server(url, authenticate=_check_token, session_grace=5.0)
+    server.add_service(WhoAmI())
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_token_in_the_hello_names_the_caller(token_served, peers):
+    peer = peers(token_served.url, metadata={"authorization": "Bearer good"})
+    assert rpc.Client(peer, ECHO).echo(Msg(), timeout=5).text == "token|alice"
+
+
+@pytest.mark.parametrize("token, message", [
+    ("Bearer wrong", "authentication failed"),
+    ("", "authentication failed"),
+    ("Bearer expired", "token expired"),
+    ("Bearer boom", "authentication failed"),  # the hook's bug is logged, not sent
+], ids=["wrong", "none", "expired", "hook-bug"])
+def test_a_refused_token_gets_unauthenticated_and_no_session(token_served, peers, token, message):
+    with pytest.raises(rpc.RpcError) as refused:
+        rpc.connect(token_served.url, timeout=5, metadata={"authorization": token},
+                    reconnect=rpc.Reconnect(enabled=False))
+    assert (refused.value.code, refused.value.message) == (rpc.StatusCode.UNAUTHENTICATED, message)
+    assert token_served.connections == []
+    good = peers(token_served.url, metadata={"authorization": "Bearer good"})
+    assert rpc.Client(good, ECHO).echo(Msg(), timeout=5).text == "token|alice"
+
+
+def test_a_token_session_resumes_as_the_same_caller(token_served, peers):
+    peer = peers(token_served.url, metadata={"authorization": "Bearer good"})
+    resumed = Event()
+    peer.on_resumed(lambda session_id: resumed.set())
+    token_served.connections[0].stream.close()
+    assert resumed.wait(10)
+    assert rpc.Client(peer, ECHO).echo(Msg(), timeout=5).text == "token|alice"
