@@ -28,7 +28,9 @@ Rules (rpc/protos/README.md §4):
   A session id is no secret (other peers see it): the Hello must also
   carry the session's resume token, which only the server's last Welcome
   of that session held; without it accept_resume raises ResumeRefused
-  (UNAUTHENTICATED). Every Welcome carries a fresh token.
+  (UNAUTHENTICATED). Every Welcome carries the session's token: random
+  for a new session, and the same for its life (a resume's Welcome may be
+  lost with its connection; the client must still hold a token that works).
   A client told that its session is gone starts over with a new Reliability.
 - With a shared secret (core/auth.py), the client's Hello carries its
   nonce and the server answers a Challenge before anything else; the
@@ -318,14 +320,15 @@ class Negotiation:
         welcome.heartbeat.interval_ms = _ms(self.agreed_interval)
         welcome.heartbeat.misses = self.misses
         welcome.max_concurrent_calls = self.max_calls
-        welcome.resume_token = self.token
+        token = resumed.resume_token if resumed is not None and resumed.resume_token else self.token
+        welcome.resume_token = token
         if resumed is not None:
             welcome.resumed = True
             welcome.resume_received_seq = resumed.received
         assert self.peer is not None
         handshaken = ev.Handshaken(self.peer, session_id, self.hello_metadata, resumed is not None)
         return Step(handshaken, self.peer, limit, resumed, session_id, self.agreed_interval, reply,
-                    resend_after, self.token)
+                    resend_after, token)
 
     # ---------------------------------------------------------------- resend
 

@@ -184,3 +184,21 @@ def test_frames_taken_while_the_resume_handshake_finishes_are_not_skipped():
     events = client2.receive_data(welcome + take(server2), 0.0)
     assert [type(e) for e in events] == [ev.Handshaken, ev.ResponseReceived]
     assert bytes(events[1].payload) == b"answered in the window"
+
+
+def test_a_resume_whose_welcome_was_lost_can_be_tried_again():
+    """The server resumed the session but its Welcome was lost with the
+    connection: the client still holds the session's token, which must
+    still work (a token that changed in the lost Welcome would lock the
+    client out of its own session)."""
+    client, server, _, _ = connect()
+    token = client.reliability.resume_token
+    attempt = Session(Role.CLIENT, peer_id="c", reliability=client.reliability, resume_session_id="S")
+    attempt.start(0.0)
+    first = Session(Role.SERVER, peer_id="s", session_id="fresh")
+    first.receive_data(take(attempt), 0.0)
+    first.accept_resume(server.reliability)
+    take(first)  # the Welcome, lost with the connection
+    assert client.reliability.resume_token == token
+    again, _, resumed, events = connect(client.reliability, lambda sid: server.reliability, "S")
+    assert resumed.resumed and events[0].resumed
