@@ -31,8 +31,8 @@ from .core.topics import TopicError, check_pattern
 from .core.workqueue import DeadLetter, QueueFull, QueueStats, WorkQueue
 from .errors import RpcError, StatusCode
 from .logs import Throttled
-from .patterns import (DEFAULT_LISTENER_QUEUE, BroadcastListener, Consumer, Received, Receivers,
-                       Subscription, TaskContext)
+from .patterns import (DEFAULT_LISTENER_QUEUE, DEFAULT_RECEIVER_QUEUE_BYTES, BroadcastListener,
+                       Consumer, Received, Receivers, Subscription, TaskContext)
 from .service import MethodInfo, Registry
 
 __all__ = ["Broker", "Outlet"]
@@ -292,7 +292,8 @@ class Broker:
     def subscribe(self, method: str, pattern: str, decode: Callable[[Any], Any],
                   callback: Optional[Callable[[Received], None]] = None, *,
                   queue_limit: int = 0, policy: int = Policy.DROP_OLDEST,
-                  timeout: Optional[float] = None) -> Subscription:
+                  timeout: Optional[float] = None,
+                  queue_bytes: int = DEFAULT_RECEIVER_QUEUE_BYTES) -> Subscription:
         """Subscribe this process to `pattern` of `method` (see Peer.subscribe)."""
         check_pattern(pattern)
         sid = next(self._local_ids)
@@ -300,7 +301,7 @@ class Broker:
         sub: Subscription = Subscription(
             sid, method, pattern, queue_limit or pubsub.default_queue_limit, policy, decode,
             callback, grant=lambda items: self._send(pubsub.grant(self._local, sid, items)),
-            unsubscribe=self._local_unsubscribe)
+            unsubscribe=self._local_unsubscribe, queue_bytes=queue_bytes)
         self._receivers.add_subscription(sub)
         try:
             self._subscribe(self._local, sid, method, pattern, queue_limit, policy)
@@ -447,11 +448,13 @@ class Broker:
 
     def listen(self, method: str, decode: Callable[[Any], Any],
                callback: Optional[Callable[[Received], None]] = None,
-               queue_limit: int = DEFAULT_LISTENER_QUEUE) -> BroadcastListener:
+               queue_limit: int = DEFAULT_LISTENER_QUEUE,
+               queue_bytes: int = DEFAULT_RECEIVER_QUEUE_BYTES) -> BroadcastListener:
         """Hear the broadcasts of `method` in this process."""
         self._method(method, options_pb2.BROADCAST)
         listener: BroadcastListener = BroadcastListener(method, decode, callback,
-                                                        self._receivers.unlisten, queue_limit)
+                                                        self._receivers.unlisten, queue_limit,
+                                                        queue_bytes)
         self._receivers.add_listener(listener)
         return listener
 

@@ -15,8 +15,8 @@ from google.protobuf.message import Message
 from . import options_pb2
 from .calls import DEFAULT_STREAM_WINDOW, CallFuture
 from .core.pubsub import Policy
-from .patterns import (DEFAULT_LISTENER_QUEUE, BroadcastListener, Consumer, Received,
-                       Subscription, TaskContext)
+from .patterns import (DEFAULT_LISTENER_QUEUE, DEFAULT_RECEIVER_QUEUE_BYTES, BroadcastListener,
+                       Consumer, Received, Subscription, TaskContext)
 from .service import MethodInfo, method_infos
 from .streams import ServerStream
 
@@ -54,7 +54,8 @@ class PatternHost(Protocol):
     def subscribe(self, method: str, pattern: str, decode: Callable[[Any], Any],
                   callback: Optional[Callable[[Received], None]] = None, *,
                   queue_limit: int = 0, policy: int = 0,
-                  timeout: Optional[float] = None) -> Subscription[Any]: ...
+                  timeout: Optional[float] = None,
+                  queue_bytes: int = DEFAULT_RECEIVER_QUEUE_BYTES) -> Subscription[Any]: ...
 
     def produce(self, method: str, payload: bytes, timeout: Optional[float] = None) -> Any: ...
 
@@ -67,7 +68,8 @@ class PatternHost(Protocol):
 
     def listen(self, method: str, decode: Callable[[Any], Any],
                callback: Optional[Callable[[Received], None]] = None,
-               queue_limit: int = DEFAULT_LISTENER_QUEUE) -> BroadcastListener[Any]: ...
+               queue_limit: int = DEFAULT_LISTENER_QUEUE,
+               queue_bytes: int = DEFAULT_RECEIVER_QUEUE_BYTES) -> BroadcastListener[Any]: ...
 
 
 class PeerEndpoint(Caller, PatternHost, Protocol):
@@ -192,17 +194,20 @@ class TopicMethod(_MessageMethod[RequestT]):
 
     def subscribe(self, pattern: str, callback: Optional[Callable[[Received], None]] = None, *,
                   queue_limit: int = 0, policy: str = "drop_oldest",
-                  timeout: Optional[float] = None) -> Subscription:
+                  timeout: Optional[float] = None,
+                  queue_bytes: int = DEFAULT_RECEIVER_QUEUE_BYTES) -> Subscription:
         """Receive what is published on topics matching `pattern`:
         `callback(received)` in a greenlet of its own, or iterate the
         returned Subscription. At most `queue_limit` messages wait for it
         (1024 by default); past that the server applies `policy`:
         "drop_oldest" (default), "drop_newest" (both counted in
         `subscription.dropped`) or "disconnect" (the connection is closed
-        with RESOURCE_EXHAUSTED). It comes back by itself after a reconnect."""
+        with RESOURCE_EXHAUSTED). Here, at most `queue_bytes` of payload
+        wait unhandled (32 MiB; past it the same policy applies, counted in
+        `subscription.overflowed`). It comes back by itself after a reconnect."""
         return self._host.subscribe(self._path, pattern, self._decode_input, callback,
                                     queue_limit=queue_limit, policy=_policy(policy),
-                                    timeout=timeout)
+                                    timeout=timeout, queue_bytes=queue_bytes)
 
 
 class QueueMethod(_MessageMethod[RequestT]):
@@ -236,11 +241,13 @@ class BroadcastMethod(_MessageMethod[RequestT]):
         return self._host.broadcast(self._path, self._payload(message), confirm, timeout)
 
     def listen(self, callback: Optional[Callable[[Received], None]] = None, *,
-               queue_limit: int = DEFAULT_LISTENER_QUEUE) -> BroadcastListener:
+               queue_limit: int = DEFAULT_LISTENER_QUEUE,
+               queue_bytes: int = DEFAULT_RECEIVER_QUEUE_BYTES) -> BroadcastListener:
         """Hear this method's broadcasts: `callback(received)`, or iterate. At
-        most `queue_limit` wait unhandled; then the oldest is dropped (counted
-        in `listener.dropped`)."""
-        return self._host.listen(self._path, self._decode_input, callback, queue_limit)
+        most `queue_limit` (and `queue_bytes` of payload, 32 MiB) wait
+        unhandled; then the oldest is dropped (counted in `listener.dropped`)."""
+        return self._host.listen(self._path, self._decode_input, callback, queue_limit,
+                                 queue_bytes)
 
 
 def _policy(name: str) -> int:

@@ -28,8 +28,8 @@ from .hooks import PeerHooks
 from .identity import local_identity
 from .streams import ServerStream
 from .tls import TlsSetting
-from .patterns import (DEFAULT_LISTENER_QUEUE, BroadcastListener, Consumer, Received,
-                       Receivers, Subscription, TaskContext)
+from .patterns import (DEFAULT_LISTENER_QUEUE, DEFAULT_RECEIVER_QUEUE_BYTES, BroadcastListener,
+                       Consumer, Received, Receivers, Subscription, TaskContext)
 
 __all__ = ["Peer", "connect"]
 
@@ -146,7 +146,8 @@ class Peer:
     def subscribe(self, method: str, pattern: str, decode: Callable[[Any], Any],
                   callback: Optional[Callable[[Received], None]] = None, *,
                   queue_limit: int = 0, policy: int = DROP_OLDEST,
-                  timeout: Optional[float] = None) -> Subscription:
+                  timeout: Optional[float] = None,
+                  queue_bytes: int = DEFAULT_RECEIVER_QUEUE_BYTES) -> Subscription:
         """Subscribe to the topics matching `pattern` of `method`; returns
         once the server has registered it. See Subscription."""
         check_pattern(pattern)
@@ -155,7 +156,7 @@ class Peer:
                                          policy, decode, callback,
                                          grant=lambda items: self._connection.grant(
                                              Credit(items, subscription_id=sid)),
-                                         unsubscribe=self._unsubscribe)
+                                         unsubscribe=self._unsubscribe, queue_bytes=queue_bytes)
         self._receivers.add_subscription(sub)
         try:
             self._register(sub, timeout)
@@ -234,12 +235,13 @@ class Peer:
 
     def listen(self, method: str, decode: Callable[[Any], Any],
                callback: Optional[Callable[[Received], None]] = None,
-               queue_limit: int = DEFAULT_LISTENER_QUEUE) -> BroadcastListener:
+               queue_limit: int = DEFAULT_LISTENER_QUEUE,
+               queue_bytes: int = DEFAULT_RECEIVER_QUEUE_BYTES) -> BroadcastListener:
         """Hear the broadcasts of `method`, as `callback(received)` or by
         iterating the returned listener."""
         listener: BroadcastListener = BroadcastListener(method, decode, callback,
                                                         self._receivers.unlisten,
-                                                        queue_limit)
+                                                        queue_limit, queue_bytes)
         self._receivers.add_listener(listener)
         return listener
 

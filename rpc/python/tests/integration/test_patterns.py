@@ -555,3 +555,19 @@ def test_stopping_a_consumer_while_disconnected_does_not_wait_for_the_server(ser
         wait_until(lambda: served.queue_stats(WORK).consumers == 0, timeout=10)
     finally:
         proxy.stop()
+
+
+def test_a_listener_and_a_subscription_hold_at_most_queue_bytes_unhandled(served, peers):
+    """queue_bytes bounds what waits unhandled at the receiving peer in
+    payload bytes, as queue_limit does in messages."""
+    peer = peers(served.url)
+    listener = echo(peer).announce.listen(queue_bytes=3000)
+    sub = echo(peer).changed.subscribe("q.*", queue_bytes=3000, timeout=5)
+    sender = echo(peers(served.url))
+    for i in range(10):  # 1 KiB each, nobody takes them
+        sender.announce.broadcast(Msg(text=f"{i}".ljust(1024, ".")), confirm=True, timeout=5)
+        sender.changed.publish("q.x", Msg(text=f"{i}".ljust(1024, ".")), confirm=True, timeout=5)
+    wait_until(lambda: listener.dropped + len(listener) == 10 and sub.overflowed + len(sub) == 10)
+    assert listener.queued_bytes <= 3000 and sub.queued_bytes <= 3000
+    assert [r.message.text[0] for r in collect(listener, len(listener))] == ["8", "9"]
+    assert [r.message.text[0] for r in collect(sub, len(sub))] == ["8", "9"]
