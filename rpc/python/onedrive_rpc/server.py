@@ -142,12 +142,13 @@ class Server:
         if self._stopping:
             raise RuntimeError("a stopped server cannot start again")
         host = beyond_loopback(self._url)
-        if host is not None and self._secret is None and not self._insecure:
+        checked = self._secret is not None or self._authenticate is not None
+        if host is not None and not checked and not self._insecure:
             raise ValueError(
                 f"refusing to serve {self._url} without authentication or TLS: {host} is "
                 f"reachable from other machines, and nothing would check who connects; pass "
-                f"auth=rpc.SharedSecret(...), serve tls://, or insecure=True to serve it anyway "
-                f"(as gRPC's add_insecure_port)")
+                f"auth=rpc.SharedSecret(...) or authenticate=, serve tls://, or insecure=True to "
+                f"serve it anyway (as gRPC's add_insecure_port)")
         self._listener = listen(self._url, tls=self._tls)
         self._acceptor = gevent.spawn(self._accept_loop, self._listener)
         forking.track(self)

@@ -127,11 +127,12 @@ def test_authentication_or_insecure_lets_it_start_and_loopback_never_needs_eithe
 
     monkeypatch.setattr("onedrive_rpc.server.listen", fake_listen)
     for server in (rpc.Server("tcp://192.0.2.7:0", auth=SECRET),
+                   rpc.Server("tcp://192.0.2.7:0", authenticate=_check_token),
                    rpc.Server("tcp://192.0.2.7:0", insecure=True),
                    rpc.Server("tcp://127.0.0.1:0")):
         with pytest.raises(RuntimeError, match="not listening in a test"):
             server.start()
-    assert len(reached) == 3
+    assert len(reached) == 4
 
 
 # ------------------------------------------------------------ unix peers
