@@ -73,8 +73,8 @@ def listen_tcp(url: SplitResult) -> socket.socket:
 
 class TcpTransport(Transport):
     def connect(self, url: SplitResult, timeout: Optional[float]) -> Stream:
-        sock = connect_tcp(url, timeout)
-        return _stream(sock, sock.getpeername())
+        sock = connect_tcp(url, timeout)  # TCP_NODELAY set already
+        return SocketStream(sock, format_address(sock.getpeername()))
 
     def listen(self, url: SplitResult) -> Listener:
         sock = listen_tcp(url)

@@ -31,12 +31,25 @@ class WhoAmI(EchoService):
 
 
 @pytest.fixture
-def served(url):
-    server = rpc.Server(url, auth=SECRET, session_grace=5.0)
-    server.add_service(WhoAmI())
-    server.start()
-    yield server
-    server.stop()
+def serving():
+    """serving(url, **server_options) -> a started server of WhoAmI,
+    stopped after the test."""
+    started = []
+
+    def serve(url, **options):
+        server = rpc.Server(url, **options)
+        server.add_service(WhoAmI())
+        started.append(server.start())
+        return server
+
+    yield serve
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def served(url, serving):
+    return serving(url, auth=SECRET, session_grace=5.0)
 
 
 def test_peers_that_share_the_secret_talk_and_the_handler_sees_it(served, peers):
@@ -57,28 +70,18 @@ def test_a_client_without_the_secret_is_refused_and_others_go_on(served, peers, 
     assert good.echo(Msg(), timeout=5).text == "shared-secret|"
 
 
-def test_a_client_with_a_secret_refuses_a_server_without_one(url, peers):
-    server = rpc.Server(url)
-    server.add_service(EchoService())
-    server.start()
-    try:
-        with pytest.raises(rpc.RpcError) as refused:
-            rpc.connect(server.url, timeout=5, auth=SECRET)
-        assert refused.value.code == rpc.StatusCode.UNAUTHENTICATED
-        assert "the server did not prove it knows the shared secret" in refused.value.message
-    finally:
-        server.stop()
+def test_a_client_with_a_secret_refuses_a_server_without_one(url, serving):
+    server = serving(url)
+    with pytest.raises(rpc.RpcError) as refused:
+        rpc.connect(server.url, timeout=5, auth=SECRET)
+    assert refused.value.code == rpc.StatusCode.UNAUTHENTICATED
+    assert "the server did not prove it knows the shared secret" in refused.value.message
 
 
-def test_an_unauthenticated_peer_is_anonymous(url, peers):
-    server = rpc.Server(url)
-    server.add_service(WhoAmI())
-    server.start()
-    try:
-        text = rpc.Client(peers(server.url), ECHO).echo(Msg(), timeout=5).text
-        assert text in ("none|", f"unix|uid {os.getuid()}")
-    finally:
-        server.stop()
+def test_an_unauthenticated_peer_is_anonymous(url, serving, peers):
+    server = serving(url)
+    text = rpc.Client(peers(server.url), ECHO).echo(Msg(), timeout=5).text
+    assert text in ("none|", f"unix|uid {os.getuid()}")
 
 
 def test_an_authenticated_session_resumes(served, peers):
@@ -183,39 +186,32 @@ def shared_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _open_to_all(server, path):
-    os.chmod(path, 0o666)  # let the kernel pass anyone: UnixPeers decides
+def _serve_to_all(serving, path, **options):
+    """A unix server at `path` whose socket the kernel lets anyone reach:
+    UnixPeers decides."""
+    server = serving(f"unix://{path}", **options)
+    os.chmod(path, 0o666)
     return server
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to connect as another user")
-def test_a_unix_server_lets_in_only_its_own_user_and_root_by_default(shared_dir):
+def test_a_unix_server_lets_in_only_its_own_user_and_root_by_default(shared_dir, serving):
     path = f"{shared_dir}/default.sock"
-    server = rpc.Server(f"unix://{path}")
-    server.add_service(EchoService())
-    _open_to_all(server.start(), path)
-    try:
-        kind, code, message = _connect_as(65534, path)
-        assert (kind, code) == ("close", rpc.StatusCode.UNAUTHENTICATED)
-        assert message.startswith("uid 65534 (gid 65534) may not use this server")
-    finally:
-        server.stop()
+    _serve_to_all(serving, path)
+    kind, code, message = _connect_as(65534, path)
+    assert (kind, code) == ("close", rpc.StatusCode.UNAUTHENTICATED)
+    assert message.startswith("uid 65534 (gid 65534) may not use this server")
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to connect as another user")
-def test_unix_peers_names_who_may_connect(shared_dir):
+def test_unix_peers_names_who_may_connect(shared_dir, serving):
     path = f"{shared_dir}/named.sock"
-    server = rpc.Server(f"unix://{path}", auth=rpc.UnixPeers(gids=[65534]))
-    server.add_service(WhoAmI())
-    _open_to_all(server.start(), path)
-    try:
-        assert _connect_as(65534, path)[:1] == ["welcome"]
-        # Our own uid (root) is not named: refused too, whoever we are.
-        with pytest.raises(rpc.RpcError) as refused:
-            rpc.connect(f"unix://{path}", timeout=5, reconnect=rpc.Reconnect(enabled=False))
-        assert refused.value.code == rpc.StatusCode.UNAUTHENTICATED
-    finally:
-        server.stop()
+    _serve_to_all(serving, path, auth=rpc.UnixPeers(gids=[65534]))
+    assert _connect_as(65534, path)[:1] == ["welcome"]
+    # Our own uid (root) is not named: refused too, whoever we are.
+    with pytest.raises(rpc.RpcError) as refused:
+        rpc.connect(f"unix://{path}", timeout=5, reconnect=rpc.Reconnect(enabled=False))
+    assert refused.value.code == rpc.StatusCode.UNAUTHENTICATED
 
 
 def test_unix_peers_needs_someone_to_let_in():
@@ -226,21 +222,17 @@ def test_unix_peers_needs_someone_to_let_in():
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to connect as another user")
-def test_a_leaked_resume_token_does_not_resume_a_session_for_another_identity(shared_dir, peers):
+def test_a_leaked_resume_token_does_not_resume_a_session_for_another_identity(
+        shared_dir, serving, peers):
     """Another user who got hold of a session's token (it never should)
     still cannot resume it: a resume must come from the session's identity."""
     path = f"{shared_dir}/leak.sock"
-    server = rpc.Server(f"unix://{path}", auth=rpc.UnixPeers(uids=[0, 65534]))
-    server.add_service(WhoAmI())
-    _open_to_all(server.start(), path)
-    try:
-        victim = peers(f"unix://{path}")
-        token = server.connections[0].session.reliability.resume_token  # the leak
-        kind, _, resumed = _connect_as(65534, path, resume=victim.session_id, token=token)
-        assert (kind, resumed) == ("welcome", False)  # a session of its own
-        assert rpc.Client(victim, ECHO).echo(Msg(), timeout=5).text == "unix|uid 0"
-    finally:
-        server.stop()
+    server = _serve_to_all(serving, path, auth=rpc.UnixPeers(uids=[0, 65534]))
+    victim = peers(f"unix://{path}")
+    token = server.connections[0].session.reliability.resume_token  # the leak
+    kind, _, resumed = _connect_as(65534, path, resume=victim.session_id, token=token)
+    assert (kind, resumed) == ("welcome", False)  # a session of its own
+    assert rpc.Client(victim, ECHO).echo(Msg(), timeout=5).text == "unix|uid 0"
 
 
 # ------------------------------------------------------ authenticate hook
@@ -259,12 +251,8 @@ def _check_token(peer, metadata):
 
 
 @pytest.fixture
-def token_served(url):
-    server = rpc.Server(url, authenticate=_check_token, session_grace=5.0)
-    server.add_service(WhoAmI())
-    server.start()
-    yield server
-    server.stop()
+def token_served(url, serving):
+    return serving(url, authenticate=_check_token, session_grace=5.0)
 
 
 def test_a_token_in_the_hello_names_the_caller(token_served, peers):
