@@ -9,6 +9,7 @@ from .auth import SharedSecret, UnixPeers
 from .client import Client, Endpoint
 from .config import Heartbeat, Limits, Reconnect
 from .calls import CallFuture, Context, Identity
+from .interceptors import Action, Interceptor
 from .errors import (FrameTooLarge, LocalProtocolError, PeerLost, ProtocolError,
                      RemoteProtocolError, RpcError, StatusCode, TransportError)
 from .patterns import BroadcastListener, Consumer, Received, Subscription, TaskContext
@@ -22,6 +23,7 @@ from .transport import Listener, Stream, Transport, register_transport
 __version__ = "0.1.0"
 
 __all__ = [
+    "Action",
     "BroadcastListener",
     "CallFuture",
     "Client",
@@ -31,6 +33,7 @@ __all__ = [
     "FrameTooLarge",
     "Heartbeat",
     "Identity",
+    "Interceptor",
     "Limits",
     "Listener",
     "LocalProtocolError",

@@ -22,6 +22,7 @@ from typing import (Any, Callable, Dict, Hashable, Iterable, List, Optional, Pro
                     cast)
 
 from . import options_pb2
+from .calls import CallOrigin
 from .config import Limits
 from .core import events as ev
 from .core.budget import ByteBudget
@@ -30,6 +31,7 @@ from .core.pubsub import Delivery, Disconnect, Policy, PubSub, TooManySubscripti
 from .core.topics import TopicError, check_pattern
 from .core.workqueue import DeadLetter, QueueFull, QueueStats, WorkQueue
 from .errors import RpcError, StatusCode
+from .interceptors import Action, Interception
 from .logs import Throttled
 from .patterns import (DEFAULT_LISTENER_QUEUE, DEFAULT_RECEIVER_QUEUE_BYTES, BroadcastListener,
                        Consumer, Received, Receivers, Subscription, TaskContext)
@@ -50,6 +52,27 @@ _QUEUE_LIMITS = ("max_attempts", "max_tasks", "max_bytes", "max_dead_letters",
 _ENCODED_CACHE = 4096
 
 
+#: The action a pattern frame asks for (see interceptors.ACTIONS).
+_ACTIONS: Dict[type, str] = {
+    ev.PublishReceived: "publish",
+    ev.SubscribeReceived: "subscribe",
+    ev.ProduceReceived: "produce",
+    ev.ConsumeReceived: "consume",
+    ev.BroadcastReceived: "broadcast",
+}
+
+
+def _target(kind: str, event: Any) -> str:
+    """What the action is about: a topic, a pattern or a queue."""
+    if kind == "publish":
+        return str(event.topic)
+    if kind == "subscribe":
+        return str(event.pattern)
+    if kind in ("produce", "consume"):
+        return str(event.method)
+    return ""
+
+
 class Outlet(Protocol):
     """What the broker needs of a peer's connection. Nothing here blocks:
     a push that cannot go out now returns False (the connection is gone,
@@ -63,6 +86,11 @@ class Outlet(Protocol):
     @property
     def address(self) -> str:
         """Where the peer is, for logs."""
+        ...
+
+    @property
+    def origin(self) -> CallOrigin:
+        """Who the peer is (its identity: what interceptors see)."""
         ...
 
     def push(self, frame: OutFrame) -> bool:
@@ -99,9 +127,15 @@ class Broker:
     max_server_subscription_bytes shared by every topic space)."""
 
     def __init__(self, registry: Registry, outlets: Callable[[], Iterable[Outlet]],
-                 identity: str = "", limits: Optional[Limits] = None) -> None:
+                 identity: str = "", limits: Optional[Limits] = None,
+                 interception: Optional[Interception] = None) -> None:
         limits = limits or Limits()
         self._registry = registry
+        #: The server's interceptors, around what peers ask (not this process).
+        self._interception = interception
+        # (outlet, method) -> may the peer hear broadcasts of method? Asked
+        # once per connection and method, at the first broadcast.
+        self._may_listen: Dict[Tuple[object, str], bool] = {}
         self._max_subscription_bytes = limits.max_subscription_bytes
         #: What the queues of all subscriptions, of every method, hold.
         self.subscription_budget = ByteBudget(limits.max_server_subscription_bytes)
@@ -143,8 +177,12 @@ class Broker:
             if handler is None:
                 raise RpcError(StatusCode.UNIMPLEMENTED,
                                f"a server does not take {type(event).__name__} frames")
+            action = self._action(outlet, event) if self._interception is not None else None
             try:
-                handler(outlet, event)
+                if action is None:
+                    handler(outlet, event)
+                else:
+                    self._intercepted(action, lambda: handler(outlet, event))
             except ValueError as exc:  # e.g. more credit than a consumer may hold
                 raise RpcError(StatusCode.INVALID_ARGUMENT, str(exc)) from None
         except RpcError as exc:
@@ -156,6 +194,49 @@ class Broker:
         else:
             if call_id:
                 outlet.answer(call_id)
+
+    def _action(self, outlet: Outlet, event: Any) -> Optional[Action]:
+        """What a pattern frame asks, for the interceptors; None for what
+        only follows from an action already allowed (credit, task done,
+        unsubscribe, a consumer's stop)."""
+        kind = _ACTIONS.get(type(event))
+        if kind is None or (kind == "consume" and event.stop):
+            return None
+        info = self._registry.info(event.method)
+        return Action.of(kind, event.method, _target(kind, event), outlet.origin,
+                         payload=getattr(event, "payload", None),
+                         message_type=info.input_type if info is not None else None)
+
+    def _intercepted(self, action: Action, final: Callable[[], Any]) -> Any:
+        """Run `final` through the interceptors; an interceptor's own bug
+        refuses the action (INTERNAL) and is logged."""
+        assert self._interception is not None
+        try:
+            return self._interception.run(action, final)
+        except (RpcError, ValueError):
+            raise
+        except Exception:
+            log.exception("an interceptor failed on %s from %s", action.describe(),
+                          action.address)
+            raise RpcError(StatusCode.INTERNAL, f"{action.describe()}: an interceptor "
+                                                f"failed (the server's log has the details)")
+
+    def _listens(self, outlet: Outlet, method: str, payload: bytes) -> bool:
+        """May `outlet`'s peer hear broadcasts of `method`? Asked of the
+        interceptors once per connection and method."""
+        key = (outlet, method)
+        allowed = self._may_listen.get(key)
+        if allowed is None:
+            action = Action.of("listen", method, "", outlet.origin, payload=payload,
+                               message_type=self._method(method, options_pb2.BROADCAST).input_type)
+            try:
+                self._intercepted(action, lambda: None)
+                allowed = True
+            except RpcError as exc:
+                log.debug("not broadcasting %s to %s: %s", method, outlet.address, exc.message)
+                allowed = False
+            self._may_listen[key] = allowed
+        return allowed
 
     def forget(self, outlet: Outlet, lost: bool) -> None:
         """`outlet`'s session ended: its subscriptions go, and its consumers'
@@ -169,6 +250,8 @@ class Broker:
             del self._subscribed[key]
         for key in [key for key in self._consuming if key[0] is outlet]:
             self._remove_consumer(key, lost=lost)
+        for listening in [key for key in self._may_listen if key[0] is outlet]:
+            del self._may_listen[listening]
 
     def _on_subscribe(self, outlet: Outlet, event: ev.SubscribeReceived) -> None:
         self._subscribe(outlet, event.subscription_id, event.method, event.pattern,
@@ -439,8 +522,11 @@ class Broker:
         self._method(method, options_pb2.BROADCAST)
         sent = 0
         frame = Broadcast(method, payload, origin)
+        checked = self._interception is not None
         for outlet in list(self._outlets()):
-            if outlet is not skip and outlet.push(frame):
+            if outlet is skip or (checked and not self._listens(outlet, method, payload)):
+                continue
+            if outlet.push(frame):
                 sent += 1
         if skip is not None:
             self._receivers.deliver_broadcast(method, payload, origin)

@@ -5,7 +5,7 @@ import errno
 import itertools
 import logging
 import random
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import gevent
 
@@ -26,6 +26,7 @@ from .errors import PeerLost, RpcError, StatusCode
 from .handshake import refuse
 from .hooks import PeerHooks
 from .identity import local_identity
+from .interceptors import Action, InterceptorLike, interception
 from .streams import ServerStream
 from .tls import TlsSetting
 from .patterns import (DEFAULT_LISTENER_QUEUE, DEFAULT_RECEIVER_QUEUE_BYTES, BroadcastListener,
@@ -36,6 +37,8 @@ __all__ = ["Peer", "connect"]
 log = logging.getLogger("onedrive_rpc")
 
 DROP_OLDEST = int(Policy.DROP_OLDEST)
+
+_NO_METADATA: Mapping[str, str] = {}
 
 #: Seconds close() spends reconnecting, when the connection is down, to
 #: close the session in order.
@@ -54,8 +57,10 @@ class Peer:
     """
 
     def __init__(self, dialer: Dialer, dialed: Dialed, *, limits: Limits,
-                 reconnect: Reconnect) -> None:
+                 reconnect: Reconnect, interceptors: Sequence[InterceptorLike] = ()) -> None:
         self.url = dialer.url
+        #: Run around everything this peer sends (None: nothing to run).
+        self._interception = interception(interceptors)
         self._dialer = dialer
         self._timeout = dialer.timeout
         self._limits = limits
@@ -110,24 +115,35 @@ class Peer:
              timeout: Optional[float] = None,
              metadata: Optional[Mapping[str, str]] = None) -> Any:
         """Low level: call "/pkg.Service/Method" with serialized `payload`."""
-        return self._connection.outgoing.call(method, payload, decode, timeout, metadata)
+        if self._interception is None:
+            return self._connection.outgoing.call(method, payload, decode, timeout, metadata)
+        return self._intercepted("call", method, lambda md: self._connection.outgoing.call(
+            method, payload, decode, timeout, md), payload, metadata=metadata)
 
     def call_future(self, method: str, payload: bytes, decode: Callable[[Any], Any],
                     timeout: Optional[float] = None,
                     metadata: Optional[Mapping[str, str]] = None) -> CallFuture:
-        return self._connection.outgoing.call_future(method, payload, decode, timeout, metadata)
+        if self._interception is None:
+            return self._connection.outgoing.call_future(method, payload, decode, timeout,
+                                                         metadata)
+        return self._intercepted("call_future", method, lambda md: self._connection.outgoing.
+                                 call_future(method, payload, decode, timeout, md), payload,
+                                 metadata=metadata)
 
     def open_stream(self, method: str, payload: bytes, decode: Callable[[Any], Any],
                     timeout: Optional[float] = None,
                     metadata: Optional[Mapping[str, str]] = None,
                     window: int = DEFAULT_STREAM_WINDOW) -> ServerStream:
         """Low level: open server stream "/pkg.Service/Method"; iterate it."""
-        return self._connection.outgoing.open_stream(method, payload, decode, timeout, metadata, window)
+        return self._intercepted("stream", method, lambda md: self._connection.outgoing.
+                                 open_stream(method, payload, decode, timeout, md, window),
+                                 payload, metadata=metadata)
 
     def notify(self, method: str, payload: bytes, metadata: Optional[Mapping[str, str]] = None,
                confirm: bool = False, timeout: Optional[float] = None) -> None:
         """Low level: send notification "/pkg.Service/Method" (see NotifyMethod)."""
-        self._connection.outgoing.notify(method, payload, metadata, confirm, timeout)
+        self._intercepted("notify", method, lambda md: self._connection.outgoing.notify(
+            method, payload, md, confirm, timeout), payload, metadata=metadata)
 
     # ------------------------------------------- publish/subscribe, queues, broadcast
 
@@ -137,11 +153,8 @@ class Peer:
         server. With `confirm`, return once the server handed it to the
         subscriptions (RpcError if it refused, e.g. UNIMPLEMENTED)."""
         check_topic(topic)
-        frame = Publish(method, topic, payload)
-        if confirm:
-            self._connection.outgoing.call_frame(frame, timeout)
-        else:
-            self._connection.outgoing.send_one_way(frame)
+        self._intercepted("publish", method, lambda md: self._send_frame(
+            Publish(method, topic, payload), confirm, timeout), payload, topic)
 
     def subscribe(self, method: str, pattern: str, decode: Callable[[Any], Any],
                   callback: Optional[Callable[[Received], None]] = None, *,
@@ -151,6 +164,13 @@ class Peer:
         """Subscribe to the topics matching `pattern` of `method`; returns
         once the server has registered it. See Subscription."""
         check_pattern(pattern)
+        return self._intercepted("subscribe", method, lambda md: self._subscribe(
+            method, pattern, decode, callback, queue_limit, policy, timeout, queue_bytes),
+            target=pattern)
+
+    def _subscribe(self, method: str, pattern: str, decode: Callable[[Any], Any],
+                   callback: Optional[Callable[[Received], None]], queue_limit: int,
+                   policy: int, timeout: Optional[float], queue_bytes: int) -> Subscription:
         sid = next(self._ids)
         sub: Subscription = Subscription(sid, method, pattern, queue_limit or DEFAULT_QUEUE_LIMIT,
                                          policy, decode, callback,
@@ -183,7 +203,8 @@ class Peer:
     def produce(self, method: str, payload: bytes, timeout: Optional[float] = None) -> None:
         """Put a task on work queue `method`; returns once the queue has it
         (RESOURCE_EXHAUSTED when it is full)."""
-        self._connection.outgoing.call_frame(Produce(method, payload), timeout)
+        self._intercepted("produce", method, lambda md: self._connection.outgoing.call_frame(
+            Produce(method, payload), timeout), payload, method)
 
     def consume(self, method: str, decode: Callable[[Any], Any],
                 handler: Callable[[Any, TaskContext], Any], prefetch: int = 1,
@@ -192,6 +213,12 @@ class Peer:
         for each, up to `prefetch` at once. See Consumer."""
         if not 1 <= prefetch <= MAX_PREFETCH:
             raise ValueError(f"prefetch must be 1..{MAX_PREFETCH}, not {prefetch}")
+        return self._intercepted("consume", method, lambda md: self._consume(
+            method, decode, handler, prefetch, timeout), target=method)
+
+    def _consume(self, method: str, decode: Callable[[Any], Any],
+                 handler: Callable[[Any, TaskContext], Any], prefetch: int,
+                 timeout: Optional[float]) -> Consumer:
         cid = next(self._ids)
         consumer = Consumer(cid, method, prefetch, decode, handler,
                             done=lambda task_id, code, message: self._task_done(
@@ -228,10 +255,8 @@ class Peer:
     def broadcast(self, method: str, payload: bytes, confirm: bool = False,
                   timeout: Optional[float] = None) -> None:
         """Broadcast through the server to every other connected peer."""
-        if confirm:
-            self._connection.outgoing.call_frame(Broadcast(method, payload), timeout)
-        else:
-            self._connection.outgoing.send_one_way(Broadcast(method, payload))
+        self._intercepted("broadcast", method, lambda md: self._send_frame(
+            Broadcast(method, payload), confirm, timeout), payload)
 
     def listen(self, method: str, decode: Callable[[Any], Any],
                callback: Optional[Callable[[Received], None]] = None,
@@ -239,11 +264,36 @@ class Peer:
                queue_bytes: int = DEFAULT_RECEIVER_QUEUE_BYTES) -> BroadcastListener:
         """Hear the broadcasts of `method`, as `callback(received)` or by
         iterating the returned listener."""
+        return self._intercepted("listen", method, lambda md: self._listen(
+            method, decode, callback, queue_limit, queue_bytes))
+
+    def _listen(self, method: str, decode: Callable[[Any], Any],
+                callback: Optional[Callable[[Received], None]], queue_limit: int,
+                queue_bytes: int) -> BroadcastListener:
         listener: BroadcastListener = BroadcastListener(method, decode, callback,
                                                         self._receivers.unlisten,
                                                         queue_limit, queue_bytes)
         self._receivers.add_listener(listener)
         return listener
+
+    def _send_frame(self, frame: CallFrame, confirm: bool, timeout: Optional[float]) -> None:
+        """A pattern frame: with `confirm`, as a call the server answers."""
+        if confirm:
+            self._connection.outgoing.call_frame(frame, timeout)
+        else:
+            self._connection.outgoing.send_one_way(frame)
+
+    def _intercepted(self, kind: str, method: str, send: Callable[[Mapping[str, str]], Any],
+                     payload: Optional[bytes] = None, target: str = "",
+                     metadata: Optional[Mapping[str, str]] = None) -> Any:
+        """`send(metadata)` through this peer's interceptors, which see
+        (and may change) a copy of `metadata`."""
+        chain = self._interception
+        if chain is None:
+            return send(metadata or _NO_METADATA)
+        action = Action(kind, method, target, peer=self.info, address=self.url,
+                        metadata=dict(metadata or _NO_METADATA), payload=payload)
+        return chain.run(action, lambda: send(action.metadata))
 
     # ------------------------------------------- ConnectionOwner: the driver calls
 
@@ -422,7 +472,8 @@ def connect(url: str, *, name: Optional[str] = None,
             metadata: Optional[Mapping[str, str]] = None,
             server_uid: Optional[int] = None,
             auth: Optional[SharedSecret] = None,
-            tls: Optional[TlsSetting] = None) -> Peer:
+            tls: Optional[TlsSetting] = None,
+            interceptors: Sequence[InterceptorLike] = ()) -> Peer:
     """Connect to a server and finish the handshake, or raise RpcError.
 
     UNAVAILABLE (PeerLost) if nothing answers, DEADLINE_EXCEEDED if the
@@ -435,7 +486,9 @@ def connect(url: str, *, name: Optional[str] = None,
     we know its shared secret, and require it to prove it too
     (UNAUTHENTICATED otherwise). `tls` (rpc.TLS or an ssl.SSLContext) for
     a tls:// URL: by default the server's certificate is checked against
-    the system's CAs and the URL's host.
+    the system's CAs and the URL's host. `interceptors` run, first to
+    last, around everything the peer sends (see rpc.Action: on this side
+    they may add metadata to calls, streams and notifications).
     """
     limits = limits or Limits()
     heartbeat = heartbeat or Heartbeat()
@@ -458,4 +511,4 @@ def connect(url: str, *, name: Optional[str] = None,
         dialed = dialer.dial()
     except OSError as exc:
         raise PeerLost(f"cannot connect to {url}: {exc.strerror or exc}") from exc
-    return Peer(dialer, dialed, limits=limits, reconnect=reconnect)
+    return Peer(dialer, dialed, limits=limits, reconnect=reconnect, interceptors=interceptors)

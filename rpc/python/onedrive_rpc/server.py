@@ -5,7 +5,7 @@ import functools
 import ipaddress
 import logging
 import uuid
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 from urllib.parse import urlsplit
 
 import gevent
@@ -29,6 +29,7 @@ from .driver import Connection, End
 from .errors import PeerLost, RpcError, StatusCode
 from .handshake import perform_handshake, refuse
 from .hooks import PeerHooks
+from .interceptors import Authorize, InterceptorLike, interception
 from .identity import local_identity
 from .logs import Throttled
 from .patterns import Received
@@ -56,6 +57,12 @@ class Server:
     the server's certificate and key, and for mutual TLS the CA of the
     clients' certificates (handlers see them as `context.certificate`).
 
+    `interceptors` run, first to last, around every action a peer asks
+    for (calls, streams, notifications, publish, subscribe, produce,
+    consume, broadcast, listen: see rpc.Action); `authorize(identity,
+    action, method, target)` is asked last and a falsy answer refuses the
+    action with PERMISSION_DENIED (see interceptors.Authorize).
+
     `start()` returns at once (`url` then tells the real address, e.g. the
     port picked for tcp port 0); `serve_forever()` blocks until `stop()`.
     """
@@ -69,7 +76,9 @@ class Server:
                  insecure: bool = False,
                  authenticate: Optional[Authenticate] = None,
                  reflection: bool = False,
-                 tls: Optional[TlsSetting] = None) -> None:
+                 tls: Optional[TlsSetting] = None,
+                 interceptors: Sequence[InterceptorLike] = (),
+                 authorize: Optional[Authorize] = None) -> None:
         self._url = url
         self._tls = tls
         self._name = name
@@ -98,8 +107,11 @@ class Server:
         self._warn = Throttled(log)
         self._hooks = PeerHooks()
         self._registry = Registry(include_error_details=include_error_details)
+        # Around every action of a peer: calls (the registry's) and the
+        # patterns (the broker's).
+        self._registry.interception = chain = interception(interceptors, authorize)
         self._broker = Broker(self._registry, lambda: [conn.outlet for conn in self._connections],
-                              local_identity(name)[0], self.limits)
+                              local_identity(name)[0], self.limits, chain)
         if reflection:
             # Lists what this server serves (onedrive_rpc.Reflection): for
             # `onedrive-rpc list` and calls without generated code.

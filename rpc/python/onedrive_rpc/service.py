@@ -17,12 +17,13 @@ import traceback
 from typing import Any, Callable, ClassVar, Dict, List, NamedTuple, Optional, Type, TypeVar
 
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
 from . import options_pb2
 from .calls import CallAborted, Context
 from .errors import RpcError, StatusCode
+from .interceptors import Action, Interception, parse
 from .naming import snake_case
 
 __all__ = ["Service", "MethodInfo", "Registry", "snake_case", "method_infos", "unimplemented",
@@ -125,6 +126,8 @@ class Registry:
 
     def __init__(self, include_error_details: bool = False) -> None:
         self.include_error_details = include_error_details
+        #: The server's interceptors (None: none, the handlers run directly).
+        self.interception: Optional[Interception] = None
         self._handlers: Dict[str, _Handler] = {}
         self._services: Dict[str, Service] = {}
 
@@ -168,53 +171,68 @@ class Registry:
 
     def dispatch(self, call: Context, event: Any) -> None:
         """Run the handler of `event.method` (a call, a server stream or a
-        notification) and answer through its Context."""
-        handler = self._handlers.get(event.method)
-        if handler is None:
-            raise RpcError(StatusCode.UNIMPLEMENTED, self._unknown(event.method))
-        info = handler.info
-        pattern = info.pattern
+        notification), through the interceptors if there are any, and
+        answer through its Context."""
         # How the caller sent it: a stream call asks for credit up front.
         if call.one_way:
             sent = _NOTIFICATION
         else:
             sent = _SERVER_STREAM if event.initial_credit else options_pb2.REQUEST_RESPONSE
-        if sent != pattern:
+        handler = self._handlers.get(event.method)
+        chain = self.interception
+        if chain is None:
+            result = self._invoke(handler, sent, call, event, None)
+        else:
+            action = Action.of(_ACTION_OF[sent], event.method, "", call.origin,
+                               metadata=event.metadata, context=call, payload=event.payload,
+                               message_type=handler.info.input_type if handler else None)
+            try:
+                result = chain.run(action, lambda: self._invoke(handler, sent, call, event,
+                                                                action))
+            except (RpcError, CallAborted):
+                raise
+            except Exception as exc:
+                raise self._internal(event.method, exc, "an interceptor") from None
+            if handler is None:  # answered by an interceptor: nothing can check it
+                raise RpcError(StatusCode.UNIMPLEMENTED, self._unknown(event.method))
+        info = handler.info  # type: ignore[union-attr]  # _invoke raised if None
+        if sent == _SERVER_STREAM:
+            self._stream(result, info, call)
+        elif not call.one_way:
+            if not isinstance(result, info.output_type):
+                raise RpcError(StatusCode.INTERNAL,
+                               f"handler of {info.path} returned {type(result).__name__}, "
+                               f"expected {info.output_type.DESCRIPTOR.full_name}")
+            call.reply(result.SerializeToString())
+
+    def _invoke(self, handler: Optional[_Handler], sent: int, call: Context, event: Any,
+                action: Optional[Action]) -> Any:
+        """The action itself: check the method is served as sent, decode
+        the request, run the handler (a stream: its iterator, not yet run)."""
+        if handler is None:
+            raise RpcError(StatusCode.UNIMPLEMENTED, self._unknown(event.method))
+        info = handler.info
+        if sent != info.pattern:
             raise RpcError(StatusCode.UNIMPLEMENTED, _wrong_use(info, sent))
         if handler.func is None:
             raise RpcError(StatusCode.UNIMPLEMENTED, f"method {info.path} is not implemented")
+        # Decoded once, whoever asked first (an interceptor may have).
+        request = action.request if action is not None else parse(info.input_type, event.payload)
+        if sent == _SERVER_STREAM:
+            call.streaming = True  # from here on, its end is a StreamEnd
         try:
-            request = info.input_type.FromString(event.payload)
-        except DecodeError as exc:
-            raise RpcError(StatusCode.INVALID_ARGUMENT,
-                           f"request does not parse as {info.input_type.DESCRIPTOR.full_name}: "
-                           f"{exc}") from None
-        if pattern == _SERVER_STREAM:
-            self._stream(handler.func, info, request, call)
-            return
-        try:
-            reply = handler.func(request, call)
+            result = handler.func(request, call)
+            return iter(result) if sent == _SERVER_STREAM else result
         except (RpcError, CallAborted):
             raise
         except Exception as exc:
-            raise self._internal(info, exc) from None
-        if call.one_way:
-            return
-        if not isinstance(reply, info.output_type):
-            raise RpcError(StatusCode.INTERNAL,
-                           f"handler of {info.path} returned {type(reply).__name__}, "
-                           f"expected {info.output_type.DESCRIPTOR.full_name}")
-        call.reply(reply.SerializeToString())
+            raise self._internal(info.path, exc) from None
 
-    def _stream(self, func: Callable[..., Any], info: MethodInfo, request: Message,
-                call: Context) -> None:
+    def _stream(self, iterator: Any, info: MethodInfo, call: Context) -> None:
         """Send what a server-stream handler yields, as the caller's credit
         allows; its end (or error) ends the stream."""
-        call.streaming = True
         output_type = info.output_type
-        iterator = None
         try:
-            iterator = iter(func(request, call))
             for item in iterator:
                 if not isinstance(item, output_type):
                     raise RpcError(StatusCode.INTERNAL,
@@ -224,20 +242,20 @@ class Registry:
         except (RpcError, CallAborted):
             raise
         except Exception as exc:
-            raise self._internal(info, exc) from None
+            raise self._internal(info.path, exc) from None
         finally:
             close = getattr(iterator, "close", None)
             if close is not None:
                 close()  # a generator left early runs its finally blocks now
         call.reply(b"")
 
-    def _internal(self, info: MethodInfo, exc: Exception) -> RpcError:
-        """A handler raised: log it with an error id, and tell the caller
+    def _internal(self, path: str, exc: Exception, who: str = "handler") -> RpcError:
+        """A handler (or interceptor) raised: log it with an error id, and tell the caller
         INTERNAL with the exception's type and that id. Its text and
         traceback may hold secrets ("db password is ..."): the caller gets
         them only when the server opted in (include_error_details)."""
         error_id = secrets.token_hex(6)
-        log.exception("handler of %s failed (error id %s)", info.path, error_id)
+        log.exception("%s of %s failed (error id %s)", who, path, error_id)
         if self.include_error_details:
             details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             return RpcError(StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}", details)
@@ -253,6 +271,13 @@ class Registry:
 
 _NOTIFICATION = options_pb2.NOTIFICATION
 _SERVER_STREAM = options_pb2.SERVER_STREAM
+
+#: The action a peer asks for, by how it sent it.
+_ACTION_OF: Dict[int, str] = {
+    options_pb2.REQUEST_RESPONSE: "call",
+    _SERVER_STREAM: "stream",
+    _NOTIFICATION: "notify",
+}
 
 _HOW_TO_USE: Dict[int, str] = {
     options_pb2.REQUEST_RESPONSE: "call it",

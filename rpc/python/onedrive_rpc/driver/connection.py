@@ -33,7 +33,7 @@ from gevent.event import Event
 from gevent.hub import get_hub
 
 from .. import forking
-from ..calls import Context, Identity, fresh
+from ..calls import CallOrigin, Context, Identity, fresh
 from ..config import Limits
 from ..core import events as ev
 from ..core.budget import OutputBudget
@@ -173,6 +173,11 @@ class Connection:
     @property
     def address(self) -> str:
         return self.stream.address
+
+    @property
+    def origin(self) -> CallOrigin:
+        """Who the peer is, as its calls' handlers see it (identity, ...)."""
+        return self.incoming.origin
 
     @property
     def calls(self) -> Dict[int, Context]:

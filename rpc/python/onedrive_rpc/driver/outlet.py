@@ -22,6 +22,7 @@ from typing import Optional
 
 import gevent
 
+from ..calls import CallOrigin
 from ..core.budget import OutputBudget
 from ..core.pattern_frames import OutFrame
 from ..core.session import State
@@ -56,6 +57,10 @@ class ConnectionOutlet:
     @property
     def address(self) -> str:
         return self._conn.stream.address
+
+    @property
+    def origin(self) -> CallOrigin:
+        return self._conn.origin
 
     def push(self, frame: OutFrame) -> bool:
         """Server side: send a frame the peer did not ask for just now (a

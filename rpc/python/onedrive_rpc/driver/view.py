@@ -8,7 +8,7 @@ from typing import Any, Optional, Protocol
 
 from gevent.event import Event
 
-from ..calls import Context, Identity
+from ..calls import CallOrigin, Context, Identity
 from ..config import Limits
 from ..core.pattern_frames import Credit
 from ..core.session import Session
@@ -51,6 +51,9 @@ class ConnectionView(Protocol):
 
     @property
     def outbox(self) -> Output: ...
+
+    @property
+    def origin(self) -> CallOrigin: ...
 
     @property
     def owner(self) -> CallServer: ...

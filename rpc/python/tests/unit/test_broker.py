@@ -7,11 +7,12 @@ The server's own receivers (Broker.subscribe/consume/listen) are real;
 waits on them are bounded, never sleeps."""
 from __future__ import annotations
 
-from typing import Any, List, NamedTuple, Tuple
+from typing import Any, List, NamedTuple, Optional, Tuple
 
 import pytest
 from gevent.event import Event
 
+from onedrive_rpc.calls import CallOrigin, Identity
 from onedrive_rpc.core import wire_pb2
 from onedrive_rpc.broker import Broker
 from onedrive_rpc.core import events as ev
@@ -19,6 +20,7 @@ from onedrive_rpc.core.pattern_frames import DECODERS, encode
 from onedrive_rpc.core.pubsub import MAX_QUEUE_LIMIT, Policy
 from onedrive_rpc.core.workqueue import CONSUMER_LOST, MAX_PREFETCH
 from onedrive_rpc.errors import RpcError, StatusCode
+from onedrive_rpc.interceptors import Interception, interception
 from onedrive_rpc.service import Registry
 from onedrive_rpc.testing.echo_service import EchoService
 
@@ -44,6 +46,7 @@ class FakeOutlet:
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id
         self.address = f"fake://{session_id}"
+        self.origin = CallOrigin(None, self.address, None)
         self.frames: List[Any] = []
         self.answers: List[Answer] = []
         self.slow_closes: List[Tuple[StatusCode, str]] = []
@@ -77,11 +80,12 @@ class FakeOutlet:
 class World:
     """A broker serving EchoService, and the fake peers connected to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, interception: Optional[Interception] = None) -> None:
         registry = Registry()
         registry.add(EchoService())
         self.outlets: List[FakeOutlet] = []
-        self.broker = Broker(registry, lambda: self.outlets, identity="the-server")
+        self.broker = Broker(registry, lambda: self.outlets, identity="the-server",
+                             interception=interception)
 
     def peer(self, session_id: str) -> FakeOutlet:
         outlet = FakeOutlet(session_id)
@@ -463,3 +467,78 @@ def test_closing_the_broker_ends_the_servers_own_receivers(world):
     world.broker.publish(CHANGED, "t", b"x")
     world.broker.produce(WORK, b"job")
     world.broker.broadcast(ANNOUNCE, b"x", skip=world.peer("a"))
+
+
+# ------------------------------------------- interceptors and authorize=
+
+
+class Asked:
+    """authorize=: records the questions, refuses the subjects in `deny`."""
+
+    def __init__(self, *deny):
+        self.deny = set(deny)
+        self.asked = []
+
+    def __call__(self, identity, action, method, target):
+        self.asked.append((identity.subject, action, method, target))
+        return identity.subject not in self.deny
+
+
+@pytest.fixture
+def asked():
+    return Asked("mallory")
+
+
+@pytest.fixture
+def guarded(asked):
+    """A World whose broker asks `asked` before each peer's action."""
+    world = World(interception([], asked))
+    for name in ("alice", "mallory"):
+        world.peer(name).origin = CallOrigin(None, f"fake://{name}", None,
+                                             Identity("token", name))
+    return world
+
+
+def test_the_broker_asks_before_each_pattern_action_and_not_for_what_follows(guarded, asked):
+    alice, mallory = guarded.outlets
+    assert guarded.subscribe(alice, 1, "a.>").code == StatusCode.OK
+    guarded.publish(alice, "a.b", b"p")
+    assert guarded.consume(alice, 7).code == StatusCode.OK
+    assert guarded.produce(alice, b"t").code == StatusCode.OK
+    (task,) = [frame for frame in alice.take() if isinstance(frame, ev.TaskReceived)]
+    guarded.done(alice, 7, task.task_id)
+    guarded.broker.handle(alice, ev.CreditReceived(0, 5, 1, 0))
+    guarded.broker.handle(alice, ev.ConsumeReceived(2, 7, WORK, 0, True))
+    guarded.broker.handle(alice, ev.UnsubscribeReceived(1))
+    assert asked.asked == [("alice", "subscribe", CHANGED, "a.>"),
+                           ("alice", "publish", CHANGED, "a.b"),
+                           ("alice", "consume", WORK, WORK),
+                           ("alice", "produce", WORK, WORK)]
+
+
+def test_a_refused_pattern_action_is_answered_permission_denied_and_changes_nothing(guarded):
+    alice, mallory = guarded.outlets
+    guarded.subscribe(alice, 1, ">")
+    answer = guarded.subscribe(mallory, 1, ">")
+    assert answer.code == StatusCode.PERMISSION_DENIED
+    assert "may not subscribe" in answer.message
+    guarded.publish(mallory, "a.b", b"forged", call_id=9)
+    assert mallory.answers.pop().code == StatusCode.PERMISSION_DENIED
+    assert guarded.produce(mallory, b"forged").code == StatusCode.PERMISSION_DENIED
+    assert guarded.consume(mallory, 3).code == StatusCode.PERMISSION_DENIED
+    assert alice.take() == [] and mallory.take() == []
+    assert guarded.broker.queue_stats(WORK).produced == 0
+
+
+def test_listen_is_asked_once_per_connection_and_method_and_forgotten_with_it(guarded, asked):
+    alice, mallory = guarded.outlets
+    for text in ("one", "two"):
+        assert guarded.broker.broadcast(ANNOUNCE, text.encode()) == 1
+    assert [frame.payload for frame in alice.take()] == [b"one", b"two"]
+    assert mallory.take() == []
+    listens = [question for question in asked.asked if question[1] == "listen"]
+    assert sorted(listens) == [("alice", "listen", ANNOUNCE, ""), ("mallory", "listen", ANNOUNCE, "")]
+    guarded.broker.forget(mallory, lost=False)
+    asked.deny.clear()
+    assert guarded.broker.broadcast(ANNOUNCE, b"three") == 2
+    assert [frame.payload for frame in mallory.take()] == [b"three"]
