@@ -19,7 +19,9 @@ import itertools
 import logging
 import time
 from typing import (Any, Callable, Dict, Hashable, Iterable, List, Optional, Protocol, Tuple,
-                    cast)
+                    Type, cast)
+
+from google.protobuf.message import Message
 
 from . import options_pb2
 from .calls import CallOrigin
@@ -31,7 +33,8 @@ from .core.pubsub import Delivery, Disconnect, Policy, PubSub, TooManySubscripti
 from .core.topics import TopicError, check_pattern
 from .core.workqueue import DeadLetter, QueueFull, QueueStats, WorkQueue
 from .errors import RpcError, StatusCode
-from .interceptors import Action, Interception
+from .interceptors import Interception
+from .pattern_gate import PatternGate
 from .logs import Throttled
 from .patterns import (DEFAULT_LISTENER_QUEUE, DEFAULT_RECEIVER_QUEUE_BYTES, BroadcastListener,
                        Consumer, Received, Receivers, Subscription, TaskContext)
@@ -50,27 +53,6 @@ _QUEUE_LIMITS = ("max_attempts", "max_tasks", "max_bytes", "max_dead_letters",
 # Messages whose shared Deliver fields are kept encoded: about what the
 # subscriptions' queues can release at once; past it the cache starts over.
 _ENCODED_CACHE = 4096
-
-
-#: The action a pattern frame asks for (see interceptors.ACTIONS).
-_ACTIONS: Dict[type, str] = {
-    ev.PublishReceived: "publish",
-    ev.SubscribeReceived: "subscribe",
-    ev.ProduceReceived: "produce",
-    ev.ConsumeReceived: "consume",
-    ev.BroadcastReceived: "broadcast",
-}
-
-
-def _target(kind: str, event: Any) -> str:
-    """What the action is about: a topic, a pattern or a queue."""
-    if kind == "publish":
-        return str(event.topic)
-    if kind == "subscribe":
-        return str(event.pattern)
-    if kind in ("produce", "consume"):
-        return str(event.method)
-    return ""
 
 
 class Outlet(Protocol):
@@ -132,10 +114,8 @@ class Broker:
         limits = limits or Limits()
         self._registry = registry
         #: The server's interceptors, around what peers ask (not this process).
-        self._interception = interception
-        # (outlet, method) -> may the peer hear broadcasts of method? Asked
-        # once per connection and method, at the first broadcast.
-        self._may_listen: Dict[Tuple[object, str], bool] = {}
+        self._gate = (PatternGate(interception, self._message_type)
+                      if interception is not None else None)
         self._max_subscription_bytes = limits.max_subscription_bytes
         #: What the queues of all subscriptions, of every method, hold.
         self.subscription_budget = ByteBudget(limits.max_server_subscription_bytes)
@@ -177,12 +157,11 @@ class Broker:
             if handler is None:
                 raise RpcError(StatusCode.UNIMPLEMENTED,
                                f"a server does not take {type(event).__name__} frames")
-            action = self._action(outlet, event) if self._interception is not None else None
             try:
-                if action is None:
+                if self._gate is None:
                     handler(outlet, event)
                 else:
-                    self._intercepted(action, lambda: handler(outlet, event))
+                    self._gate.run(outlet.origin, event, lambda: handler(outlet, event))
             except ValueError as exc:  # e.g. more credit than a consumer may hold
                 raise RpcError(StatusCode.INVALID_ARGUMENT, str(exc)) from None
         except RpcError as exc:
@@ -194,49 +173,6 @@ class Broker:
         else:
             if call_id:
                 outlet.answer(call_id)
-
-    def _action(self, outlet: Outlet, event: Any) -> Optional[Action]:
-        """What a pattern frame asks, for the interceptors; None for what
-        only follows from an action already allowed (credit, task done,
-        unsubscribe, a consumer's stop)."""
-        kind = _ACTIONS.get(type(event))
-        if kind is None or (kind == "consume" and event.stop):
-            return None
-        info = self._registry.info(event.method)
-        return Action.of(kind, event.method, _target(kind, event), outlet.origin,
-                         payload=getattr(event, "payload", None),
-                         message_type=info.input_type if info is not None else None)
-
-    def _intercepted(self, action: Action, final: Callable[[], Any]) -> Any:
-        """Run `final` through the interceptors; an interceptor's own bug
-        refuses the action (INTERNAL) and is logged."""
-        assert self._interception is not None
-        try:
-            return self._interception.run(action, final)
-        except (RpcError, ValueError):
-            raise
-        except Exception:
-            log.exception("an interceptor failed on %s from %s", action.describe(),
-                          action.address)
-            raise RpcError(StatusCode.INTERNAL, f"{action.describe()}: an interceptor "
-                                                f"failed (the server's log has the details)")
-
-    def _listens(self, outlet: Outlet, method: str, payload: bytes) -> bool:
-        """May `outlet`'s peer hear broadcasts of `method`? Asked of the
-        interceptors once per connection and method."""
-        key = (outlet, method)
-        allowed = self._may_listen.get(key)
-        if allowed is None:
-            action = Action.of("listen", method, "", outlet.origin, payload=payload,
-                               message_type=self._method(method, options_pb2.BROADCAST).input_type)
-            try:
-                self._intercepted(action, lambda: None)
-                allowed = True
-            except RpcError as exc:
-                log.debug("not broadcasting %s to %s: %s", method, outlet.address, exc.message)
-                allowed = False
-            self._may_listen[key] = allowed
-        return allowed
 
     def forget(self, outlet: Outlet, lost: bool) -> None:
         """`outlet`'s session ended: its subscriptions go, and its consumers'
@@ -250,8 +186,8 @@ class Broker:
             del self._subscribed[key]
         for key in [key for key in self._consuming if key[0] is outlet]:
             self._remove_consumer(key, lost=lost)
-        for listening in [key for key in self._may_listen if key[0] is outlet]:
-            del self._may_listen[listening]
+        if self._gate is not None:
+            self._gate.forget(owner)
 
     def _on_subscribe(self, outlet: Outlet, event: ev.SubscribeReceived) -> None:
         self._subscribe(outlet, event.subscription_id, event.method, event.pattern,
@@ -522,9 +458,10 @@ class Broker:
         self._method(method, options_pb2.BROADCAST)
         sent = 0
         frame = Broadcast(method, payload, origin)
-        checked = self._interception is not None
+        gate = self._gate
         for outlet in list(self._outlets()):
-            if outlet is skip or (checked and not self._listens(outlet, method, payload)):
+            if outlet is skip or (gate is not None and not gate.may_listen(
+                    _owner(outlet), outlet.origin, method, payload)):
                 continue
             if outlet.push(frame):
                 sent += 1
@@ -549,6 +486,10 @@ class Broker:
     def close(self) -> None:
         """The server stopped: this process's own receivers end too."""
         self._receivers.close_all(RpcError(StatusCode.UNAVAILABLE, "the server stopped"))
+
+    def _message_type(self, path: str) -> Optional[Type[Message]]:
+        info = self._registry.info(path)
+        return info.input_type if info is not None else None
 
     def _method(self, path: str, pattern: int) -> MethodInfo:
         info = self._registry.info(path)
