@@ -7,9 +7,12 @@ spec §8); code in the server's own process reaches it through the same
 calls (`rpc.Client(server, ...)`), as a subscriber, consumer, publisher,
 producer or listener like any other.
 
-Nothing here blocks: the state machines (core/pubsub.py, core/workqueue.py)
-decide, and frames are pushed to the peers' connections without waiting (a
-peer that lets too much pile up is closed as a slow consumer). The broker
+Nothing here blocks (but a publish from this process, which waits while a
+`block` subscriber is behind): the state machines (core/pubsub.py,
+core/workqueue.py) decide, and frames are pushed to the peers' connections
+without waiting (a peer that lets too much pile up is closed as a slow
+consumer). A peer's publishes are held back by its publish window instead
+(core/publish_window.py, spec §8.3). The broker
 sees a connection only as an `Outlet`, so it can run, and be tested, without
 the driver.
 """
@@ -21,6 +24,7 @@ import time
 from typing import (Any, Callable, Dict, Hashable, Iterable, List, Optional, Protocol, Tuple,
                     Type, cast)
 
+from gevent.event import Event
 from google.protobuf.message import Message
 
 from . import options_pb2
@@ -29,8 +33,9 @@ from .config import Limits
 from .core import events as ev
 from .core.budget import ByteBudget
 from .core.pattern_frames import Broadcast, Deliver, OutFrame, Task, deliver_shared
-from .core.pubsub import Delivery, Disconnect, Policy, PubSub, TooManySubscriptions
-from .core.topics import TopicError, check_pattern
+from .core.publish_window import PublishWindow, publish_cost
+from .core.pubsub import Delivery, Disconnect, Policy, PublishResult, PubSub, TooManySubscriptions
+from .core.topics import TopicError, check_pattern, check_topic
 from .core.workqueue import DeadLetter, QueueFull, QueueStats, WorkQueue
 from .errors import RpcError, StatusCode
 from .interceptors import Interception
@@ -89,11 +94,33 @@ class Outlet(Protocol):
         do nothing."""
         ...
 
+    @property
+    def suspended(self) -> bool:
+        """The peer's connection was lost; its session waits for a resume."""
+        ...
+
+    def grant_publish(self, amount: int) -> None:
+        """Give `amount` of the peer's publish window back (Credit{publish})."""
+        ...
+
 
 def _owner(outlet: Outlet) -> Hashable:
     """`outlet` as the owner of subscriptions and consumers (compared by
     identity; mypy does not take a Protocol for Hashable)."""
     return cast(Hashable, outlet)
+
+
+class _Hold:
+    """A publish whose publisher is held back until `waiting` BLOCK
+    subscriptions are within their limits: a peer's (its window gets
+    `cost` back then) or this process's (its Event is set)."""
+
+    __slots__ = ("publisher", "cost", "waiting")
+
+    def __init__(self, publisher: Any, cost: int, waiting: int) -> None:
+        self.publisher = publisher
+        self.cost = cost
+        self.waiting = waiting
 
 
 class _Local:
@@ -117,6 +144,12 @@ class Broker:
         self._gate = (PatternGate(interception, self._message_type)
                       if interception is not None else None)
         self._max_subscription_bytes = limits.max_subscription_bytes
+        #: Each publishing peer's window (spec §8.3; 0: none, no BLOCK).
+        self._publish_window = limits.publish_window
+        self._windows: Dict[Hashable, PublishWindow] = {}
+        # (method, (owner, subscription id)) of a BLOCK subscription past its
+        # limits -> the publishes held back until it is within them again.
+        self._holds: Dict[Tuple[str, Tuple[Hashable, int]], List[_Hold]] = {}
         #: What the queues of all subscriptions, of every method, hold.
         self.subscription_budget = ByteBudget(limits.max_server_subscription_bytes)
         #: The connected peers, for broadcasts.
@@ -182,6 +215,9 @@ class Broker:
         for pubsub in self._topics.values():
             pubsub.drop_owner(owner)
             pubsub.forget_publisher(outlet.session_id)
+        for held in [key for key in self._holds if key[1][0] is owner]:
+            self._release(*held)
+        self._windows.pop(owner, None)
         for key in [key for key in self._subscribed if key[0] is outlet]:
             del self._subscribed[key]
         for key in [key for key in self._consuming if key[0] is outlet]:
@@ -197,14 +233,36 @@ class Broker:
         self._unsubscribe(outlet, event.subscription_id)
 
     def _on_publish(self, outlet: Outlet, event: ev.PublishReceived) -> None:
-        self.publish(event.method, event.topic, bytes(event.payload), publisher=outlet.session_id)
+        """A peer's publish, within its window: its cost goes back at once,
+        or once the BLOCK queues it went past the limits of catch up."""
+        payload = bytes(event.payload)
+        if not self._publish_window:
+            self._publish(event.method, event.topic, payload, outlet.session_id)
+            return
+        cost = publish_cost(len(payload))
+        owner = _owner(outlet)
+        window = self._windows.get(owner)
+        if window is None:
+            window = self._windows[owner] = PublishWindow(self._publish_window)
+        if not window.receive(cost):
+            raise RpcError(StatusCode.RESOURCE_EXHAUSTED,
+                           f"published past the publish window the server gave "
+                           f"({window.outstanding} of {window.window} bytes of cost "
+                           f"outstanding): wait for Credit{{publish}} (spec §8.3)")
+        blocked: Tuple[Tuple[Hashable, int], ...] = ()
+        try:
+            blocked = self._publish(event.method, event.topic, payload, outlet.session_id).blocked
+        finally:
+            if blocked:
+                self._hold(event.method, blocked, _Hold(outlet, cost, len(blocked)))
+            else:
+                self._give_back(outlet, cost)
 
     def _on_credit(self, outlet: Outlet, event: ev.CreditReceived) -> None:
         if event.subscription_id:
             method = self._subscribed.get((outlet, event.subscription_id))
             if method is not None:
-                self._send(self._topics[method].grant(_owner(outlet), event.subscription_id,
-                                                      event.items))
+                self._grant(method, _owner(outlet), event.subscription_id, event.items)
         elif event.consumer_id:
             key = (outlet, event.consumer_id)
             method = self._consuming.get(key)
@@ -242,6 +300,10 @@ class Broker:
     def _subscribe(self, owner: Any, subscription_id: int, method: str, pattern: str,
                    queue_limit: int, policy: int) -> None:
         pubsub = self._pubsub(method)
+        if policy == Policy.BLOCK_PUBLISHER and not self._publish_window:
+            raise RpcError(StatusCode.INVALID_ARGUMENT,
+                           "this server holds no publisher back (its Limits.publish_window is "
+                           "0): subscribe with another policy than block")
         try:
             pubsub.subscribe(owner, subscription_id, pattern, queue_limit=queue_limit,
                              policy=Policy.from_wire(policy))
@@ -255,16 +317,42 @@ class Broker:
         method = self._subscribed.pop((owner, subscription_id), None)
         if method is not None:
             self._topics[method].unsubscribe(owner, subscription_id)
+            self._release(method, (owner, subscription_id))
 
     def publish(self, method: str, topic: str, payload: bytes, confirm: bool = False,
-                timeout: Optional[float] = None, *, publisher: str = "") -> int:
-        """Hand `payload` to every subscription whose pattern matches
-        `topic` (at once: `confirm` and `timeout` change nothing here);
-        returns how many matched. `publisher` is the session it came from,
-        this server's identity by default."""
+                timeout: Optional[float] = None) -> int:
+        """Publish from this process: hand `payload` to every subscription
+        whose pattern matches `topic`; returns how many matched. While a
+        matching `block` subscription is past its limits, wait first (at
+        most `timeout` seconds: DEADLINE_EXCEEDED, nothing published);
+        `confirm` changes nothing here. Do not call it from a subscription
+        callback of the same topic: it may wait for itself."""
         pubsub = self._pubsub(method)
         try:
-            result = pubsub.publish(topic, payload, publisher or self.identity)
+            check_topic(topic)
+        except TopicError as exc:
+            raise RpcError(StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        deadline = None if timeout is None else _monotonic() + timeout
+        while True:
+            keys = pubsub.held(topic)
+            if not keys:
+                break
+            hold = _Hold(Event(), 0, len(keys))
+            self._hold(method, tuple(keys), hold)
+            left = None if deadline is None else max(0.0, deadline - _monotonic())
+            if not hold.publisher.wait(left):
+                self._unhold(method, tuple(keys), hold)
+                raise RpcError(StatusCode.DEADLINE_EXCEEDED,
+                               f"publishing on {topic!r} of {method}: a block subscriber did not "
+                               f"catch up within {timeout} s")
+        return self._publish(method, topic, payload, self.identity).matched
+
+    def _publish(self, method: str, topic: str, payload: bytes, publisher: str) -> PublishResult:
+        """Offer the message to the subscriptions, send what goes now,
+        apply the policies; `publisher` is the session it came from."""
+        pubsub = self._pubsub(method)
+        try:
+            result = pubsub.publish(topic, payload, publisher)
         except TopicError as exc:
             raise RpcError(StatusCode.INVALID_ARGUMENT, str(exc)) from None
         self._send(result.deliveries)
@@ -273,7 +361,70 @@ class Broker:
                          "keep up (their slow-consumer policy)", method, result.dropped)
         for dropped in result.disconnected:
             self._disconnect(method, dropped)
-        return result.matched
+        return result
+
+    def _grant(self, method: str, owner: Hashable, subscription_id: int, items: int) -> None:
+        """A subscriber's credit: send what it releases; a BLOCK queue back
+        within its limits lets the publishes it held go on."""
+        pubsub = self._topics[method]
+        self._send(pubsub.grant(owner, subscription_id, items))
+        key = (owner, subscription_id)
+        if (method, key) in self._holds and not pubsub.over_limit(owner, subscription_id):
+            self._release(method, key)
+
+    # ------------------------------------------- block: holding publishers back
+
+    def _hold(self, method: str, keys: Tuple[Tuple[Hashable, int], ...], hold: "_Hold") -> None:
+        """`hold` waits for each of `keys` (BLOCK subscriptions past their
+        limits). One whose peer is lost holds nobody: it ends (spec §8.3)."""
+        for key in keys:
+            self._holds.setdefault((method, key), []).append(hold)
+        for owner, subscription_id in keys:
+            if owner is not self._local and cast(Outlet, owner).suspended:
+                self._end_blocker(method, cast(Outlet, owner), subscription_id)
+
+    def _unhold(self, method: str, keys: Tuple[Tuple[Hashable, int], ...], hold: "_Hold") -> None:
+        """`hold` waits no more (its publisher gave up)."""
+        for key in keys:
+            holds = self._holds.get((method, key))
+            if holds is not None and hold in holds:
+                holds.remove(hold)
+                if not holds:
+                    del self._holds[(method, key)]
+
+    def _release(self, method: str, key: Tuple[Hashable, int]) -> None:
+        """BLOCK subscription `key` is within its limits, or gone: the
+        publishes it held go on once nothing else holds them."""
+        for hold in self._holds.pop((method, key), ()):
+            hold.waiting -= 1
+            if hold.waiting:
+                continue
+            if isinstance(hold.publisher, Event):
+                hold.publisher.set()
+            else:
+                self._give_back(hold.publisher, hold.cost)
+
+    def _give_back(self, outlet: Outlet, cost: int) -> None:
+        window = self._windows.get(_owner(outlet))
+        if window is not None:  # else its peer is gone
+            grant = window.release(cost)
+            if grant:
+                outlet.grant_publish(grant)
+
+    def suspended(self, outlet: Outlet) -> None:
+        """`outlet`'s connection was lost (its heartbeat bound passed, or
+        its stream broke): its BLOCK subscriptions that hold publishers
+        back end as by DISCONNECT, and the publishers go on (spec §8.3)."""
+        for method, pubsub in self._topics.items():
+            for subscription_id in pubsub.blocking(_owner(outlet)):
+                self._end_blocker(method, outlet, subscription_id)
+
+    def _end_blocker(self, method: str, outlet: Outlet, subscription_id: int) -> None:
+        reason = (f"subscription {subscription_id} of {method} holds publishers back (block) "
+                  f"and its connection was lost: it ends, as by disconnect")
+        self._unsubscribe(_owner(outlet), subscription_id)
+        warn.warning("blocker", "ending %s: %s", outlet.address, reason)
+        outlet.close_slow_consumer(StatusCode.RESOURCE_EXHAUSTED, reason)
 
     def _send(self, deliveries: List[Delivery]) -> None:
         # In one piece: a subscription's frames must go out in the order its
@@ -319,7 +470,7 @@ class Broker:
         pubsub = self._pubsub(method)
         sub: Subscription = Subscription(
             sid, method, pattern, queue_limit or pubsub.default_queue_limit, policy, decode,
-            callback, grant=lambda items: self._send(pubsub.grant(self._local, sid, items)),
+            callback, grant=lambda items: self._grant(method, self._local, sid, items),
             unsubscribe=self._local_unsubscribe, queue_bytes=queue_bytes)
         self._receivers.add_subscription(sub)
         try:

@@ -189,7 +189,10 @@ class TopicMethod(_MessageMethod[RequestT]):
                 timeout: Optional[float] = None) -> None:
         """Publish `message` on `topic`: every subscription whose pattern
         matches gets it once, in publish order. With `confirm`, return once
-        the server has handed it out (RpcError if it refused)."""
+        the server has handed it out (RpcError if it refused). While a
+        matching `block` subscriber is behind, the server holds publishers
+        back: this waits, at most `timeout` seconds (DEADLINE_EXCEEDED, and
+        the message was not sent)."""
         self._host.publish(self._path, topic, self._payload(message), confirm, timeout)
 
     def subscribe(self, pattern: str, callback: Optional[Callable[[Received], None]] = None, *,
@@ -201,10 +204,15 @@ class TopicMethod(_MessageMethod[RequestT]):
         returned Subscription. At most `queue_limit` messages wait for it
         (1024 by default); past that the server applies `policy`:
         "drop_oldest" (default), "drop_newest" (both counted in
-        `subscription.dropped`) or "disconnect" (the connection is closed
-        with RESOURCE_EXHAUSTED). Here, at most `queue_bytes` of payload
-        wait unhandled (32 MiB; past it the same policy applies, counted in
-        `subscription.overflowed`). It comes back by itself after a reconnect."""
+        `subscription.dropped`), "disconnect" (the connection is closed
+        with RESOURCE_EXHAUSTED) or "block" (nothing is dropped: the
+        publishers wait until this subscriber catches up; should its
+        connection be lost meanwhile, past the heartbeat bound or broken,
+        it is treated as "disconnect"). Here, at most `queue_bytes` of
+        payload wait unhandled (32 MiB; past it the same policy applies,
+        counted in `subscription.overflowed`; "block" keeps it and grants
+        the server no credit until below it again). It comes back by itself
+        after a reconnect."""
         return self._host.subscribe(self._path, pattern, self._decode_input, callback,
                                     queue_limit=queue_limit, policy=_policy(policy),
                                     timeout=timeout, queue_bytes=queue_bytes)
@@ -250,12 +258,17 @@ class BroadcastMethod(_MessageMethod[RequestT]):
                                  queue_bytes)
 
 
+#: The slow-consumer policies by the names subscribe() takes.
+_POLICIES = {"drop_oldest": Policy.DROP_OLDEST, "drop_newest": Policy.DROP_NEWEST,
+             "disconnect": Policy.DISCONNECT, "block": Policy.BLOCK_PUBLISHER}
+
+
 def _policy(name: str) -> int:
     try:
-        return int(Policy[name.upper()])
+        return int(_POLICIES[name.lower()])
     except KeyError:
-        raise ValueError(f"policy must be 'drop_oldest', 'drop_newest' or 'disconnect', "
-                         f"not {name!r}") from None
+        raise ValueError(f"policy must be 'drop_oldest', 'drop_newest', 'disconnect' or "
+                         f"'block', not {name!r}") from None
 
 
 class Client:

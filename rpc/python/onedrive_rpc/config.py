@@ -11,6 +11,11 @@ from .core.pubsub import DEFAULT_MAX_QUEUE_BYTES, DEFAULT_MAX_TOTAL_QUEUE_BYTES
 __all__ = ["Limits", "Heartbeat", "Reconnect"]
 
 
+#: The largest publish window (grants travel in a 32-bit Credit.items,
+#: and a window plus one message must fit).
+MAX_PUBLISH_WINDOW = 1024 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one side lets a peer cost it. Each default names its reason.
@@ -62,6 +67,14 @@ class Limits:
         of a server (256 MiB): a message that would take it past applies
         the receiving subscription's policy as if its queue were full, so
         many stalled subscriptions cannot multiply the bound above.
+    publish_window: bytes of publish cost (a message's payload + 64) a
+        client may have published that its server has not given back
+        (1 MiB), announced in the Welcome: a server holds a publisher
+        back by not giving it back while a `block` subscription the
+        publisher's messages went to is past its limits (spec §8.3). What
+        `block` queues hold past their limits is at most this plus one
+        message per publishing connection. 0: no window, and `block`
+        subscriptions are refused (ignored by a client).
     max_connections: connections a server holds at once, handshakes
         included (suspended sessions do not count: see below); more are
         closed at once with RESOURCE_EXHAUSTED.
@@ -95,6 +108,7 @@ class Limits:
     max_server_queued_bytes: int = 256 * 1024 * 1024
     max_subscription_bytes: int = DEFAULT_MAX_QUEUE_BYTES
     max_server_subscription_bytes: int = DEFAULT_MAX_TOTAL_QUEUE_BYTES
+    publish_window: int = 1024 * 1024
     max_connections: int = 1024
     handshake_timeout: float = 10.0
     max_connections_per_peer: int = 1024
@@ -113,6 +127,9 @@ class Limits:
                      "max_connections_per_peer", "max_suspended_sessions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if not 0 <= self.publish_window <= MAX_PUBLISH_WINDOW:
+            raise ValueError(f"publish_window must be in 0..{MAX_PUBLISH_WINDOW} bytes, "
+                             f"not {self.publish_window}")
         if not self.handshake_timeout > 0:
             raise ValueError(f"handshake_timeout must be positive, not {self.handshake_timeout}")
         for name in ("max_metadata_size", "max_metadata_entries"):

@@ -186,8 +186,9 @@ class Subscription(_Inbox[MsgT]):
     subscription's own policy applies here too: DROP_OLDEST drops the
     oldest waiting, DROP_NEWEST the new message (both counted in
     `overflowed` and given back to the server as credit), DISCONNECT ends
-    the subscription with RESOURCE_EXHAUSTED. Logged, at most once a
-    second.
+    the subscription with RESOURCE_EXHAUSTED, BLOCK keeps it and grants no
+    credit until less waits (the server then holds its publishers back).
+    Logged, at most once a second.
     """
 
     def __init__(self, subscription_id: int, method: str, pattern: str, queue_limit: int,
@@ -250,6 +251,8 @@ class Subscription(_Inbox[MsgT]):
         if self.policy == Policy.DROP_NEWEST:
             self._overflow(1)
             return False
+        if self.policy == Policy.BLOCK_PUBLISHER:
+            return True  # kept: no credit goes back until below queue_bytes (_taken)
         dropped = 0
         while len(self) and self.queued_bytes + size > self.queue_bytes:
             self.drop_oldest()
@@ -281,7 +284,8 @@ class Subscription(_Inbox[MsgT]):
 
     def _taken(self) -> None:
         self._release()
-        if self._consumed >= max(1, self.queue_limit // 2) and self.closed is None:
+        if (self._consumed >= max(1, self.queue_limit // 2) and self.closed is None
+                and (self.policy != Policy.BLOCK_PUBLISHER or self.queued_bytes <= self.queue_bytes)):
             consumed, self._consumed = self._consumed, 0
             self._grant(consumed)
 

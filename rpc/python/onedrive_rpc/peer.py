@@ -153,7 +153,7 @@ class Peer:
         server. With `confirm`, return once the server handed it to the
         subscriptions (RpcError if it refused, e.g. UNIMPLEMENTED)."""
         check_topic(topic)
-        self._intercepted("publish", method, lambda md: self._send_frame(
+        self._intercepted("publish", method, lambda md: self._connection.outgoing.publish(
             Publish(method, topic, payload), confirm, timeout), payload, topic)
 
     def subscribe(self, method: str, pattern: str, decode: Callable[[Any], Any],

@@ -264,7 +264,7 @@ class Server:
                           max_concurrent_calls=self.limits.max_concurrent_calls,
                           max_call_bytes=self.limits.max_call_bytes,
                           call_budget=self._call_budget, read_budget=self._read_budget,
-                          secret=self._secret)
+                          secret=self._secret, publish_window=self.limits.publish_window)
         key = peer_key(stream)
         refusal = self._admission.refusal(key, self._connections)
         code = StatusCode.RESOURCE_EXHAUSTED
@@ -372,6 +372,8 @@ class Server:
         bounded pool: past it, the oldest suspended session ends."""
         if conn.peer is not None:
             self._hooks.fire("lost", conn.peer, reason)
+        # A block subscriber that is gone must not hold publishers back.
+        self._broker.suspended(conn.outlet)
         bound = self.limits.max_suspended_sessions
         for old in self._admission.to_evict(self._connections):
             self._warn.warning("evicted", "ending suspended session %s of %s: more than %d "

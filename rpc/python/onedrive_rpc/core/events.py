@@ -149,12 +149,15 @@ class StreamEndReceived(NamedTuple):
 
 class CreditReceived(NamedTuple):
     """Flow control: the peer may take `items` more on one stream
-    (call_id), subscription (subscription_id) or consumer (consumer_id)."""
+    (call_id), subscription (subscription_id) or consumer (consumer_id);
+    or, with `publish`, we may publish `items` more bytes of cost (the
+    server gave our publish window back)."""
 
     call_id: int
     subscription_id: int
     consumer_id: int
     items: int
+    publish: bool = False
 
 
 class NotifyReceived(NamedTuple):

@@ -96,7 +96,7 @@ class Negotiation:
                  "hello_sent", "peer", "agreed_interval", "hello_metadata", "resume_request",
                  "resent_through", "max_metadata_size", "max_metadata_entries",
                  "min_interval", "max_calls", "peer_max_calls", "token", "secret", "nonce",
-                 "proven", "awaiting_proof")
+                 "proven", "awaiting_proof", "publish_window", "peer_publish_window")
 
     def __init__(self, *, peer_id: str, name: str, pid: int, max_frame_size: int,
                  metadata: Optional[Mapping[str, str]], heartbeat_interval: float,
@@ -104,13 +104,15 @@ class Negotiation:
                  max_metadata_size: int = md.DEFAULT_MAX_METADATA_SIZE,
                  max_metadata_entries: int = md.DEFAULT_MAX_METADATA_ENTRIES,
                  min_heartbeat_interval: float = 0.0, max_concurrent_calls: int = 0,
-                 resume_token: bytes = b"", secret: Optional[bytes] = None) -> None:
+                 resume_token: bytes = b"", secret: Optional[bytes] = None,
+                 publish_window: int = 0) -> None:
         if secret is not None and len(secret) < auth.MIN_SECRET:
             raise ValueError(f"a shared secret must be at least {auth.MIN_SECRET} bytes, "
                              f"not {len(secret)}")
-        if not 0 <= max_concurrent_calls <= _MAX_UINT32:
-            raise ValueError(f"max_concurrent_calls must be in 0..{_MAX_UINT32}, "
-                             f"not {max_concurrent_calls}")
+        for setting, value in (("max_concurrent_calls", max_concurrent_calls),
+                               ("publish_window", publish_window)):
+            if not 0 <= value <= _MAX_UINT32:
+                raise ValueError(f"{setting} must be in 0..{_MAX_UINT32}, not {value}")
         # Validates both before anything goes on the wire.
         Liveness(heartbeat_interval, heartbeat_misses, 0.0)
         md.validate_limits(max_metadata_size, max_metadata_entries)
@@ -125,6 +127,10 @@ class Negotiation:
         #: The Requests we serve at once, announced; the peer's (0: unlimited).
         self.max_calls = max_concurrent_calls
         self.peer_max_calls = 0
+        #: Server: the publish window its Welcome announces (core/publish_window.py);
+        #: client: the one the server announced (0: none).
+        self.publish_window = publish_window
+        self.peer_publish_window = 0
         #: Server: the resume token its Welcome gives this session.
         self.token = resume_token
         #: The shared secret both sides must prove they know (None: no
@@ -195,6 +201,7 @@ class Negotiation:
         limit = _peer_frame_limit(welcome.max_frame_size) if welcome.max_frame_size else 0
         peer = _peer_info(welcome.identity)
         self.peer_max_calls = welcome.max_concurrent_calls
+        self.peer_publish_window = welcome.publish_window
         fresh = None  # a new Reliability, when our session is gone
         if welcome.resumed:
             if welcome.session_id != self.resume_id or not self.resume_id:
@@ -320,6 +327,7 @@ class Negotiation:
         welcome.heartbeat.interval_ms = _ms(self.agreed_interval)
         welcome.heartbeat.misses = self.misses
         welcome.max_concurrent_calls = self.max_calls
+        welcome.publish_window = self.publish_window
         token = resumed.resume_token if resumed is not None and resumed.resume_token else self.token
         welcome.resume_token = token
         if resumed is not None:

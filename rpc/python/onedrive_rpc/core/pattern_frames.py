@@ -38,11 +38,12 @@ def _credit(env: _Envelope, payload: Frame) -> ev.Event:
     credit = env.credit
     if not credit.items:
         raise RemoteProtocolError("credit frame grants no items")
-    if bool(credit.call_id) + bool(credit.subscription_id) + bool(credit.consumer_id) != 1:
+    named = bool(credit.call_id) + bool(credit.subscription_id) + bool(credit.consumer_id)
+    if named != (0 if credit.publish else 1):
         raise RemoteProtocolError("credit frame must name exactly one of call_id, "
-                                  "subscription_id and consumer_id")
+                                  "subscription_id and consumer_id, or none with publish")
     return ev.CreditReceived(credit.call_id, credit.subscription_id, credit.consumer_id,
-                             credit.items)
+                             credit.items, credit.publish)
 
 
 def _notify(env: _Envelope, payload: Frame) -> ev.Event:
@@ -136,12 +137,14 @@ class StreamEnd(NamedTuple):
 
 
 class Credit(NamedTuple):
-    """Exactly one of call_id, subscription_id and consumer_id is set."""
+    """Exactly one of call_id, subscription_id and consumer_id is set, or
+    none and `publish` (the server gives a client publish window back)."""
 
     items: int
     call_id: int = 0
     subscription_id: int = 0
     consumer_id: int = 0
+    publish: bool = False
 
 
 class Notify(NamedTuple):
@@ -247,7 +250,8 @@ def _stream_end_message(f: StreamEnd) -> bytes:
 
 def _credit_message(f: Credit) -> bytes:
     return wire_pb2.Credit(call_id=f.call_id, subscription_id=f.subscription_id,
-                           consumer_id=f.consumer_id, items=f.items).SerializeToString()
+                           consumer_id=f.consumer_id, items=f.items,
+                           publish=f.publish).SerializeToString()
 
 
 def _notify_message(f: Notify) -> bytes:

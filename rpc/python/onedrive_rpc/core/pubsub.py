@@ -10,8 +10,11 @@ Calls and what they return::
     unsubscribe(owner, subscription_id) -> bool       # False if unknown: idempotent
     drop_owner(owner) -> int                          # the peer is gone: how many were removed
     publish(topic, payload, publisher) -> PublishResult(deliveries, disconnected, matched,
-                                                        publisher_seq, dropped)
+                                                        publisher_seq, dropped, blocked)
     grant(owner, subscription_id, items) -> [Delivery]  # queued messages the new credit releases
+    over_limit(owner, subscription_id) -> bool        # a BLOCK queue past its limits
+    held(topic) -> [(owner, subscription_id)]         # BLOCK ones past them, matching topic
+    blocking(owner) -> [subscription_id]              # owner's BLOCK ones past them
     forget_publisher(publisher) -> bool               # its session ended: drop its counter
     subscription(owner, subscription_id) -> SubscriptionState
     subscriptions() -> [SubscriptionState]
@@ -27,8 +30,12 @@ grants more as it consumes them) and queues the rest, at most `queue_limit`
 messages and `max_queue_bytes` payload bytes. A message arriving for a full
 queue invokes the subscription's slow-consumer `Policy`: drop the oldest
 queued messages (as many as it takes for the new one to fit), drop the new
-one, or end the subscription (reported in `PublishResult.disconnected`, for
-the driver to end with RESOURCE_EXHAUSTED). A message larger than
+one, end the subscription (reported in `PublishResult.disconnected`, for
+the driver to end with RESOURCE_EXHAUSTED), or (BLOCK_PUBLISHER) queue it past the
+limit and report the subscription in `PublishResult.blocked`: the driver
+holds that message's publisher back until `over_limit` is False again, so a
+BLOCK queue holds at most its limit plus what its publishers' windows let
+through. A message larger than
 `max_queue_bytes` on its own is queued only into an empty queue (it is never
 lost merely for its size; a frame limit bounds it). All the queues of every
 PubSub sharing one `budget` (a server's) hold at most `budget.limit` bytes
@@ -92,9 +99,6 @@ DEFAULT_MAX_QUEUE_BYTES = 8 * 1024 * 1024
 # cannot multiply the bound above.
 DEFAULT_MAX_TOTAL_QUEUE_BYTES = 256 * 1024 * 1024
 
-# Wire value of SlowConsumerPolicy.BLOCK_PUBLISHER, which we do not implement.
-_WIRE_BLOCK_PUBLISHER = 4
-
 
 class Policy(enum.IntEnum):
     """What happens when a message arrives for a full queue. Values equal
@@ -107,16 +111,17 @@ class Policy(enum.IntEnum):
     DROP_NEWEST = 2
     #: End the subscription: the subscriber must not miss messages silently.
     DISCONNECT = 3
+    #: Queue it past the limit and hold the publishers back ("block"):
+    #: nothing is lost; the driver withholds the publishers' window
+    #: (core/publish_window.py) while `over_limit`.
+    BLOCK_PUBLISHER = 4
 
     @classmethod
     def from_wire(cls, value: int) -> "Policy":
         """The policy a Subscribe frame asks for; 0 (unspecified) is
-        DROP_OLDEST. ValueError for BLOCK_PUBLISHER and unknown numbers."""
+        DROP_OLDEST. ValueError for unknown numbers."""
         if value == 0:
             return cls.DROP_OLDEST
-        if value == _WIRE_BLOCK_PUBLISHER:
-            raise ValueError(f"slow-consumer policy BLOCK_PUBLISHER ({value}) is not supported: "
-                             f"use DROP_OLDEST, DROP_NEWEST or DISCONNECT")
         try:
             return cls(value)
         except ValueError:
@@ -160,6 +165,9 @@ class PublishResult(NamedTuple):
     #: Messages the slow-consumer policies dropped to take this one (queued
     #: ones, or this one), over all subscriptions.
     dropped: int = 0
+    #: BLOCK subscriptions this message took past their limit: its
+    #: publisher is to be held back until each is within it (or gone).
+    blocked: Tuple["_Key", ...] = ()
 
 
 class SubscriptionState(NamedTuple):
@@ -340,6 +348,7 @@ class PubSub:
         message: _Message = (topic, publisher, seq, payload)
         deliveries: List[Delivery] = []
         disconnected: List[Disconnect] = []
+        blocked: List[_Key] = []
         dropped = 0
         keys = self._index.match(topic)
         subs = self._subs
@@ -372,7 +381,10 @@ class PubSub:
                     sub.dropped += 1
                     dropped += 1
                     continue
-            if sub.policy is Policy.DROP_OLDEST:
+            if sub.policy is Policy.BLOCK_PUBLISHER:
+                self._enqueue(sub, message, size)
+                blocked.append(key)
+            elif sub.policy is Policy.DROP_OLDEST:
                 dropped += self._drop_oldest_for(sub, message, size)
             elif sub.policy is Policy.DROP_NEWEST:
                 sub.dropped += 1
@@ -384,7 +396,31 @@ class PubSub:
                     sub.owner, sub.subscription_id,
                     f"slow consumer: subscription {sub.subscription_id} (pattern {sub.pattern!r}) "
                     f"{full}, and its policy is DISCONNECT"))
-        return PublishResult(deliveries, disconnected, len(keys), seq, dropped)
+        return PublishResult(deliveries, disconnected, len(keys), seq, dropped, tuple(blocked))
+
+    def over_limit(self, owner: Hashable, subscription_id: int) -> bool:
+        """Does this subscription hold more than its limits (a BLOCK one
+        can)? False if there is none."""
+        sub = self._subs.get((owner, subscription_id))
+        if sub is None:
+            return False
+        queue = sub.queue
+        return (len(queue) > sub.queue_limit
+                or (len(queue) > 1 and sub.queued_bytes > self.max_queue_bytes)
+                or (bool(queue) and self.budget.used > self.budget.limit))
+
+    def held(self, topic: str) -> List[_Key]:
+        """The BLOCK subscriptions matching `topic` that are past their
+        limits: a publisher that can wait should, before publishing on it."""
+        subs = self._subs
+        return [key for key in self._index.match(topic)
+                if subs[key].policy is Policy.BLOCK_PUBLISHER and self.over_limit(*key)]
+
+    def blocking(self, owner: Hashable) -> List[int]:
+        """`owner`'s BLOCK subscriptions that are past their limits."""
+        return [sid for sid in self._owners.get(owner, ())
+                if self._subs[(owner, sid)].policy is Policy.BLOCK_PUBLISHER
+                and self.over_limit(owner, sid)]
 
     def _full(self, sub: _Subscription, size: int) -> Optional[str]:
         """None if a message of `size` bytes fits in `sub`'s queue, else

@@ -143,7 +143,7 @@ class Hello(_message.Message):
     def __init__(self, version: _Optional[_Union[ProtocolVersion, str]] = ..., identity: _Optional[_Union[PeerIdentity, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatSettings, _Mapping]] = ..., max_frame_size: _Optional[int] = ..., resume_session_id: _Optional[str] = ..., resume_received_seq: _Optional[int] = ..., auth_nonce: _Optional[bytes] = ..., metadata: _Optional[_Mapping[str, str]] = ..., max_concurrent_calls: _Optional[int] = ..., resume_token: _Optional[bytes] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("version", "identity", "heartbeat", "max_frame_size", "session_id", "resumed", "resume_received_seq", "max_concurrent_calls", "resume_token")
+    __slots__ = ("version", "identity", "heartbeat", "max_frame_size", "session_id", "resumed", "resume_received_seq", "max_concurrent_calls", "resume_token", "publish_window")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
@@ -153,6 +153,7 @@ class Welcome(_message.Message):
     RESUME_RECEIVED_SEQ_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENT_CALLS_FIELD_NUMBER: _ClassVar[int]
     RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PUBLISH_WINDOW_FIELD_NUMBER: _ClassVar[int]
     version: ProtocolVersion
     identity: PeerIdentity
     heartbeat: HeartbeatSettings
@@ -162,7 +163,8 @@ class Welcome(_message.Message):
     resume_received_seq: int
     max_concurrent_calls: int
     resume_token: bytes
-    def __init__(self, version: _Optional[_Union[ProtocolVersion, str]] = ..., identity: _Optional[_Union[PeerIdentity, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatSettings, _Mapping]] = ..., max_frame_size: _Optional[int] = ..., session_id: _Optional[str] = ..., resumed: _Optional[bool] = ..., resume_received_seq: _Optional[int] = ..., max_concurrent_calls: _Optional[int] = ..., resume_token: _Optional[bytes] = ...) -> None: ...
+    publish_window: int
+    def __init__(self, version: _Optional[_Union[ProtocolVersion, str]] = ..., identity: _Optional[_Union[PeerIdentity, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatSettings, _Mapping]] = ..., max_frame_size: _Optional[int] = ..., session_id: _Optional[str] = ..., resumed: _Optional[bool] = ..., resume_received_seq: _Optional[int] = ..., max_concurrent_calls: _Optional[int] = ..., resume_token: _Optional[bytes] = ..., publish_window: _Optional[int] = ...) -> None: ...
 
 class Challenge(_message.Message):
     __slots__ = ("nonce", "server_proof")
@@ -238,16 +240,18 @@ class Cancel(_message.Message):
     def __init__(self, call_id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Credit(_message.Message):
-    __slots__ = ("call_id", "subscription_id", "consumer_id", "items")
+    __slots__ = ("call_id", "subscription_id", "consumer_id", "items", "publish")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
     CONSUMER_ID_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
+    PUBLISH_FIELD_NUMBER: _ClassVar[int]
     call_id: int
     subscription_id: int
     consumer_id: int
     items: int
-    def __init__(self, call_id: _Optional[int] = ..., subscription_id: _Optional[int] = ..., consumer_id: _Optional[int] = ..., items: _Optional[int] = ...) -> None: ...
+    publish: bool
+    def __init__(self, call_id: _Optional[int] = ..., subscription_id: _Optional[int] = ..., consumer_id: _Optional[int] = ..., items: _Optional[int] = ..., publish: _Optional[bool] = ...) -> None: ...
 
 class Notify(_message.Message):
     __slots__ = ("method", "metadata")

@@ -438,7 +438,9 @@ class Connection:
         self.owner.on_pattern_event(self, event)
 
     def _on_credit(self, event: ev.CreditReceived) -> None:
-        if event.call_id:
+        if event.publish:  # a server's: a client's is ignored (its window is 0)
+            self.outgoing.on_publish_credit(event.items)
+        elif event.call_id:
             self.incoming.on_credit(event.call_id, event.items)
         else:
             self.owner.on_pattern_event(self, event)

@@ -23,7 +23,8 @@ from gevent.hub import Waiter
 
 from ..calls import DEFAULT_STREAM_WINDOW, TIMED_OUT, CallFuture, call_result, fresh
 from ..core import events as ev
-from ..core.pattern_frames import CallFrame, Credit, Notify, OutFrame
+from ..core.pattern_frames import CallFrame, Credit, Notify, OutFrame, Publish
+from ..core.publish_window import PublishCredit, publish_cost
 from ..core.session import State
 from ..errors import LocalProtocolError, PeerLost, RpcError, StatusCode
 from ..streams import ServerStream, StreamReceiver
@@ -59,6 +60,10 @@ class OutgoingCalls:
         self.failed_while_suspended = False
         #: Calls waiting for one of the places the peer serves, in turn.
         self._turns: Deque[Event] = deque()
+        #: What we may publish before the server gives more back (spec §8.3).
+        self.publish_credit = PublishCredit(connection.session.peer_publish_window)
+        #: Publishes waiting for the server to give window back, in turn.
+        self._publishers: Deque[Event] = deque()
 
     # ------------------------------------------------------------ calls
 
@@ -130,6 +135,29 @@ class OutgoingCalls:
         self._conn.outbox.flush_soon()
         what = f"{type(frame).__name__.lower()} to {frame.method or '?'}"
         self._await(call_id, waiter, timeout, _no_reply, what)
+
+    def publish(self, frame: Publish, confirm: bool, timeout: Optional[float]) -> None:
+        """Send a Publish once the window the server gave has room for it
+        (it holds publishers back while a block subscriber is behind);
+        `confirm`: as a call the server answers."""
+        cost = publish_cost(len(frame.payload))
+        credit = self.publish_credit
+        if self._publishers or not credit.may_send(cost):
+            timeout = self._wait_in_line(
+                self._publishers, lambda: credit.may_send(cost), timeout,
+                f"publishing to {frame.method}: the server holds publishers back while a block "
+                f"subscriber is behind")
+        credit.sent(cost)
+        if confirm:
+            self.call_frame(frame, timeout)
+        else:
+            self.send_one_way(frame)
+
+    def on_publish_credit(self, amount: int) -> None:
+        """Credit{publish}: the server gave `amount` of our window back."""
+        self.publish_credit.granted(amount)
+        if self._publishers:
+            self._publishers[0].set()
 
     def send_one_way(self, frame: OutFrame, ack_now: bool = False) -> int:
         """Send a frame nobody answers (a notification, publish,
@@ -211,7 +239,7 @@ class OutgoingCalls:
             self._loop.run_callback(waiter.switch, fresh(error))
         if pending:
             conn.progress.set()
-        for turn in self._turns:  # each sees why and leaves the line
+        for turn in (*self._turns, *self._publishers):  # each sees why and leaves its line
             turn.set()
         confirms = list(self.confirms)
         self.confirms.clear()
@@ -245,29 +273,28 @@ class OutgoingCalls:
         if turns and self._conn.session.may_request:
             turns[0].set()
 
-    def _wait_turn(self, timeout: Optional[float], method: str) -> Optional[float]:
-        """Wait, behind the calls that came first, until the peer serves
-        one more (or we may not send at all: raises); what is left of
-        `timeout` then."""
+    def _wait_in_line(self, line: Deque[Event], ready: Callable[[], bool],
+                      timeout: Optional[float], waited: str) -> Optional[float]:
+        """Wait in `line`, behind those that came first, until `ready()`
+        (or we may not send at all: raises); what is left of `timeout`
+        then. `waited` says what for, when the deadline passes."""
         turn = Event()
-        turns = self._turns
-        turns.append(turn)
+        line.append(turn)
         deadline = None if timeout is None else _monotonic() + timeout
         try:
             while True:
                 turn.clear()
                 self._ready_to_send()
-                if turns[0] is turn and self._conn.session.may_request:
+                if line[0] is turn and ready():
                     return None if deadline is None else max(0.0, deadline - _monotonic())
                 left = None if deadline is None else deadline - _monotonic()
                 if (left is not None and left <= 0) or not turn.wait(left):
                     raise RpcError(StatusCode.DEADLINE_EXCEEDED,
-                                   f"deadline exceeded after {timeout}s calling {method}: waited "
-                                   f"behind the {self._conn.session.peer_max_calls} calls the "
-                                   f"peer serves at once")
+                                   f"deadline exceeded after {timeout}s {waited}")
         finally:
-            turns.remove(turn)
-            self.next_turn()
+            line.remove(turn)
+            if line:
+                line[0].set()  # the next one checks for itself
 
     def _send_request(self, method: str, payload: bytes, timeout: Optional[float],
                       metadata: Optional[Mapping[str, str]], waiter: Any,
@@ -275,8 +302,12 @@ class OutgoingCalls:
         """Send a Request (once the peer serves one more); its call id and
         what is left of `timeout`."""
         self._ready_to_send()
-        if self._turns or not self._conn.session.may_request:
-            timeout = self._wait_turn(timeout, method)
+        session = self._conn.session
+        if self._turns or not session.may_request:
+            timeout = self._wait_in_line(
+                self._turns, lambda: session.may_request, timeout,
+                f"calling {method}: waited behind the {session.peer_max_calls} calls the peer "
+                f"serves at once")
         call_id = self._next_call_id
         self._next_call_id = call_id + 1
         try:

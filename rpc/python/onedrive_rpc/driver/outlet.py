@@ -24,7 +24,7 @@ import gevent
 
 from ..calls import CallOrigin
 from ..core.budget import OutputBudget
-from ..core.pattern_frames import OutFrame
+from ..core.pattern_frames import Credit, OutFrame
 from ..core.session import State
 from ..errors import RpcError, StatusCode
 from ..logs import Throttled
@@ -121,6 +121,20 @@ class ConnectionOutlet:
         """The connection ended: it holds nothing any more."""
         if self._budget is not None:
             self._budget.release(self)
+
+    @property
+    def suspended(self) -> bool:
+        return self._conn.suspended
+
+    def grant_publish(self, amount: int) -> None:
+        """Give the client `amount` of its publish window back (spec §8.3);
+        while its connection is suspended, the Credit waits in the resend
+        buffer like any frame."""
+        conn = self._conn
+        if conn.closed or conn.session.state not in _LIVE_STATES:
+            return  # the session is over, and its window with it
+        conn.session.send(Credit(amount, publish=True))
+        conn.outbox.flush_soon()
 
     def close_slow_consumer(self, code: StatusCode, reason: str) -> None:
         """Refuse further output and close in the background, telling the

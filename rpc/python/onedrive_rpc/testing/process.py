@@ -121,6 +121,7 @@ class PatternPeerProcess(ServerProcess):
     Echo service, reporting what it gets as JSON lines in `received`:
 
         PatternPeerProcess(url, "subscribe", "a.>")   # Echo.Changed
+        PatternPeerProcess(url, "subscribe", "a.>", "block", "16")  # policy, queue_limit
         PatternPeerProcess(url, "consume", "2")       # Echo.Work, prefetch 2
         PatternPeerProcess(url, "consume", "1", "0")  # ... sleeping at most 0 s
         PatternPeerProcess(url, "listen")             # Echo.Announce
@@ -189,9 +190,10 @@ def _pattern_peer(args: argparse.Namespace) -> None:
         print(json.dumps(record), flush=True)
 
     if args.role == "subscribe":
-        client.changed.subscribe(args.role_arg[0], lambda r: report(
+        pattern, policy, limit = (args.role_arg + ["drop_oldest", "0"])[:3]
+        client.changed.subscribe(pattern, lambda r: report(
             topic=r.topic, text=r.message.text, publisher=r.publisher, seq=r.publisher_seq,
-            dropped=r.dropped), timeout=10)
+            dropped=r.dropped), policy=policy, queue_limit=int(limit), timeout=10)
     elif args.role == "consume":
         cap = float(args.role_arg[1]) if len(args.role_arg) > 1 else float("inf")
 

@@ -24,8 +24,6 @@ def test_policy_matches_the_wire_enum():
         assert policy.value == wire_pb2.SlowConsumerPolicy.Value(policy.name)
         assert Policy.from_wire(policy.value) is policy
     assert Policy.from_wire(wire_pb2.SLOW_CONSUMER_POLICY_UNSPECIFIED) is Policy.DROP_OLDEST
-    with pytest.raises(ValueError, match=r"BLOCK_PUBLISHER \(4\) is not supported"):
-        Policy.from_wire(wire_pb2.BLOCK_PUBLISHER)
     with pytest.raises(ValueError, match="unknown slow-consumer policy 9"):
         Policy.from_wire(9)
 
@@ -467,3 +465,45 @@ def test_queued_bytes_never_pass_their_bounds(steps):
         for s in states:
             assert s.queued <= s.queue_limit
             assert s.queued_bytes <= 2500 or s.queued == 1
+
+
+# ------------------------------------------------------------- block
+
+
+def test_block_queues_past_the_limit_and_reports_who_is_held():
+    ps = PubSub()
+    ps.subscribe(A, 1, ">", queue_limit=2, policy=Policy.BLOCK_PUBLISHER, credit=1)
+    ps.subscribe(B, 1, ">", queue_limit=2, policy=Policy.DROP_OLDEST, credit=1)
+    results = [ps.publish("t", bytes([i]), "pub") for i in range(5)]
+    assert [r.blocked for r in results] == [(), (), (), ((A, 1),), ((A, 1),)]
+    assert ps.over_limit(A, 1) and not ps.over_limit(B, 1)
+    assert ps.subscription(A, 1).queued == 4 and ps.subscription(A, 1).dropped == 0
+    assert ps.held("t") == [(A, 1)] and ps.held("other.topic") == [(A, 1)]
+    assert ps.blocking(A) == [1] and ps.blocking(B) == []
+    # Credit brings it back within its limit: nothing was lost, in order.
+    assert payloads(ps.grant(A, 1, 2)) == [b"\x01", b"\x02"]
+    assert not ps.over_limit(A, 1) and ps.held("t") == []
+    assert payloads(ps.grant(A, 1, 10)) == [b"\x03", b"\x04"]
+
+
+def test_block_counts_bytes_and_the_shared_budget_too():
+    budget = ByteBudget(1000)
+    ps = PubSub(max_queue_bytes=300, budget=budget)
+    ps.subscribe(A, 1, "a", queue_limit=100, policy=Policy.BLOCK_PUBLISHER, credit=1)
+    ps.publish("a", b"x", "pub")  # within credit
+    assert [ps.publish("a", b"y" * 200, "pub").blocked for _ in range(2)] == [(), ((A, 1),)]
+    assert ps.over_limit(A, 1)
+    ps.grant(A, 1, 1)
+    assert not ps.over_limit(A, 1)
+    ps.subscribe(B, 1, "b", queue_limit=100, policy=Policy.BLOCK_PUBLISHER, credit=1)
+    ps.publish("b", b"", "pub")
+    for _ in range(4):
+        ps.publish("b", b"z" * 250, "pub")  # the budget runs out at the 4th
+    assert budget.used > budget.limit and ps.over_limit(B, 1)
+    ps.unsubscribe(B, 1)
+    assert budget.used == 200 and not ps.over_limit(B, 1)
+
+
+def test_an_unknown_or_empty_subscription_is_not_over_its_limit():
+    ps = PubSub()
+    assert not ps.over_limit(A, 9) and ps.blocking(A) == []

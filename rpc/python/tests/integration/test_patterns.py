@@ -188,7 +188,7 @@ def test_bad_subscriptions_and_publishes_get_specific_errors(served, peers):
         peer.publish("/no.Such/Thing", "a", b"", confirm=True, timeout=5)
     assert info.value.code == rpc.StatusCode.UNIMPLEMENTED and "unknown service" in info.value.message
     with pytest.raises(ValueError, match="policy must be"):
-        client.changed.subscribe("a", policy="block")
+        client.changed.subscribe("a", policy="block_everyone")
     assert client.echo(Msg(text="still"), timeout=5).text == "still"
 
 

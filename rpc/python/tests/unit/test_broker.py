@@ -13,10 +13,12 @@ import pytest
 from gevent.event import Event
 
 from onedrive_rpc.calls import CallOrigin, Identity
+from onedrive_rpc.config import Limits
 from onedrive_rpc.core import wire_pb2
 from onedrive_rpc.broker import Broker
 from onedrive_rpc.core import events as ev
 from onedrive_rpc.core.pattern_frames import DECODERS, encode
+from onedrive_rpc.core.publish_window import publish_cost
 from onedrive_rpc.core.pubsub import MAX_QUEUE_LIMIT, Policy
 from onedrive_rpc.core.workqueue import CONSUMER_LOST, MAX_PREFETCH
 from onedrive_rpc.errors import RpcError, StatusCode
@@ -51,6 +53,9 @@ class FakeOutlet:
         self.answers: List[Answer] = []
         self.slow_closes: List[Tuple[StatusCode, str]] = []
         self.gone = False
+        self.suspended = False
+        #: What Credit{publish} gave back, in order.
+        self.grants: List[int] = []
 
     def push(self, frame: Any) -> bool:
         if self.gone:
@@ -68,6 +73,9 @@ class FakeOutlet:
     def close_slow_consumer(self, code: StatusCode, reason: str) -> None:
         self.slow_closes.append((code, reason))
 
+    def grant_publish(self, amount: int) -> None:
+        self.grants.append(amount)
+
     def take(self) -> List[Any]:
         """The frames pushed since the last take."""
         frames, self.frames = self.frames, []
@@ -80,12 +88,13 @@ class FakeOutlet:
 class World:
     """A broker serving EchoService, and the fake peers connected to it."""
 
-    def __init__(self, interception: Optional[Interception] = None) -> None:
+    def __init__(self, interception: Optional[Interception] = None,
+                 limits: Optional[Limits] = None) -> None:
         registry = Registry()
         registry.add(EchoService())
         self.outlets: List[FakeOutlet] = []
         self.broker = Broker(registry, lambda: self.outlets, identity="the-server",
-                             interception=interception)
+                             limits=limits, interception=interception)
 
     def peer(self, session_id: str) -> FakeOutlet:
         outlet = FakeOutlet(session_id)
@@ -378,7 +387,7 @@ def test_the_servers_own_broadcast_reaches_every_peer_but_not_itself(world):
 @pytest.mark.parametrize("event", [
     ev.ConsumeReceived(61, 1, WORK, MAX_PREFETCH + 1, False),
     ev.SubscribeReceived(61, 1, CHANGED, ">", MAX_QUEUE_LIMIT + 1, 0),
-    ev.SubscribeReceived(61, 1, CHANGED, ">", 0, int(wire_pb2.BLOCK_PUBLISHER)),
+    ev.SubscribeReceived(61, 1, CHANGED, ">", 0, 9),
 ], ids=["prefetch", "queue_limit", "policy"])
 def test_a_frame_asking_for_absurd_credit_is_answered_invalid_argument(world, event):
     a = world.peer("a")
@@ -542,3 +551,75 @@ def test_listen_is_asked_once_per_connection_and_method_and_forgotten_with_it(gu
     asked.deny.clear()
     assert guarded.broker.broadcast(ANNOUNCE, b"three") == 2
     assert [frame.payload for frame in mallory.take()] == [b"three"]
+
+
+# ------------------------------------------------------------------ block
+
+BLOCK = int(Policy.BLOCK_PUBLISHER)
+COST = publish_cost(100)
+
+
+@pytest.fixture
+def windowed() -> World:
+    """A broker giving each publisher a window of 4 messages of 100 bytes."""
+    return World(limits=Limits(publish_window=4 * COST))
+
+
+def test_a_block_subscriber_past_its_limit_holds_its_publishers_window(windowed):
+    sub, pub = windowed.peer("sub"), windowed.peer("pub")
+    assert windowed.subscribe(sub, 1, ">", queue_limit=2, policy=BLOCK).code == StatusCode.OK
+    for _ in range(4):  # 2 within credit, 2 queued: cost back by halves
+        windowed.publish(pub, "t", bytes(100))
+    assert pub.grants == [2 * COST, 2 * COST]
+    for _ in range(3):  # past the queue's limit: queued, and held
+        windowed.publish(pub, "t", bytes(100))
+    state = windowed.broker._topics[CHANGED].subscription(sub, 1)
+    assert (state.queued, state.dropped) == (5, 0)
+    assert pub.grants == [2 * COST, 2 * COST]
+    windowed.broker.handle(sub, ev.CreditReceived(0, 1, 0, 2))
+    assert pub.grants == [2 * COST, 2 * COST]  # 3 queued: still past its limit
+    windowed.broker.handle(sub, ev.CreditReceived(0, 1, 0, 1))
+    assert pub.grants == [2 * COST, 2 * COST, 2 * COST]  # within it: back, by halves
+    assert [frame.payload for frame in sub.take()] == [bytes(100)] * 5
+
+
+def test_a_publish_past_the_window_is_refused(windowed):
+    sub, pub = windowed.peer("sub"), windowed.peer("pub")
+    windowed.subscribe(sub, 1, ">", queue_limit=1, policy=BLOCK)
+    answers = []
+    for call_id in range(1, 12):
+        windowed.publish(pub, "t", bytes(100), call_id=call_id)
+        answers.append(pub.answers.pop().code)
+    assert StatusCode.RESOURCE_EXHAUSTED in answers
+    refused = answers.index(StatusCode.RESOURCE_EXHAUSTED)
+    assert set(answers[:refused]) == {StatusCode.OK}
+    assert windowed.broker._topics[CHANGED].subscription(sub, 1).queued <= 1 + 4
+
+
+def test_a_lost_block_subscriber_ends_and_lets_publishers_go(windowed):
+    sub, pub = windowed.peer("sub"), windowed.peer("pub")
+    windowed.subscribe(sub, 1, ">", queue_limit=1, policy=BLOCK)
+    for _ in range(4):  # one delivered, one queued, two held
+        windowed.publish(pub, "t", bytes(100))
+    assert pub.grants == [2 * COST]
+    sub.suspended = True
+    windowed.broker.suspended(sub)
+    assert pub.grants == [2 * COST, 2 * COST]
+    assert [code for code, _ in sub.slow_closes] == [StatusCode.RESOURCE_EXHAUSTED]
+    assert "its connection was lost" in sub.slow_closes[0][1]
+    # A publish that would be held by a suspended subscriber ends it at once.
+    windowed.subscribe(sub, 2, ">", queue_limit=1, policy=BLOCK)
+    sub.slow_closes.clear()
+    for _ in range(3):
+        windowed.publish(pub, "t", bytes(100))
+    assert sub.slow_closes and windowed.broker._topics[CHANGED].subscriptions() == []
+
+
+def test_a_gone_publisher_or_subscriber_frees_what_the_holds_kept(windowed):
+    sub, pub = windowed.peer("sub"), windowed.peer("pub")
+    windowed.subscribe(sub, 1, ">", queue_limit=1, policy=BLOCK)
+    for _ in range(4):
+        windowed.publish(pub, "t", bytes(100))
+    windowed.broker.forget(pub, lost=True)
+    windowed.broker.forget(sub, lost=True)
+    assert windowed.broker._holds == {} and windowed.broker._windows == {}
