@@ -15,7 +15,7 @@ from .errors import (FrameTooLarge, LocalProtocolError, PeerLost, ProtocolError,
 from .patterns import BroadcastListener, Consumer, Received, Subscription, TaskContext
 from .peer import Peer, connect
 from .server import Server
-from .service import Service, prefetch, unimplemented
+from .service import Service, policy, prefetch, unimplemented
 from .streams import ServerStream
 from .tls import TLS
 from .transport import Listener, Stream, Transport, register_transport
@@ -57,6 +57,7 @@ __all__ = [
     "TransportError",
     "UnixPeers",
     "connect",
+    "policy",
     "prefetch",
     "register_transport",
     "unimplemented",

@@ -214,7 +214,7 @@ class TopicMethod(_MessageMethod[RequestT]):
         the server no credit until below it again). It comes back by itself
         after a reconnect."""
         return self._host.subscribe(self._path, pattern, self._decode_input, callback,
-                                    queue_limit=queue_limit, policy=_policy(policy),
+                                    queue_limit=queue_limit, policy=int(Policy.from_name(policy)),
                                     timeout=timeout, queue_bytes=queue_bytes)
 
 
@@ -256,19 +256,6 @@ class BroadcastMethod(_MessageMethod[RequestT]):
         unhandled; then the oldest is dropped (counted in `listener.dropped`)."""
         return self._host.listen(self._path, self._decode_input, callback, queue_limit,
                                  queue_bytes)
-
-
-#: The slow-consumer policies by the names subscribe() takes.
-_POLICIES = {"drop_oldest": Policy.DROP_OLDEST, "drop_newest": Policy.DROP_NEWEST,
-             "disconnect": Policy.DISCONNECT, "block": Policy.BLOCK_PUBLISHER}
-
-
-def _policy(name: str) -> int:
-    try:
-        return int(_POLICIES[name.lower()])
-    except KeyError:
-        raise ValueError(f"policy must be 'drop_oldest', 'drop_newest', 'disconnect' or "
-                         f"'block', not {name!r}") from None
 
 
 class Client:

@@ -33,7 +33,7 @@ from .interceptors import Authorize, InterceptorLike, interception
 from .identity import local_identity
 from .logs import Throttled
 from .patterns import Received
-from .service import Registry, Service, prefetch_of
+from .service import Registry, Service, policy_of, prefetch_of
 from .tls import TlsSetting
 from .transport import ConnectionClosed, Listener, Stream, listen, peer_key
 
@@ -142,7 +142,9 @@ class Server:
                 continue
             decode = info.input_type.FromString
             if info.pattern == options_pb2.PUBLISH_SUBSCRIBE:
-                self._broker.subscribe(info.path, ">", decode, _receiver(func))
+                policy, queue_limit = policy_of(func)
+                self._broker.subscribe(info.path, ">", decode, _receiver(func), policy=policy,
+                                       queue_limit=queue_limit)
             elif info.pattern == options_pb2.PRODUCER_CONSUMER:
                 self._broker.consume(info.path, decode, func, prefetch_of(func))
             elif info.pattern == options_pb2.BROADCAST:

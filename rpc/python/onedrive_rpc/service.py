@@ -22,12 +22,13 @@ from google.protobuf.message_factory import GetMessageClass
 
 from . import options_pb2
 from .calls import CallAborted, Context
+from .core.pubsub import MAX_QUEUE_LIMIT, Policy
 from .errors import RpcError, StatusCode
 from .interceptors import Action, Interception, parse
 from .naming import snake_case
 
 __all__ = ["Service", "MethodInfo", "Registry", "snake_case", "method_infos", "unimplemented",
-           "prefetch"]
+           "prefetch", "policy"]
 
 log = logging.getLogger("onedrive_rpc")
 
@@ -79,7 +80,8 @@ class Service:
     - notification: handle it, return nothing;
     - publish/subscribe, producer/consumer and broadcast: optional. Defined,
       the server itself becomes a receiver: called for every message
-      published on the method (any topic; context is the `Received`), as a
+      published on the method (any topic; context is the `Received`;
+      `@rpc.policy("block")` for one that must lose nothing), as a
       consumer of its work queue (context is the `TaskContext`; returning
       acknowledges, raising retries; `@rpc.prefetch(n)` sets how many at
       once, default 1), or for every broadcast a peer sends (a `Received`).
@@ -90,6 +92,7 @@ class Service:
 
 _UNIMPLEMENTED = "__onedrive_rpc_unimplemented__"
 _PREFETCH = "__onedrive_rpc_prefetch__"
+_POLICY = "__onedrive_rpc_policy__"
 FuncT = TypeVar("FuncT", bound=Callable[..., Any])
 
 
@@ -113,6 +116,25 @@ def prefetch(count: int) -> Callable[[FuncT], FuncT]:
 
 def prefetch_of(func: Callable[..., Any]) -> int:
     return getattr(func, _PREFETCH, 1)
+
+
+def policy(name: str, queue_limit: int = 0) -> Callable[[FuncT], FuncT]:
+    """The slow-consumer policy (and queue limit, 0: the default) of a
+    service's own subscriber method: "block" for a feed that must lose
+    nothing (its publishers wait while it is behind)."""
+    chosen = Policy.from_name(name)  # ValueError names the choices
+    if not 0 <= queue_limit <= MAX_QUEUE_LIMIT:
+        raise ValueError(f"queue_limit must be 0..{MAX_QUEUE_LIMIT}, not {queue_limit}")
+
+    def mark(func: FuncT) -> FuncT:
+        setattr(func, _POLICY, (int(chosen), queue_limit))
+        return func
+    return mark
+
+
+def policy_of(func: Callable[..., Any]) -> "tuple[int, int]":
+    """(policy, queue_limit) of a subscriber method; drop_oldest by default."""
+    return getattr(func, _POLICY, (int(Policy.DROP_OLDEST), 0))
 
 
 class _Handler(NamedTuple):

@@ -117,6 +117,16 @@ class Policy(enum.IntEnum):
     BLOCK_PUBLISHER = 4
 
     @classmethod
+    def from_name(cls, name: str) -> "Policy":
+        """The policy an API takes by name: "drop_oldest", "drop_newest",
+        "disconnect" or "block"."""
+        policy = _NAMES.get(name.lower()) if isinstance(name, str) else None
+        if policy is None:
+            raise ValueError(f"policy must be 'drop_oldest', 'drop_newest', 'disconnect' or "
+                             f"'block', not {name!r}")
+        return policy
+
+    @classmethod
     def from_wire(cls, value: int) -> "Policy":
         """The policy a Subscribe frame asks for; 0 (unspecified) is
         DROP_OLDEST. ValueError for unknown numbers."""
@@ -126,6 +136,10 @@ class Policy(enum.IntEnum):
             return cls(value)
         except ValueError:
             raise ValueError(f"unknown slow-consumer policy {value!r}") from None
+
+
+_NAMES = {"drop_oldest": Policy.DROP_OLDEST, "drop_newest": Policy.DROP_NEWEST,
+          "disconnect": Policy.DISCONNECT, "block": Policy.BLOCK_PUBLISHER}
 
 
 class Delivery(NamedTuple):

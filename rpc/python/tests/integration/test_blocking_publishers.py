@@ -172,3 +172,44 @@ def test_block_needs_a_window_on_the_server(url, peers):
         assert "publish_window is 0" in refused.value.message
     finally:
         server.stop()
+
+
+class Indexer(EchoService):
+    """The server's own subscriber to Changed, "block": it must lose none."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+        self.go = Event()
+
+    @rpc.policy("block", queue_limit=4)
+    def changed(self, request, received):
+        self.go.wait(10)
+        self.seen.append(request.text)
+
+
+def test_a_service_method_marked_block_holds_remote_publishers_back(url, peers):
+    indexer = Indexer()
+    server = rpc.Server(url, heartbeat=HB, limits=rpc.Limits(publish_window=WINDOW))
+    server.add_service(indexer)
+    server.start()
+    try:
+        publisher = echo(peers(server.url))
+        sent = 0
+        with pytest.raises(rpc.RpcError) as held:
+            for sent in range(1000):
+                publisher.changed.publish("x", Msg(text=str(sent)), timeout=0.5)
+        assert held.value.code == rpc.StatusCode.DEADLINE_EXCEEDED
+        indexer.go.set()
+        publisher.changed.publish("x", Msg(text="last"), timeout=5)
+        wait_until(lambda: indexer.seen[-1:] == ["last"], timeout=10)
+        assert indexer.seen == [str(i) for i in range(sent)] + ["last"]
+    finally:
+        server.stop()
+
+
+def test_policies_by_name():
+    assert rpc.policy("block")(lambda: None)
+    with pytest.raises(ValueError, match="policy must be 'drop_oldest', 'drop_newest', "
+                                         "'disconnect' or 'block', not 'lossless'"):
+        rpc.policy("lossless")

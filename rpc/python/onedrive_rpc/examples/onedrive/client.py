@@ -81,8 +81,10 @@ def run(url: str) -> int:
 
         changes: List[str] = []
         tray.item_changed.subscribe(f"drive.{DRIVE_ID}.>", lambda r: changes.append(
-            f"{ChangeKind.Name(r.message.kind)} {r.message.item.path} (topic {r.topic})"), timeout=5)
-        _say(f"publish/subscribe: the tray subscribed to drive.{DRIVE_ID}.>")
+            f"{ChangeKind.Name(r.message.kind)} {r.message.item.path} (topic {r.topic})"),
+            policy="block", timeout=5)
+        _say(f"publish/subscribe: the tray subscribed to drive.{DRIVE_ID}.> (policy block: a "
+             f"flood of changes waits for it, none is dropped)")
 
         uploaded: List[str] = []
 

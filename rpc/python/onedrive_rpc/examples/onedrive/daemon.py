@@ -92,8 +92,11 @@ class SyncDaemon(SyncBase):
             if path != folder.path and _parent(path) == folder.path:
                 yield self.items[path]
 
+    @rpc.policy("block")
     def item_changed(self, request: ItemChange, context: rpc.Received) -> None:
-        # The daemon hears every change (any topic) and keeps its database current.
+        # The daemon hears every change (any topic) and keeps its database
+        # current: it must lose none, so a flood of changes (a file watcher
+        # starting up) holds its publishers back instead of dropping.
         if request.kind == DELETED:
             self.items.pop(request.item.path, None)
         else:
