@@ -24,7 +24,6 @@ import time
 from typing import (Any, Callable, Dict, Hashable, Iterable, List, Optional, Protocol, Tuple,
                     Type, cast)
 
-from gevent.event import Event
 from google.protobuf.message import Message
 
 from . import options_pb2
@@ -33,7 +32,7 @@ from .config import Limits
 from .core import events as ev
 from .core.budget import ByteBudget
 from .core.pattern_frames import Broadcast, Deliver, OutFrame, Task, deliver_shared
-from .core.publish_window import PublishWindow, publish_cost
+from .core.publish_window import publish_cost
 from .core.pubsub import Delivery, Disconnect, Policy, PublishResult, PubSub, TooManySubscriptions
 from .core.topics import TopicError, check_pattern, check_topic
 from .core.workqueue import DeadLetter, QueueFull, QueueStats, WorkQueue
@@ -41,6 +40,7 @@ from .errors import RpcError, StatusCode
 from .interceptors import Interception
 from .pattern_gate import PatternGate
 from .logs import Throttled
+from .publisher_holds import Key, PublisherHolds
 from .patterns import (DEFAULT_LISTENER_QUEUE, DEFAULT_RECEIVER_QUEUE_BYTES, BroadcastListener,
                        Consumer, Received, Receivers, Subscription, TaskContext)
 from .service import MethodInfo, Registry
@@ -110,19 +110,6 @@ def _owner(outlet: Outlet) -> Hashable:
     return cast(Hashable, outlet)
 
 
-class _Hold:
-    """A publish whose publisher is held back until `waiting` BLOCK
-    subscriptions are within their limits: a peer's (its window gets
-    `cost` back then) or this process's (its Event is set)."""
-
-    __slots__ = ("publisher", "cost", "waiting")
-
-    def __init__(self, publisher: Any, cost: int, waiting: int) -> None:
-        self.publisher = publisher
-        self.cost = cost
-        self.waiting = waiting
-
-
 class _Local:
     """The owner of the server's own subscriptions and consumers."""
 
@@ -144,12 +131,9 @@ class Broker:
         self._gate = (PatternGate(interception, self._message_type)
                       if interception is not None else None)
         self._max_subscription_bytes = limits.max_subscription_bytes
-        #: Each publishing peer's window (spec §8.3; 0: none, no BLOCK).
-        self._publish_window = limits.publish_window
-        self._windows: Dict[Hashable, PublishWindow] = {}
-        # (method, (owner, subscription id)) of a BLOCK subscription past its
-        # limits -> the publishes held back until it is within them again.
-        self._holds: Dict[Tuple[str, Tuple[Hashable, int]], List[_Hold]] = {}
+        #: Publish windows, and the publishers block subscriptions hold back.
+        self._holds = PublisherHolds(limits.publish_window, limits.block_stall_timeout,
+                                     self._end_blocker, self._lost)
         #: What the queues of all subscriptions, of every method, hold.
         self.subscription_budget = ByteBudget(limits.max_server_subscription_bytes)
         #: The connected peers, for broadcasts.
@@ -215,9 +199,7 @@ class Broker:
         for pubsub in self._topics.values():
             pubsub.drop_owner(owner)
             pubsub.forget_publisher(outlet.session_id)
-        for held in [key for key in self._holds if key[1][0] is owner]:
-            self._release(*held)
-        self._windows.pop(owner, None)
+        self._holds.forget(owner)
         for key in [key for key in self._subscribed if key[0] is outlet]:
             del self._subscribed[key]
         for key in [key for key in self._consuming if key[0] is outlet]:
@@ -236,27 +218,17 @@ class Broker:
         """A peer's publish, within its window: its cost goes back at once,
         or once the BLOCK queues it went past the limits of catch up."""
         payload = bytes(event.payload)
-        if not self._publish_window:
+        holds = self._holds
+        if not holds.window:
             self._publish(event.method, event.topic, payload, outlet.session_id)
             return
         cost = publish_cost(len(payload))
-        owner = _owner(outlet)
-        window = self._windows.get(owner)
-        if window is None:
-            window = self._windows[owner] = PublishWindow(self._publish_window)
-        if not window.receive(cost):
-            raise RpcError(StatusCode.RESOURCE_EXHAUSTED,
-                           f"published past the publish window the server gave "
-                           f"({window.outstanding} of {window.window} bytes of cost "
-                           f"outstanding): wait for Credit{{publish}} (spec §8.3)")
-        blocked: Tuple[Tuple[Hashable, int], ...] = ()
+        holds.receive(outlet, cost)
+        blocked: Tuple[Key, ...] = ()
         try:
             blocked = self._publish(event.method, event.topic, payload, outlet.session_id).blocked
         finally:
-            if blocked:
-                self._hold(event.method, blocked, _Hold(outlet, cost, len(blocked)))
-            else:
-                self._give_back(outlet, cost)
+            holds.settle(event.method, outlet, cost, blocked)
 
     def _on_credit(self, outlet: Outlet, event: ev.CreditReceived) -> None:
         if event.subscription_id:
@@ -300,7 +272,7 @@ class Broker:
     def _subscribe(self, owner: Any, subscription_id: int, method: str, pattern: str,
                    queue_limit: int, policy: int) -> None:
         pubsub = self._pubsub(method)
-        if policy == Policy.BLOCK_PUBLISHER and not self._publish_window:
+        if policy == Policy.BLOCK_PUBLISHER and not self._holds.window:
             raise RpcError(StatusCode.INVALID_ARGUMENT,
                            "this server holds no publisher back (its Limits.publish_window is "
                            "0): subscribe with another policy than block")
@@ -317,7 +289,7 @@ class Broker:
         method = self._subscribed.pop((owner, subscription_id), None)
         if method is not None:
             self._topics[method].unsubscribe(owner, subscription_id)
-            self._release(method, (owner, subscription_id))
+            self._holds.release(method, (owner, subscription_id))
 
     def publish(self, method: str, topic: str, payload: bytes, confirm: bool = False,
                 timeout: Optional[float] = None) -> int:
@@ -332,19 +304,8 @@ class Broker:
             check_topic(topic)
         except TopicError as exc:
             raise RpcError(StatusCode.INVALID_ARGUMENT, str(exc)) from None
-        deadline = None if timeout is None else _monotonic() + timeout
-        while True:
-            keys = pubsub.held(topic)
-            if not keys:
-                break
-            hold = _Hold(Event(), 0, len(keys))
-            self._hold(method, tuple(keys), hold)
-            left = None if deadline is None else max(0.0, deadline - _monotonic())
-            if not hold.publisher.wait(left):
-                self._unhold(method, tuple(keys), hold)
-                raise RpcError(StatusCode.DEADLINE_EXCEEDED,
-                               f"publishing on {topic!r} of {method}: a block subscriber did not "
-                               f"catch up within {timeout} s")
+        self._holds.wait(method, lambda: pubsub.held(topic), timeout,
+                         f"publishing on {topic!r} of {method}")
         return self._publish(method, topic, payload, self.identity).matched
 
     def _publish(self, method: str, topic: str, payload: bytes, publisher: str) -> PublishResult:
@@ -369,60 +330,35 @@ class Broker:
         pubsub = self._topics[method]
         self._send(pubsub.grant(owner, subscription_id, items))
         key = (owner, subscription_id)
-        if (method, key) in self._holds and not pubsub.over_limit(owner, subscription_id):
-            self._release(method, key)
-
-    # ------------------------------------------- block: holding publishers back
-
-    def _hold(self, method: str, keys: Tuple[Tuple[Hashable, int], ...], hold: "_Hold") -> None:
-        """`hold` waits for each of `keys` (BLOCK subscriptions past their
-        limits). One whose peer is lost holds nobody: it ends (spec §8.3)."""
-        for key in keys:
-            self._holds.setdefault((method, key), []).append(hold)
-        for owner, subscription_id in keys:
-            if owner is not self._local and cast(Outlet, owner).suspended:
-                self._end_blocker(method, cast(Outlet, owner), subscription_id)
-
-    def _unhold(self, method: str, keys: Tuple[Tuple[Hashable, int], ...], hold: "_Hold") -> None:
-        """`hold` waits no more (its publisher gave up)."""
-        for key in keys:
-            holds = self._holds.get((method, key))
-            if holds is not None and hold in holds:
-                holds.remove(hold)
-                if not holds:
-                    del self._holds[(method, key)]
-
-    def _release(self, method: str, key: Tuple[Hashable, int]) -> None:
-        """BLOCK subscription `key` is within its limits, or gone: the
-        publishes it held go on once nothing else holds them."""
-        for hold in self._holds.pop((method, key), ()):
-            hold.waiting -= 1
-            if hold.waiting:
-                continue
-            if isinstance(hold.publisher, Event):
-                hold.publisher.set()
-            else:
-                self._give_back(hold.publisher, hold.cost)
-
-    def _give_back(self, outlet: Outlet, cost: int) -> None:
-        window = self._windows.get(_owner(outlet))
-        if window is not None:  # else its peer is gone
-            grant = window.release(cost)
-            if grant:
-                outlet.grant_publish(grant)
+        if self._holds.holding(method, key):
+            self._holds.progressed(method, key, pubsub.over_limit(owner, subscription_id))
 
     def suspended(self, outlet: Outlet) -> None:
         """`outlet`'s connection was lost (its heartbeat bound passed, or
         its stream broke): its BLOCK subscriptions that hold publishers
         back end as by DISCONNECT, and the publishers go on (spec §8.3)."""
+        owner = _owner(outlet)
         for method, pubsub in self._topics.items():
-            for subscription_id in pubsub.blocking(_owner(outlet)):
-                self._end_blocker(method, outlet, subscription_id)
+            for subscription_id in pubsub.blocking(owner):
+                self._end_blocker(method, (owner, subscription_id), "its connection was lost")
 
-    def _end_blocker(self, method: str, outlet: Outlet, subscription_id: int) -> None:
+    def _lost(self, owner: Hashable) -> bool:
+        return owner is not self._local and cast(Outlet, owner).suspended
+
+    def _end_blocker(self, method: str, key: Key, why: str) -> None:
+        """A block subscription that may hold publishers no longer ends,
+        as by disconnect: a peer's closes its session."""
+        owner, subscription_id = key
         reason = (f"subscription {subscription_id} of {method} holds publishers back (block) "
-                  f"and its connection was lost: it ends, as by disconnect")
-        self._unsubscribe(_owner(outlet), subscription_id)
+                  f"and {why}: it ends, as by disconnect")
+        self._unsubscribe(owner, subscription_id)
+        if owner is self._local:
+            sub = self._receivers.remove_subscription(subscription_id)
+            if sub is not None:
+                sub.close(RpcError(StatusCode.RESOURCE_EXHAUSTED, reason))
+            warn.warning("blocker", "ending a subscription of this process: %s", reason)
+            return
+        outlet = cast(Outlet, owner)
         warn.warning("blocker", "ending %s: %s", outlet.address, reason)
         outlet.close_slow_consumer(StatusCode.RESOURCE_EXHAUSTED, reason)
 
@@ -637,6 +573,7 @@ class Broker:
     def close(self) -> None:
         """The server stopped: this process's own receivers end too."""
         self._receivers.close_all(RpcError(StatusCode.UNAVAILABLE, "the server stopped"))
+        self._holds.close()
 
     def _message_type(self, path: str) -> Optional[Type[Message]]:
         info = self._registry.info(path)

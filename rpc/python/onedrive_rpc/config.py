@@ -75,6 +75,11 @@ class Limits:
         `block` queues hold past their limits is at most this plus one
         message per publishing connection. 0: no window, and `block`
         subscriptions are refused (ignored by a client).
+    block_stall_timeout: seconds a `block` subscriber may hold publishers
+        back without taking a message (30): then it ends as by
+        `disconnect`, so a subscriber that is alive but stuck (or hostile)
+        cannot hold publishers forever. One whose connection is lost ends
+        at once (ignored by a client).
     max_connections: connections a server holds at once, handshakes
         included (suspended sessions do not count: see below); more are
         closed at once with RESOURCE_EXHAUSTED.
@@ -109,6 +114,7 @@ class Limits:
     max_subscription_bytes: int = DEFAULT_MAX_QUEUE_BYTES
     max_server_subscription_bytes: int = DEFAULT_MAX_TOTAL_QUEUE_BYTES
     publish_window: int = 1024 * 1024
+    block_stall_timeout: float = 30.0
     max_connections: int = 1024
     handshake_timeout: float = 10.0
     max_connections_per_peer: int = 1024
@@ -130,6 +136,9 @@ class Limits:
         if not 0 <= self.publish_window <= MAX_PUBLISH_WINDOW:
             raise ValueError(f"publish_window must be in 0..{MAX_PUBLISH_WINDOW} bytes, "
                              f"not {self.publish_window}")
+        if not self.block_stall_timeout > 0:
+            raise ValueError(f"block_stall_timeout must be positive, not "
+                             f"{self.block_stall_timeout}")
         if not self.handshake_timeout > 0:
             raise ValueError(f"handshake_timeout must be positive, not {self.handshake_timeout}")
         for name in ("max_metadata_size", "max_metadata_entries"):

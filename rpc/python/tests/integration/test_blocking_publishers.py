@@ -213,3 +213,23 @@ def test_policies_by_name():
     with pytest.raises(ValueError, match="policy must be 'drop_oldest', 'drop_newest', "
                                          "'disconnect' or 'block', not 'lossless'"):
         rpc.policy("lossless")
+
+
+def test_a_block_subscriber_that_takes_nothing_is_ended_after_the_stall_timeout(url, peers):
+    server = rpc.Server(url, heartbeat=HB, limits=rpc.Limits(publish_window=WINDOW,
+                                                             block_stall_timeout=0.5))
+    server.add_service(EchoService())
+    server.start()
+    try:
+        stuck_peer = peers(server.url, reconnect=rpc.Reconnect(enabled=False))
+        stuck = echo(stuck_peer).changed.subscribe("t", policy="block", queue_limit=2, timeout=5)
+        publisher = echo(peers(server.url))
+        with gevent.Timeout(10):
+            for i in range(200):  # far past queue_limit + window
+                publisher.changed.publish("t", Msg(text="s" * 500), timeout=10)
+        wait_until(lambda: stuck_peer.closed, timeout=5)
+        assert stuck_peer.close_reason.code == rpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "took no message for 0.5 s" in stuck_peer.close_reason.message
+        assert stuck.dropped == 0
+    finally:
+        server.stop()

@@ -622,4 +622,4 @@ def test_a_gone_publisher_or_subscriber_frees_what_the_holds_kept(windowed):
         windowed.publish(pub, "t", bytes(100))
     windowed.broker.forget(pub, lost=True)
     windowed.broker.forget(sub, lost=True)
-    assert windowed.broker._holds == {} and windowed.broker._windows == {}
+    assert windowed.broker._holds._holds == {} and windowed.broker._holds._windows == {}
