@@ -64,17 +64,20 @@ class Action:
     the handler's Context (server side calls, streams, notifications).
     `payload`: the serialized message (None for subscribe, consume and
     listen); `request` decodes it where this side knows the type (server
-    side; None on a client).
+    side; None on a client). `options`: what a subscribe or consume asks
+    for besides its target ({"policy": "block", "queue_limit": 1024},
+    {"prefetch": 16}), so a server can keep `block` to whom it trusts.
     """
 
     __slots__ = ("kind", "method", "target", "identity", "peer", "address", "metadata",
-                 "context", "payload", "_type", "_request")
+                 "context", "payload", "options", "_type", "_request")
 
     def __init__(self, kind: str, method: str, target: str = "", *,
                  identity: Optional[Identity] = None, peer: Optional[PeerInfo] = None,
                  address: str = "", metadata: Optional[Mapping[str, str]] = None,
                  context: Optional[Context] = None, payload: Optional[bytes] = None,
-                 message_type: Optional[Type[Message]] = None) -> None:
+                 message_type: Optional[Type[Message]] = None,
+                 options: Optional[Mapping[str, Any]] = None) -> None:
         self.kind = kind
         self.method = method
         self.target = target
@@ -84,6 +87,7 @@ class Action:
         self.metadata = metadata if metadata is not None else _NO_METADATA
         self.context = context
         self.payload = payload
+        self.options = options if options is not None else _NO_METADATA
         self._type = message_type
         self._request: Any = None
 
@@ -91,11 +95,12 @@ class Action:
     def of(cls, kind: str, method: str, target: str, origin: CallOrigin, *,
            metadata: Optional[Mapping[str, str]] = None, context: Optional[Context] = None,
            payload: Optional[bytes] = None,
-           message_type: Optional[Type[Message]] = None) -> "Action":
+           message_type: Optional[Type[Message]] = None,
+           options: Optional[Mapping[str, Any]] = None) -> "Action":
         """A server-side action from a peer's connection (`origin`)."""
         return cls(kind, method, target, identity=origin.identity, peer=origin.peer,
                    address=origin.address, metadata=metadata, context=context, payload=payload,
-                   message_type=message_type)
+                   message_type=message_type, options=options)
 
     @property
     def request(self) -> Any:

@@ -10,6 +10,7 @@ from google.protobuf.message import Message
 
 from .calls import CallOrigin
 from .core import events as ev
+from .core.pubsub import Policy
 from .errors import RpcError, StatusCode
 from .interceptors import Action, Interception
 
@@ -40,6 +41,19 @@ def _target(kind: str, event: Any) -> str:
     return ""
 
 
+def _options(kind: str, event: Any) -> Optional[Dict[str, Any]]:
+    """What a subscribe or consume asks for besides its target."""
+    if kind == "subscribe":
+        try:
+            policy = Policy.from_wire(event.policy).api_name
+        except ValueError:
+            policy = str(event.policy)
+        return {"policy": policy, "queue_limit": event.queue_limit}
+    if kind == "consume":
+        return {"prefetch": event.prefetch}
+    return None
+
+
 class PatternGate:
     """The interceptors around the pattern frames of peers. `message_type`
     tells the input type of a method (None if not served), for
@@ -61,7 +75,8 @@ class PatternGate:
             return final()
         action = Action.of(kind, event.method, _target(kind, event), origin,
                            payload=getattr(event, "payload", None),
-                           message_type=self._message_type(event.method))
+                           message_type=self._message_type(event.method),
+                           options=_options(kind, event))
         return self._run(action, final)
 
     def may_listen(self, connection: Hashable, origin: CallOrigin, method: str,

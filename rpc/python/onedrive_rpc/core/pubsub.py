@@ -126,6 +126,11 @@ class Policy(enum.IntEnum):
                              f"'block', not {name!r}")
         return policy
 
+    @property
+    def api_name(self) -> str:
+        """The name an API takes for this policy (`from_name`'s inverse)."""
+        return _API_NAMES[self]
+
     @classmethod
     def from_wire(cls, value: int) -> "Policy":
         """The policy a Subscribe frame asks for; 0 (unspecified) is
@@ -140,6 +145,7 @@ class Policy(enum.IntEnum):
 
 _NAMES = {"drop_oldest": Policy.DROP_OLDEST, "drop_newest": Policy.DROP_NEWEST,
           "disconnect": Policy.DISCONNECT, "block": Policy.BLOCK_PUBLISHER}
+_API_NAMES = {policy: name for name, policy in _NAMES.items()}
 
 
 class Delivery(NamedTuple):

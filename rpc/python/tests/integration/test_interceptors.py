@@ -178,6 +178,33 @@ def test_server_interceptors_run_around_pattern_actions(serving, peers):
                    "s>broadcast", "s>listen", "s<", "s<"]
 
 
+def test_an_interceptor_sees_what_a_subscribe_or_consume_asks_for(serving, peers):
+    """`block` holds publishers back: a server can keep it to peers it trusts."""
+    seen = []
+
+    class NoBlock(rpc.Interceptor):
+        def intercept(self, action, proceed):
+            seen.append((action.kind, dict(action.options)))
+            if action.options.get("policy") == "block":
+                raise rpc.RpcError(rpc.StatusCode.PERMISSION_DENIED, "block is for trusted peers")
+            return proceed()
+
+    client = echo(peers(serving(interceptors=[NoBlock()]).url))
+    with pytest.raises(rpc.RpcError) as refused:
+        client.changed.subscribe("a.>", policy="block", queue_limit=7, timeout=5)
+    assert refused.value.code == rpc.StatusCode.PERMISSION_DENIED
+    assert "trusted" in refused.value.message
+    sub = client.changed.subscribe("a.>", policy="drop_newest", queue_limit=9, timeout=5)
+    consumer = client.work.consume(lambda task, context: None, prefetch=3, timeout=5)
+    client.changed.publish("a.b", Msg(text="p"), confirm=True, timeout=5)
+    assert sub.get(timeout=5).message.text == "p"
+    consumer.stop()
+    assert seen[:3] == [("subscribe", {"policy": "block", "queue_limit": 7}),
+                        ("subscribe", {"policy": "drop_newest", "queue_limit": 9}),
+                        ("consume", {"prefetch": 3})]
+    assert seen[3] == ("publish", {})
+
+
 # --------------------------------------------------------------- clients
 
 

@@ -98,6 +98,7 @@ def test_soak_nothing_lost_nothing_duplicated(capsys):
 
 
 PATTERN_SOAK_SECONDS = float(os.environ.get("ONEDRIVE_RPC_PATTERN_SOAK_SECONDS", "4"))
+WORK = "/onedrive_rpc.testing.Echo/Work"
 
 
 def test_pattern_soak_every_message_task_and_confirmed_note_exactly_once(capsys):
@@ -161,7 +162,9 @@ def test_pattern_soak_every_message_task_and_confirmed_note_exactly_once(capsys)
             gevent.sleep(0)
         gevent.joinall(workers, timeout=30, raise_error=True)
         wait_until(lambda: len(received) >= published and sum(done.values()) >= produced, timeout=30)
-        stats = server.queue_stats("/onedrive_rpc.testing.Echo/Work")
+        # A task's handler returned before its TaskDone reaches the server.
+        wait_until(lambda: server.queue_stats(WORK).completed >= produced, timeout=30)
+        stats = server.queue_stats(WORK)
     finally:
         for peer in peers:
             peer.close()
