@@ -14,28 +14,29 @@ without waiting (a peer that lets too much pile up is closed as a slow
 consumer). A peer's publishes are held back by its publish window instead
 (core/publish_window.py, spec §8.3). The broker
 sees a connection only as an `Outlet`, so it can run, and be tested, without
-the driver.
+the driver. The work queues are broker_queues.py's (WorkQueues); the broker
+routes their frames and answers for them.
 """
 from __future__ import annotations
 
 import itertools
 import logging
-import time
 from typing import (Any, Callable, Dict, Hashable, Iterable, List, Optional, Protocol, Tuple,
                     Type, cast)
 
 from google.protobuf.message import Message
 
 from . import options_pb2
+from .broker_queues import WorkQueues
 from .calls import CallOrigin
 from .config import Limits
 from .core import events as ev
 from .core.budget import ByteBudget
-from .core.pattern_frames import Broadcast, Deliver, OutFrame, Task, deliver_shared
+from .core.pattern_frames import Broadcast, Deliver, OutFrame, deliver_shared
 from .core.publish_window import publish_cost
 from .core.pubsub import Delivery, Disconnect, Policy, PublishResult, PubSub, TooManySubscriptions
 from .core.topics import TopicError, check_pattern, check_topic
-from .core.workqueue import DeadLetter, QueueFull, QueueStats, WorkQueue
+from .core.workqueue import DeadLetter, QueueStats
 from .errors import RpcError, StatusCode
 from .interceptors import Interception
 from .pattern_gate import PatternGate
@@ -49,11 +50,6 @@ __all__ = ["Broker", "Outlet"]
 
 log = logging.getLogger("onedrive_rpc")
 warn = Throttled(log)  # what a peer can provoke at will is rate-limited
-
-_monotonic = time.monotonic
-
-_QUEUE_LIMITS = ("max_attempts", "max_tasks", "max_bytes", "max_dead_letters",
-                 "max_dead_letter_bytes")
 
 # Messages whose shared Deliver fields are kept encoded: about what the
 # subscriptions' queues can release at once; past it the cache starts over.
@@ -141,25 +137,25 @@ class Broker:
         #: The server's peer id: the publisher of what it publishes itself.
         self.identity = identity
         self._topics: Dict[str, PubSub] = {}
-        self._queues: Dict[str, WorkQueue] = {}
-        # (owner, subscription id) -> method, (owner, consumer id) -> method;
-        # an owner is an Outlet, or _Local for this process.
+        # (owner, subscription id) -> method; an owner is an Outlet, or
+        # _Local for this process.
         self._subscribed: Dict[Tuple[object, int], str] = {}
-        self._consuming: Dict[Tuple[object, int], str] = {}
         self._local = _Local()
         # (publisher_seq, publisher, topic) -> the Deliver fields they share.
         self._encoded: Dict[Tuple[int, str, str], bytes] = {}
         # This process's own subscriptions, consumers and listeners.
         self._local_ids = itertools.count(1)
         self._receivers = Receivers()
+        #: The work queues, and the consumers of peers and of this process.
+        self._work = WorkQueues(self._method, self._local, self._receivers, self._local_ids)
         self._handlers: Dict[type, Callable[[Outlet, Any], None]] = {
             ev.SubscribeReceived: self._on_subscribe,
             ev.UnsubscribeReceived: self._on_unsubscribe,
             ev.PublishReceived: self._on_publish,
             ev.CreditReceived: self._on_credit,
-            ev.ProduceReceived: self._on_produce,
-            ev.ConsumeReceived: self._on_consume,
-            ev.TaskDoneReceived: self._on_task_done,
+            ev.ProduceReceived: self._work.on_produce,
+            ev.ConsumeReceived: self._work.on_consume,
+            ev.TaskDoneReceived: self._work.on_task_done,
             ev.BroadcastReceived: self._on_broadcast,
         }
 
@@ -202,8 +198,7 @@ class Broker:
         self._holds.forget(owner)
         for key in [key for key in self._subscribed if key[0] is outlet]:
             del self._subscribed[key]
-        for key in [key for key in self._consuming if key[0] is outlet]:
-            self._remove_consumer(key, lost=lost)
+        self._work.forget(outlet, lost)
         if self._gate is not None:
             self._gate.forget(owner)
 
@@ -236,25 +231,7 @@ class Broker:
             if method is not None:
                 self._grant(method, _owner(outlet), event.subscription_id, event.items)
         elif event.consumer_id:
-            key = (outlet, event.consumer_id)
-            method = self._consuming.get(key)
-            if method is not None:
-                self._queues[method].grant(key, event.items)
-                self._dispatch(method)
-
-    def _on_produce(self, outlet: Outlet, event: ev.ProduceReceived) -> None:
-        self.produce(event.method, bytes(event.payload))
-
-    def _on_consume(self, outlet: Outlet, event: ev.ConsumeReceived) -> None:
-        key = (outlet, event.consumer_id)
-        if event.stop:
-            if key in self._consuming:
-                self._remove_consumer(key, lost=False)
-            return
-        self._add_consumer(key, event.method, event.prefetch or 1)
-
-    def _on_task_done(self, outlet: Outlet, event: ev.TaskDoneReceived) -> None:
-        self._task_done((outlet, event.consumer_id), event.task_id, event.code, event.message)
+            self._work.grant(outlet, event.consumer_id, event.items)
 
     def _on_broadcast(self, outlet: Outlet, event: ev.BroadcastReceived) -> None:
         self.broadcast(event.method, bytes(event.payload), origin=outlet.session_id, skip=outlet)
@@ -422,117 +399,33 @@ class Broker:
 
     # ------------------------------------------------------------ work queues
 
-    def _queue(self, method: str) -> WorkQueue:
-        queue = self._queues.get(method)
-        if queue is None:
-            self._method(method, options_pb2.PRODUCER_CONSUMER)
-            queue = self._queues[method] = WorkQueue(method)
-        return queue
-
     def configure_queue(self, method: str, **limits: int) -> None:
         """Set `max_attempts`, `max_tasks`, `max_bytes`, `max_dead_letters`
         or `max_dead_letter_bytes` of the queue of `method`."""
-        queue = self._queue(method)
-        for name, value in limits.items():
-            if name not in _QUEUE_LIMITS:
-                raise TypeError(f"unknown work queue setting {name!r} (known: {', '.join(_QUEUE_LIMITS)})")
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"work queue {method}: {name} must be an integer >= 1, not {value!r}")
-        for name, value in limits.items():
-            setattr(queue, name, value)
+        self._work.configure_queue(method, **limits)
 
     def queue_stats(self, method: str) -> QueueStats:
-        return self._queue(method).stats()
+        return self._work.queue_stats(method)
 
     def dead_letters(self, method: str) -> List[DeadLetter]:
-        return self._queue(method).dead_letters()
+        return self._work.dead_letters(method)
 
     def replay(self, method: str, task_ids: Optional[Iterable[int]] = None) -> int:
         """Put dead letters (all, or those named) back on the queue."""
-        try:
-            count = self._queue(method).replay(task_ids)
-        except QueueFull as exc:
-            raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
-        self._dispatch(method)
-        return count
+        return self._work.replay(method, task_ids)
 
     def purge(self, method: str) -> int:
-        return self._queue(method).purge_dead_letters()
+        return self._work.purge(method)
 
     def produce(self, method: str, payload: bytes, timeout: Optional[float] = None) -> int:
         """Put a task on the queue; returns its id."""
-        queue = self._queue(method)
-        try:
-            task_id = queue.put(payload, _monotonic())
-        except QueueFull as exc:
-            raise RpcError(StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
-        self._dispatch(method)
-        return task_id
-
-    def _add_consumer(self, key: Tuple[object, int], method: str, prefetch: int) -> None:
-        queue = self._queue(method)
-        try:
-            queue.add_consumer(key, prefetch)
-        except ValueError as exc:
-            raise RpcError(StatusCode.INVALID_ARGUMENT, str(exc)) from None
-        self._consuming[key] = method
-        self._dispatch(method)
-
-    def _remove_consumer(self, key: Tuple[object, int], lost: bool) -> None:
-        method = self._consuming.pop(key)
-        self._report_dead(method, self._queues[method].remove_consumer(key, lost, _monotonic()))
-        self._dispatch(method)
-
-    def _task_done(self, key: Tuple[object, int], task_id: int, code: int, message: str) -> None:
-        method = self._consuming.get(key)
-        if method is None:
-            return  # a consumer that withdrew, or was given up on
-        dead = self._queues[method].done(key, task_id, code == StatusCode.OK, message,
-                                         now=_monotonic())
-        if dead is not None:
-            self._report_dead(method, [dead])
-        self._dispatch(method)
-
-    def _dispatch(self, method: str) -> None:
-        for a in self._queues[method].dispatch():
-            key = cast(Tuple[object, int], a.consumer)  # the keys this broker made
-            owner, consumer_id = key
-            if owner is self._local:
-                consumer = self._receivers.consumer(consumer_id)
-                if consumer is not None:  # else ended with the broker
-                    consumer.task(a.task_id, a.attempt, a.payload)
-            elif not cast(Outlet, owner).push(Task(consumer_id, a.task_id, a.attempt, a.payload)):
-                # Closed under us: forget() will hand the task back.
-                log.debug("task %d of %s not sent: connection gone", a.task_id, method)
-
-    def _report_dead(self, method: str, dead: List[DeadLetter]) -> None:
-        for letter in dead:
-            log.warning("task %d of %s is a dead letter after %d attempts: %s",
-                        letter.task_id, method, letter.attempts, letter.last_error)
+        return self._work.produce(method, payload)
 
     def consume(self, method: str, decode: Callable[[Any], Any],
                 handler: Callable[[Any, TaskContext], Any], prefetch: int = 1,
                 timeout: Optional[float] = None) -> Consumer:
         """Consume tasks of `method` in this process (see Peer.consume)."""
-        consumer_id = next(self._local_ids)
-        key = (self._local, consumer_id)
-        consumer = Consumer(
-            consumer_id, method, prefetch, decode, handler,
-            done=lambda task_id, code, message: self._task_done(key, task_id, code, message),
-            withdraw=self._local_withdraw)
-        self._receivers.add_consumer(consumer)
-        try:
-            self._add_consumer(key, method, prefetch)
-        except RpcError:
-            self._receivers.remove_consumer(consumer_id)
-            raise
-        return consumer
-
-    def _local_withdraw(self, consumer: Consumer) -> None:
-        self._receivers.remove_consumer(consumer.id)
-        key = (self._local, consumer.id)
-        if key in self._consuming:
-            self._remove_consumer(key, lost=False)
+        return self._work.consume(method, decode, handler, prefetch)
 
     # ------------------------------------------------------------- broadcast
 
