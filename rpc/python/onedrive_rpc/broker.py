@@ -37,6 +37,7 @@ from .core.publish_window import publish_cost
 from .core.pubsub import Delivery, Disconnect, Policy, PublishResult, PubSub, TooManySubscriptions
 from .core.topics import TopicError, check_pattern, check_topic
 from .core.workqueue import DeadLetter, QueueStats
+from .fan_out import FanOut
 from .errors import RpcError, StatusCode
 from .interceptors import Interception
 from .pattern_gate import PatternGate
@@ -143,6 +144,8 @@ class Broker:
         self._local = _Local()
         # (publisher_seq, publisher, topic) -> the Deliver fields they share.
         self._encoded: Dict[Tuple[int, str, str], bytes] = {}
+        # Every delivery goes out through it, in the order decided.
+        self._fan_out: FanOut[Delivery] = FanOut(self._push)
         # This process's own subscriptions, consumers and listeners.
         self._local_ids = itertools.count(1)
         self._receivers = Receivers()
@@ -340,25 +343,27 @@ class Broker:
         outlet.close_slow_consumer(StatusCode.RESOURCE_EXHAUSTED, reason)
 
     def _send(self, deliveries: List[Delivery]) -> None:
-        # In one piece: a subscription's frames must go out in the order its
-        # queue decided them (the readers take turns between frames instead).
+        if deliveries:
+            self._fan_out.send(deliveries)
+
+    def _push(self, d: Delivery) -> None:
+        """One delivery: to a subscription of this process, or a peer's."""
+        if d.owner is self._local:
+            sub = self._receivers.subscription(d.subscription_id)
+            if sub is not None:
+                sub.deliver(d.payload, d.topic, d.publisher, d.publisher_seq, d.dropped)
+            return
+        # What the subscribers of one message share is encoded once (also
+        # when queued messages go out later, one by one).
         encoded = self._encoded
-        for d in deliveries:
-            if d.owner is self._local:
-                sub = self._receivers.subscription(d.subscription_id)
-                if sub is not None:
-                    sub.deliver(d.payload, d.topic, d.publisher, d.publisher_seq, d.dropped)
-                continue
-            # What the subscribers of one message share is encoded once
-            # (also when queued messages go out later, one by one).
-            key = (d.publisher_seq, d.publisher, d.topic)
-            shared = encoded.get(key)
-            if shared is None:
-                if len(encoded) >= _ENCODED_CACHE:
-                    encoded.clear()
-                shared = encoded[key] = deliver_shared(d.topic, d.publisher, d.publisher_seq)
-            outlet = cast(Outlet, d.owner)  # not local: a peer
-            outlet.push(Deliver(d.subscription_id, d.dropped, shared, d.payload))
+        key = (d.publisher_seq, d.publisher, d.topic)
+        shared = encoded.get(key)
+        if shared is None:
+            if len(encoded) >= _ENCODED_CACHE:
+                encoded.clear()
+            shared = encoded[key] = deliver_shared(d.topic, d.publisher, d.publisher_seq)
+        outlet = cast(Outlet, d.owner)  # not local: a peer
+        outlet.push(Deliver(d.subscription_id, d.dropped, shared, d.payload))
 
     def _disconnect(self, method: str, dropped: Disconnect) -> None:
         self._subscribed.pop((dropped.owner, dropped.subscription_id), None)

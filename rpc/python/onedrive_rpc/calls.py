@@ -64,6 +64,10 @@ class CallLink(Protocol):
     def abandon(self, call_id: int, reason: str) -> None:
         """The caller gave up on `call_id`: forget it, tell the server."""
 
+    def expire(self, call_id: int) -> None:
+        """`call_id`'s deadline passed here: abandon it, telling the server
+        why (its own timer may not have fired yet)."""
+
     def grant(self, call_id: int, items: int) -> None:
         """Stream `call_id` may send `items` more."""
 
@@ -227,7 +231,7 @@ class CallFuture:
             self._timer.close()
             self._timer = None
         if result is TIMED_OUT:
-            self._link.abandon(self.call_id, "deadline exceeded")
+            self._link.expire(self.call_id)
             result = RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
         try:
             value = call_result(result, self._decode)

@@ -69,7 +69,7 @@ class StreamReceiver:
             self.timer.close()
             self.timer = None
         if result is TIMED_OUT:
-            self.link.abandon(self.call_id, "deadline exceeded")
+            self.link.expire(self.call_id)
             result = RpcError(StatusCode.DEADLINE_EXCEEDED,
                               f"deadline exceeded reading the stream of {self.method}")
         self.end = result

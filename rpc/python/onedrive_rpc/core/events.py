@@ -96,10 +96,12 @@ class ResponseReceived(NamedTuple):
 
 
 class CancelReceived(NamedTuple):
-    """The caller gave up on call_id."""
+    """The caller gave up on call_id; `deadline`: because its deadline
+    passed (the Cancel's code was DEADLINE_EXCEEDED)."""
 
     call_id: int
     reason: str
+    deadline: bool = False
 
 
 class RequestRefused(NamedTuple):

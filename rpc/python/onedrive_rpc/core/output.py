@@ -180,13 +180,16 @@ class SessionOutput:
         body = env.SerializeToString()
         return self.reliability.replace(seq, frame_header(len(body)) + body)
 
-    def send_cancel(self, call_id: int, reason: str = "") -> None:
+    def send_cancel(self, call_id: int, reason: str = "", code: int = 0) -> None:
         """Give up on call `call_id`: it no longer counts against the
-        calls the peer serves at once."""
+        calls the peer serves at once. `code`: why (CANCELLED, or
+        DEADLINE_EXCEEDED when the deadline passed here first)."""
         self._require_open()
         env = _Envelope()
         env.cancel.call_id = call_id
         env.cancel.reason = reason
+        if code:
+            env.cancel.code = code
         self._queue(env, b"", True)
         self.reliability.requests_out.discard(call_id)
 

@@ -364,7 +364,8 @@ class Session(SessionInput, SessionOutput):
             return None  # already answered: the cancel crossed our response
         # Its handler may take a moment to stop; it no longer counts.
         self.call_limits.settle(self.reliability, cancel.call_id)
-        return ev.CancelReceived(cancel.call_id, cancel.reason)
+        return ev.CancelReceived(cancel.call_id, cancel.reason,
+                                 cancel.code == StatusCode.DEADLINE_EXCEEDED)
 
     def _on_pattern(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
         kind = env.WhichOneof("kind")

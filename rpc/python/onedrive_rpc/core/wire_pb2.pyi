@@ -232,12 +232,14 @@ class StreamEnd(_message.Message):
     def __init__(self, call_id: _Optional[int] = ..., status: _Optional[_Union[Status, _Mapping]] = ...) -> None: ...
 
 class Cancel(_message.Message):
-    __slots__ = ("call_id", "reason")
+    __slots__ = ("call_id", "reason", "code")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
     call_id: int
     reason: str
-    def __init__(self, call_id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    code: int
+    def __init__(self, call_id: _Optional[int] = ..., reason: _Optional[str] = ..., code: _Optional[int] = ...) -> None: ...
 
 class Credit(_message.Message):
     __slots__ = ("call_id", "subscription_id", "consumer_id", "items", "publish")

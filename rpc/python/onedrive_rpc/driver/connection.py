@@ -25,7 +25,7 @@ import enum
 import logging
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Iterable, Optional, Protocol, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, Optional, Protocol
 
 import gevent
 from gevent import getcurrent
@@ -43,6 +43,7 @@ from ..core.session import Session, State
 from ..errors import PeerLost, RemoteProtocolError, RpcError, StatusCode
 from ..logs import Throttled
 from ..transport.base import ConnectionClosed, Stream
+from ..turns import FAIR_CHECK, start_turn, take_turns
 from .incoming import IncomingCalls
 from .outbox import MID_BATCH_FLUSH, Outbox
 from .outgoing import OutgoingCalls
@@ -57,18 +58,6 @@ warn = Throttled(log)
 
 _monotonic = time.monotonic
 
-# Seconds a reader may work without the hub running (reading, serving
-# inline) before it yields even if more is waiting: a peer that floods us
-# (one read can carry a thousand small frames) must not stall the other
-# connections, handlers and timers of this process. Looked at every
-# FAIR_CHECK events and every read; a reader that waited for data since
-# (the hub ran) starts a new slice without yielding.
-FAIR_SLICE = 0.0005
-FAIR_CHECK = 4
-# How a reader yields: gevent.sleep(0) only runs the callbacks queued in
-# this loop pass; a timer, however short, waits for the next pass, after
-# the loop polled for I/O, so the other connections are read too.
-TURN = 1e-6
 
 _LIVE_STATES = (State.OPEN, State.SUSPENDED)
 
@@ -387,7 +376,7 @@ class Connection:
         events, routes, outbox, outgoing = self._events, self._routes, self.outbox, self.outgoing
         ticker, confirms, rel = self.ticker, outgoing.confirms, session.reliability
         handled = 0
-        turn = (loop.iteration, _monotonic())
+        turn = start_turn(loop)
         try:
             while self._reader is me and not self.closed:
                 if events:
@@ -403,12 +392,12 @@ class Connection:
                     handled += 1
                     if handled == FAIR_CHECK:
                         handled = 0
-                        turn = _take_turns(loop, turn)
+                        turn = take_turns(loop, turn)
                     continue
                 owed = rel.ack_owed_since
                 if owed is not None and ticker.due > owed + ACK_DELAY:
                     ticker.arm()  # an ack is owed sooner than the next heartbeat
-                turn = _take_turns(loop, turn)
+                turn = take_turns(loop, turn)
                 n = stream.recv_into(session.get_buffer())
                 if n == 0:
                     self.stream_lost(PeerLost(f"connection closed by {stream.address or 'the peer'}"),
@@ -465,18 +454,6 @@ class Connection:
         if not self.closed and self.session.state in _LIVE_STATES:
             self.session.send(credit)
             self.outbox.flush_soon()
-
-
-def _take_turns(loop: Any, turn: Tuple[int, float]) -> Tuple[int, float]:
-    """Yield to the hub for one loop pass if this reader worked FAIR_SLICE
-    seconds and the loop did not pass meanwhile (loop.iteration unchanged);
-    returns the (loop pass, start) of the reader's current turn."""
-    hub_pass, start = turn
-    if _monotonic() - start <= FAIR_SLICE:
-        return turn
-    if loop.iteration == hub_pass:
-        gevent.sleep(TURN)
-    return loop.iteration, _monotonic()
 
 
 def refuse_pattern_event(connection: Connection, event: Any) -> None:

@@ -95,8 +95,8 @@ class IncomingCalls:
     def on_cancel(self, event: ev.CancelReceived) -> None:
         call = self.calls.get(event.call_id)
         if call is not None:
-            self._abort_call(call, CallAborted(StatusCode.CANCELLED,
-                                               event.reason or "cancelled by the caller"))
+            code = StatusCode.DEADLINE_EXCEEDED if event.deadline else StatusCode.CANCELLED
+            self._abort_call(call, CallAborted(code, event.reason or "cancelled by the caller"))
 
     def abort_all(self, error: RpcError) -> None:
         """The connection ended: handlers still running see `cancelled`,

@@ -169,23 +169,28 @@ class OutgoingCalls:
 
     # --------------------------------------------- CallLink (futures, streams)
 
-    def abandon(self, call_id: int, reason: str) -> None:
+    def abandon(self, call_id: int, reason: str,
+                code: StatusCode = StatusCode.CANCELLED) -> None:
         """The caller gave up on `call_id`: forget it, tell the server."""
         if self.pending.pop(call_id, None) is not None:
             self._conn.progress.set()
-            self.send_cancel(call_id, reason)
+            self.send_cancel(call_id, reason, code)
             self.next_turn()
+
+    def expire(self, call_id: int) -> None:
+        self.abandon(call_id, "deadline exceeded", StatusCode.DEADLINE_EXCEEDED)
 
     def grant(self, call_id: int, items: int) -> None:
         """Stream `call_id` may send `items` more (while it is open)."""
         if call_id in self.pending:
             self._conn.grant(Credit(items, call_id=call_id))
 
-    def send_cancel(self, call_id: int, reason: str) -> None:
+    def send_cancel(self, call_id: int, reason: str,
+                    code: StatusCode = StatusCode.CANCELLED) -> None:
         conn = self._conn
         if conn.closed or conn.session.state not in _LIVE_STATES:
             return
-        conn.session.send_cancel(call_id, reason)
+        conn.session.send_cancel(call_id, reason, code)
         conn.outbox.flush_soon()
 
     # ------------------------------------------------ answers, from the reader
@@ -348,7 +353,7 @@ class OutgoingCalls:
             self.abandon(call_id, "the caller went away")
             raise
         if outcome is TIMED_OUT:
-            self.abandon(call_id, "deadline exceeded")
+            self.expire(call_id)
             raise RpcError(StatusCode.DEADLINE_EXCEEDED,
                            f"deadline exceeded after {asked or timeout}s calling {what}")
         return call_result(outcome, decode)

@@ -374,12 +374,22 @@ def test_cancel_of_an_in_flight_call():
     client, server = open_pair()
     call(client, server, 5, b"slow")
     client.send_cancel(5, "user gave up")
-    assert pump(client, server) == [ev.CancelReceived(5, "user gave up")]
+    assert pump(client, server) == [ev.CancelReceived(5, "user gave up", False)]
     # The call is still the server's to answer.
     assert server.calls_in_flight == 1
     server.send_response(5, StatusCode.CANCELLED, "cancelled")
     [response] = pump(server, client)
     assert (response.call_id, response.code) == (5, StatusCode.CANCELLED)
+
+
+def test_a_cancel_says_whether_the_callers_deadline_passed():
+    client, server = open_pair()
+    call(client, server, 5, b"slow", timeout=10)
+    client.send_cancel(5, "deadline exceeded", StatusCode.DEADLINE_EXCEEDED)
+    assert pump(client, server) == [ev.CancelReceived(5, "deadline exceeded", True)]
+    call(client, server, 6, b"slow")
+    client.send_cancel(6, "odd", 77)  # any other code is a plain cancel
+    assert pump(client, server) == [ev.CancelReceived(6, "odd", False)]
 
 
 def test_cancel_of_an_unknown_or_answered_call_yields_nothing():

@@ -107,6 +107,36 @@ def test_deadline_travels_and_stops_the_handler(probe_server, peers):
     assert probe.finished == []
 
 
+def test_a_cancel_for_a_passed_deadline_reaches_the_handler_as_deadline_exceeded():
+    """The caller's deadline can pass before the server's own timer fires
+    (its clock started when the request arrived): the Cancel says why."""
+    from gevent import socket
+
+    from onedrive_rpc.testing.helpers import blocking_handshake, wire
+
+    probe = Probe()
+    server = rpc.Server("tcp://127.0.0.1:0")
+    server.add_service(probe)
+    server.start()
+    sock = None
+    try:
+        host, port = server.url[len("tcp://"):].rsplit(":", 1)
+        sock = socket.create_connection((host, int(port)), timeout=5)
+        session = blocking_handshake(sock, "raw-caller")
+        session.send_request(1, "/onedrive_rpc.testing.Echo/Sleep",
+                             Msg(text="late").SerializeToString(), timeout=30)
+        sock.sendall(wire(session))
+        assert probe.started.wait(5)
+        session.send_cancel(1, "deadline exceeded", rpc.StatusCode.DEADLINE_EXCEEDED)
+        sock.sendall(wire(session))
+        wait_until(lambda: probe.aborted)
+    finally:
+        if sock is not None:
+            sock.close()
+        server.stop()
+    assert probe.aborted == [("late", "CallAborted", rpc.StatusCode.DEADLINE_EXCEEDED, True)]
+
+
 def test_cancel_stops_the_handler(probe_server, peers):
     probe = probe_server.probe
     client = rpc.Client(peers(probe_server.url), ECHO)
