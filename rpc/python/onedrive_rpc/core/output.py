@@ -59,7 +59,9 @@ class SessionOutput:
     max_metadata_size: int
     max_metadata_entries: int
     _out: List[Frame]
-    _out_bytes: int
+    #: Bytes queued for the wire that data_to_send() has not handed out (a
+    #: plain attribute: the driver looks at it several times per call).
+    queued_bytes: int
 
     def data_to_send(self, now: Optional[float] = None) -> List[Frame]:
         """Everything queued for the wire, in order; the queue is emptied.
@@ -69,7 +71,7 @@ class SessionOutput:
         """
         out = self._out
         self._out = []
-        self._out_bytes = 0
+        self.queued_bytes = 0
         if now is not None and out and self.liveness is not None:
             self.liveness.last_sent = now  # Liveness.sent(), inlined
         return out
@@ -79,10 +81,6 @@ class SessionOutput:
         """Bytes of sequenced frames sent or queued that the peer has not
         acknowledged: the owner stops sending while this is too large."""
         return self.reliability.unacked_bytes
-
-    @property
-    def queued_bytes(self) -> int:
-        return self._out_bytes
 
     def send_request(self, call_id: int, method: str, payload: bytes,
                      timeout: Optional[float] = None,
@@ -261,7 +259,7 @@ class SessionOutput:
             rel.ack_owed_since = None
         if self.state is not State.SUSPENDED:  # else only the resend buffer keeps it
             self._out.extend(buffers)
-            self._out_bytes += size
+            self.queued_bytes += size
         if seq:  # Reliability.stamp() and keep(), inlined
             rel.next_seq = seq + 1
             rel.unacked.append((seq, buffers, size))

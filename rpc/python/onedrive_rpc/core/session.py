@@ -144,7 +144,7 @@ class Session(SessionInput, SessionOutput):
         self.peer: Optional[ev.PeerInfo] = None
         self.last_received: Optional[float] = None
         self._out: List[Frame] = []
-        self._out_bytes = 0
+        self.queued_bytes = 0
         # A protocol error found after good frames of the same read.
         self._error: Optional[RemoteProtocolError] = None
 
@@ -311,7 +311,7 @@ class Session(SessionInput, SessionOutput):
     def _requeue(self, buffers: List[Frame]) -> None:
         """Queue frames sent before, as they are (a resend)."""
         self._out.extend(buffers)
-        self._out_bytes += sum(len(b) for b in buffers)
+        self.queued_bytes += sum(len(b) for b in buffers)
 
     # ------------------------------------------------------- frames when OPEN
 

@@ -398,6 +398,10 @@ class Connection:
                 if owed is not None and ticker.due > owed + ACK_DELAY:
                     ticker.arm()  # an ack is owed sooner than the next heartbeat
                 turn = take_turns(loop, turn)
+                if outbox.flush_scheduled and outbox.writer is None:
+                    # The answers to what we read go out before we read
+                    # again, not after a read that finds nothing.
+                    outbox.flush()
                 n = stream.recv_into(session.get_buffer())
                 if n == 0:
                     self.stream_lost(PeerLost(f"connection closed by {stream.address or 'the peer'}"),

@@ -49,7 +49,8 @@ class Outbox:
         self._out: List[Any] = []
         #: Bytes taken from the session and not yet written.
         self.out_bytes = 0
-        self._flush_scheduled = False
+        #: A flush waits for the end of this loop pass (flush_soon).
+        self.flush_scheduled = False
         self.writer: Optional[gevent.Greenlet] = None
         #: Set while nothing waits to be written.
         self.drained = Event()
@@ -62,14 +63,14 @@ class Outbox:
 
     def flush_soon(self) -> None:
         """Write what is queued at the end of this loop pass."""
-        if not self._flush_scheduled and self.writer is None and self.live:
-            self._flush_scheduled = True
+        if not self.flush_scheduled and self.writer is None and self.live:
+            self.flush_scheduled = True
             self.drained.clear()
             self._loop.run_callback(self.flush)
 
     def flush(self) -> None:
         """Write what is queued now, without blocking (safe in the hub)."""
-        self._flush_scheduled = False
+        self.flush_scheduled = False
         conn = self._conn
         if conn.closed:
             return
@@ -77,6 +78,9 @@ class Outbox:
             conn.session.data_to_send()  # nowhere to go; the resend buffer keeps it
             return
         self._take_output()
+        if not self._out:  # written already (the reader flushed before reading)
+            self.drained.set()
+            return
         try:
             self._consume(conn.stream.send_nowait(self._sendable()))
         except ConnectionClosed as exc:
@@ -94,7 +98,7 @@ class Outbox:
         if writer is not None and writer is not getcurrent():
             writer.kill(block=False)  # it wrote to the old stream
         self.writer = None
-        self._flush_scheduled = False
+        self.flush_scheduled = False
         self._out = []
         self.out_bytes = 0
         self.drained.set()
