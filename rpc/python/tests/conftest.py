@@ -123,6 +123,23 @@ def remote_url(transport, tmp_path):
 
 
 @pytest.fixture
+def servers():
+    """servers(url, service, **options) -> a started rpc.Server of
+    `service`, stopped after the test."""
+    started = []
+
+    def serve(url, service, **options):
+        server = rpc.Server(url, **options)
+        server.add_service(service)
+        started.append(server.start())
+        return server
+
+    yield serve
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
 def peers():
     """Peers a test opens through this fixture are closed after it."""
     opened = []

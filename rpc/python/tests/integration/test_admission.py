@@ -54,18 +54,9 @@ def _run(code: str, *args: str, stdin=None) -> subprocess.Popen:
 
 
 @pytest.fixture
-def served():
-    servers = []
-
-    def serve(**limits):
-        server = rpc.Server("tcp://127.0.0.1:0", limits=rpc.Limits(**limits))
-        server.add_service(EchoService())
-        servers.append(server.start())
-        return server
-
-    yield serve
-    for server in servers:
-        server.stop()
+def served(servers):
+    return lambda **limits: servers("tcp://127.0.0.1:0", EchoService(),
+                                    limits=rpc.Limits(**limits))
 
 
 def test_a_burst_of_connects_under_the_limit_is_never_refused(served):

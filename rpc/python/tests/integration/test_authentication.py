@@ -31,20 +31,9 @@ class WhoAmI(EchoService):
 
 
 @pytest.fixture
-def serving():
-    """serving(url, **server_options) -> a started server of WhoAmI,
-    stopped after the test."""
-    started = []
-
-    def serve(url, **options):
-        server = rpc.Server(url, **options)
-        server.add_service(WhoAmI())
-        started.append(server.start())
-        return server
-
-    yield serve
-    for server in started:
-        server.stop()
+def serving(servers):
+    """serving(url, **server_options) -> a started server of WhoAmI."""
+    return lambda url, **options: servers(url, WhoAmI(), **options)
 
 
 @pytest.fixture

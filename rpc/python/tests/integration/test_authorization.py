@@ -51,20 +51,11 @@ def service():
 
 
 @pytest.fixture
-def serving(url, service):
+def serving(url, service, servers):
     """serving(rules, **options) -> a started server of `service`."""
-    started = []
-
-    def serve(rules, **options):
-        server = rpc.Server(url, authenticate=by_token, authorize=rules,
-                            heartbeat=rpc.Heartbeat(interval=0.2, misses=5), **options)
-        server.add_service(service)
-        started.append(server.start())
-        return server
-
-    yield serve
-    for server in started:
-        server.stop()
+    return lambda rules, **options: servers(
+        url, service, authenticate=by_token, authorize=rules,
+        heartbeat=rpc.Heartbeat(interval=0.2, misses=5), **options)
 
 
 @pytest.fixture

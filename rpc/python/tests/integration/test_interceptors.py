@@ -49,18 +49,8 @@ def service():
 
 
 @pytest.fixture
-def serving(url, service):
-    started = []
-
-    def serve(**options):
-        server = rpc.Server(url, **options)
-        server.add_service(service)
-        started.append(server.start())
-        return server
-
-    yield serve
-    for server in started:
-        server.stop()
+def serving(url, service, servers):
+    return lambda **options: servers(url, service, **options)
 
 
 def echo(endpoint):
