@@ -38,28 +38,32 @@ class FanOut(Generic[T]):
         self._handed_in = 0
         self._pushed = 0
         self._pushing = False
+        self._pusher: Any = None
         self._idle = Event()
         self._idle.set()
 
     def send(self, deliveries: List[T]) -> None:
         """Push `deliveries` after everything handed in before; return once
         they are out. In the hub (a callback), where nothing may wait, they
-        are pushed at once or, behind a greenlet pushing, left to it."""
+        are pushed at once or, behind a greenlet pushing, left to it; so are
+        those handed in from inside a push (the loop pushing goes on to them)."""
         self._queue.extend(deliveries)
         self._handed_in += len(deliveries)
         mark = self._handed_in
-        in_hub = getcurrent() is get_hub()
+        current = getcurrent()
+        in_hub = current is get_hub()
         while self._pushed < mark:
             if not self._pushing:
-                self._drain(in_hub)
-            elif in_hub:
+                self._drain(current, in_hub)
+            elif in_hub or current is self._pusher:
                 return
             else:
                 self._idle.wait()
 
-    def _drain(self, in_hub: bool) -> None:
+    def _drain(self, current: Any, in_hub: bool) -> None:
         queue, push, loop = self._queue, self._push, get_hub().loop
         self._pushing = True
+        self._pusher = current
         self._idle.clear()
         turn = start_turn(loop)
         steps = 0
@@ -73,6 +77,7 @@ class FanOut(Generic[T]):
                     turn = take_turns(loop, turn)
         finally:
             self._pushing = False
+            self._pusher = None
             self._idle.set()
             if queue:  # the pusher was killed (or a push raised): the rest goes on
                 gevent.spawn(self.send, [])

@@ -108,3 +108,11 @@ def test_a_push_that_raises_fails_its_sender_and_loses_nothing_else():
         fan_out.send(list(range(10)))
     fan_out.send([10])
     assert pushed == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10]
+
+
+def test_deliveries_handed_in_from_inside_a_push_follow_without_a_deadlock():
+    pushed = []
+    fan_out = FanOut(lambda item: (pushed.append(item), item == 1 and fan_out.send(["echo"])))
+    with gevent.Timeout(5):
+        fan_out.send([1, 2])
+    assert pushed == [1, 2, "echo"]
