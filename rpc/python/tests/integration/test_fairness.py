@@ -147,7 +147,11 @@ def test_a_fan_out_to_ten_thousand_subscriptions_stalls_nobody():
         server.stop()
     worst = max(latencies)
     # Before readers took turns, the bystander waited 0.5-0.9 s here (4.7 s
-    # in the measurement); now about 80 ms at worst.
+    # in the measurement); now about 80 ms at worst on a quiet
+    # machine. On a host three times slower, with the attacker, the
+    # bystander and the server sharing 2 cores, up to 265 ms was seen
+    # although no greenlet held the loop for 80 ms (gevent's blocking
+    # monitor): the OS scheduling the three processes, not our loop.
     # (The count only shows the bystander kept calling throughout: on a
     # machine shared with other work it makes fewer calls, none slow.)
-    assert len(latencies) > 20 and worst < 0.25, f"{len(latencies)} calls, max {worst * 1000:.0f} ms"
+    assert len(latencies) > 20 and worst < 0.45, f"{len(latencies)} calls, max {worst * 1000:.0f} ms"
