@@ -174,7 +174,7 @@ class IncomingCalls:
         except LocalProtocolError as exc:
             raise send_error(conn, exc) from None
         call.credit -= 1
-        conn.outbox.flush_soon()
+        conn.outbox.flush_batch()
 
     def _finish(self, call: Context, code: StatusCode, message: str = "",
                 details: str = "", payload: bytes = b"") -> None:

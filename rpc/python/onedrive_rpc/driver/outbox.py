@@ -68,6 +68,15 @@ class Outbox:
             self.drained.clear()
             self._loop.run_callback(self.flush)
 
+    def flush_batch(self) -> None:
+        """flush_soon, or now if a batch's worth (MID_BATCH_FLUSH) is queued
+        already: the peer works on it while we make more (a stream's items,
+        a fan-out's deliveries)."""
+        if self._conn.session.queued_bytes >= MID_BATCH_FLUSH and self.writer is None:
+            self.flush()
+        else:
+            self.flush_soon()
+
     def flush(self) -> None:
         """Write what is queued now, without blocking (safe in the hub)."""
         self.flush_scheduled = False

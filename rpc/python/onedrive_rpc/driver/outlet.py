@@ -72,7 +72,7 @@ class ConnectionOutlet:
             return False
         conn = self._conn
         conn.session.send(frame, held > conn.limits.max_queued_bytes // 2)
-        conn.outbox.flush_soon()
+        conn.outbox.flush_batch()
         if self._budget is not None:
             self._budget.hold(self, conn.session.reliability.unacked_bytes + conn.outbox.out_bytes)
         return True
