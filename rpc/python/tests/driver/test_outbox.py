@@ -13,7 +13,8 @@ import pytest
 from onedrive_rpc.config import Limits
 from onedrive_rpc.core import events as ev
 from onedrive_rpc.driver import End, Phase
-from onedrive_rpc.driver.outbox import WRITE_FAILURE_GRACE
+from onedrive_rpc.core.pattern_frames import Notify
+from onedrive_rpc.driver.outbox import MID_BATCH_FLUSH, WRITE_FAILURE_GRACE
 from onedrive_rpc.errors import PeerLost, RpcError, StatusCode
 from onedrive_rpc.testing.helpers import envelopes
 
@@ -183,3 +184,26 @@ def test_a_large_frames_read_buffer_is_reused_once_its_call_is_done(connect, mon
     # Each side reads 6 large frames; after the first one or two, the same
     # buffers come back (a reused spare), not new ones.
     assert len(set(fresh)) <= 4, f"{len(set(fresh))} distinct large buffers for 12 frames"
+
+
+def test_a_batch_s_worth_goes_out_at_once_and_less_waits_for_the_loop_pass(connect):
+    """A stream's items and a broker's pushes: the peer works on the first
+    ones while we make more (flush_batch)."""
+    pair = connect(wrap=True)
+    client, stream = pair.client, pair.client.stream
+    assert client.outgoing.call("/echo", b"warm-up", bytes, timeout=SOON) == b"warm-up"
+    sent = len(stream.sends)
+    queued = 0
+    for frames in range(1, 100):  # never yielding to the hub meanwhile
+        client.session.send(Notify("/n", b"x" * 100, {}))
+        queued = client.session.queued_bytes
+        client.outbox.flush_batch()
+        if len(stream.sends) > sent:
+            break
+    assert queued >= MID_BATCH_FLUSH and queued - 150 < MID_BATCH_FLUSH
+    assert per_send(stream.sends[sent:], "notify") == [frames]
+    client.session.send(Notify("/n", b"x" * 100, {}))
+    client.outbox.flush_batch()
+    assert len(stream.sends) == sent + 1  # less than a batch: at the end of the pass
+    gevent.sleep(0)
+    assert per_send(stream.sends[sent:], "notify") == [frames, 1]
