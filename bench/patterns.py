@@ -3,7 +3,7 @@
 
     python bench/patterns.py [--duration 2] [--runs 3] [--only W4,W5,W6]
                              [--impls ours,limit,batched]
-                             [--w4-policy drop_oldest|block]
+                             [--w4-policy block|drop_oldest]
                              [--w4-publisher flood|window]
                              [--stream-window 64] [--json]
 
@@ -53,15 +53,12 @@ measurement):
       `client.changed.publish("bench.fanout", msg)`; each subscriber
       process holds `client.changed.subscribe("bench.>", callback,
       queue_limit=1024, policy=P)` and its callback counts. P is
-      `--w4-policy`: `drop_oldest` (the default for now) lets a full
+      `--w4-policy`: `block` (the default, the headline) makes the server
+      hold the publisher back while a subscription's queue is full (its
+      publish window, spec §8.3), dropping nothing: ours does the limit's
+      job, lossless, and the ratio is fair. `drop_oldest` lets a full
       subscription drop its oldest message, so a flooding publisher loses
-      messages (the lost and dropped rows show how many); `block` makes the
-      server hold the publisher back while a subscription's queue is full,
-      dropping nothing. `block` is a new slow-consumer policy: until the
-      library has it, subscribe() raises ValueError, the subscriber reports
-      it and the run stops with that error. The headline W4 figure is meant
-      to be measured with `--w4-policy block` (the default once it lands):
-      then ours does the limit's job, lossless, and the ratio is fair.
+      messages (the lost and dropped rows show how many).
       limit: the publisher sends each frame with its own sendall; for each
       complete frame the server does one sendall to each of the 4 subscriber
       sockets in turn; subscribers recv_into() and count complete frames.
@@ -194,7 +191,7 @@ _server_cpu = cpu_seconds
 WORKLOADS = ("W4", "W5", "W6")
 IMPLS = ("ours", "limit", "batched")  # the first is measured, the others are raw
 BATCHED_WORKLOADS = ("W4",)  # the only ones with a batched variant
-POLICIES = ("drop_oldest", "block")  # W4: ours' subscriptions (--w4-policy)
+POLICIES = ("block", "drop_oldest")  # W4: ours' subscriptions (--w4-policy), default first
 GOALS = {"W4": 0.5}          # ours / limit, with 0 lost (unpaced W4 only)
 
 
@@ -1077,8 +1074,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="subset of ours,limit,batched (default all; batched is W4 only; "
                         "ours alone is for profiling)")
     parser.add_argument("--w4-policy", choices=POLICIES, default=POLICIES[0],
-                        help="W4: ours' subscriptions' slow-consumer policy (default drop_oldest "
-                        "for now; the headline figure is meant to be measured with block)")
+                        help="W4: ours' subscriptions' slow-consumer policy (default block, "
+                        "lossless: the headline; drop_oldest loses what a full queue drops)")
     parser.add_argument("--w4-publisher", choices=("flood", "window"), default="flood",
                         help="W4 publishers: flood, as fast as they can (default, the headline), "
                         "or window: PACED, at most 1024 messages ahead of the slowest "
