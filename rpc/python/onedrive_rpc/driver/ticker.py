@@ -95,7 +95,11 @@ class Ticker:
             report_blocked_loop(late, liveness.interval, now)
             if liveness.expired(now):
                 # Our own loop was stuck: what the peer sent meanwhile is
-                # still unread. Let the reader catch up before judging it.
+                # still unread. Let the reader catch up before judging it,
+                # and show the peer (stuck with us, maybe: the same process,
+                # a paused VM) that we are alive before it judges us.
+                session.send_heartbeat(now)
+                self._on_output()
                 self.arm(min(CATCH_UP_DELAY, liveness.interval / 4))
                 return
         events = session.tick(now)
