@@ -22,7 +22,12 @@ log = logging.getLogger("onedrive_rpc")
 
 # After a tick found our own loop blocked, how soon (at most) to look again,
 # once the reader had a chance to catch up on what the peer sent meanwhile.
+# A tick later than this (a long garbage collection, a busy handler) does
+# not judge the peer either: what it sent may still be unread.
 CATCH_UP_DELAY = 0.05
+# Late ticks in a row that catch up instead of judging: a loop that is
+# always late still finds a dead peer, a few catch-ups later.
+MAX_CATCH_UPS = 5
 
 
 class Ticker:
@@ -48,6 +53,7 @@ class Ticker:
         self._timer: Any = None
         #: When the timer is due (monotonic seconds; inf while stopped).
         self.due = float("inf")
+        self._catch_ups = 0
 
     def start(self, session: Session) -> None:
         """Tick for `session` from now on (a new or resumed stream)."""
@@ -91,17 +97,20 @@ class Ticker:
             # sent meanwhile waits unread, so its silence is ours.
             liveness.received(now)
         late = now - self.due
-        if liveness is not None and late > liveness.interval:
-            report_blocked_loop(late, liveness.interval, now)
-            if liveness.expired(now):
-                # Our own loop was stuck: what the peer sent meanwhile is
-                # still unread. Let the reader catch up before judging it,
-                # and show the peer (stuck with us, maybe: the same process,
-                # a paused VM) that we are alive before it judges us.
+        if liveness is not None and late > CATCH_UP_DELAY:
+            if late > liveness.interval:
+                report_blocked_loop(late, liveness.interval, now)
+            if liveness.expired(now) and self._catch_ups < MAX_CATCH_UPS:
+                # Our own loop was stuck: what the peer sent meanwhile may
+                # be unread. Let the reader catch up before judging it, and
+                # show the peer (stuck with us, maybe: the same process, a
+                # paused VM) that we are alive before it judges us.
+                self._catch_ups += 1
                 session.send_heartbeat(now)
                 self._on_output()
                 self.arm(min(CATCH_UP_DELAY, liveness.interval / 4))
                 return
+        self._catch_ups = 0
         events = session.tick(now)
         if events:
             silent = events[0]

@@ -10,7 +10,7 @@ from typing import Any, List, Optional, Tuple
 import pytest
 
 from onedrive_rpc.driver import ticker as ticker_module
-from onedrive_rpc.driver.ticker import CATCH_UP_DELAY, Ticker
+from onedrive_rpc.driver.ticker import CATCH_UP_DELAY, MAX_CATCH_UPS, Ticker
 from onedrive_rpc.errors import PeerLost
 from onedrive_rpc.core import wire_pb2
 from onedrive_rpc.testing.helpers import envelopes, framed, open_session_pair, wire
@@ -221,6 +221,30 @@ def test_after_catching_up_a_peer_still_silent_is_reported():
     assert rig.silences == []
     rig.tick_at(rig.ticker.due)  # on time now: the peer really said nothing
     assert len(rig.silences) == 1 and rig.loop.live == []
+
+
+def test_a_catch_up_tick_that_is_late_again_catches_up_again_a_few_times_at_most():
+    """A garbage collection right after the stall delays the catch-up tick:
+    what the peer sent may still be unread, so it is not judged yet; a loop
+    late on every tick still finds a dead peer, MAX_CATCH_UPS later."""
+    rig = Rig()
+    rig.ticker.start(rig.client)
+    rig.tick_at(5.0)
+    for _ in range(MAX_CATCH_UPS - 1):
+        rig.tick_at(rig.ticker.due + 2 * CATCH_UP_DELAY)  # late, but less than an interval
+        assert rig.silences == []
+    assert len(rig.written) == MAX_CATCH_UPS  # a heartbeat each time
+    rig.tick_at(rig.ticker.due + 2 * CATCH_UP_DELAY)
+    assert len(rig.silences) == 1
+
+
+def test_a_tick_a_little_late_judges_a_peer_that_spoke_meanwhile_alive():
+    rig = Rig()
+    rig.ticker.start(rig.client)
+    rig.tick_at(5.0)
+    rig.peer_speaks(5.02)
+    rig.tick_at(rig.ticker.due + 2 * CATCH_UP_DELAY)
+    assert rig.silences == []
 
 
 def test_the_blocked_loop_warning_is_rate_limited(caplog):
