@@ -50,18 +50,18 @@ class FanOut(Generic[T]):
         self._queue.extend(deliveries)
         self._handed_in += len(deliveries)
         mark = self._handed_in
-        current = getcurrent()
-        in_hub = current is get_hub()
+        current, hub = getcurrent(), get_hub()
+        in_hub = current is hub
         while self._pushed < mark:
             if not self._pushing:
-                self._drain(current, in_hub)
+                self._drain(current, hub.loop, in_hub)
             elif in_hub or current is self._pusher:
                 return
             else:
                 self._idle.wait()
 
-    def _drain(self, current: Any, in_hub: bool) -> None:
-        queue, push, loop = self._queue, self._push, get_hub().loop
+    def _drain(self, current: Any, loop: Any, in_hub: bool) -> None:
+        queue, push = self._queue, self._push
         self._pushing = True
         self._pusher = current
         self._idle.clear()
