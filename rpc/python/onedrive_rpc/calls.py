@@ -16,6 +16,7 @@ from gevent.event import AsyncResult, Event
 from google.protobuf.message import DecodeError
 
 from .core import events as ev
+from .core.framing import Payload
 from .errors import PeerLost, RpcError, StatusCode
 
 __all__ = ["CallAborted", "CallLink", "CallOrigin", "Context", "DEFAULT_STREAM_WINDOW", "Identity",
@@ -49,10 +50,10 @@ class ReplyLink(Protocol):
     """What a handler's Context sends its answers through (the driver's
     incoming calls)."""
 
-    def respond(self, call: "Context", payload: bytes) -> None:
+    def respond(self, call: "Context", payload: Payload) -> None:
         """Answer `call` with OK and `payload` (the end, for a stream)."""
 
-    def send_item(self, call: "Context", payload: bytes) -> None:
+    def send_item(self, call: "Context", payload: Payload) -> None:
         """Send one item of server stream `call`, waiting for the caller's
         credit; raises CallAborted once the stream was cancelled."""
 
@@ -190,11 +191,11 @@ class Context:
             return None
         return max(0.0, self.deadline - _monotonic())
 
-    def reply(self, payload: bytes) -> None:
+    def reply(self, payload: Payload) -> None:
         """Answer OK with serialized `payload` (a stream: end it)."""
         self.link.respond(self, payload)
 
-    def send_item(self, payload: bytes) -> None:
+    def send_item(self, payload: Payload) -> None:
         """Send one serialized item of this server stream, as the caller's
         credit allows; raises CallAborted once it was cancelled."""
         self.link.send_item(self, payload)

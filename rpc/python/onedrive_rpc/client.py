@@ -14,9 +14,11 @@ from google.protobuf.message import Message
 
 from . import options_pb2
 from .calls import DEFAULT_STREAM_WINDOW, CallFuture
+from .core.framing import Payload
 from .core.pubsub import Policy
 from .patterns import (DEFAULT_LISTENER_QUEUE, DEFAULT_RECEIVER_QUEUE_BYTES, BroadcastListener,
                        Consumer, Received, Subscription, TaskContext)
+from .serialize import serialize
 from .service import MethodInfo, method_infos
 from .streams import ServerStream
 
@@ -27,20 +29,20 @@ __all__ = ["Client", "Endpoint", "Caller", "PatternHost", "UnaryMethod", "Stream
 class Caller(Protocol):
     """What calls, streams and notifications go through (a Peer)."""
 
-    def call(self, method: str, payload: bytes, decode: Callable[[Any], Any],
+    def call(self, method: str, payload: Payload, decode: Callable[[Any], Any],
              timeout: Optional[float] = None,
              metadata: Optional[Mapping[str, str]] = None) -> Any: ...
 
-    def call_future(self, method: str, payload: bytes, decode: Callable[[Any], Any],
+    def call_future(self, method: str, payload: Payload, decode: Callable[[Any], Any],
                     timeout: Optional[float] = None,
                     metadata: Optional[Mapping[str, str]] = None) -> CallFuture: ...
 
-    def open_stream(self, method: str, payload: bytes, decode: Callable[[Any], Any],
+    def open_stream(self, method: str, payload: Payload, decode: Callable[[Any], Any],
                     timeout: Optional[float] = None,
                     metadata: Optional[Mapping[str, str]] = None,
                     window: int = DEFAULT_STREAM_WINDOW) -> ServerStream[Any]: ...
 
-    def notify(self, method: str, payload: bytes, metadata: Optional[Mapping[str, str]] = None,
+    def notify(self, method: str, payload: Payload, metadata: Optional[Mapping[str, str]] = None,
                confirm: bool = False, timeout: Optional[float] = None) -> None: ...
 
 
@@ -110,11 +112,14 @@ class _Method:
             raise TypeError("a Server does not call its own methods: connect to it with rpc.connect()")
         return self._caller
 
-    def _payload(self, request: Message) -> bytes:
+    def _check(self, request: Message) -> None:
         if not isinstance(request, self._input):
             raise TypeError(f"{self.info.attribute}() takes a {self._input.DESCRIPTOR.full_name}, "
                             f"not {type(request).__name__}")
-        return request.SerializeToString()
+
+    def _payload(self, request: Message) -> Payload:
+        self._check(request)
+        return serialize(request)
 
     def __repr__(self) -> str:
         return f"<{options_pb2.Pattern.Name(self.info.pattern).lower()} method {self._path}>"
@@ -173,6 +178,11 @@ class _MessageMethod(_Method, Generic[RequestT]):
     or broadcast): its output type plays no part."""
 
     __slots__ = ()
+
+    def _payload(self, request: Message) -> bytes:
+        # In one piece: it may be handed to this process's own receivers.
+        self._check(request)
+        return request.SerializeToString()
 
     def _decode_input(self, payload: Any) -> RequestT:
         return self._input.FromString(payload)  # type: ignore[return-value]

@@ -29,6 +29,7 @@ from google.protobuf.message import DecodeError, Message
 
 from .calls import CallOrigin, Context, Identity
 from .core.events import PeerInfo
+from .core.framing import Frame
 from .errors import RpcError, StatusCode
 from .logs import Throttled
 
@@ -75,7 +76,7 @@ class Action:
     def __init__(self, kind: str, method: str, target: str = "", *,
                  identity: Optional[Identity] = None, peer: Optional[PeerInfo] = None,
                  address: str = "", metadata: Optional[Mapping[str, str]] = None,
-                 context: Optional[Context] = None, payload: Optional[bytes] = None,
+                 context: Optional[Context] = None, payload: Optional[Frame] = None,
                  message_type: Optional[Type[Message]] = None,
                  options: Optional[Mapping[str, Any]] = None) -> None:
         self.kind = kind
@@ -94,7 +95,7 @@ class Action:
     @classmethod
     def of(cls, kind: str, method: str, target: str, origin: CallOrigin, *,
            metadata: Optional[Mapping[str, str]] = None, context: Optional[Context] = None,
-           payload: Optional[bytes] = None,
+           payload: Optional[Frame] = None,
            message_type: Optional[Type[Message]] = None,
            options: Optional[Mapping[str, Any]] = None) -> "Action":
         """A server-side action from a peer's connection (`origin`)."""

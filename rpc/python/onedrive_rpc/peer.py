@@ -13,6 +13,7 @@ from .auth import SharedSecret
 from .config import Heartbeat, Limits, Reconnect
 from .core import events as ev
 from .core.events import PeerInfo
+from .core.framing import Payload, Pieces
 from .core.pattern_frames import (Broadcast, CallFrame, Consume, Credit, OutFrame, Produce,
                                   Publish, Subscribe, TaskDone, Unsubscribe)
 from .core.pubsub import DEFAULT_QUEUE_LIMIT, Policy
@@ -111,7 +112,7 @@ class Peer:
     def close_reason(self) -> Optional[RpcError]:
         return self._connection.close_reason
 
-    def call(self, method: str, payload: bytes, decode: Callable[[Any], Any],
+    def call(self, method: str, payload: Payload, decode: Callable[[Any], Any],
              timeout: Optional[float] = None,
              metadata: Optional[Mapping[str, str]] = None) -> Any:
         """Low level: call "/pkg.Service/Method" with serialized `payload`."""
@@ -120,7 +121,7 @@ class Peer:
         return self._intercepted("call", method, lambda md: self._connection.outgoing.call(
             method, payload, decode, timeout, md), payload, metadata=metadata)
 
-    def call_future(self, method: str, payload: bytes, decode: Callable[[Any], Any],
+    def call_future(self, method: str, payload: Payload, decode: Callable[[Any], Any],
                     timeout: Optional[float] = None,
                     metadata: Optional[Mapping[str, str]] = None) -> CallFuture:
         if self._interception is None:
@@ -130,7 +131,7 @@ class Peer:
                                  call_future(method, payload, decode, timeout, md), payload,
                                  metadata=metadata)
 
-    def open_stream(self, method: str, payload: bytes, decode: Callable[[Any], Any],
+    def open_stream(self, method: str, payload: Payload, decode: Callable[[Any], Any],
                     timeout: Optional[float] = None,
                     metadata: Optional[Mapping[str, str]] = None,
                     window: int = DEFAULT_STREAM_WINDOW) -> ServerStream:
@@ -139,7 +140,7 @@ class Peer:
                                  open_stream(method, payload, decode, timeout, md, window),
                                  payload, metadata=metadata)
 
-    def notify(self, method: str, payload: bytes, metadata: Optional[Mapping[str, str]] = None,
+    def notify(self, method: str, payload: Payload, metadata: Optional[Mapping[str, str]] = None,
                confirm: bool = False, timeout: Optional[float] = None) -> None:
         """Low level: send notification "/pkg.Service/Method" (see NotifyMethod)."""
         self._intercepted("notify", method, lambda md: self._connection.outgoing.notify(
@@ -284,15 +285,16 @@ class Peer:
             self._connection.outgoing.send_one_way(frame)
 
     def _intercepted(self, kind: str, method: str, send: Callable[[Mapping[str, str]], Any],
-                     payload: Optional[bytes] = None, target: str = "",
+                     payload: Optional[Payload] = None, target: str = "",
                      metadata: Optional[Mapping[str, str]] = None) -> Any:
         """`send(metadata)` through this peer's interceptors, which see
-        (and may change) a copy of `metadata`."""
+        (and may change) a copy of `metadata`, and the payload as bytes."""
         chain = self._interception
         if chain is None:
             return send(metadata or _NO_METADATA)
         action = Action(kind, method, target, peer=self.info, address=self.url,
-                        metadata=dict(metadata or _NO_METADATA), payload=payload)
+                        metadata=dict(metadata or _NO_METADATA),
+                        payload=bytes(payload) if isinstance(payload, Pieces) else payload)
         return chain.run(action, lambda: send(action.metadata))
 
     # ------------------------------------------- ConnectionOwner: the driver calls

@@ -26,6 +26,7 @@ from .core.pubsub import MAX_QUEUE_LIMIT, Policy
 from .errors import RpcError, StatusCode
 from .interceptors import Action, Interception, parse
 from .naming import snake_case
+from .serialize import serialize
 
 __all__ = ["Service", "MethodInfo", "Registry", "snake_case", "method_infos", "unimplemented",
            "prefetch", "policy"]
@@ -225,7 +226,7 @@ class Registry:
                 raise RpcError(StatusCode.INTERNAL,
                                f"handler of {info.path} returned {type(result).__name__}, "
                                f"expected {info.output_type.DESCRIPTOR.full_name}")
-            call.reply(result.SerializeToString())
+            call.reply(serialize(result))
 
     def _invoke(self, handler: Optional[_Handler], sent: int, call: Context, event: Any,
                 action: Optional[Action]) -> Any:
@@ -260,7 +261,7 @@ class Registry:
                     raise RpcError(StatusCode.INTERNAL,
                                    f"handler of {info.path} yielded {type(item).__name__}, "
                                    f"expected {output_type.DESCRIPTOR.full_name}")
-                call.send_item(item.SerializeToString())
+                call.send_item(serialize(item))
         except (RpcError, CallAborted):
             raise
         except Exception as exc:

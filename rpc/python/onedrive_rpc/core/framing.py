@@ -13,7 +13,7 @@ buffer already held that fits is used at once).
 from __future__ import annotations
 
 import struct
-from typing import List, Optional, Union
+from typing import List, Optional, Sequence, Union
 
 from .budget import ByteBudget
 from .errors import FrameTooLarge, ReadBudgetExceeded
@@ -24,6 +24,8 @@ __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
     "FrameDecoder",
     "frame_header",
+    "Pieces",
+    "Payload",
 ]
 
 _HEADER = struct.Struct(">I")
@@ -70,6 +72,33 @@ MAX_SPARE_BUFFER = 4 * 1024 * 1024
 GROWTH = 16
 
 Frame = Union[bytes, memoryview]
+
+
+class Pieces:
+    """A payload kept as the buffers it was made of, so it goes out with
+    one vectored send instead of being copied into one buffer first (a
+    message whose large bytes field was left in a buffer of its own:
+    onedrive_rpc/serialize.py). len() counts its bytes; bytes() joins them
+    for code that needs them in one piece."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self, parts: Sequence[bytes]) -> None:
+        self.parts = tuple(parts)
+        self.size = sum(map(len, self.parts))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.parts)
+
+    def __repr__(self) -> str:
+        return f"<Pieces: {len(self.parts)} buffers, {self.size} bytes>"
+
+
+#: What a message travels as, on its way out.
+Payload = Union[bytes, memoryview, Pieces]
 
 
 def _exported(buf: bytearray) -> bool:

@@ -13,7 +13,7 @@ from . import pattern_frames, wire_pb2
 from .call_limits import CallLimits
 from .errors import LocalProtocolError, MessageTooLarge, MetadataTooLarge
 from .metadata import excess
-from .framing import LARGE_FRAME, Frame, frame_header, varint
+from .framing import LARGE_FRAME, Frame, Payload, Pieces, frame_header, varint
 from .liveness import Liveness
 from .reliability import Reliability
 
@@ -82,7 +82,7 @@ class SessionOutput:
         acknowledged: the owner stops sending while this is too large."""
         return self.reliability.unacked_bytes
 
-    def send_request(self, call_id: int, method: str, payload: bytes,
+    def send_request(self, call_id: int, method: str, payload: Payload,
                      timeout: Optional[float] = None,
                      metadata: Optional[Mapping[str, str]] = None,
                      initial_credit: int = 0) -> None:
@@ -121,7 +121,7 @@ class SessionOutput:
         return not limit or len(self.reliability.requests_out) < limit
 
     def send_response(self, call_id: int, code: int, message: str = "",
-                      details: str = "", payload: bytes = b"") -> None:
+                      details: str = "", payload: Payload = b"") -> None:
         """Answer a call. Raises MessageTooLarge (nothing queued) if the
         payload does not fit the peer's frame limit; the call stays open so
         the caller can answer again with an error."""
@@ -216,7 +216,7 @@ class SessionOutput:
         if self.state is not State.OPEN and self.state is not State.SUSPENDED:
             raise LocalProtocolError(f"cannot send while {self.state.value}")
 
-    def _queue(self, env: Optional[_Envelope], payload: Frame, sequenced: bool = False,
+    def _queue(self, env: Optional[_Envelope], payload: Payload, sequenced: bool = False,
                ack: bool = True, tail: bytes = b"") -> None:
         """Frame `env` (+ payload) for the wire. Sequenced frames get the
         next seq and stay in the resend buffer until acknowledged; every
@@ -241,8 +241,10 @@ class SessionOutput:
         if plen:
             prefix = b"\x0a" + varint(plen)
             total = len(prefix) + plen + len(body)
-            if plen < LARGE_FRAME:
-                buffers: List[Frame] = [b"".join((frame_header(total), prefix, payload, body))]
+            if isinstance(payload, Pieces):  # large, by its making
+                buffers: List[Frame] = [frame_header(total) + prefix, *payload.parts, body]
+            elif plen < LARGE_FRAME:
+                buffers = [b"".join((frame_header(total), prefix, payload, body))]
             else:
                 # Large payloads are never concatenated: the driver writes
                 # header, payload and tail with one vectored send.

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, FrozenSet, Mapping, NamedTuple, Union
 from . import wire_pb2
 from .errors import RemoteProtocolError
 from . import events as ev
-from .framing import Frame, varint
+from .framing import Frame, Payload, varint
 
 __all__ = ["DECODERS", "OPENS_CALL", "deliver_shared", "encode", "OutFrame", "CallFrame",
            "StreamItem", "StreamEnd", "Credit", "Notify", "Subscribe", "Unsubscribe", "Publish",
@@ -126,7 +126,7 @@ _EMPTY: Mapping[str, str] = {}
 
 class StreamItem(NamedTuple):
     call_id: int
-    payload: Frame
+    payload: Payload
 
 
 class StreamEnd(NamedTuple):
@@ -149,7 +149,7 @@ class Credit(NamedTuple):
 
 class Notify(NamedTuple):
     method: str
-    payload: Frame
+    payload: Payload
     metadata: Mapping[str, str] = _EMPTY
 
 

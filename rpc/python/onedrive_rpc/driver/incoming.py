@@ -26,6 +26,7 @@ from gevent.event import Event
 
 from ..calls import CallAborted, CallOrigin, Context, Identity
 from ..core import events as ev
+from ..core.framing import Payload
 from ..core.pattern_frames import StreamEnd, StreamItem
 from ..core.session import State
 from ..logs import Throttled
@@ -149,11 +150,11 @@ class IncomingCalls:
 
     # ----------------------------------------------- ReplyLink (handlers)
 
-    def respond(self, call: Context, payload: bytes) -> None:
+    def respond(self, call: Context, payload: Payload) -> None:
         """Send a successful answer to `call` (the dispatcher's job)."""
         self._finish(call, StatusCode.OK, payload=payload)
 
-    def send_item(self, call: Context, payload: bytes) -> None:
+    def send_item(self, call: Context, payload: Payload) -> None:
         """Send one item of the server stream `call`, first waiting until
         the caller has granted room for it; raises CallAborted once the
         stream was cancelled or the peer is gone."""
@@ -177,7 +178,7 @@ class IncomingCalls:
         conn.outbox.flush_batch()
 
     def _finish(self, call: Context, code: StatusCode, message: str = "",
-                details: str = "", payload: bytes = b"") -> None:
+                details: str = "", payload: Payload = b"") -> None:
         conn = self._conn
         if call.abort is not None and code == StatusCode.OK:
             # Cancelled or timed out while the handler ran on: say so.

@@ -23,6 +23,7 @@ from gevent.hub import Waiter
 
 from ..calls import DEFAULT_STREAM_WINDOW, TIMED_OUT, CallFuture, call_result, fresh
 from ..core import events as ev
+from ..core.framing import Payload
 from ..core.pattern_frames import CallFrame, Credit, Notify, OutFrame, Publish
 from ..core.publish_window import PublishCredit, publish_cost
 from ..core.session import State
@@ -67,7 +68,7 @@ class OutgoingCalls:
 
     # ------------------------------------------------------------ calls
 
-    def call(self, method: str, payload: bytes, decode: Callable[[Any], Any],
+    def call(self, method: str, payload: Payload, decode: Callable[[Any], Any],
              timeout: Optional[float] = None,
              metadata: Optional[Mapping[str, str]] = None) -> Any:
         """Call `method` and wait for its reply, decoded with `decode`."""
@@ -75,7 +76,7 @@ class OutgoingCalls:
         call_id, left = self._send_request(method, payload, timeout, metadata, waiter)
         return self._await(call_id, waiter, left, decode, method, timeout)
 
-    def call_future(self, method: str, payload: bytes, decode: Callable[[Any], Any],
+    def call_future(self, method: str, payload: Payload, decode: Callable[[Any], Any],
                     timeout: Optional[float] = None,
                     metadata: Optional[Mapping[str, str]] = None) -> CallFuture:
         future = CallFuture(self, decode)
@@ -84,7 +85,7 @@ class OutgoingCalls:
             future.expire_after(self._loop, left)
         return future
 
-    def open_stream(self, method: str, payload: bytes, decode: Callable[[Any], Any],
+    def open_stream(self, method: str, payload: Payload, decode: Callable[[Any], Any],
                     timeout: Optional[float] = None,
                     metadata: Optional[Mapping[str, str]] = None,
                     window: int = DEFAULT_STREAM_WINDOW) -> ServerStream:
@@ -99,7 +100,7 @@ class OutgoingCalls:
             timer.start(receiver.switch, TIMED_OUT)
         return ServerStream(receiver, decode)
 
-    def notify(self, method: str, payload: bytes, metadata: Optional[Mapping[str, str]] = None,
+    def notify(self, method: str, payload: Payload, metadata: Optional[Mapping[str, str]] = None,
                confirm: bool = False, timeout: Optional[float] = None) -> None:
         """Send a one-way message to notification `method`. With `confirm`,
         return once the peer acknowledged receiving it; raise PeerLost if the
@@ -301,7 +302,7 @@ class OutgoingCalls:
             if line:
                 line[0].set()  # the next one checks for itself
 
-    def _send_request(self, method: str, payload: bytes, timeout: Optional[float],
+    def _send_request(self, method: str, payload: Payload, timeout: Optional[float],
                       metadata: Optional[Mapping[str, str]], waiter: Any,
                       initial_credit: int = 0) -> Tuple[int, Optional[float]]:
         """Send a Request (once the peer serves one more); its call id and

@@ -7,6 +7,7 @@ import gevent
 import pytest
 
 import onedrive_rpc as rpc
+from onedrive_rpc.serialize import LARGE_FIELD
 from onedrive_rpc.testing import echo_pb2
 from onedrive_rpc.testing.echo_service import ECHO
 
@@ -27,6 +28,26 @@ def test_large_messages_round_trip(remote_url, peers):
     for size in (0, 1, 32 * 1024 - 10, 32 * 1024, 1024 * 1024, 8 * 1024 * 1024):
         data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
         assert client.echo(Msg(data=data), timeout=20).data == data
+
+
+def test_large_bytes_fields_cross_whole_with_the_rest_of_their_message(remote_url, peers):
+    """A bytes field of LARGE_FIELD or more is sent outside protobuf's
+    encoder (onedrive_rpc/serialize.py), requests, replies and stream items
+    alike; a client interceptor still sees the payload as bytes."""
+    seen = []
+
+    def record(action, proceed):
+        seen.append((type(action.payload), len(action.payload)))
+        return proceed()
+
+    client = rpc.Client(peers(remote_url, interceptors=[record]), ECHO)
+    for size in (LARGE_FIELD - 1, LARGE_FIELD, 3 * LARGE_FIELD + 5):
+        data = bytes(range(256)) * (size // 256) + b"y" * (size % 256)
+        request = Msg(text="t" * 300, data=data, delay=0.001, count=3)
+        assert client.echo(request, timeout=20) == request
+        items = list(client.count(request, timeout=20))
+        assert [(m.text, m.data) for m in items] == [(str(i), data) for i in range(3)]
+        assert seen[-2:] == [(bytes, request.ByteSize())] * 2
 
 
 def test_1000_concurrent_calls_on_one_connection(remote_url, peers):
