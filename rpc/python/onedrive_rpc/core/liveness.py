@@ -32,6 +32,11 @@ class Liveness:
     def received(self, now: float) -> None:
         self.last_received = now
 
+    def excuse(self, stalled: float, now: float) -> None:
+        """Our own loop was stuck for `stalled` seconds: that much of the
+        peer's silence was ours (what it sent is unread), not its own."""
+        self.last_received = min(now, self.last_received + stalled)
+
     def heartbeat_due(self, now: float) -> bool:
         return now - self.last_sent >= self.interval
 

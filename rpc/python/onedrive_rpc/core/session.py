@@ -175,18 +175,10 @@ class Session(SessionInput, SessionOutput):
             return [ev.PeerSilent(silent, liveness.timeout)]
         if liveness.heartbeat_due(now) or self.reliability.ack_due(now):
             # A heartbeat also carries the ack nothing else carried in time.
-            self.send_heartbeat(now)
+            env = _Envelope()
+            env.heartbeat.sent_us = int(now * 1_000_000)
+            self._queue(env, b"")
         return []
-
-    def send_heartbeat(self, now: float) -> None:
-        """Queue a heartbeat (with our ack) now: tick() does when one is
-        due; the driver does too once its own loop was stuck, since the
-        peer has been judging our silence meanwhile."""
-        if self.state is not State.OPEN:
-            return
-        env = _Envelope()
-        env.heartbeat.sent_us = int(now * 1_000_000)
-        self._queue(env, b"")
 
     def next_deadline(self) -> Optional[float]:
         """When tick() next has something to do; None before the session is open."""

@@ -5,7 +5,8 @@ silence bound).
 Heartbeats come from the hub, never from handlers, so a handler that runs
 for minutes cannot make us look dead. A timer that fires late means our
 own loop was blocked: that is logged (the likely reason peers drop us),
-and the peer is not judged on silence we did not read.
+and the time it was late does not count as the peer's silence, which is
+judged only on the time we were there to hear it.
 """
 from __future__ import annotations
 
@@ -20,14 +21,11 @@ __all__ = ["Ticker", "report_blocked_loop"]
 
 log = logging.getLogger("onedrive_rpc")
 
-# After a tick found our own loop blocked, how soon (at most) to look again,
-# once the reader had a chance to catch up on what the peer sent meanwhile.
-# A tick later than this (a long garbage collection, a busy handler) does
-# not judge the peer either: what it sent may still be unread.
-CATCH_UP_DELAY = 0.05
-# Late ticks in a row that catch up instead of judging: a loop that is
-# always late still finds a dead peer, a few catch-ups later.
-MAX_CATCH_UPS = 5
+# A tick this late (or later) means our own loop was stuck: a long garbage
+# collection, a busy handler, a paused machine. The time it was late is
+# not counted as the peer's silence (what the peer sent meanwhile is
+# unread); below it, timer jitter.
+STALL_THRESHOLD = 0.05
 
 
 class Ticker:
@@ -53,7 +51,6 @@ class Ticker:
         self._timer: Any = None
         #: When the timer is due (monotonic seconds; inf while stopped).
         self.due = float("inf")
-        self._catch_ups = 0
 
     def start(self, session: Session) -> None:
         """Tick for `session` from now on (a new or resumed stream)."""
@@ -97,20 +94,16 @@ class Ticker:
             # sent meanwhile waits unread, so its silence is ours.
             liveness.received(now)
         late = now - self.due
-        if liveness is not None and late > CATCH_UP_DELAY:
+        if liveness is not None and late >= STALL_THRESHOLD:
             if late > liveness.interval:
                 report_blocked_loop(late, liveness.interval, now)
-            if liveness.expired(now) and self._catch_ups < MAX_CATCH_UPS:
-                # Our own loop was stuck: what the peer sent meanwhile may
-                # be unread. Let the reader catch up before judging it, and
-                # show the peer (stuck with us, maybe: the same process, a
-                # paused VM) that we are alive before it judges us.
-                self._catch_ups += 1
-                session.send_heartbeat(now)
-                self._on_output()
-                self.arm(min(CATCH_UP_DELAY, liveness.interval / 4))
-                return
-        self._catch_ups = 0
+            # The peer is judged on the silence we were there to hear; the
+            # heartbeat our own silence has made due goes out below, before
+            # a peer stuck with us (the same process, a paused machine)
+            # judges us. A loop late on every tick still finds a dead peer:
+            # each tick excuses only its lateness, less than the time since
+            # the tick before.
+            liveness.excuse(late, now)
         events = session.tick(now)
         if events:
             silent = events[0]

@@ -1,7 +1,7 @@
 """The Ticker on a fake loop and a fake clock, over a real sans-IO Session
 pair: when its one timer is set, what a tick does, how a silent peer is
-reported, and why a late tick (our own loop was blocked) does not judge
-the peer at once. No hub, no sleeps."""
+reported, and why the time a tick was late (our own loop was blocked) is
+not the peer's silence. No hub, no sleeps."""
 from __future__ import annotations
 
 import logging
@@ -10,7 +10,7 @@ from typing import Any, List, Optional, Tuple
 import pytest
 
 from onedrive_rpc.driver import ticker as ticker_module
-from onedrive_rpc.driver.ticker import CATCH_UP_DELAY, MAX_CATCH_UPS, Ticker
+from onedrive_rpc.driver.ticker import STALL_THRESHOLD, Ticker
 from onedrive_rpc.errors import PeerLost
 from onedrive_rpc.core import wire_pb2
 from onedrive_rpc.testing.helpers import envelopes, framed, open_session_pair, wire
@@ -192,7 +192,7 @@ def test_a_peer_that_speaks_is_not_reported():
     assert rig.silences == [] and len(rig.written) == 9
 
 
-def test_a_late_tick_blames_our_loop_and_catches_up_before_judging(caplog):
+def test_a_late_tick_blames_our_loop_and_does_not_count_its_lateness_as_silence(caplog):
     rig = Rig()
     rig.ticker.start(rig.client)
     caplog.set_level(logging.WARNING, logger="onedrive_rpc")
@@ -200,42 +200,59 @@ def test_a_late_tick_blames_our_loop_and_catches_up_before_judging(caplog):
     # past the silence bound, with whatever the peer sent meanwhile unread.
     rig.tick_at(5.0)
     assert rig.silences == []
-    # Not judged, but shown we are alive: a peer stuck with us (the same
-    # process, a paused VM) is judging our silence just as long.
+    # Not judged, but shown we are alive at once: a peer stuck with us (the
+    # same process, a paused VM) is judging our silence just as long.
     assert [kinds(data) for data in rig.written] == [["heartbeat"]]
-    catch_up = rig.timer()
-    assert catch_up.delay == pytest.approx(min(CATCH_UP_DELAY, INTERVAL / 4))
     blocked = [r for r in caplog.records if "event loop of this process was blocked" in r.message]
     assert len(blocked) == 1 and blocked[0].levelno == logging.WARNING
     assert "4.000s" in blocked[0].getMessage()  # how late the tick was
+    # Of its 5 s of silence, 4 were ours: it has the rest of its bound.
+    assert rig.client.liveness.silent_for(5.0) == pytest.approx(1.0)
+    assert rig.ticker.due == pytest.approx(5.0 + INTERVAL)
     # The reader catches up on what the peer sent while we were stuck.
     rig.peer_speaks(5.01)
-    rig.tick_at(5.0 + catch_up.delay)
+    rig.tick_at(rig.ticker.due)
     assert rig.silences == []
 
 
-def test_after_catching_up_a_peer_still_silent_is_reported():
+def test_after_a_stall_a_peer_still_silent_is_reported_once_its_own_silence_is_past_the_bound():
     rig = Rig()
     rig.ticker.start(rig.client)
-    rig.tick_at(5.0)
-    assert rig.silences == []
-    rig.tick_at(rig.ticker.due)  # on time now: the peer really said nothing
-    assert len(rig.silences) == 1 and rig.loop.live == []
+    rig.tick_at(5.0)  # 4 s late: heard at 0, excused up to 4
+    while not rig.silences:
+        assert rig.clock.now < 4.0 + BOUND, "the silent peer was not found"
+        rig.tick_at(rig.ticker.due)  # on time now: the peer really says nothing
+    assert rig.clock.now == pytest.approx(4.0 + BOUND)
+    assert rig.silences[0].message == (
+        "peer lost: no sign of life for 3.000s (heartbeat bound 3.000s)")
+    assert rig.loop.live == []
 
 
-def test_a_catch_up_tick_that_is_late_again_catches_up_again_a_few_times_at_most():
-    """A garbage collection right after the stall delays the catch-up tick:
-    what the peer sent may still be unread, so it is not judged yet; a loop
-    late on every tick still finds a dead peer, MAX_CATCH_UPS later."""
+@pytest.mark.parametrize("late", [STALL_THRESHOLD, 0.4, 0.9 * INTERVAL])
+def test_a_loop_late_on_every_tick_still_finds_a_dead_peer(late):
+    """Each tick excuses only its own lateness, never more than the time
+    since the tick before: the peer's silence grows until it is judged."""
     rig = Rig()
     rig.ticker.start(rig.client)
-    rig.tick_at(5.0)
-    for _ in range(MAX_CATCH_UPS - 1):
-        rig.tick_at(rig.ticker.due + 2 * CATCH_UP_DELAY)  # late, but less than an interval
-        assert rig.silences == []
-    assert len(rig.written) == MAX_CATCH_UPS  # a heartbeat each time
-    rig.tick_at(rig.ticker.due + 2 * CATCH_UP_DELAY)
+    stalls = 0.0
+    for _ in range(100):
+        if rig.silences:
+            break
+        rig.tick_at(rig.ticker.due + late)
+        stalls += late
     assert len(rig.silences) == 1
+    # Found once it was silent for its bound while we were there to hear.
+    assert rig.clock.now <= BOUND + stalls + late
+
+
+def test_timer_jitter_is_not_a_stall():
+    rig = Rig()
+    rig.ticker.start(rig.client)
+    rig.tick_at(1.0 + STALL_THRESHOLD / 2)
+    rig.tick_at(2.0 + STALL_THRESHOLD / 2)
+    rig.tick_at(rig.ticker.due)
+    assert len(rig.silences) == 1
+    assert rig.clock.now == pytest.approx(BOUND)
 
 
 def test_a_tick_a_little_late_judges_a_peer_that_spoke_meanwhile_alive():
@@ -243,7 +260,7 @@ def test_a_tick_a_little_late_judges_a_peer_that_spoke_meanwhile_alive():
     rig.ticker.start(rig.client)
     rig.tick_at(5.0)
     rig.peer_speaks(5.02)
-    rig.tick_at(rig.ticker.due + 2 * CATCH_UP_DELAY)
+    rig.tick_at(rig.ticker.due + 2 * STALL_THRESHOLD)
     assert rig.silences == []
 
 
