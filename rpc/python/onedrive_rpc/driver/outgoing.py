@@ -73,7 +73,7 @@ class OutgoingCalls:
              metadata: Optional[Mapping[str, str]] = None) -> Any:
         """Call `method` and wait for its reply, decoded with `decode`."""
         waiter = Waiter(self._hub)
-        call_id, left = self._send_request(method, payload, timeout, metadata, waiter)
+        call_id, left = self._send_request(method, payload, timeout, metadata, waiter, now=True)
         return self._await(call_id, waiter, left, decode, method, timeout)
 
     def call_future(self, method: str, payload: Payload, decode: Callable[[Any], Any],
@@ -304,9 +304,10 @@ class OutgoingCalls:
 
     def _send_request(self, method: str, payload: Payload, timeout: Optional[float],
                       metadata: Optional[Mapping[str, str]], waiter: Any,
-                      initial_credit: int = 0) -> Tuple[int, Optional[float]]:
+                      initial_credit: int = 0, now: bool = False) -> Tuple[int, Optional[float]]:
         """Send a Request (once the peer serves one more); its call id and
-        what is left of `timeout`."""
+        what is left of `timeout`. `now`: the caller waits for the answer
+        at once (nothing more of its own can go with it)."""
         self._ready_to_send()
         session = self._conn.session
         if self._turns or not session.may_request:
@@ -321,8 +322,17 @@ class OutgoingCalls:
                                             initial_credit)
         except LocalProtocolError as exc:
             raise send_error(self._conn, exc) from None
-        self.pending[call_id] = waiter
-        self._conn.outbox.flush_soon()
+        pending = self.pending
+        outbox = self._conn.outbox
+        if now and not pending and not outbox.flush_scheduled and outbox.writer is None:
+            # The only call in flight, and its caller waits: nothing to
+            # coalesce it with, so it goes now, not from a callback at the
+            # end of the pass.
+            pending[call_id] = waiter
+            outbox.flush()
+        else:
+            pending[call_id] = waiter
+            outbox.flush_soon()
         return call_id, timeout
 
     def _send(self, frame: OutFrame, ack_now: bool = False) -> int:
