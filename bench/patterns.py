@@ -192,7 +192,7 @@ WORKLOADS = ("W4", "W5", "W6")
 IMPLS = ("ours", "limit", "batched")  # the first is measured, the others are raw
 BATCHED_WORKLOADS = ("W4",)  # the only ones with a batched variant
 POLICIES = ("block", "drop_oldest")  # W4: ours' subscriptions (--w4-policy), default first
-GOALS = {"W4": 0.5}          # ours / limit, with 0 lost (unpaced W4 only)
+GOALS = {"W4": 0.5, "W5": 0.8, "W6": 0.95}  # issue 12: ours / limit, with 0 lost (W4 unpaced)
 
 
 class BenchError(RuntimeError):
@@ -973,7 +973,7 @@ def print_table(rows: List[dict], runs: int, duration: float, w4_publisher: str,
         if row["metric"] in ("lost", "dropped"):
             goal = "= 0"
         elif row["goal"] is not None:
-            goal = f">= {row['goal']:.1f} with 0 lost"
+            goal = f">= {row['goal']:g} with 0 lost"
         if goal and row["goal_met"] is not None:
             goal += " met" if row["goal_met"] else " NOT met"
         print(f"{row['label']:40} {fmt(row['ours']):>10} {fmt(row['limit']):>10} "
