@@ -480,7 +480,7 @@ class Broker:
     def _method(self, path: str, pattern: int) -> MethodInfo:
         info = self._registry.info(path)
         if info is None:
-            raise RpcError(StatusCode.UNIMPLEMENTED, self._registry.describe_unknown(path))
+            raise self._registry.not_served(path)
         if info.pattern != pattern:
             raise RpcError(StatusCode.UNIMPLEMENTED,
                            f"{path} is a {options_pb2.Pattern.Name(info.pattern)} method, "

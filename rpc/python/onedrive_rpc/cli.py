@@ -198,7 +198,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = sub.add_parser("call", help="call a method (or read a stream, or send a notification): "
                                     "JSON in, JSON out")
     p.add_argument("url")
-    p.add_argument("method", help="package.Service/Method")
+    p.add_argument("method", help="package.Service/Method (a leading / is fine too)")
     p.add_argument("json", nargs="?", default="{}")
     p.add_argument("--module", action="append", default=[],
                    help="a _pb2 module defining the service (repeatable)")
@@ -234,7 +234,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--timeout", type=float, default=5.0)
     p.set_defaults(func=cmd_ping)
 
-    p = sub.add_parser("serve-echo", help="serve the test Echo service")
+    p = sub.add_parser(
+        "serve-echo", help="serve the test Echo service",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Serve the test Echo service (onedrive_rpc.testing.Echo) at URL, with\n"
+                    "reflection on (servers have it off unless asked), for trying a client.\n\n"
+                    "SIGTERM or SIGINT (Ctrl-C) stops it in order: new calls are refused,\n"
+                    "calls in flight get 5 s, then every peer gets Close{UNAVAILABLE,\n"
+                    "\"server stopped\", end_session: true}.\n\n"
+                    "Its Stats method answers a Msg whose text is JSON: {\"calls\": {handler\n"
+                    "name: times run}, \"notes\": {Note text: times received}, \"items_sent\":\n"
+                    "stream items sent, \"streams_stopped\": streams ended before their last item}.")
     p.add_argument("url")
     p.add_argument("--error-details", action="store_true",
                    help="send handler exception texts and tracebacks to callers")

@@ -150,6 +150,10 @@ class Limits:
                              f"not {self.min_heartbeat_interval}")
 
 
+#: Fewer would race a healthy peer's heartbeat (spec §4.2).
+MIN_MISSES = 2
+
+
 @dataclass(frozen=True)
 class Heartbeat:
     """How a side finds out that its peer died or hung.
@@ -160,7 +164,9 @@ class Heartbeat:
     Paranoid Pirate and suit local IPC, where a healthy peer answers in
     microseconds; zerorpc waits 5 s x 2, gRPC keepalive minutes. The two
     sides agree on the smaller interval in the handshake; each keeps its own
-    `misses`, so neither waits longer than it asked for.
+    `misses`, so neither waits longer than it asked for. At least 2 misses
+    (spec §4.2): with 1, a healthy peer's heartbeat, due one interval after
+    its last frame, races the bound.
     """
 
     interval: float = 1.0
@@ -170,8 +176,8 @@ class Heartbeat:
         if not MIN_HEARTBEAT_INTERVAL <= self.interval <= MAX_HEARTBEAT_INTERVAL:
             raise ValueError(f"heartbeat interval must be in {MIN_HEARTBEAT_INTERVAL}.."
                              f"{MAX_HEARTBEAT_INTERVAL} s, not {self.interval}")
-        if not 1 <= self.misses <= 1000:
-            raise ValueError(f"heartbeat misses must be in 1..1000, not {self.misses}")
+        if not MIN_MISSES <= self.misses <= 1000:
+            raise ValueError(f"heartbeat misses must be in {MIN_MISSES}..1000, not {self.misses}")
 
     @property
     def timeout(self) -> float:

@@ -10,15 +10,26 @@ options.proto: there is no second copy to keep in step.
 from __future__ import annotations
 
 import re
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from google.protobuf import descriptor_pb2
 
 from . import options_pb2
 
-__all__ = ["snake_case", "PATTERN_NAMES", "declared_pattern"]
+__all__ = ["snake_case", "PATTERN_NAMES", "declared_pattern", "malformed_method"]
 
 _WORD_BOUNDARY = re.compile(r"((?<=[a-z0-9])[A-Z]|(?<!^)[A-Z](?=[a-z]))")
+
+
+_METHOD_PATH = re.compile(r"/[^/\s]+/[^/\s]+")
+
+
+def malformed_method(path: str) -> Optional[str]:
+    """Why `path` is not a method name as the wire carries it (spec §5.1:
+    "/<package>.<Service>/<Method>"), or None if it is one."""
+    if _METHOD_PATH.fullmatch(path):
+        return None
+    return f"method {path!r} is not of the form /<package>.<Service>/<Method>"
 
 
 def snake_case(name: str) -> str:

@@ -299,10 +299,10 @@ class Server:
             return
         if handshaken.resumed:
             conn = self._sessions.get(handshaken.session_id)
-            if conn is not None and not conn.closed and not conn.suspended:
+            if conn is not None:
                 # The client saw its connection die before we did (a black
                 # hole); it proved with the resume token that it is the client.
-                conn.suspend(PeerLost("replaced by a new connection of the same session"))
+                conn.replace()
             if conn is not None and conn.suspended:
                 conn.resume(stream, session, events)
                 self._hooks.fire("resumed", handshaken.peer)

@@ -25,7 +25,7 @@ from .calls import CallAborted, Context
 from .core.pubsub import MAX_QUEUE_LIMIT, Policy
 from .errors import RpcError, StatusCode
 from .interceptors import Action, Interception, parse
-from .naming import snake_case
+from .naming import malformed_method, snake_case
 from .serialize import serialize
 
 __all__ = ["Service", "MethodInfo", "Registry", "snake_case", "method_infos", "unimplemented",
@@ -189,8 +189,13 @@ class Registry:
         handler = self._handlers.get(path)
         return handler.info if handler is not None else None
 
-    def describe_unknown(self, path: str) -> str:
-        return self._unknown(path)
+    def not_served(self, path: str) -> RpcError:
+        """The error for a frame naming `path` when no method of that name
+        is served: INVALID_ARGUMENT if it is no method name at all."""
+        malformed = malformed_method(path)
+        if malformed is not None:
+            return RpcError(StatusCode.INVALID_ARGUMENT, malformed)
+        return RpcError(StatusCode.UNIMPLEMENTED, self._unknown(path))
 
     def dispatch(self, call: Context, event: Any) -> None:
         """Run the handler of `event.method` (a call, a server stream or a
@@ -217,7 +222,7 @@ class Registry:
             except Exception as exc:
                 raise self._internal(event.method, exc, "an interceptor") from None
             if handler is None:  # answered by an interceptor: nothing can check it
-                raise RpcError(StatusCode.UNIMPLEMENTED, self._unknown(event.method))
+                raise self.not_served(event.method)
         info = handler.info  # type: ignore[union-attr]  # _invoke raised if None
         if sent == _SERVER_STREAM:
             self._stream(result, info, call)
@@ -233,7 +238,7 @@ class Registry:
         """The action itself: check the method is served as sent, decode
         the request, run the handler (a stream: its iterator, not yet run)."""
         if handler is None:
-            raise RpcError(StatusCode.UNIMPLEMENTED, self._unknown(event.method))
+            raise self.not_served(event.method)
         info = handler.info
         if sent != info.pattern:
             raise RpcError(StatusCode.UNIMPLEMENTED, _wrong_use(info, sent))

@@ -299,6 +299,11 @@ class Negotiation:
         request = self.resume_request
         if request is not None and not reliability.may_resume(request[2]):
             raise ResumeRefused(request[0])
+        if request is not None and request[1] >= reliability.next_seq:
+            # Refused before any Welcome: the session stays as it was.
+            raise RemoteProtocolError(
+                f"cannot resume session {request[0]}: the Hello says it received seq "
+                f"{request[1]}, but the last frame sent was {reliability.next_seq - 1}")
         session_id, peer_received, _ = self._take_resume_request()
         return self._welcome(session_id, reliability, resend_after=peer_received)
 

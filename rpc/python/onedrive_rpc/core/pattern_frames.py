@@ -14,7 +14,7 @@ from .errors import RemoteProtocolError
 from . import events as ev
 from .framing import Frame, Payload, varint
 
-__all__ = ["DECODERS", "OPENS_CALL", "deliver_shared", "encode", "OutFrame", "CallFrame",
+__all__ = ["DECODERS", "OPENS_CALL", "SENT_BY_SERVERS", "deliver_shared", "encode", "OutFrame", "CallFrame",
            "StreamItem", "StreamEnd", "Credit", "Notify", "Subscribe", "Unsubscribe", "Publish",
            "Deliver", "Broadcast", "Produce", "Consume", "Task", "TaskDone"]
 
@@ -52,10 +52,18 @@ def _notify(env: _Envelope, payload: Frame) -> ev.Event:
     return ev.NotifyReceived(_named(notify.method, "notify"), payload, metadata)
 
 
+def _answered(call_id: int, kind: str) -> int:
+    if not call_id:
+        raise RemoteProtocolError(f"{kind} frame has no call_id: it is answered with a Response "
+                                  f"carrying one")
+    return call_id
+
+
 def _subscribe(env: _Envelope, payload: Frame) -> ev.Event:
     sub = env.subscribe
     if not sub.subscription_id:
         raise RemoteProtocolError("subscribe frame has no subscription_id")
+    _answered(sub.call_id, "subscribe")
     return ev.SubscribeReceived(sub.call_id, sub.subscription_id, _named(sub.method, "subscribe"),
                                 sub.pattern, sub.queue_limit, sub.policy)
 
@@ -78,14 +86,15 @@ def _broadcast(env: _Envelope, payload: Frame) -> ev.Event:
 
 def _produce(env: _Envelope, payload: Frame) -> ev.Event:
     produce = env.produce
-    return ev.ProduceReceived(produce.call_id, _named(produce.method, "produce"), payload)
+    return ev.ProduceReceived(_answered(produce.call_id, "produce"),
+                              _named(produce.method, "produce"), payload)
 
 
 def _consume(env: _Envelope, payload: Frame) -> ev.Event:
     c = env.consume
     if not c.consumer_id:
         raise RemoteProtocolError("consume frame has no consumer_id")
-    return ev.ConsumeReceived(c.call_id, c.consumer_id, _named(c.method, "consume"),
+    return ev.ConsumeReceived(_answered(c.call_id, "consume"), c.consumer_id, _named(c.method, "consume"),
                               c.prefetch, c.stop)
 
 
@@ -115,6 +124,10 @@ DECODERS: Dict[str, Decoder] = {
 
 #: Kinds whose call_id the receiver answers with a Response (when non-zero).
 OPENS_CALL: FrozenSet[str] = frozenset({"subscribe", "produce", "consume", "publish", "broadcast"})
+
+#: Kinds only the server sends (it hosts the topics and queues): a server
+#: receiving one is a protocol error, as is a Credit{publish} (§8).
+SENT_BY_SERVERS: FrozenSet[str] = frozenset({"deliver", "task"})
 
 # ---------------------------------------------------------------- sending
 # One NamedTuple per frame kind this side sends, named as its Envelope

@@ -61,6 +61,7 @@ _Envelope = wire_pb2.Envelope
 _Handler = Callable[["Session", _Envelope, Frame], Optional["ev.Event"]]
 _EMPTY: Mapping[str, str] = {}
 _decode_notify = pattern_frames.DECODERS["notify"]
+_SENT_BY_SERVERS = pattern_frames.SENT_BY_SERVERS
 _decode_stream_end = pattern_frames.DECODERS["stream_end"]
 
 
@@ -369,6 +370,10 @@ class Session(SessionInput, SessionOutput):
 
     def _on_pattern(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
         kind = env.WhichOneof("kind")
+        if self.role is Role.SERVER and (kind in _SENT_BY_SERVERS or (
+                kind == "credit" and env.credit.publish)):
+            what = "credit{publish}" if kind == "credit" else kind
+            raise RemoteProtocolError(f"{what} frame received by a server: only a server sends it")
         event = pattern_frames.DECODERS[kind](env, payload)  # type: ignore[index]
         if kind in pattern_frames.OPENS_CALL:
             call_id = event.call_id  # type: ignore[union-attr]

@@ -50,7 +50,7 @@ from .outgoing import OutgoingCalls
 from .outlet import ConnectionOutlet
 from .ticker import Ticker
 
-__all__ = ["Connection", "ConnectionOwner", "End", "Phase", "refuse_pattern_event"]
+__all__ = ["Connection", "ConnectionOwner", "End", "Phase", "REPLACED", "refuse_pattern_event"]
 
 log = logging.getLogger("onedrive_rpc")
 #: Warnings a peer can provoke at will are rate-limited.
@@ -60,6 +60,9 @@ _monotonic = time.monotonic
 
 
 _LIVE_STATES = (State.OPEN, State.SUSPENDED)
+
+#: The Close a connection gets when its session resumed on another (§4.2).
+REPLACED = "replaced by a new connection of the same session (it resumed)"
 
 
 class Phase(enum.Enum):
@@ -281,6 +284,16 @@ class Connection:
     def abort(self, error: RpcError) -> None:
         """Close at once, without the close frame (the stream is unusable)."""
         self._teardown(error)
+
+    def replace(self) -> None:
+        """The session goes on over a new connection (its client resumed
+        it): tell whoever is at the old one why it ends (a Close, best
+        effort: it is likely dead), then let it go."""
+        if self.closed or self.suspended:
+            return
+        self.session.send_close(StatusCode.UNAVAILABLE, REPLACED, end_session=False)
+        self.outbox.flush()
+        self.suspend(PeerLost(REPLACED))
 
     def suspend(self, reason: RpcError) -> None:
         """Give up the current stream as lost (e.g. replaced by a new one of

@@ -77,6 +77,15 @@ class Outbox:
         else:
             self.flush_soon()
 
+    def flush_if_idle(self) -> None:
+        """flush() now unless a flush is scheduled or a writer is busy
+        (then what is queued goes with theirs): for a lone call whose
+        caller waits, with nothing to coalesce it with."""
+        if self.flush_scheduled or self.writer is not None:
+            self.flush_soon()
+        else:
+            self.flush()
+
     def flush(self) -> None:
         """Write what is queued now, without blocking (safe in the hub)."""
         self.flush_scheduled = False

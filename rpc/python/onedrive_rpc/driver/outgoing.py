@@ -323,16 +323,15 @@ class OutgoingCalls:
         except LocalProtocolError as exc:
             raise send_error(self._conn, exc) from None
         pending = self.pending
-        outbox = self._conn.outbox
-        if now and not pending and not outbox.flush_scheduled and outbox.writer is None:
+        lone = now and not pending
+        pending[call_id] = waiter
+        if lone:
             # The only call in flight, and its caller waits: nothing to
             # coalesce it with, so it goes now, not from a callback at the
             # end of the pass.
-            pending[call_id] = waiter
-            outbox.flush()
+            self._conn.outbox.flush_if_idle()
         else:
-            pending[call_id] = waiter
-            outbox.flush_soon()
+            self._conn.outbox.flush_soon()
         return call_id, timeout
 
     def _send(self, frame: OutFrame, ack_now: bool = False) -> int:

@@ -237,7 +237,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                     heartbeat=args.heartbeat)
     server.add_service(EchoService())
     server.start()
-    gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(server.stop, 5.0))
+    for signum in (signal.SIGTERM, signal.SIGINT):  # both stop in order: Close to every peer
+        gevent.signal_handler(signum, lambda: gevent.spawn(server.stop, 5.0))
     print(READY + server.url, flush=True)
     server.serve_forever()
 

@@ -90,12 +90,27 @@ def test_a_resume_waits_for_the_owner_then_resends_after_what_the_client_has():
     assert step.event == ev.ResumeRequested("S", 3, step.peer, {"k": "v"}) and step.reply is None
     kept = Reliability()
     kept.received = 5
+    kept.next_seq = 4  # sent 1..3: the client has them all
     kept.resume_token = TOKEN
     accepted = server.accept_resume(kept)
     assert accepted.reliability is kept and accepted.session_id == "S" and accepted.resend_after == 3
     assert accepted.reply.welcome.resumed and accepted.reply.welcome.resume_received_seq == 5
     with pytest.raises(LocalProtocolError, match="no resumption was requested"):
         server.refuse_resume("new")
+
+
+def test_a_resume_claiming_frames_never_sent_is_refused_before_any_welcome():
+    """Spec §4.2: a protocol error, answered with a Close instead of the
+    Welcome; the session it named is left as it was."""
+    client, server = negotiation(resume="S"), negotiation()
+    server.on_hello(client.hello(received=3, token=TOKEN).hello, "new")
+    kept = Reliability()
+    kept.next_seq = 3  # sent 1..2
+    kept.resume_token = TOKEN
+    with pytest.raises(RemoteProtocolError, match="cannot resume session S: the Hello says it "
+                       "received seq 3, but the last frame sent was 2"):
+        server.accept_resume(kept)
+    assert kept.next_seq == 3 and kept.peer_acked == 0
 
 
 def test_a_client_whose_session_is_gone_starts_a_new_reliability():

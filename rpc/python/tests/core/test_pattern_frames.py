@@ -4,6 +4,8 @@ right event, sequenced and acknowledged like calls, and a peer that sends
 nonsense gets a protocol error naming it."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from onedrive_rpc.core import wire_pb2
@@ -37,7 +39,8 @@ ROUND_TRIPS = [
 @pytest.mark.parametrize("frame,expected", ROUND_TRIPS,
                          ids=[f"{type(r[0]).__name__}-{i}" for i, r in enumerate(ROUND_TRIPS)])
 def test_each_frame_arrives_as_its_event_both_ways(frame, expected):
-    for sender_index in (0, 1):
+    server_only = type(frame).__name__.lower() in pf.SENT_BY_SERVERS
+    for sender_index in (1,) if server_only else (0, 1):  # open_session_pair: (client, server)
         pair = open_session_pair()
         sender, receiver = pair[sender_index], pair[1 - sender_index]
         seq = sender.send(frame)
@@ -45,6 +48,35 @@ def test_each_frame_arrives_as_its_event_both_ways(frame, expected):
         [event] = receiver.receive_data(wire(sender), 1.0)
         assert event == expected
         assert receiver.reliability.received == 1  # sequenced like calls
+
+
+@pytest.mark.parametrize("frame, what", [
+    (pf.Deliver(3, 0, pf.deliver_shared("a.b", "p", 1), b"d"), "deliver"),
+    (pf.Task(2, 11, 1, b"t"), "task"),
+    (pf.Credit(64, publish=True), "credit{publish}"),
+])
+def test_a_frame_only_servers_send_is_a_protocol_error_at_a_server(frame, what):
+    """Spec §8: the server hosts the topics and queues; a Deliver, Task or
+    publish window Credit sent to it is a peer's bug, not something to drop."""
+    client, server = open_session_pair()
+    client.send(frame)
+    with pytest.raises(RemoteProtocolError,
+                       match=rf"{re.escape(what)} frame received by a server: only a server sends it"):
+        server.receive_data(wire(client), 1.0)
+    assert [e.WhichOneof("kind") for e in envelopes(wire(server))] == ["close"]
+
+
+@pytest.mark.parametrize("frame", [
+    pf.Subscribe(3, METHOD, "a.*", 10, wire_pb2.DROP_NEWEST),
+    pf.Produce(METHOD, b"t"),
+    pf.Consume(2, METHOD, 4),
+], ids=["subscribe", "produce", "consume"])
+def test_a_frame_answered_with_a_response_must_carry_a_call_id(frame):
+    client, server = open_session_pair()
+    client.send(frame)
+    kind = type(frame).__name__.lower()
+    with pytest.raises(RemoteProtocolError, match=f"{kind} frame has no call_id"):
+        server.receive_data(wire(client), 1.0)
 
 
 def test_stream_items_and_end_answer_a_request_and_end_the_call():

@@ -99,7 +99,8 @@ def test_a_client_claiming_frames_never_sent_is_refused():
     bogus = Reliability()
     bogus.received = 99  # the server never sent 99 frames
     bogus.resume_token = client.reliability.resume_token
-    with pytest.raises(RemoteProtocolError, match="acknowledged seq 99"):
+    with pytest.raises(RemoteProtocolError, match="cannot resume session S: the Hello says it "
+                       "received seq 99"):
         connect(bogus, lambda sid: server.reliability, resume_id="S")
 
 

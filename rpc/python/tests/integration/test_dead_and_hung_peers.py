@@ -157,3 +157,5 @@ def test_settings_are_validated():
         rpc.Heartbeat(interval=0)
     with pytest.raises(ValueError):
         rpc.Heartbeat(misses=0)
+    with pytest.raises(ValueError, match="misses must be in 2..1000, not 1"):
+        rpc.Heartbeat(misses=1)
