@@ -266,7 +266,8 @@ class Server:
                           max_concurrent_calls=self.limits.max_concurrent_calls,
                           max_call_bytes=self.limits.max_call_bytes,
                           call_budget=self._call_budget, read_budget=self._read_budget,
-                          secret=self._secret, publish_window=self.limits.publish_window)
+                          secret=self._secret, publish_window=self.limits.publish_window,
+                          session_grace=self.session_grace)
         key = peer_key(stream)
         refusal = self._admission.refusal(key, self._connections)
         code = StatusCode.RESOURCE_EXHAUSTED

@@ -96,7 +96,8 @@ class Negotiation:
                  "hello_sent", "peer", "agreed_interval", "hello_metadata", "resume_request",
                  "resent_through", "max_metadata_size", "max_metadata_entries",
                  "min_interval", "max_calls", "peer_max_calls", "token", "secret", "nonce",
-                 "proven", "awaiting_proof", "publish_window", "peer_publish_window")
+                 "proven", "awaiting_proof", "publish_window", "peer_publish_window",
+                 "session_grace", "peer_session_grace")
 
     def __init__(self, *, peer_id: str, name: str, pid: int, max_frame_size: int,
                  metadata: Optional[Mapping[str, str]], heartbeat_interval: float,
@@ -105,7 +106,7 @@ class Negotiation:
                  max_metadata_entries: int = md.DEFAULT_MAX_METADATA_ENTRIES,
                  min_heartbeat_interval: float = 0.0, max_concurrent_calls: int = 0,
                  resume_token: bytes = b"", secret: Optional[bytes] = None,
-                 publish_window: int = 0) -> None:
+                 publish_window: int = 0, session_grace: float = 0.0) -> None:
         if secret is not None and len(secret) < auth.MIN_SECRET:
             raise ValueError(f"a shared secret must be at least {auth.MIN_SECRET} bytes, "
                              f"not {len(secret)}")
@@ -131,6 +132,10 @@ class Negotiation:
         #: client: the one the server announced (0: none).
         self.publish_window = publish_window
         self.peer_publish_window = 0
+        #: Server: how long it keeps a session for a resume, as its Welcome
+        #: says; client: what the server said (0: not said).
+        self.session_grace = session_grace
+        self.peer_session_grace = 0.0
         #: Server: the resume token its Welcome gives this session.
         self.token = resume_token
         #: The shared secret both sides must prove they know (None: no
@@ -202,6 +207,7 @@ class Negotiation:
         peer = _peer_info(welcome.identity)
         self.peer_max_calls = welcome.max_concurrent_calls
         self.peer_publish_window = welcome.publish_window
+        self.peer_session_grace = welcome.session_grace_ms / 1000
         fresh = None  # a new Reliability, when our session is gone
         if welcome.resumed:
             if welcome.session_id != self.resume_id or not self.resume_id:
@@ -333,6 +339,8 @@ class Negotiation:
         welcome.heartbeat.misses = self.misses
         welcome.max_concurrent_calls = self.max_calls
         welcome.publish_window = self.publish_window
+        if self.session_grace > 0:
+            welcome.session_grace_ms = min(_MAX_UINT32, _ms(self.session_grace))
         token = resumed.resume_token if resumed is not None and resumed.resume_token else self.token
         welcome.resume_token = token
         if resumed is not None:

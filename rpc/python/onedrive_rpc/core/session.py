@@ -97,6 +97,7 @@ class Session(SessionInput, SessionOutput):
         resume_token: Optional[bytes] = None,
         secret: Optional[bytes] = None,
         publish_window: int = 0,
+        session_grace: float = 0.0,
     ) -> None:
         if not MIN_FRAME_LIMIT <= max_frame_size <= ABSOLUTE_MAX_FRAME_SIZE:
             raise ValueError(f"max_frame_size must be in {MIN_FRAME_LIMIT}..{ABSOLUTE_MAX_FRAME_SIZE} "
@@ -115,7 +116,7 @@ class Session(SessionInput, SessionOutput):
             max_metadata_entries=max_metadata_entries,
             min_heartbeat_interval=min_heartbeat_interval,
             max_concurrent_calls=max_concurrent_calls, resume_token=resume_token or b"",
-            secret=secret, publish_window=publish_window)
+            secret=secret, publish_window=publish_window, session_grace=session_grace)
         #: What the peer's Requests may hold at once (more are refused).
         self.call_limits = CallLimits(max_concurrent_calls, max_call_bytes, call_budget)
         #: What a Request or Notify may carry as metadata, either way (core/metadata.py).
@@ -141,6 +142,9 @@ class Session(SessionInput, SessionOutput):
         self.peer_max_calls = 0
         #: Client: the publish window the server announced (0: none).
         self.peer_publish_window = 0
+        #: Client: how long the server keeps the session for a resume, as
+        #: its Welcome said (0: not said).
+        self.peer_session_grace = 0.0
         self.session_id = session_id
         self.peer: Optional[ev.PeerInfo] = None
         self.last_received: Optional[float] = None
@@ -295,6 +299,7 @@ class Session(SessionInput, SessionOutput):
             self.peer_max_frame_size = step.peer_max_frame_size
         self.peer_max_calls = self._negotiation.peer_max_calls
         self.peer_publish_window = self._negotiation.peer_publish_window
+        self.peer_session_grace = self._negotiation.peer_session_grace
         if step.reliability is not None:
             self.reliability = step.reliability
         if step.resume_token:

@@ -143,7 +143,7 @@ class Hello(_message.Message):
     def __init__(self, version: _Optional[_Union[ProtocolVersion, str]] = ..., identity: _Optional[_Union[PeerIdentity, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatSettings, _Mapping]] = ..., max_frame_size: _Optional[int] = ..., resume_session_id: _Optional[str] = ..., resume_received_seq: _Optional[int] = ..., auth_nonce: _Optional[bytes] = ..., metadata: _Optional[_Mapping[str, str]] = ..., max_concurrent_calls: _Optional[int] = ..., resume_token: _Optional[bytes] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("version", "identity", "heartbeat", "max_frame_size", "session_id", "resumed", "resume_received_seq", "max_concurrent_calls", "resume_token", "publish_window")
+    __slots__ = ("version", "identity", "heartbeat", "max_frame_size", "session_id", "resumed", "resume_received_seq", "max_concurrent_calls", "resume_token", "publish_window", "session_grace_ms")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
@@ -154,6 +154,7 @@ class Welcome(_message.Message):
     MAX_CONCURRENT_CALLS_FIELD_NUMBER: _ClassVar[int]
     RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
     PUBLISH_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    SESSION_GRACE_MS_FIELD_NUMBER: _ClassVar[int]
     version: ProtocolVersion
     identity: PeerIdentity
     heartbeat: HeartbeatSettings
@@ -164,7 +165,8 @@ class Welcome(_message.Message):
     max_concurrent_calls: int
     resume_token: bytes
     publish_window: int
-    def __init__(self, version: _Optional[_Union[ProtocolVersion, str]] = ..., identity: _Optional[_Union[PeerIdentity, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatSettings, _Mapping]] = ..., max_frame_size: _Optional[int] = ..., session_id: _Optional[str] = ..., resumed: _Optional[bool] = ..., resume_received_seq: _Optional[int] = ..., max_concurrent_calls: _Optional[int] = ..., resume_token: _Optional[bytes] = ..., publish_window: _Optional[int] = ...) -> None: ...
+    session_grace_ms: int
+    def __init__(self, version: _Optional[_Union[ProtocolVersion, str]] = ..., identity: _Optional[_Union[PeerIdentity, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatSettings, _Mapping]] = ..., max_frame_size: _Optional[int] = ..., session_id: _Optional[str] = ..., resumed: _Optional[bool] = ..., resume_received_seq: _Optional[int] = ..., max_concurrent_calls: _Optional[int] = ..., resume_token: _Optional[bytes] = ..., publish_window: _Optional[int] = ..., session_grace_ms: _Optional[int] = ...) -> None: ...
 
 class Challenge(_message.Message):
     __slots__ = ("nonce", "server_proof")

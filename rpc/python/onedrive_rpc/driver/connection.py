@@ -315,26 +315,33 @@ class Connection:
         self.outbox.restart()
         self.session.suspend()  # the resend buffer keeps what matters
         self.outgoing.failed_while_suspended = False
+        grace = self._resume_grace()
         if silent:
             # Declared lost by heartbeats: the peer is dead or hung, so what
             # we wait for fails now; the session may still resume later.
             self.outgoing.fail_all(error)
         else:
             liveness = self.session.liveness
-            bound = liveness.timeout if liveness is not None else self.session_grace
-            self._pending_deadline_timer = self._loop.timer(min(bound, self.session_grace))
+            bound = liveness.timeout if liveness is not None else grace
+            self._pending_deadline_timer = self._loop.timer(min(bound, grace))
             self._pending_deadline_timer.start(self.outgoing.fail_all, error)
-        self._grace_timer = self._loop.timer(self.session_grace)
+        self._grace_timer = self._loop.timer(grace)
         self._grace_timer.start(self._grace_expired, error)
         log.info("connection to %s lost (%s); session %s kept %.1fs for resumption",
-                 stream.address, error.message, self.session.session_id, self.session_grace)
+                 stream.address, error.message, self.session.session_id, grace)
         self._loss_reported = True
         self._loop.run_callback(self.owner.on_suspended, self, error)
+
+    def _resume_grace(self) -> float:
+        """How long a suspended session waits for a resume: ours, or less
+        if the peer said it keeps the session for less (its Welcome)."""
+        announced = self.session.peer_session_grace
+        return min(self.session_grace, announced) if announced > 0 else self.session_grace
 
     def _grace_expired(self, error: RpcError) -> None:
         if self.suspended:
             self.abort(PeerLost(f"{error.message}; the session was not resumed within "
-                                f"{self.session_grace:.1f}s"))
+                                f"{self._resume_grace():.1f}s"))
 
     def _stop_timers(self) -> None:
         for timer in (self._grace_timer, self._pending_deadline_timer):

@@ -223,6 +223,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("url")
     parser.add_argument("--error-details", action="store_true")
     parser.add_argument("--heartbeat", type=_heartbeat, default=None, help="interval,misses")
+    parser.add_argument("--session-grace", type=float, default=10.0,
+                        help="seconds a broken connection's session waits for a resume")
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     use_test_certificates()  # tls:// URLs: the tests' certificates, if they gave any
@@ -234,7 +236,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         _pattern_peer(args)
         return
     server = Server(args.url, name="echo-server", include_error_details=args.error_details, reflection=True,
-                    heartbeat=args.heartbeat)
+                    heartbeat=args.heartbeat, session_grace=args.session_grace)
     server.add_service(EchoService())
     server.start()
     for signum in (signal.SIGTERM, signal.SIGINT):  # both stop in order: Close to every peer

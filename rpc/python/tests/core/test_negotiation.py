@@ -16,10 +16,22 @@ from onedrive_rpc.core.reliability import Reliability
 TOKEN = bytes(range(16))
 
 
-def negotiation(interval=1.0, misses=3, resume="", token=b""):
+def negotiation(interval=1.0, misses=3, resume="", token=b"", grace=0.0):
     return Negotiation(peer_id="me", name="n", pid=7, max_frame_size=4096, metadata={"k": "v"},
                        heartbeat_interval=interval, heartbeat_misses=misses,
-                       resume_session_id=resume, resume_token=token)
+                       resume_session_id=resume, resume_token=token, session_grace=grace)
+
+
+@pytest.mark.parametrize("grace, on_the_wire, learned", [(10.0, 10_000, 10.0), (0.25, 250, 0.25),
+                                                         (0.0, 0, 0.0)])
+def test_the_welcome_says_how_long_the_server_keeps_a_session_for_a_resume(
+        grace, on_the_wire, learned):
+    """Spec §4.2: a client can learn it (0: not said, as from older servers)."""
+    client, server = negotiation(), negotiation(grace=grace)
+    welcome = server.on_hello(client.hello(0).hello, "S").reply.welcome
+    assert welcome.session_grace_ms == on_the_wire
+    client.on_welcome(welcome)
+    assert client.peer_session_grace == learned
 
 
 # ------------------------------------------------------------ resume token

@@ -142,6 +142,24 @@ def test_the_connection_a_resume_replaces_is_told_why_with_a_close(served):
         first.close()
 
 
+def test_a_client_waits_for_a_resume_no_longer_than_the_server_keeps_its_session():
+    """Spec §4.2: the Welcome says how long (session_grace_ms); a client
+    that would wait a minute learns that its frozen server gives up after
+    1 s, and ends the session then instead of holding it a minute."""
+    with ServerProcess("tcp://127.0.0.1:0", args=["--session-grace", "1"],
+                       heartbeat=(0.1, 3)) as proc:
+        peer = rpc.connect(proc.url, timeout=5, reconnect=rpc.Reconnect(grace=60),
+                           heartbeat=rpc.Heartbeat(interval=0.1, misses=3))
+        try:
+            assert rpc.Client(peer, ECHO).echo(Msg(text="hi"), timeout=5).text == "hi"
+            proc.stop()  # SIGSTOP: silent; reconnecting finds nobody answering
+            wait_until(lambda: peer.close_reason is not None
+                       and "not resumed within 1.0s" in peer.close_reason.message, timeout=10)
+        finally:
+            proc.cont()
+            peer.close()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_serve_echo_stops_in_order_on_sigint_as_on_sigterm(tmp_path, signum):
     """Ctrl-C used to drop every connection without a Close."""
