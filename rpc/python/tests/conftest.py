@@ -140,6 +140,13 @@ def servers():
 
 
 @pytest.fixture
+def served(servers):
+    """An EchoService on loopback TCP in this process, keeping a broken
+    connection's session 5 s for a resume."""
+    return servers("tcp://127.0.0.1:0", EchoService(), session_grace=5.0)
+
+
+@pytest.fixture
 def peers():
     """Peers a test opens through this fixture are closed after it."""
     opened = []

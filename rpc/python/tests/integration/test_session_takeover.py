@@ -18,18 +18,9 @@ from onedrive_rpc.core.reliability import Reliability
 from onedrive_rpc.core.session import Role, Session
 from onedrive_rpc.handshake import write_all
 from onedrive_rpc.testing.echo_pb2 import Msg
-from onedrive_rpc.testing.echo_service import ECHO, EchoService
+from onedrive_rpc.testing.echo_service import ECHO
 from onedrive_rpc.testing.helpers import read_envelopes
 from onedrive_rpc.transport import connect_stream
-
-
-@pytest.fixture
-def served():
-    server = rpc.Server("tcp://127.0.0.1:0", session_grace=5.0)
-    server.add_service(EchoService())
-    server.start()
-    yield server
-    server.stop()
 
 
 def _try_to_resume(url: str, session_id: str, token: bytes) -> wire_pb2.Envelope:
