@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
@@ -24,6 +24,8 @@ __all__ = ["ScenarioError", "Mismatch", "substitute", "to_envelope", "payload_me
 
 #: The key that stands for `payload` as a readable, typed message.
 PAYLOAD_MSG = "payload_msg"
+
+M = TypeVar("M", bound=Message)
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 
@@ -74,7 +76,7 @@ def payload_message(spec: Any) -> Message:
     return GetMessageClass(descriptor)()
 
 
-def _parse(value: Dict[str, Any], message: Message, where: str) -> Message:
+def _parse(value: Dict[str, Any], message: M, where: str) -> M:
     try:
         return json_format.ParseDict(value, message)
     except json_format.ParseError as exc:
@@ -108,8 +110,7 @@ def _is_message(field: FieldDescriptor) -> bool:
 
 
 def _is_repeated(field: FieldDescriptor) -> bool:
-    return bool(field.is_repeated) if hasattr(field, "is_repeated") else (
-        field.label == FieldDescriptor.LABEL_REPEATED)
+    return bool(field.is_repeated)
 
 
 def _mismatch_in(expected: Dict[str, Any], want: Message, got: Message, path: str) -> Optional[str]:
@@ -139,6 +140,7 @@ def _mismatch_in(expected: Dict[str, Any], want: Message, got: Message, path: st
 
 
 def _kind(message: Message, field: FieldDescriptor) -> str:
+    assert field.containing_oneof is not None
     kind = message.WhichOneof(field.containing_oneof.name)
     return f"{kind}" if kind else "none"
 

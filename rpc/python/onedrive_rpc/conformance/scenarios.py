@@ -90,7 +90,7 @@ def _check_step(path: str, n: int, step: Any) -> None:
         raise _fail(path, f"step {n}: {kind} takes a {expected_type.__name__}")
     if "within_ms" in step and not (isinstance(step["within_ms"], int) and step["within_ms"] > 0):
         raise _fail(path, f"step {n}: within_ms must be a positive integer")
-    if kind == "expect_close" and not set(value) <= {"code", "message_contains", "end_session"}:
+    if kind == "expect_close" and not set(step[kind]) <= {"code", "message_contains", "end_session"}:
         raise _fail(path, f"step {n}: expect_close takes code, message_contains, end_session")
 
 
