@@ -189,6 +189,8 @@ class _Run:
             self.expect(conn_name, substitute(step, self.variables))
         elif kind == "expect_unordered":
             self.expect_unordered(conn_name, substitute(value, self.variables), self.within(step))
+        elif kind == "expect_any":
+            self.expect_any(conn_name, substitute(value, self.variables), self.within(step))
         elif kind == "expect_close":
             self.expect(conn_name, _close_step(step))
         elif kind == "expect_eof":
@@ -250,6 +252,18 @@ class _Run:
             elif frame.WhichOneof("kind") != "heartbeat":
                 raise Mismatch(f"on {conn_name}, received {describe(frame)}, which matches none of "
                                f"{_compact(waiting)}")
+
+    def expect_any(self, conn_name: str, alternatives: List[Dict[str, Any]], seconds: float) -> None:
+        for frame in self._frames(conn_name, seconds):
+            if frame is None or frame is _EOF:
+                what = "arrived within %.0f ms" % (seconds * 1000) if frame is None else \
+                    "arrived before the server closed the connection (EOF)"
+                raise Mismatch(f"on {conn_name}, nothing matching any of {_compact(alternatives)} {what}")
+            if any(mismatch(a, frame) is None for a in alternatives):
+                return
+            if frame.WhichOneof("kind") != "heartbeat":
+                raise Mismatch(f"on {conn_name}, received {describe(frame)}, which matches none of "
+                               f"{_compact(alternatives)}")
 
     def expect_quiet(self, conn_name: str, seconds: float, until_eof: bool) -> None:
         for frame in self._frames(conn_name, seconds):

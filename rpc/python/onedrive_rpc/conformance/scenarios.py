@@ -23,13 +23,13 @@ _CANDIDATES = (_PACKAGE / "_protos" / "conformance" / "scenarios",
                _PACKAGE.parent.parent / "protos" / "conformance" / "scenarios")
 
 #: Each step has exactly one of these keys; its value says what to do.
-STEP_KINDS = frozenset({"connect", "send", "send_raw", "expect", "expect_unordered",
+STEP_KINDS = frozenset({"connect", "send", "send_raw", "expect", "expect_unordered", "expect_any",
                         "expect_close", "expect_eof", "expect_nothing_ms", "cut"})
 
 #: Keys a step may carry besides its kind, and which kinds take them.
 _MODIFIERS: Dict[str, frozenset] = {
     "conn": frozenset(STEP_KINDS - {"connect", "cut"}),
-    "within_ms": frozenset({"expect", "expect_unordered", "expect_close", "expect_eof"}),
+    "within_ms": frozenset({"expect", "expect_unordered", "expect_any", "expect_close", "expect_eof"}),
     "contains": frozenset({"expect"}),
     "present": frozenset({"expect"}),
     "absent": frozenset({"expect"}),
@@ -84,7 +84,7 @@ def _check_step(path: str, n: int, step: Any) -> None:
             raise _fail(path, f"step {n} ({kind}) does not take {key!r}")
     value = step[kind]
     expected_type = {"connect": str, "cut": str, "send": dict, "send_raw": str, "expect": dict,
-                     "expect_unordered": list, "expect_close": dict, "expect_eof": bool,
+                     "expect_unordered": list, "expect_any": list, "expect_close": dict, "expect_eof": bool,
                      "expect_nothing_ms": int}[kind]
     if not isinstance(value, expected_type) or isinstance(value, bool) != (expected_type is bool):
         raise _fail(path, f"step {n}: {kind} takes a {expected_type.__name__}")

@@ -257,3 +257,15 @@ def test_an_expected_failure_excuses_a_mismatch_only(tmp_path, scripted):
     broken = [{"connect": "a"}, {"send": {"hello": {"resume_session_id": "${never_captured}"}}}]
     result = run(tmp_path, url, broken, expected_failure="known")
     assert result.outcome == "fail" and "scenario error: unknown variable" in result.message
+
+
+def test_expect_any_takes_one_frame_matching_an_alternative(tmp_path, scripted):
+    end = wire_pb2.Envelope()
+    end.stream_end.call_id = 2
+    url = scripted([heartbeat(), end, response(3)])
+    either = [{"response": {"call_id": 2}}, {"stream_end": {"call_id": 2}}]
+    ok = run(tmp_path, url, [{"connect": "a"}, {"expect_any": either},
+                             {"expect": {"response": {"call_id": 3}}}])
+    assert ok.outcome == "pass", ok.message
+    bad = run(tmp_path, url, [{"connect": "a"}, {"expect_any": either[:1]}])
+    assert bad.outcome == "fail" and "which matches none of" in bad.message
