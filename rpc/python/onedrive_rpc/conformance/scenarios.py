@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -56,7 +56,6 @@ class Scenario:
     path: str
     #: Why the reference (Python) server is known to fail it, if it is.
     expected_failure: Optional[str] = None
-    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 def scenario_dir() -> Path:
@@ -116,7 +115,7 @@ def load(path: str) -> Scenario:
         _check_step(path, n, step)
     return Scenario(name=name, description=data.get("description", ""), spec=list(data.get("spec", [])),
                     server=server, steps=steps, path=str(path),
-                    expected_failure=data.get("expected_failure"), raw=data)
+                    expected_failure=data.get("expected_failure"))
 
 
 def load_all(directory: Optional[Path] = None) -> List[Scenario]:
