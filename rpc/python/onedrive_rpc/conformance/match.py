@@ -25,7 +25,7 @@ __all__ = ["ScenarioError", "Mismatch", "substitute", "to_envelope", "payload_me
 #: The key that stands for `payload` as a readable, typed message.
 PAYLOAD_MSG = "payload_msg"
 
-M = TypeVar("M", bound=Message)
+_M = TypeVar("_M", bound=Message)
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 
@@ -76,7 +76,7 @@ def payload_message(spec: Any) -> Message:
     return GetMessageClass(descriptor)()
 
 
-def _parse(value: Dict[str, Any], message: M, where: str) -> M:
+def _parse(value: Dict[str, Any], message: _M, where: str) -> _M:
     try:
         return json_format.ParseDict(value, message)
     except json_format.ParseError as exc:
