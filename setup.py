@@ -5,8 +5,10 @@ from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
 # The contracts users import ("onedrive_rpc/options.proto") ship inside the
-# package, copied from rpc/protos at build time: one source of truth.
+# package, copied from rpc/protos at build time: one source of truth. So do
+# the conformance scenarios (`onedrive-rpc conformance URL` runs them).
 SHIPPED_PROTOS = ("options.proto", "wire.proto")
+SCENARIOS = os.path.join("rpc", "protos", "conformance", "scenarios")
 
 
 class BuildWithProtos(build_py):
@@ -16,6 +18,11 @@ class BuildWithProtos(build_py):
         self.mkpath(target)
         for name in SHIPPED_PROTOS:
             self.copy_file(os.path.join("rpc", "protos", "onedrive_rpc", name), target)
+        scenarios = os.path.join(self.build_lib, "onedrive_rpc", "_protos", "conformance", "scenarios")
+        self.mkpath(scenarios)
+        for name in sorted(os.listdir(SCENARIOS)):
+            if name.endswith(".json"):
+                self.copy_file(os.path.join(SCENARIOS, name), scenarios)
 
 
 setup(

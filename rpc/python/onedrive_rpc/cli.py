@@ -6,6 +6,7 @@
     onedrive-rpc subscribe tcp://127.0.0.1:5000 onedrive_rpc.testing.Echo/Changed 'drive.>'
     onedrive-rpc publish tcp://127.0.0.1:5000 onedrive_rpc.testing.Echo/Changed drive.a '{"text": "x"}'
     onedrive-rpc serve-echo unix:///tmp/echo.sock
+    onedrive-rpc conformance unix:///tmp/echo.sock
 """
 from __future__ import annotations
 
@@ -181,6 +182,41 @@ def cmd_serve_echo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_conformance(args: argparse.Namespace) -> int:
+    """Run the wire-protocol scenarios against a server; 0 only if all pass."""
+    from pathlib import Path
+
+    from . import conformance
+
+    _load_modules(args.module)
+    directory = Path(args.scenarios) if args.scenarios else None
+    only = [name for part in args.only for name in part.split(",") if name]
+    try:
+        scenarios = conformance.select(conformance.load_all(directory), only)
+    except conformance.ScenarioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.list:
+        for scenario in scenarios:
+            print(f"{scenario.name}  [{', '.join(scenario.spec)}]  {scenario.description}")
+        return 0
+
+    def report(result: "conformance.Result") -> None:
+        label = {"pass": "PASS", "fail": "FAIL", "xfail": "XFAIL", "xpass": "XPASS"}[result.outcome]
+        print(f"{label:5}  {result.name}  ({result.seconds:.2f}s)", flush=True)
+        if result.outcome == "fail":
+            print(f"       {result.message}", flush=True)
+        elif result.outcome == "xfail":
+            print(f"       known: {next(s for s in scenarios if s.name == result.name).expected_failure}",
+                  flush=True)
+
+    results, ok = conformance.run_all(scenarios, args.url, report, int(args.within_ms))
+    counts = {o: sum(r.outcome == o for r in results) for o in ("pass", "fail", "xfail", "xpass")}
+    print(f"{len(results)} scenarios: {counts['pass']} passed, {counts['fail']} failed, "
+          f"{counts['xfail']} failed as expected, {counts['xpass']} passed unexpectedly")
+    return 0 if ok else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run
 
@@ -249,6 +285,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--error-details", action="store_true",
                    help="send handler exception texts and tracebacks to callers")
     p.set_defaults(func=cmd_serve_echo)
+
+    p = sub.add_parser("conformance", help="run the wire-protocol conformance scenarios against a server "
+                                           "serving onedrive_rpc.testing.Echo (tcp:// or unix://)")
+    p.add_argument("url")
+    p.add_argument("--only", action="append", default=[], metavar="NAME,...",
+                   help="run only these scenarios (repeatable)")
+    p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.add_argument("--scenarios", help="a directory of scenario files (default: the shipped ones)")
+    p.add_argument("--within-ms", type=int, default=5000,
+                   help="how long an expect step waits when it says no within_ms")
+    p.add_argument("--module", action="append", default=[],
+                   help="a _pb2 module defining payload_msg types (repeatable)")
+    p.set_defaults(func=cmd_conformance)
 
     args = parser.parse_args(argv)
     try:

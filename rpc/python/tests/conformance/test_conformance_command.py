@@ -1,0 +1,44 @@
+"""`onedrive-rpc conformance URL`: the suite from the command line, against
+an Echo server in another process (as a server in another language would be)."""
+from __future__ import annotations
+
+import json
+import sys
+
+from gevent import subprocess
+
+from onedrive_rpc.testing.helpers import child_env
+from onedrive_rpc.testing.process import ServerProcess
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "onedrive_rpc.cli", "conformance", *args],
+                          capture_output=True, text=True, timeout=60, env=child_env())
+
+
+def test_the_command_runs_scenarios_and_exits_0_only_if_all_pass(tmp_path):
+    wrong = tmp_path / "scenarios"
+    wrong.mkdir()
+    (wrong / "wrong_echo.json").write_text(json.dumps({"name": "wrong_echo", "server": "echo", "steps": [
+        {"connect": "a"},
+        {"send": {"hello": {"version": "PROTOCOL_VERSION_1", "identity": {"peer_id": "cli"}}}},
+        {"expect": {"welcome": {"resumed": True}}}]}))
+    with ServerProcess(f"unix://{tmp_path}/echo.sock") as server:
+        ok = run_cli(server.url, "--only", "call_unary_ok,handshake_welcome", "--only", "stream_cancel")
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert "PASS   call_unary_ok" in ok.stdout
+        assert ok.stdout.rstrip().endswith("3 scenarios: 3 passed, 0 failed, 0 failed as expected, "
+                                           "0 passed unexpectedly")
+        failed = run_cli(server.url, "--scenarios", str(wrong))
+        assert failed.returncode == 1
+        assert "FAIL   wrong_echo" in failed.stdout
+        assert "step 3 (expect on a): mismatch: " in failed.stdout
+        assert "welcome.resumed is false, expected true" in failed.stdout
+
+
+def test_list_and_unknown_names():
+    listed = run_cli("unix:///nowhere", "--list")
+    assert listed.returncode == 0
+    assert any(line.startswith("call_unary_ok  [§5.1") for line in listed.stdout.splitlines())
+    unknown = run_cli("unix:///nowhere", "--only", "no_such_scenario")
+    assert unknown.returncode == 2 and "no scenario named no_such_scenario" in unknown.stderr
