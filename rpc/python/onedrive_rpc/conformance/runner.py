@@ -192,7 +192,7 @@ class _Run:
         elif kind == "expect_any":
             self.expect_any(conn_name, substitute(value, self.variables), self.within(step))
         elif kind == "expect_close":
-            self.expect(conn_name, _close_step(step))
+            self.expect(conn_name, substitute(_close_step(step), self.variables))
         elif kind == "expect_eof":
             self.expect_quiet(conn_name, self.within(step), until_eof=True)
         else:
