@@ -91,8 +91,14 @@ def to_envelope(step_value: Dict[str, Any]) -> wire_pb2.Envelope:
     if typed is not None:
         if "payload" in fields:
             raise ScenarioError(f"send has both payload and {PAYLOAD_MSG}")
-        env.payload = _parse(typed.get("value", {}), payload_message(typed),
-                             PAYLOAD_MSG).SerializeToString()
+        message = _parse(typed.get("value", {}), payload_message(typed), PAYLOAD_MSG)
+        for name, size in typed.get("fill", {}).items():
+            field = _field(message.DESCRIPTOR, name, f"{PAYLOAD_MSG}.fill")
+            if field.type != FieldDescriptor.TYPE_BYTES or not isinstance(size, int) or size < 0:
+                raise ScenarioError(f"{PAYLOAD_MSG}.fill: {name} must be a bytes field and its "
+                                    f"size a non-negative number")
+            setattr(message, field.name, b"x" * size)
+        env.payload = message.SerializeToString()
     return env
 
 

@@ -104,6 +104,15 @@ def test_send_builds_the_payload_from_payload_msg():
     assert echo_pb2.Msg.FromString(env.payload).text == "hi"
 
 
+def test_fill_makes_a_large_bytes_field_without_writing_it_out():
+    env = to_envelope({"payload_msg": {"type": MSG, "value": {"text": "t"}, "fill": {"data": 70000}}})
+    msg = echo_pb2.Msg.FromString(env.payload)
+    assert msg.text == "t" and msg.data == b"x" * 70000
+    for fill in ({"text": 3}, {"data": -1}, {"nope": 1}):
+        with pytest.raises(ScenarioError):
+            to_envelope({"payload_msg": {"type": MSG, "value": {}, "fill": fill}})
+
+
 def test_contains_present_and_absent():
     got = response(code=12, message="service X has no method 'Nope'")
     assert check_paths({"contains": {"response.status.message": "no method"},
