@@ -178,7 +178,8 @@ def cmd_ping(args: argparse.Namespace) -> int:
 def cmd_serve_echo(args: argparse.Namespace) -> int:
     from .testing.process import main as serve
 
-    serve([args.url] + (["--error-details"] if args.error_details else []))
+    serve([args.url] + (["--error-details"] if args.error_details else [])
+          + (["--secret", args.secret] if args.secret else []))
     return 0
 
 
@@ -196,6 +197,12 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     except conformance.ScenarioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    other = [s for s in scenarios if s.server != args.server]
+    if only and other:
+        print(f"error: {', '.join(f'{s.name} is for a server of kind {s.server}' for s in other)}; "
+              f"this one is {args.server} (--server)", file=sys.stderr)
+        return 2
+    scenarios = [s for s in scenarios if s.server == args.server]
     if args.list:
         for scenario in scenarios:
             print(f"{scenario.name}  [{', '.join(scenario.spec)}]  {scenario.description}")
@@ -284,6 +291,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("url")
     p.add_argument("--error-details", action="store_true",
                    help="send handler exception texts and tracebacks to callers")
+    p.add_argument("--secret", help="require this shared secret of clients (at least 16 bytes; "
+                                    "the conformance suite's echo-secret target uses "
+                                    "'conformance shared secret')")
     p.set_defaults(func=cmd_serve_echo)
 
     p = sub.add_parser("conformance", help="run the wire-protocol conformance scenarios against a server "
@@ -297,6 +307,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="how long an expect step waits when it says no within_ms")
     p.add_argument("--module", action="append", default=[],
                    help="a _pb2 module defining payload_msg types (repeatable)")
+    p.add_argument("--server", choices=["echo", "echo-secret"], default="echo",
+                   help="what URL serves: echo (default), or echo-secret, the same with the shared "
+                        "secret 'conformance shared secret' (serve-echo --secret); runs that kind's "
+                        "scenarios")
     p.set_defaults(func=cmd_conformance)
 
     args = parser.parse_args(argv)

@@ -7,6 +7,10 @@ the step's `within_ms` or the runner's default.
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import json
 import time
 from dataclasses import dataclass
@@ -193,6 +197,13 @@ class _Run:
             self.expect_any(conn_name, substitute(value, self.variables), self.within(step))
         elif kind == "expect_close":
             self.expect(conn_name, substitute(_close_step(step), self.variables))
+        elif kind == "expect_challenge":
+            self.expect_challenge(conn_name, step)
+        elif kind == "send_proof":
+            keys = _auth_keys(substitute(value, self.variables))
+            mac = _hmac(keys["secret"], b"client" + keys["server_nonce"] + keys["client_nonce"])
+            body = wire_pb2.Envelope(proof=wire_pb2.Proof(mac=mac)).SerializeToString()
+            self.conn(conn_name).send(len(body).to_bytes(4, "big") + body)
         elif kind == "expect_eof":
             self.expect_quiet(conn_name, self.within(step), until_eof=True)
         else:
@@ -211,7 +222,22 @@ class _Run:
             if frame is None or frame is _EOF:
                 return
 
-    def expect(self, conn_name: str, step: Dict[str, Any]) -> None:
+    def expect_challenge(self, conn_name: str, step: Dict[str, Any]) -> None:
+        """A Challenge whose server_proof shows the server knows the secret
+        (spec §4.2), computed here from the formula, not by the package."""
+        keys = _auth_keys(substitute(step["expect_challenge"], self.variables))
+        as_expect = {"expect": {"challenge": {}}, "capture": step.get("capture", {})}
+        if "within_ms" in step:
+            as_expect["within_ms"] = step["within_ms"]
+        challenge = self.expect(conn_name, substitute(as_expect, self.variables)).challenge
+        if len(challenge.nonce) < 16:
+            raise Mismatch(f"the Challenge's nonce has {len(challenge.nonce)} bytes; at least 16")
+        proof = _hmac(keys["secret"], b"server" + keys["client_nonce"] + challenge.nonce)
+        if not hmac.compare_digest(challenge.server_proof, proof):
+            raise Mismatch("the Challenge's server_proof is not HMAC-SHA256(secret, \"server\" || "
+                           "client nonce || server nonce)")
+
+    def expect(self, conn_name: str, step: Dict[str, Any]) -> wire_pb2.Envelope:
         expected = step["expect"]
         seconds = self.within(step)
         skipped = 0
@@ -233,7 +259,8 @@ class _Run:
             for var, path in step.get("capture", {}).items():
                 message, field = resolve(path, frame, expected.get("payload_msg"))
                 self.variables[var] = capture_value(message, field)
-            return
+            return frame
+        raise AssertionError("unreachable: _frames ends with None or _EOF")
 
     def expect_unordered(self, conn_name: str, expected: List[Dict[str, Any]], seconds: float) -> None:
         waiting = list(expected)
@@ -280,6 +307,18 @@ class _Run:
             if frame.WhichOneof("kind") != "heartbeat":
                 what = "EOF" if until_eof else f"silence for {seconds * 1000:.0f} ms"
                 raise Mismatch(f"expected {what} on {conn_name}, received {describe(frame)}")
+
+
+def _auth_keys(value: Dict[str, Any]) -> Dict[str, bytes]:
+    """The base64 fields of a shared-secret step, decoded."""
+    try:
+        return {key: base64.b64decode(text, validate=True) for key, text in value.items()}
+    except (binascii.Error, TypeError):
+        raise ScenarioError(f"secret and nonces are base64, not {value!r}") from None
+
+
+def _hmac(key: bytes, message: bytes) -> bytes:
+    return hmac.new(key, message, hashlib.sha256).digest()
 
 
 def _close_step(step: Dict[str, Any]) -> Dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from .match import ScenarioError
 
-__all__ = ["Scenario", "STEP_KINDS", "scenario_dir", "load", "load_all", "select"]
+__all__ = ["Scenario", "STEP_KINDS", "SERVERS", "SECRET", "scenario_dir", "load", "load_all", "select"]
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 
@@ -24,22 +24,32 @@ _CANDIDATES = (_PACKAGE / "_protos" / "conformance" / "scenarios",
 
 #: Each step has exactly one of these keys; its value says what to do.
 STEP_KINDS = frozenset({"connect", "send", "send_raw", "expect", "expect_unordered", "expect_any",
-                        "expect_close", "expect_eof", "expect_nothing_ms", "cut"})
+                        "expect_close", "expect_eof", "expect_nothing_ms", "cut",
+                        "expect_challenge", "send_proof"})
 
 #: Keys a step may carry besides its kind, and which kinds take them.
 _MODIFIERS: Dict[str, frozenset] = {
     "conn": frozenset(STEP_KINDS - {"connect", "cut"}),
-    "within_ms": frozenset({"expect", "expect_unordered", "expect_any", "expect_close", "expect_eof"}),
+    "within_ms": frozenset({"expect", "expect_unordered", "expect_any", "expect_close", "expect_eof",
+                            "expect_challenge"}),
     "contains": frozenset({"expect"}),
     "present": frozenset({"expect"}),
     "absent": frozenset({"expect"}),
-    "capture": frozenset({"expect"}),
+    "capture": frozenset({"expect", "expect_challenge"}),
     "comment": STEP_KINDS,
 }
 
 #: What a scenario's "server" may ask for: the Echo service of echo.proto
-#: (onedrive_rpc.testing.Echo), with the target's default settings.
-SERVERS = frozenset({"echo"})
+#: (onedrive_rpc.testing.Echo), with the target's default settings; and
+#: the same with the shared secret SECRET (README: "The target server").
+SERVERS = frozenset({"echo", "echo-secret"})
+
+#: The echo-secret target's shared secret.
+SECRET = b"conformance shared secret"
+
+#: What the shared-secret steps take (all base64, as JSON writes bytes).
+_AUTH_KEYS = {"expect_challenge": {"secret", "client_nonce"},
+              "send_proof": {"secret", "client_nonce", "server_nonce"}}
 
 _TOP = {"name", "description", "spec", "server", "steps", "expected_failure"}
 
@@ -84,13 +94,15 @@ def _check_step(path: str, n: int, step: Any) -> None:
     value = step[kind]
     expected_type = {"connect": str, "cut": str, "send": dict, "send_raw": str, "expect": dict,
                      "expect_unordered": list, "expect_any": list, "expect_close": dict, "expect_eof": bool,
-                     "expect_nothing_ms": int}[kind]
+                     "expect_nothing_ms": int, "expect_challenge": dict, "send_proof": dict}[kind]
     if not isinstance(value, expected_type) or isinstance(value, bool) != (expected_type is bool):
         raise _fail(path, f"step {n}: {kind} takes a {expected_type.__name__}")
     if "within_ms" in step and not (isinstance(step["within_ms"], int) and step["within_ms"] > 0):
         raise _fail(path, f"step {n}: within_ms must be a positive integer")
     if kind == "expect_close" and not set(step[kind]) <= {"code", "message_contains", "end_session"}:
         raise _fail(path, f"step {n}: expect_close takes code, message_contains, end_session")
+    if kind in _AUTH_KEYS and set(step[kind]) != _AUTH_KEYS[kind]:
+        raise _fail(path, f"step {n}: {kind} takes {', '.join(sorted(_AUTH_KEYS[kind]))}")
 
 
 def load(path: str) -> Scenario:

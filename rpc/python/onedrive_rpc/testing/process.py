@@ -211,6 +211,7 @@ def _pattern_peer(args: argparse.Namespace) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
+    from ..auth import SharedSecret
     from ..server import Server
     from .echo_service import EchoService
 
@@ -223,6 +224,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("url")
     parser.add_argument("--error-details", action="store_true")
     parser.add_argument("--heartbeat", type=_heartbeat, default=None, help="interval,misses")
+    parser.add_argument("--secret", help="a shared secret clients must prove they know")
     parser.add_argument("--session-grace", type=float, default=10.0,
                         help="seconds a broken connection's session waits for a resume")
     parser.add_argument("--log-level", default="warning")
@@ -236,7 +238,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         _pattern_peer(args)
         return
     server = Server(args.url, name="echo-server", include_error_details=args.error_details, reflection=True,
-                    heartbeat=args.heartbeat, session_grace=args.session_grace)
+                    heartbeat=args.heartbeat, session_grace=args.session_grace,
+                    auth=SharedSecret(args.secret) if args.secret else None)
     server.add_service(EchoService())
     server.start()
     for signum in (signal.SIGTERM, signal.SIGINT):  # both stop in order: Close to every peer

@@ -36,6 +36,18 @@ def test_the_command_runs_scenarios_and_exits_0_only_if_all_pass(tmp_path):
         assert "welcome.resumed is false, expected true" in failed.stdout
 
 
+def test_the_shared_secret_target_runs_its_own_scenarios(tmp_path):
+    with ServerProcess(f"unix://{tmp_path}/secret.sock",
+                       args=["--secret", "conformance shared secret"]) as server:
+        ok = run_cli(server.url, "--server", "echo-secret")
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert "PASS   auth_shared_secret_resume" in ok.stdout
+        assert "call_unary_ok" not in ok.stdout  # an echo scenario: not this target's
+        other = run_cli(server.url, "--server", "echo-secret", "--only", "call_unary_ok")
+        assert other.returncode == 2
+        assert "call_unary_ok is for a server of kind echo" in other.stderr
+
+
 def test_list_and_unknown_names():
     listed = run_cli("unix:///nowhere", "--list")
     assert listed.returncode == 0

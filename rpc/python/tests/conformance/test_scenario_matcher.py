@@ -139,6 +139,9 @@ def write(tmp_path, name, steps, **extra) -> str:
     ([{"expect_eof": 1}], "takes a bool"),
     ([{"expect": {}, "within_ms": 0}], "positive integer"),
     ([{"expect_close": {"status": 1}}], "expect_close takes"),
+    ([{"expect_challenge": {"secret": "AA=="}}], "expect_challenge takes client_nonce, secret"),
+    ([{"send_proof": {"secret": "AA==", "client_nonce": "AA=="}, "capture": {}}],
+     "does not take 'capture'"),
     ([], "non-empty"),
 ])
 def test_the_shape_of_a_scenario_is_checked_when_loaded(tmp_path, steps, error):
