@@ -17,7 +17,7 @@ from .framing import LARGE_FRAME, Frame, Payload, Pieces, frame_header, varint
 from .liveness import Liveness
 from .reliability import Reliability
 
-__all__ = ["Role", "State", "SessionOutput"]
+__all__ = ["Role", "State", "SessionOutput", "close_frame"]
 
 _Envelope = wire_pb2.Envelope
 _StreamItem = pattern_frames.StreamItem
@@ -40,6 +40,20 @@ class State(enum.Enum):
     # sent goes to the resend buffer only; nothing is received.
     SUSPENDED = "suspended"
     CLOSED = "closed"
+
+
+def close_frame(code: int, message: str, end_session: bool) -> bytes:
+    """A Close frame made apart from any session, for a connection a session
+    is leaving while it lives on over another (a resume replaced it): it
+    carries no ack, and nothing of the session changes. (Session.send_close
+    would record an ack as sent that may never arrive, and the session's
+    next connection would then not send it.)"""
+    env = _Envelope()
+    env.close.status.code = code
+    env.close.status.message = message
+    env.close.end_session = end_session
+    body = env.SerializeToString()
+    return frame_header(len(body)) + body
 
 
 def _timeout_us(timeout: float) -> int:

@@ -94,7 +94,9 @@ def _consume(env: _Envelope, payload: Frame) -> ev.Event:
     c = env.consume
     if not c.consumer_id:
         raise RemoteProtocolError("consume frame has no consumer_id")
-    return ev.ConsumeReceived(_answered(c.call_id, "consume"), c.consumer_id, _named(c.method, "consume"),
+    if not c.stop:  # a withdrawal may go one-way (a peer stopping while disconnected)
+        _answered(c.call_id, "consume")
+    return ev.ConsumeReceived(c.call_id, c.consumer_id, _named(c.method, "consume"),
                               c.prefetch, c.stop)
 
 

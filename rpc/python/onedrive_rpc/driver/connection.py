@@ -38,6 +38,7 @@ from ..config import Limits
 from ..core import events as ev
 from ..core.budget import OutputBudget
 from ..core.pattern_frames import Credit
+from ..core.output import close_frame
 from ..core.reliability import ACK_DELAY
 from ..core.session import Session, State
 from ..errors import PeerLost, RemoteProtocolError, RpcError, StatusCode
@@ -291,8 +292,11 @@ class Connection:
         effort: it is likely dead), then let it go."""
         if self.closed or self.suspended:
             return
-        self.session.send_close(StatusCode.UNAVAILABLE, REPLACED, end_session=False)
-        self.outbox.flush()
+        if not self.outbox.out_bytes:  # between frames: nothing half written
+            try:
+                self.stream.send_nowait([close_frame(StatusCode.UNAVAILABLE, REPLACED, False)])
+            except ConnectionClosed:
+                pass
         self.suspend(PeerLost(REPLACED))
 
     def suspend(self, reason: RpcError) -> None:

@@ -79,6 +79,14 @@ def test_a_frame_answered_with_a_response_must_carry_a_call_id(frame):
         server.receive_data(wire(client), 1.0)
 
 
+def test_a_withdrawing_consume_may_go_one_way():
+    """The Python peer withdraws a consumer while disconnected with a
+    one-way Consume{stop} into its resend buffer."""
+    client, server = open_session_pair()
+    client.send(pf.Consume(2, METHOD, stop=True))
+    assert server.receive_data(wire(client), 1.0) == [ev.ConsumeReceived(0, 2, METHOD, 0, True)]
+
+
 def test_stream_items_and_end_answer_a_request_and_end_the_call():
     client, server = open_session_pair()
     client.send_request(1, METHOD, b"q", initial_credit=4)
