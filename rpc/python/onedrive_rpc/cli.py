@@ -1,4 +1,4 @@
-"""The `onedrive-rpc` command: demo, call a method or publish with JSON, subscribe, ping.
+"""The `onedrive-rpc` command: demo, call a method or publish with JSON, subscribe, ping, health.
 
     onedrive-rpc demo
     onedrive-rpc ping tcp://127.0.0.1:5000
@@ -175,6 +175,34 @@ def cmd_ping(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    """0 while SERVING; 1 NOT_SERVING or unknown; 2 when it could not ask."""
+    from . import health
+    from .client import Client
+    from .config import Reconnect
+    from .peer import connect
+
+    try:
+        with connect(args.url, timeout=args.timeout, reconnect=Reconnect(enabled=False)) as peer:
+            if not args.watch:
+                status = health.check(peer, args.service, args.timeout)
+                print(health.status_name(status))
+                return 0 if status == health.SERVING else 1
+            for reply in Client(peer, health.HEALTH).watch(
+                    health.HealthCheckRequest(service=args.service)):
+                print(health.status_name(reply.status), flush=True)
+            return 2  # the stream ends only with an error
+    except RpcError as exc:
+        if exc.code == StatusCode.NOT_FOUND:
+            print(f"SERVICE_UNKNOWN: {exc.message}")
+            return 1
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
 def cmd_serve_echo(args: argparse.Namespace) -> int:
     from .testing.process import main as serve
 
@@ -276,6 +304,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--count", type=int, default=1)
     p.add_argument("--timeout", type=float, default=5.0)
     p.set_defaults(func=cmd_ping)
+
+    p = sub.add_parser(
+        "health", help="is the server (or SERVICE) serving? exit 0 if so (onedrive_rpc.Health)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Ask a server's onedrive_rpc.Health whether it, or one of its services, is\n"
+                    "serving; prints SERVING, NOT_SERVING or SERVICE_UNKNOWN. Exit status: 0\n"
+                    "SERVING, 1 NOT_SERVING or unknown service, 2 could not ask (no server,\n"
+                    "timeout, health=False). For systemd, supervisors and container probes.")
+    p.add_argument("url")
+    p.add_argument("service", nargs="?", default="",
+                   help='a service\'s full name, e.g. onedrive.sync.Sync (default "": the server)')
+    p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--watch", action="store_true",
+                   help="print the status now and every change, until the server goes away")
+    p.set_defaults(func=cmd_health)
 
     p = sub.add_parser(
         "serve-echo", help="serve the test Echo service",

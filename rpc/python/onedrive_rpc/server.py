@@ -28,6 +28,7 @@ from .calls import Context, Identity
 from .driver import Connection, End
 from .errors import PeerLost, RpcError, StatusCode
 from .handshake import perform_handshake, refuse
+from .health import HealthService
 from .hooks import PeerHooks
 from .interceptors import Authorize, InterceptorLike, interception
 from .identity import local_identity
@@ -52,6 +53,8 @@ class Server:
 
     `reflection=True` also serves onedrive_rpc.Reflection, which tells
     tools (`onedrive-rpc list`) what the server serves and its contracts.
+    It serves onedrive_rpc.Health (is it serving? `onedrive-rpc health`)
+    unless `health=False`; `set_serving` changes what it says.
 
     `tls` (rpc.TLS or an ssl.SSLContext) is required with a tls:// URL:
     the server's certificate and key, and for mutual TLS the CA of the
@@ -76,6 +79,7 @@ class Server:
                  insecure: bool = False,
                  authenticate: Optional[Authenticate] = None,
                  reflection: bool = False,
+                 health: bool = True,
                  tls: Optional[TlsSetting] = None,
                  interceptors: Sequence[InterceptorLike] = (),
                  authorize: Optional[Authorize] = None) -> None:
@@ -117,6 +121,11 @@ class Server:
             # `onedrive-rpc list` and calls without generated code.
             from .reflection import ReflectionService
             self._registry.add(ReflectionService(self._registry.services_view))
+        #: What onedrive_rpc.Health says of each service (None: not served).
+        self._health: Optional[HealthService] = None
+        if health:
+            self._health = HealthService()
+            self.add_service(self._health)
         self._listener: Optional[Listener] = None
         self._acceptor: Optional[gevent.Greenlet] = None
         self._connections: List[Connection] = []
@@ -136,6 +145,8 @@ class Server:
         """Serve `service`. Its publish/subscribe, producer/consumer and
         broadcast methods, where it defines them, make this server a
         subscriber (to every topic), consumer or listener of its own."""
+        if self._health is not None:
+            self._health.set(service.descriptor.full_name, True)
         for handler in self._registry.add(service):
             func, info = handler.func, handler.info
             if func is None:
@@ -169,6 +180,14 @@ class Server:
         log.info("serving %s on %s", ", ".join(self._registry.services) or "nothing", self.url)
         return self
 
+    def set_serving(self, service: str, serving: bool) -> None:
+        """What onedrive_rpc.Health says of `service` (a full name, or ""
+        for the server as a whole): e.g. NOT_SERVING while a dependency is
+        down. Watchers hear of it at once."""
+        if self._health is None:
+            raise RuntimeError("this server was built with health=False")
+        self._health.set(service, serving)
+
     def serve_forever(self) -> None:
         if self._listener is None:
             self.start()
@@ -181,6 +200,8 @@ class Server:
             self._stopped.wait()
             return
         self._stopping = True
+        if self._health is not None:
+            self._health.set_all(False)  # watchers move away before the drain
         if self._listener is not None:
             self._listener.close()
         refusal = RpcError(StatusCode.UNAVAILABLE, "server is stopping")
