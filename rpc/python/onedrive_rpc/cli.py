@@ -15,7 +15,7 @@ import importlib
 import json
 import sys
 import time
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from google.protobuf import json_format
 from google.protobuf.descriptor_pool import Default as default_pool
@@ -258,6 +258,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run(args.url)
 
 
+def _described(sub: Any, name: str, help: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help shows `description` with its lines as written."""
+    return sub.add_parser(name, help=help, description=description,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="onedrive-rpc", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -305,13 +311,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--timeout", type=float, default=5.0)
     p.set_defaults(func=cmd_ping)
 
-    p = sub.add_parser(
-        "health", help="is the server (or SERVICE) serving? exit 0 if so (onedrive_rpc.Health)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Ask a server's onedrive_rpc.Health whether it, or one of its services, is\n"
-                    "serving; prints SERVING, NOT_SERVING or SERVICE_UNKNOWN. Exit status: 0\n"
-                    "SERVING, 1 NOT_SERVING or unknown service, 2 could not ask (no server,\n"
-                    "timeout, health=False). For systemd, supervisors and container probes.")
+    p = _described(
+        sub, "health", "is the server (or SERVICE) serving? exit 0 if so (onedrive_rpc.Health)",
+        "Ask a server's onedrive_rpc.Health whether it, or one of its services, is\n"
+        "serving; prints SERVING, NOT_SERVING or SERVICE_UNKNOWN. Exit status: 0\n"
+        "SERVING, 1 NOT_SERVING or unknown service, 2 could not ask (no server,\n"
+        "timeout, health=False). For systemd, supervisors and container probes.")
     p.add_argument("url")
     p.add_argument("service", nargs="?", default="",
                    help='a service\'s full name, e.g. onedrive.sync.Sync (default "": the server)')
@@ -320,17 +325,16 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="print the status now and every change, until the server goes away")
     p.set_defaults(func=cmd_health)
 
-    p = sub.add_parser(
-        "serve-echo", help="serve the test Echo service",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Serve the test Echo service (onedrive_rpc.testing.Echo) at URL, with\n"
-                    "reflection on (servers have it off unless asked), for trying a client.\n\n"
-                    "SIGTERM or SIGINT (Ctrl-C) stops it in order: new calls are refused,\n"
-                    "calls in flight get 5 s, then every peer gets Close{UNAVAILABLE,\n"
-                    "\"server stopped\", end_session: true}.\n\n"
-                    "Its Stats method answers a Msg whose text is JSON: {\"calls\": {handler\n"
-                    "name: times run}, \"notes\": {Note text: times received}, \"items_sent\":\n"
-                    "stream items sent, \"streams_stopped\": streams ended before their last item}.")
+    p = _described(
+        sub, "serve-echo", "serve the test Echo service",
+        "Serve the test Echo service (onedrive_rpc.testing.Echo) at URL, with\n"
+        "reflection on (servers have it off unless asked), for trying a client.\n\n"
+        "SIGTERM or SIGINT (Ctrl-C) stops it in order: new calls are refused,\n"
+        "calls in flight get 5 s, then every peer gets Close{UNAVAILABLE,\n"
+        "\"server stopped\", end_session: true}.\n\n"
+        "Its Stats method answers a Msg whose text is JSON: {\"calls\": {handler\n"
+        "name: times run}, \"notes\": {Note text: times received}, \"items_sent\":\n"
+        "stream items sent, \"streams_stopped\": streams ended before their last item}.")
     p.add_argument("url")
     p.add_argument("--error-details", action="store_true",
                    help="send handler exception texts and tracebacks to callers")
