@@ -49,7 +49,7 @@ from .service import MethodInfo, Registry
 
 __all__ = ["Broker", "Outlet"]
 
-log = logging.getLogger("onedrive_rpc")
+log = logging.getLogger(__name__)
 warn = Throttled(log)  # what a peer can provoke at will is rate-limited
 
 # Messages whose shared Deliver fields are kept encoded: about what the

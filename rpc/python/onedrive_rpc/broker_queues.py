@@ -22,7 +22,7 @@ from .patterns import Consumer, Receivers, TaskContext
 
 __all__ = ["WorkQueues", "TaskOutlet"]
 
-log = logging.getLogger("onedrive_rpc")
+log = logging.getLogger(__name__)
 
 _monotonic = time.monotonic
 

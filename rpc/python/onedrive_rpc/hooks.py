@@ -8,7 +8,7 @@ import gevent
 
 __all__ = ["PeerHooks"]
 
-log = logging.getLogger("onedrive_rpc")
+log = logging.getLogger(__name__)
 
 
 class PeerHooks:

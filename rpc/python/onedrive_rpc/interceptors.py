@@ -36,7 +36,7 @@ from .logs import Throttled
 __all__ = ["Action", "ACTIONS", "Authorize", "Authorizer", "Interceptor", "Interception",
            "Proceed", "interception", "parse"]
 
-log = logging.getLogger("onedrive_rpc")
+log = logging.getLogger(__name__)
 warn = Throttled(log)  # a peer can ask for what it may not have as often as it likes
 
 #: What a peer can ask of a server, as interceptors and authorize see it.

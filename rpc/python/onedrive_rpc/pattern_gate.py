@@ -16,7 +16,7 @@ from .interceptors import Action, Interception
 
 __all__ = ["PatternGate"]
 
-log = logging.getLogger("onedrive_rpc")
+log = logging.getLogger(__name__)
 
 #: The action a pattern frame asks for (see interceptors.ACTIONS). Credit,
 #: TaskDone, Unsubscribe and a consumer's stop only follow from an action

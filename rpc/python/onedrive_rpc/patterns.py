@@ -30,7 +30,7 @@ from .logs import Throttled
 __all__ = ["Received", "Subscription", "BroadcastListener", "Consumer", "TaskContext",
            "Receivers", "DEFAULT_LISTENER_QUEUE", "DEFAULT_RECEIVER_QUEUE_BYTES"]
 
-log = logging.getLogger("onedrive_rpc")
+log = logging.getLogger(__name__)
 warn = Throttled(log)  # a sender that floods us makes one line a second
 
 MsgT = TypeVar("MsgT")

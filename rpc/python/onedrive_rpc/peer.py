@@ -35,7 +35,7 @@ from .patterns import (DEFAULT_LISTENER_QUEUE, DEFAULT_RECEIVER_QUEUE_BYTES, Bro
 
 __all__ = ["Peer", "connect"]
 
-log = logging.getLogger("onedrive_rpc")
+log = logging.getLogger(__name__)
 
 DROP_OLDEST = int(Policy.DROP_OLDEST)
 

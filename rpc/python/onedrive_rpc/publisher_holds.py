@@ -21,7 +21,7 @@ from .errors import RpcError, StatusCode
 
 __all__ = ["PublisherHolds", "Key"]
 
-log = logging.getLogger("onedrive_rpc")
+log = logging.getLogger(__name__)
 
 _monotonic = time.monotonic
 

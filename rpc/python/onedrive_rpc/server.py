@@ -45,7 +45,7 @@ __all__ = ["Server", "DEFAULT_SESSION_GRACE"]
 #: reconnect with backoff, short enough not to hoard dead peers' state.
 DEFAULT_SESSION_GRACE = 10.0
 
-log = logging.getLogger("onedrive_rpc")
+log = logging.getLogger(__name__)
 
 
 class Server:
@@ -341,9 +341,10 @@ class Server:
         self._sessions[handshaken.session_id] = conn
         conn.start(events)
         checked = conn.incoming.origin.identity
-        log.debug("a peer connected from %s (identity: %s %s); it says it is %s, pid %d "
-                  "(peer id %s)", stream.address, checked.method, checked.subject,
-                  handshaken.peer.name, handshaken.peer.pid, handshaken.peer.peer_id)
+        log.info("connected: %s, session %s, from %s (identity %s; pid %d, peer id %s, as it "
+                 "says)", handshaken.peer.name or "a peer", handshaken.session_id, stream.address,
+                 f"{checked.method} {checked.subject}".strip(), handshaken.peer.pid,
+                 handshaken.peer.peer_id)
         self._hooks.fire("connected", handshaken.peer)
 
     def _vet_hello(self, stream: Stream, vetted: List[Identity], peer: PeerInfo,
@@ -441,7 +442,11 @@ class Server:
         self._broker.forget(conn.outlet, lost=conn.end is not End.ORDERLY)
         if self._sessions.get(conn.session.session_id) is conn:
             del self._sessions[conn.session.session_id]
-        log.debug("connection from %s closed: %s", conn.address, conn.close_reason)
+        peer = conn.peer
+        log.info("%s: %s, session %s, from %s: %s",
+                 "disconnected" if conn.end is End.ORDERLY else "session ended",
+                 peer.name if peer is not None and peer.name else "a peer", conn.session.session_id,
+                 conn.address, conn.close_reason.message if conn.close_reason else "closed")
         report = conn.end_to_report()
         if conn.peer is not None and report is not None:
             self._hooks.fire(report, conn.peer, conn.close_reason)

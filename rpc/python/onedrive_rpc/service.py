@@ -31,7 +31,7 @@ from .serialize import serialize
 __all__ = ["Service", "MethodInfo", "Registry", "snake_case", "method_infos", "unimplemented",
            "prefetch", "policy"]
 
-log = logging.getLogger("onedrive_rpc")
+log = logging.getLogger(__name__)
 
 
 class MethodInfo(NamedTuple):

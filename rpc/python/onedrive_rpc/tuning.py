@@ -19,7 +19,7 @@ import logging
 
 __all__ = ["tune_malloc"]
 
-log = logging.getLogger("onedrive_rpc")
+log = logging.getLogger(__name__)
 
 # From glibc's malloc.h.
 _M_TRIM_THRESHOLD = -1

@@ -53,7 +53,7 @@ from .ticker import Ticker
 
 __all__ = ["Connection", "ConnectionOwner", "End", "Phase", "REPLACED", "refuse_pattern_event"]
 
-log = logging.getLogger("onedrive_rpc")
+log = logging.getLogger(__name__)
 #: Warnings a peer can provoke at will are rate-limited.
 warn = Throttled(log)
 
@@ -239,7 +239,8 @@ class Connection:
         # Frames the old session took while this handshake finished.
         session.queue_frames_sent_since_resend()
         self._enter(Phase.RUNNING)
-        log.info("session %s resumed over %s", session.session_id, stream.address)
+        log.info("resumed: %s, session %s, over %s", self._peer_name(), session.session_id,
+                 stream.address)
         self.start(events)
         self.outbox.wake_senders()
 
@@ -331,10 +332,14 @@ class Connection:
             self._pending_deadline_timer.start(self.outgoing.fail_all, error)
         self._grace_timer = self._loop.timer(grace)
         self._grace_timer.start(self._grace_expired, error)
-        log.info("connection to %s lost (%s); session %s kept %.1fs for resumption",
-                 stream.address, error.message, self.session.session_id, grace)
+        log.info("lost: %s, session %s, at %s (%s); the session waits %.1fs for a resume",
+                 self._peer_name(), self.session.session_id, stream.address, error.message, grace)
         self._loss_reported = True
         self._loop.run_callback(self.owner.on_suspended, self, error)
+
+    def _peer_name(self) -> str:
+        peer = self.session.peer
+        return peer.name if peer is not None and peer.name else "a peer"
 
     def _resume_grace(self) -> float:
         """How long a suspended session waits for a resume: ours, or less

@@ -35,7 +35,7 @@ from .view import ConnectionView, send_error
 
 __all__ = ["IncomingCalls"]
 
-log = logging.getLogger("onedrive_rpc")
+log = logging.getLogger(__name__)
 warn = Throttled(log)  # a peer can make every notification fail
 
 _monotonic = time.monotonic

@@ -32,7 +32,7 @@ from .view import ConnectionView
 
 __all__ = ["ConnectionOutlet"]
 
-log = logging.getLogger("onedrive_rpc")
+log = logging.getLogger(__name__)
 warn = Throttled(log)  # many slow consumers at once make one line a second
 
 _LIVE_STATES = (State.OPEN, State.SUSPENDED)

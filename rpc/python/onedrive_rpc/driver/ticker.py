@@ -19,7 +19,7 @@ from ..errors import PeerLost
 
 __all__ = ["Ticker", "report_blocked_loop"]
 
-log = logging.getLogger("onedrive_rpc")
+log = logging.getLogger(__name__)
 
 # A tick this late (or later) means our own loop was stuck: a long garbage
 # collection, a busy handler, a paused machine. The time it was late is

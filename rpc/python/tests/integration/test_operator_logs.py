@@ -1,0 +1,49 @@
+"""What an operator reads in the log (issue 14, part 5): one INFO line per
+notable event of a peer, naming it and its session, under a logger below
+`onedrive_rpc` per module; nothing per call above DEBUG."""
+from __future__ import annotations
+
+import logging
+
+import onedrive_rpc as rpc
+from onedrive_rpc.testing.echo_pb2 import Msg
+from onedrive_rpc.testing.echo_service import ECHO, EchoService
+from onedrive_rpc.testing.helpers import wait_until
+
+
+def _lines(caplog, since=0):
+    return [(r.name, r.levelno, r.getMessage()) for r in caplog.records[since:]
+            if r.name.startswith("onedrive_rpc") and r.levelno >= logging.INFO]
+
+
+def test_connect_calls_loss_resume_and_close_each_log_one_line_with_peer_and_session(
+        servers, caplog):
+    caplog.set_level(logging.INFO, logger="onedrive_rpc")
+    server = servers("tcp://127.0.0.1:0", EchoService(), name="daemon")
+    peer = rpc.connect(server.url, name="tray", timeout=5)
+    try:
+        session = peer.session_id
+        wait_until(lambda: any("connected: tray" in m for _, _, m in _lines(caplog)))
+        [(name, level, connected)] = [line for line in _lines(caplog) if "connected:" in line[2]]
+        assert name == "onedrive_rpc.server" and level == logging.INFO
+        assert f"connected: tray, session {session}, from 127.0.0.1:" in connected
+
+        before = len(caplog.records)
+        client = rpc.Client(peer, ECHO)
+        for i in range(20):
+            assert client.echo(Msg(text=str(i)), timeout=5).text == str(i)
+        assert _lines(caplog, before) == [], "nothing per call above DEBUG"
+
+        resumed = []
+        peer.on_resumed(resumed.append)
+        server.connections[0].stream.close()  # cut it from the server's side
+        wait_until(lambda: resumed == [session], timeout=10)
+        wait_until(lambda: sum("resumed: " in m for _, _, m in _lines(caplog, before)) == 2)
+        lines = _lines(caplog, before)
+        assert {m.split(",")[0] for _, _, m in lines if m.startswith("lost: ")} == {
+            "lost: tray", "lost: daemon"}  # the server's line names the client, and back
+        assert all(f"session {session}" in m for _, _, m in lines)
+        assert {name for name, _, _ in lines} == {"onedrive_rpc.driver.connection"}
+    finally:
+        peer.close()
+    wait_until(lambda: any(m.startswith("disconnected: tray") for _, _, m in _lines(caplog)))
