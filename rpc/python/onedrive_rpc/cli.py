@@ -245,7 +245,8 @@ def cmd_conformance(args: argparse.Namespace) -> int:
             print(f"       known: {next(s for s in scenarios if s.name == result.name).expected_failure}",
                   flush=True)
 
-    results, ok = conformance.run_all(scenarios, args.url, report, int(args.within_ms))
+    tls = conformance.client_tls(args.cafile) if args.url.startswith("tls://") else None
+    results, ok = conformance.run_all(scenarios, args.url, report, int(args.within_ms), tls)
     counts = {o: sum(r.outcome == o for r in results) for o in ("pass", "fail", "xfail", "xpass")}
     print(f"{len(results)} scenarios: {counts['pass']} passed, {counts['fail']} failed, "
           f"{counts['xfail']} failed as expected, {counts['xpass']} passed unexpectedly")
@@ -344,7 +345,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.set_defaults(func=cmd_serve_echo)
 
     p = sub.add_parser("conformance", help="run the wire-protocol conformance scenarios against a server "
-                                           "serving onedrive_rpc.testing.Echo (tcp:// or unix://)")
+                                           "serving onedrive_rpc.testing.Echo (tcp://, tls://, unix://)")
     p.add_argument("url")
     p.add_argument("--only", action="append", default=[], metavar="NAME,...",
                    help="run only these scenarios (repeatable)")
@@ -354,6 +355,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="how long an expect step waits when it says no within_ms")
     p.add_argument("--module", action="append", default=[],
                    help="a _pb2 module defining payload_msg types (repeatable)")
+    p.add_argument("--cafile", help="tls:// URLs: the CA that signed the server's certificate "
+                                    "(default: the system's)")
     p.add_argument("--server", choices=["echo", "echo-secret"], default="echo",
                    help="what URL serves: echo (default), or echo-secret, the same with the shared "
                         "secret 'conformance shared secret' (serve-echo --secret); runs that kind's "

@@ -18,13 +18,14 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from gevent import socket
+from gevent import ssl
 
 from ..core import wire_pb2
 from .match import (Mismatch, ScenarioError, capture_value, check_paths, describe, mismatch, resolve,
                     substitute, to_envelope)
 from .scenarios import STEP_KINDS, Scenario
 
-__all__ = ["Result", "run_scenario", "run_all", "DEFAULT_WITHIN_MS"]
+__all__ = ["Result", "run_scenario", "run_all", "client_tls", "DEFAULT_WITHIN_MS"]
 
 #: How long an expect step waits when it gives no within_ms.
 DEFAULT_WITHIN_MS = 5000
@@ -54,13 +55,33 @@ class Result:
         return self.outcome in ("pass", "xfail", "xpass")
 
 
-def _open(url: str) -> Any:
+def client_tls(cafile: Optional[str] = None) -> ssl.SSLContext:
+    """A TLS client context for tls:// targets, trusting `cafile` (default:
+    the system's CAs), checking the host name. gevent's class, so that a
+    handshake lets other greenlets run (ssl.create_default_context, even
+    gevent's, makes the standard library's, which blocks the process)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if cafile:
+        context.load_verify_locations(cafile)
+    else:
+        context.load_default_certs()
+    return context
+
+
+def _open(url: str, tls: Optional[ssl.SSLContext]) -> Any:
     parts = urlsplit(url)
-    if parts.scheme == "tcp":
+    if parts.scheme in ("tcp", "tls"):
         if parts.hostname is None or parts.port is None:
-            raise ScenarioError(f"bad URL {url!r}: tcp://host:port")
+            raise ScenarioError(f"bad URL {url!r}: {parts.scheme}://host:port")
         sock = socket.create_connection((parts.hostname, parts.port), timeout=CONNECT_TIMEOUT)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if parts.scheme == "tls":  # the frames run inside TLS unchanged (spec §2)
+            context = tls or client_tls()
+            try:
+                sock = context.wrap_socket(sock, server_hostname=parts.hostname)
+            except OSError:
+                sock.close()
+                raise
         return sock
     if parts.scheme == "unix":
         if parts.netloc or not parts.path.startswith("/"):
@@ -73,7 +94,7 @@ def _open(url: str) -> Any:
             sock.close()
             raise
         return sock
-    raise ScenarioError(f"the runner speaks tcp:// and unix://, not {parts.scheme}://")
+    raise ScenarioError(f"the runner speaks tcp://, tls:// and unix://, not {parts.scheme}://")
 
 
 class _Connection:
@@ -152,8 +173,10 @@ def _compact(value: Any) -> str:
 class _Run:
     """The state of one scenario run: its connections and captured variables."""
 
-    def __init__(self, url: str, default_within_ms: int) -> None:
+    def __init__(self, url: str, default_within_ms: int,
+                 tls: Optional[ssl.SSLContext] = None) -> None:
         self.url = url
+        self.tls = tls
         self.default_within_ms = default_within_ms
         self.conns: Dict[str, _Connection] = {}
         self.variables: Dict[str, Any] = {}
@@ -175,7 +198,7 @@ class _Run:
         if kind == "connect":
             if value in self.conns:
                 raise ScenarioError(f"connection {value!r} is already open")
-            self.conns[value] = _Connection(value, _open(self.url))
+            self.conns[value] = _Connection(value, _open(self.url, self.tls))
         elif kind == "cut":
             self.conn(value).close()
             del self.conns[value]
@@ -341,10 +364,12 @@ def _kind(step: Dict[str, Any]) -> str:
     return next(k for k in step if k in STEP_KINDS)
 
 
-def run_scenario(scenario: Scenario, url: str, default_within_ms: int = DEFAULT_WITHIN_MS) -> Result:
+def run_scenario(scenario: Scenario, url: str, default_within_ms: int = DEFAULT_WITHIN_MS,
+                 tls: Optional[ssl.SSLContext] = None) -> Result:
     """Run one scenario against the server at `url`; never raises for what
-    the server does (that is the Result)."""
-    run = _Run(url, default_within_ms)
+    the server does (that is the Result). `tls`: the client context for a
+    tls:// URL (a gevent ssl context; default: the system's CAs)."""
+    run = _Run(url, default_within_ms, tls)
     start = time.monotonic()
     outcome, message, excusable = "pass", "", False
     n, step = 0, {}  # type: int, Dict[str, Any]
@@ -374,11 +399,12 @@ def run_scenario(scenario: Scenario, url: str, default_within_ms: int = DEFAULT_
 
 def run_all(scenarios: Iterable[Scenario], url: str,
             report: Optional[Callable[[Result], None]] = None,
-            default_within_ms: int = DEFAULT_WITHIN_MS) -> Tuple[List[Result], bool]:
+            default_within_ms: int = DEFAULT_WITHIN_MS,
+            tls: Optional[ssl.SSLContext] = None) -> Tuple[List[Result], bool]:
     """Run scenarios one after the other; (results, whether all are ok)."""
     results = []
     for scenario in scenarios:
-        result = run_scenario(scenario, url, default_within_ms)
+        result = run_scenario(scenario, url, default_within_ms, tls)
         results.append(result)
         if report is not None:
             report(result)

@@ -7,6 +7,9 @@ import sys
 
 from gevent import subprocess
 
+import onedrive_rpc as rpc
+from onedrive_rpc import cli
+from onedrive_rpc.testing.echo_service import EchoService
 from onedrive_rpc.testing.helpers import child_env
 from onedrive_rpc.testing.process import ServerProcess
 
@@ -46,6 +49,17 @@ def test_the_shared_secret_target_runs_its_own_scenarios(tmp_path):
         other = run_cli(server.url, "--server", "echo-secret", "--only", "call_unary_ok")
         assert other.returncode == 2
         assert "call_unary_ok is for a server of kind echo" in other.stderr
+
+
+def test_a_tls_target_with_its_ca(servers, certificates, capsys):
+    server = servers("tls://127.0.0.1:0", EchoService(),
+                     tls=rpc.TLS(certfile=str(certificates / "server.pem")))
+    assert cli.main(["conformance", server.url, "--cafile", str(certificates / "ca.pem"),
+                     "--only", "call_unary_ok,handshake_welcome"]) == 0
+    assert "2 scenarios: 2 passed" in capsys.readouterr().out
+    # Without the CA, the system's CAs do not vouch for the test certificate.
+    assert cli.main(["conformance", server.url, "--only", "call_unary_ok"]) == 1
+    assert "CERTIFICATE_VERIFY_FAILED" in capsys.readouterr().out
 
 
 def test_list_and_unknown_names():

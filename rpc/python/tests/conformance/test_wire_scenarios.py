@@ -25,10 +25,10 @@ def _params():
             for scenario in SCENARIOS]
 
 
-def _target(servers, url, kind):
+def _target(servers, url, kind, **options):
     """The server a scenario's "server" names (README: The target server)."""
     auth = rpc.SharedSecret(conformance.SECRET) if kind == "echo-secret" else None
-    return servers(url, EchoService(), auth=auth)
+    return servers(url, EchoService(), auth=auth, **options)
 
 
 @pytest.mark.parametrize("scenario", _params())
@@ -51,6 +51,19 @@ def test_scenarios_leave_a_shared_server_as_they_found_it(tmp_path, servers, kin
     task, subscription or consumer behind that changes a later one."""
     server = _target(servers, f"unix://{tmp_path}/echo.sock", kind)
     results, _ = conformance.run_all([s for s in SCENARIOS if s.server == kind], server.url)
+    assert results
+    failed = [f"{r.name}: {r.outcome}: {r.message}" for r in results if r.outcome not in ("pass", "xfail")]
+    assert not failed, "\n".join(failed)
+
+
+@pytest.mark.parametrize("kind", sorted(conformance.SERVERS))
+def test_every_scenario_holds_inside_tls(servers, certificates, kind):
+    """tls:// carries the protocol unchanged (spec §2): the same scenarios,
+    one after the other, through a TLS stream to one server."""
+    server = _target(servers, "tls://127.0.0.1:0", kind,
+                     tls=rpc.TLS(certfile=str(certificates / "server.pem")))
+    results, _ = conformance.run_all([s for s in SCENARIOS if s.server == kind], server.url,
+                                     tls=conformance.client_tls(str(certificates / "ca.pem")))
     assert results
     failed = [f"{r.name}: {r.outcome}: {r.message}" for r in results if r.outcome not in ("pass", "xfail")]
     assert not failed, "\n".join(failed)
