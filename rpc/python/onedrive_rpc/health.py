@@ -6,9 +6,10 @@ container health checks.
 A server serves it unless built with `health=False`. Each service it
 serves is SERVING from when it is added, and "" (the server as a whole)
 from the start; `server.set_serving(name, False)` says otherwise (a
-dependency is down), and a stopping server turns everything NOT_SERVING
-before it drains, so that watchers (load balancers, supervisors) move
-away first.
+dependency is down). A stopping server turns everything NOT_SERVING before
+it drains, so that watchers (load balancers, supervisors) move away
+first: their streams end once they have heard it, and checks are still
+answered while new calls are refused.
 
     peer = rpc.connect(url)
     health.check(peer)                     # -> SERVING, NOT_SERVING, ...
@@ -55,6 +56,8 @@ class HealthService(Service):
         # Set, and replaced by a fresh one, on every change: each watcher
         # waits on the one it saw.
         self._changed = Event()
+        #: The server is stopping: everything is NOT_SERVING for good.
+        self.stopped = False
 
     def set(self, service: str, serving: bool) -> None:
         """Say whether `service` ("" the whole server) is serving."""
@@ -64,10 +67,14 @@ class HealthService(Service):
             changed, self._changed = self._changed, Event()
             changed.set()
 
-    def set_all(self, serving: bool) -> None:
-        """Every service, and the server as a whole (a stop: NOT_SERVING)."""
+    def stop(self) -> None:
+        """The server stops: everything NOT_SERVING, and each Watch ends
+        once it has said so (its stream must not hold up the drain)."""
+        self.stopped = True
         for service in list(self._status):
-            self.set(service, serving)
+            self.set(service, False)
+        changed, self._changed = self._changed, Event()
+        changed.set()
 
     def check(self, request: HealthCheckRequest, context: Context) -> HealthCheckResponse:
         status = self._status.get(request.service)
@@ -84,6 +91,8 @@ class HealthService(Service):
             if status != last:
                 last = status
                 yield HealthCheckResponse(status=status)  # type: ignore[arg-type]
+            if self.stopped:
+                return
             changed.wait()  # a cancelled call kills this greenlet
 
 

@@ -28,7 +28,7 @@ from .calls import Context, Identity
 from .driver import Connection, End
 from .errors import PeerLost, RpcError, StatusCode
 from .handshake import perform_handshake, refuse
-from .health import HealthService
+from .health import HEALTH, HealthService
 from .hooks import PeerHooks
 from .interceptors import Authorize, InterceptorLike, interception
 from .identity import local_identity
@@ -44,6 +44,9 @@ __all__ = ["Server", "DEFAULT_SESSION_GRACE"]
 #: that it can reconnect and resume without losing calls: long enough for a
 #: reconnect with backoff, short enough not to hoard dead peers' state.
 DEFAULT_SESSION_GRACE = 10.0
+
+# Answered while the server stops: a probe hears NOT_SERVING, not silence.
+_HEALTH_METHODS = f"/{HEALTH.full_name}/"
 
 log = logging.getLogger(__name__)
 
@@ -200,13 +203,12 @@ class Server:
             self._stopped.wait()
             return
         self._stopping = True
-        if self._health is not None:
-            self._health.set_all(False)  # watchers move away before the drain
         if self._listener is not None:
             self._listener.close()
-        refusal = RpcError(StatusCode.UNAVAILABLE, "server is stopping")
-        for conn in self._connections:
-            conn.refuse_incoming(refusal)
+        # From now on serve() refuses new calls (but health checks, which
+        # say NOT_SERVING), and the health watchers' streams end.
+        if self._health is not None:
+            self._health.stop()
         if grace:
             gevent.joinall([gevent.spawn(conn.drain, grace) for conn in self._connections])
         # Concurrently: each close may wait up to a second for its flush.
@@ -335,8 +337,6 @@ class Server:
         conn = Connection(stream, session, self, limits=self.limits,
                           session_grace=self.session_grace, output_budget=self._output_budget)
         conn.identity = vetted[0] if vetted else None
-        if self._stopping:
-            conn.refuse_incoming(RpcError(StatusCode.UNAVAILABLE, "server is stopping"))
         self._connections.append(conn)
         self._sessions[handshaken.session_id] = conn
         conn.start(events)
@@ -385,7 +385,10 @@ class Server:
     # ------------------------------------------- ConnectionOwner: the driver calls
 
     def serve(self, call: Context, event: Any) -> None:
-        """Run the handler of an incoming call or notification."""
+        """Run the handler of an incoming call or notification; while
+        stopping, only a health check (which then says NOT_SERVING)."""
+        if self._stopping and not event.method.startswith(_HEALTH_METHODS):
+            raise RpcError(StatusCode.UNAVAILABLE, "server is stopping")
         self._registry.dispatch(call, event)
 
     def on_pattern_event(self, conn: Connection, event: Any) -> None:

@@ -279,10 +279,6 @@ class Connection:
         if self.outgoing.refusal is None:
             self.outgoing.refusal = reason
 
-    def refuse_incoming(self, reason: RpcError) -> None:
-        """From now on new incoming calls are answered with `reason`."""
-        self.incoming.refusal = reason
-
     def abort(self, error: RpcError) -> None:
         """Close at once, without the close frame (the stream is unusable)."""
         self._teardown(error)

@@ -54,8 +54,6 @@ class IncomingCalls:
         #: negative ids: nobody answers them.
         self.calls: Dict[int, Context] = {}
         self._next_one_way = -1
-        #: Set while new calls are refused (the server is stopping).
-        self.refusal: Optional[RpcError] = None
         #: True while the reader waits for a call to finish (backpressure).
         self.paused = False
         self.origin = CallOrigin(None, "", None)
@@ -133,9 +131,7 @@ class IncomingCalls:
             call.timer.start(self._deadline_expired, call)
         takeover = self._loop.run_callback(conn.take_over_reading, call.greenlet)
         try:
-            if self.refusal is not None:
-                raise self.refusal
-            conn.owner.serve(call, event)
+            conn.owner.serve(call, event)  # a stopping server refuses it there
         except CallAborted as exc:
             self._finish(call, exc.code, exc.message)
         except RpcError as exc:

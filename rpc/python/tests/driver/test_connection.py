@@ -209,15 +209,6 @@ def test_drain_gives_up_after_its_grace(connect, blocker):
     assert future.get(timeout=SOON) == b"done"  # draining cancels nothing
 
 
-def test_refuse_incoming_answers_new_calls_with_the_reason(connect):
-    pair = connect()
-    pair.server.refuse_incoming(RpcError(StatusCode.UNAVAILABLE, "server is stopping"))
-    with pytest.raises(RpcError) as err:
-        pair.client.outgoing.call("/echo", b"", bytes, timeout=SOON)
-    assert err.value.code == StatusCode.UNAVAILABLE and err.value.message == "server is stopping"
-    assert pair.server_owner.served == []
-
-
 def test_pattern_events_and_pattern_credit_go_to_the_owner(connect):
     pair = connect()
     owner = pair.server_owner

@@ -72,17 +72,27 @@ def test_set_serving_changes_what_check_and_watchers_see(echo, peers):
 
 
 def test_a_stopping_server_says_not_serving_before_it_drains(servers, peers):
+    """Watchers hear NOT_SERVING while calls still drain, then their stream
+    ends (it must not hold the drain up to its grace); a probe's Check is
+    still answered, NOT_SERVING, while other new calls are refused."""
     server = servers("tcp://127.0.0.1:0", EchoService())
     peer = peers(server.url)
     heard, stream, reader = _watch(peer)
     slow = rpc.Client(peer, ECHO).sleep.future(Msg(text="in flight", delay=1.0), timeout=10)
     try:
         _until(lambda: heard == [health.SERVING])
-        stopper = gevent.spawn(server.stop, 5.0)
+        stopper = gevent.spawn(server.stop, 30.0)
         _until(lambda: heard[-1] == health.NOT_SERVING)
         assert not slow.ready(), "the watcher heard it while calls were still draining"
+        reader.join(5)
+        assert reader.dead and heard == [health.SERVING, health.NOT_SERVING]
+        assert health.check(peer) == health.NOT_SERVING
+        with pytest.raises(rpc.RpcError) as info:
+            rpc.Client(peer, ECHO).echo(Msg(text="new"), timeout=5)
+        assert (info.value.code, info.value.message) == (rpc.StatusCode.UNAVAILABLE,
+                                                         "server is stopping")
         assert slow.get(timeout=5).text == "in flight"
-        stopper.get(timeout=10)
+        stopper.get(timeout=10)  # not the 30 s grace: nothing else was in flight
     finally:
         stream.cancel()
         reader.join(5)
