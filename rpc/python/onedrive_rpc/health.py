@@ -64,8 +64,7 @@ class HealthService(Service):
         status = SERVING if serving else NOT_SERVING
         if self._status.get(service) != status:
             self._status[service] = status
-            changed, self._changed = self._changed, Event()
-            changed.set()
+            self._wake()
 
     def stop(self) -> None:
         """The server stops: everything NOT_SERVING, and each Watch ends
@@ -73,6 +72,9 @@ class HealthService(Service):
         self.stopped = True
         for service in list(self._status):
             self.set(service, False)
+        self._wake()  # watchers already at NOT_SERVING end too
+
+    def _wake(self) -> None:
         changed, self._changed = self._changed, Event()
         changed.set()
 

@@ -115,6 +115,11 @@ class _Connection:
             # is still to be read, so the steps that follow judge it.
             pass
 
+    def send_frame(self, env: wire_pb2.Envelope) -> None:
+        """One frame: 4-byte big-endian length, then the Envelope."""
+        body = env.SerializeToString()
+        self.send(len(body).to_bytes(4, "big") + body)
+
     def next_frame(self, deadline: float) -> Any:
         """The next Envelope, _EOF, or None if `deadline` passed first."""
         while True:
@@ -203,9 +208,7 @@ class _Run:
             self.conn(value).close()
             del self.conns[value]
         elif kind == "send":
-            env = to_envelope(substitute(value, self.variables))
-            body = env.SerializeToString()
-            self.conn(conn_name).send(len(body).to_bytes(4, "big") + body)
+            self.conn(conn_name).send_frame(to_envelope(substitute(value, self.variables)))
         elif kind == "send_raw":
             try:
                 data = bytes.fromhex(value)
@@ -225,8 +228,7 @@ class _Run:
         elif kind == "send_proof":
             keys = _auth_keys(substitute(value, self.variables))
             mac = _hmac(keys["secret"], b"client" + keys["server_nonce"] + keys["client_nonce"])
-            body = wire_pb2.Envelope(proof=wire_pb2.Proof(mac=mac)).SerializeToString()
-            self.conn(conn_name).send(len(body).to_bytes(4, "big") + body)
+            self.conn(conn_name).send_frame(wire_pb2.Envelope(proof=wire_pb2.Proof(mac=mac)))
         elif kind == "expect_eof":
             self.expect_quiet(conn_name, self.within(step), until_eof=True)
         else:

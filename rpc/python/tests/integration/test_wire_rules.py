@@ -9,7 +9,6 @@ import signal
 import pytest
 
 import onedrive_rpc as rpc
-from onedrive_rpc.core import wire_pb2
 from onedrive_rpc.core.pattern_frames import Produce
 from onedrive_rpc.core.reliability import Reliability
 from onedrive_rpc.core.session import Role, Session
@@ -17,7 +16,7 @@ from onedrive_rpc.driver.connection import REPLACED
 from onedrive_rpc.handshake import write_all
 from onedrive_rpc.testing.echo_pb2 import Msg
 from onedrive_rpc.testing.echo_service import ECHO
-from onedrive_rpc.testing.helpers import read_envelopes, wait_until
+from onedrive_rpc.testing.helpers import framed, read_envelopes, wait_until
 from onedrive_rpc.testing.process import ServerProcess
 from onedrive_rpc.transport import connect_stream
 
@@ -45,13 +44,8 @@ class RawClient:
 def _open(url: str) -> RawClient:
     client = RawClient(url, Session(Role.CLIENT, peer_id="raw"))
     [welcome] = client.frames(1)
-    client.session.receive_data(_framed(welcome), 0.0)
+    client.session.receive_data(framed(welcome), 0.0)
     return client
-
-
-def _framed(env: wire_pb2.Envelope) -> bytes:
-    body = env.SerializeToString()
-    return len(body).to_bytes(4, "big") + body
 
 
 @pytest.mark.parametrize("method", ["onedrive_rpc.testing.Echo/Echo", "Echo", "/a/b/c", "/ x/y"])
