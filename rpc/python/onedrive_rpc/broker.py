@@ -34,7 +34,8 @@ from .core import events as ev
 from .core.budget import ByteBudget
 from .core.pattern_frames import Broadcast, Deliver, OutFrame, deliver_shared
 from .core.publish_window import publish_cost
-from .core.pubsub import Delivery, Disconnect, Policy, PublishResult, PubSub, TooManySubscriptions
+from .core.pubsub import (Delivery, Disconnect, Policy, PublishResult, PubSub, SubscriptionState,
+                          TooManySubscriptions)
 from .core.topics import TopicError, check_pattern, check_topic
 from .core.workqueue import DeadLetter, QueueStats
 from .fan_out import FanOut
@@ -411,6 +412,16 @@ class Broker:
 
     def queue_stats(self, method: str) -> QueueStats:
         return self._work.queue_stats(method)
+
+    def every_queue_stats(self) -> Dict[str, QueueStats]:
+        return self._work.every_queue_stats()
+
+    def subscriptions(self) -> List[Tuple[str, Optional[str], SubscriptionState]]:
+        """Every subscription: its method, the session of the peer that
+        holds it (None: this process's own), and its state."""
+        return [(method, None if isinstance(sub.owner, _Local) else cast(Outlet, sub.owner).session_id,
+                 sub)
+                for method, pubsub in self._topics.items() for sub in pubsub.subscriptions()]
 
     def dead_letters(self, method: str) -> List[DeadLetter]:
         return self._work.dead_letters(method)

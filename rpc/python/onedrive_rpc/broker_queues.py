@@ -113,6 +113,10 @@ class WorkQueues:
     def queue_stats(self, method: str) -> QueueStats:
         return self._queue(method).stats()
 
+    def every_queue_stats(self) -> Dict[str, QueueStats]:
+        """The counts of every queue used so far (produced to or consumed), by method."""
+        return {method: queue.stats() for method, queue in self._queues.items()}
+
     def dead_letters(self, method: str) -> List[DeadLetter]:
         return self._queue(method).dead_letters()
 

@@ -1,4 +1,4 @@
-"""The `onedrive-rpc` command: demo, call a method or publish with JSON, subscribe, ping, health.
+"""The `onedrive-rpc` command: demo, call a method or publish with JSON, subscribe, ping, health, admin, top.
 
     onedrive-rpc demo
     onedrive-rpc ping tcp://127.0.0.1:5000
@@ -7,6 +7,8 @@
     onedrive-rpc publish tcp://127.0.0.1:5000 onedrive_rpc.testing.Echo/Changed drive.a '{"text": "x"}'
     onedrive-rpc serve-echo unix:///tmp/echo.sock
     onedrive-rpc conformance unix:///tmp/echo.sock
+    onedrive-rpc admin unix:///tmp/echo.sock peers
+    onedrive-rpc top unix:///tmp/echo.sock
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from typing import Any, List, Optional
 from google.protobuf import json_format
 from google.protobuf.descriptor_pool import Default as default_pool
 
-from . import options_pb2
+from . import admin_cli, options_pb2
 from .errors import RpcError, StatusCode
 from .service import method_infos
 
@@ -343,6 +345,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                     "the conformance suite's echo-secret target uses "
                                     "'conformance shared secret')")
     p.set_defaults(func=cmd_serve_echo)
+
+    admin_cli.add_commands(sub, _described)
 
     p = sub.add_parser("conformance", help="run the wire-protocol conformance scenarios against a server "
                                            "serving onedrive_rpc.testing.Echo (tcp://, tls://, unix://)")

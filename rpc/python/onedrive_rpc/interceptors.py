@@ -42,8 +42,9 @@ warn = Throttled(log)  # a peer can ask for what it may not have as often as it 
 #: What a peer can ask of a server, as interceptors and authorize see it.
 #: On a client, interceptors also see "call_future" (proceed() returns the
 #: CallFuture instead of the reply).
+#: "admin" is any call to onedrive_rpc.Admin (Server(admin=True)).
 ACTIONS = ("call", "stream", "notify", "publish", "subscribe", "produce", "consume",
-           "broadcast", "listen")
+           "broadcast", "listen", "admin")
 
 #: What `target` names, by action (the others have none: "").
 _TARGETS = {"publish": "topic", "subscribe": "pattern", "produce": "queue", "consume": "queue"}

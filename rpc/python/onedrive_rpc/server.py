@@ -32,6 +32,7 @@ from .health import HEALTH, HealthService
 from .hooks import PeerHooks
 from .interceptors import Authorize, InterceptorLike, interception
 from .identity import local_identity
+from .inspection import Inspection, inspect
 from .logs import Throttled
 from .patterns import Received
 from .service import Registry, Service, policy_of, prefetch_of
@@ -58,6 +59,9 @@ class Server:
     tools (`onedrive-rpc list`) what the server serves and its contracts.
     It serves onedrive_rpc.Health (is it serving? `onedrive-rpc health`)
     unless `health=False`; `set_serving` changes what it says.
+    `admin=True` serves onedrive_rpc.Admin, the operators' view of its
+    peers, subscriptions and queues (`onedrive-rpc admin`, `top`; see
+    admin.py for who may use it); `inspect()` gives the same from code.
 
     `tls` (rpc.TLS or an ssl.SSLContext) is required with a tls:// URL:
     the server's certificate and key, and for mutual TLS the CA of the
@@ -83,6 +87,7 @@ class Server:
                  authenticate: Optional[Authenticate] = None,
                  reflection: bool = False,
                  health: bool = True,
+                 admin: bool = False,
                  tls: Optional[TlsSetting] = None,
                  interceptors: Sequence[InterceptorLike] = (),
                  authorize: Optional[Authorize] = None) -> None:
@@ -129,6 +134,10 @@ class Server:
         if health:
             self._health = HealthService()
             self.add_service(self._health)
+        if admin:
+            # For operators (onedrive-rpc admin, top): see admin.py for who may use it.
+            from .admin import AdminService
+            self.add_service(AdminService(self, open_to_anyone=authorize is not None))
         self._listener: Optional[Listener] = None
         self._acceptor: Optional[gevent.Greenlet] = None
         self._connections: List[Connection] = []
@@ -219,6 +228,23 @@ class Server:
         self._admitting.kill(block=False)
         self._broker.close()
         self._stopped.set()
+
+    def inspect(self) -> Inspection:
+        """Its sessions (connected and suspended), subscriptions and work
+        queues now: what `onedrive-rpc admin` shows."""
+        return inspect(self._connections, self._broker, urlsplit(self.url).scheme)
+
+    def disconnect(self, session_id: str, reason: str = "disconnected by the server") -> bool:
+        """Close the connection of session `session_id` and end the session
+        (the peer hears `reason`; it may connect again, as a new session).
+        False if there is no such session."""
+        conn = self._sessions.get(session_id)
+        if conn is None or conn.closed:
+            return False
+        log.info("disconnecting: %s, session %s, from %s: %s", conn.peer.name if conn.peer else
+                 "a peer", session_id, conn.address, reason)
+        conn.close(StatusCode.UNAVAILABLE, reason)
+        return True
 
     @property
     def broker(self) -> Broker:

@@ -89,6 +89,9 @@ class Service:
     """
 
     descriptor: ClassVar[ServiceDescriptor]
+    #: What interceptors and `authorize` see its calls as; None: "call",
+    #: "stream" or "notify" by how each is used ("admin" for onedrive_rpc.Admin).
+    action: ClassVar[Optional[str]] = None
 
 
 _UNIMPLEMENTED = "__onedrive_rpc_unimplemented__"
@@ -142,6 +145,8 @@ class _Handler(NamedTuple):
     info: MethodInfo
     # (request, context) -> reply, items, or None, by the method's pattern.
     func: Optional[Callable[..., Any]]
+    # The action interceptors see (Service.action), None: by the pattern.
+    action: Optional[str] = None
 
 
 class Registry:
@@ -179,7 +184,7 @@ class Registry:
                 raise TypeError(f"{type(service).__name__}.{info.attribute} is not callable")
             if getattr(func, _UNIMPLEMENTED, False):
                 func = None
-            handlers[info.path] = _Handler(info, func)
+            handlers[info.path] = _Handler(info, func, service.action)
         self._handlers.update(handlers)
         self._services[descriptor.full_name] = service
         return list(handlers.values())
@@ -211,7 +216,8 @@ class Registry:
         if chain is None:
             result = self._invoke(handler, sent, call, event, None)
         else:
-            action = Action.of(_ACTION_OF[sent], event.method, "", call.origin,
+            kind = handler.action if handler is not None and handler.action else _ACTION_OF[sent]
+            action = Action.of(kind, event.method, "", call.origin,
                                metadata=event.metadata, context=call, payload=event.payload,
                                message_type=handler.info.input_type if handler else None)
             try:

@@ -123,6 +123,15 @@ class Connection:
         self.close_reason: Optional[RpcError] = None
         self.suspend_reason: Optional[RpcError] = None
         self.suspended_at = 0.0  # monotonic, when it last became SUSPENDED
+        #: Wall-clock times (for operators): the session began; its current
+        #: stream connected (a resume moves it).
+        self.started_at = self.connected_at = time.time()
+        #: Bytes read from the peer, over every stream of the session.
+        self.bytes_in = 0
+        #: Monotonic: while SUSPENDED, the session ends unless resumed by then.
+        self.resume_by = 0.0
+        #: Times the session resumed over a new stream.
+        self.resumes = 0
         self.closed_event = Event()
         # A Close frame was sent or received: the end will be ORDERLY.
         self._orderly = False
@@ -238,6 +247,8 @@ class Connection:
         session.end_session_on_loss = False
         # Frames the old session took while this handshake finished.
         session.queue_frames_sent_since_resend()
+        self.connected_at = time.time()
+        self.resumes += 1
         self._enter(Phase.RUNNING)
         log.info("resumed: %s, session %s, over %s", self._peer_name(), session.session_id,
                  stream.address)
@@ -328,6 +339,7 @@ class Connection:
             self._pending_deadline_timer.start(self.outgoing.fail_all, error)
         self._grace_timer = self._loop.timer(grace)
         self._grace_timer.start(self._grace_expired, error)
+        self.resume_by = self.suspended_at + grace
         log.info("lost: %s, session %s, at %s (%s); the session waits %.1fs for a resume",
                  self._peer_name(), self.session.session_id, stream.address, error.message, grace)
         self._loss_reported = True
@@ -428,6 +440,7 @@ class Connection:
                     # again, not after a read that finds nothing.
                     outbox.flush()
                 n = stream.recv_into(session.get_buffer())
+                self.bytes_in += n
                 if n == 0:
                     self.stream_lost(PeerLost(f"connection closed by {stream.address or 'the peer'}"),
                                      stream)

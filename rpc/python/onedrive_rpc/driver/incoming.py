@@ -57,6 +57,8 @@ class IncomingCalls:
         #: True while the reader waits for a call to finish (backpressure).
         self.paused = False
         self.origin = CallOrigin(None, "", None)
+        #: Calls, streams and notifications received, over the session.
+        self.received = 0
 
     def set_origin(self) -> None:
         """Who the calls come from: the peer of the (new) stream."""
@@ -126,6 +128,7 @@ class IncomingCalls:
         call = Context(self, self.origin, call_id, event.method, event.metadata, deadline,
                        initial_credit, one_way)
         self.calls[call_id] = call
+        self.received += 1
         if deadline is not None:
             call.timer = self._loop.timer(max(0.0, deadline - _monotonic()))
             call.timer.start(self._deadline_expired, call)

@@ -49,6 +49,8 @@ class Outbox:
         self._out: List[Any] = []
         #: Bytes taken from the session and not yet written.
         self.out_bytes = 0
+        #: Bytes taken from the session to write, over every stream of it.
+        self.bytes_out = 0
         #: A flush waits for the end of this loop pass (flush_soon).
         self.flush_scheduled = False
         self.writer: Optional[gevent.Greenlet] = None
@@ -204,6 +206,7 @@ class Outbox:
         session = self._conn.session
         if session.queued_bytes:
             self.out_bytes += session.queued_bytes
+            self.bytes_out += session.queued_bytes
             self._out.extend(session.data_to_send(_monotonic()))
 
     def _sendable(self) -> List[Any]:

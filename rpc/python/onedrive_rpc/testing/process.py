@@ -237,7 +237,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.role:
         _pattern_peer(args)
         return
-    server = Server(args.url, name="echo-server", include_error_details=args.error_details, reflection=True,
+    server = Server(args.url, name="echo-server", include_error_details=args.error_details,
+                    reflection=True, admin=True,
                     heartbeat=args.heartbeat, session_grace=args.session_grace,
                     auth=SharedSecret(args.secret) if args.secret else None)
     server.add_service(EchoService())
