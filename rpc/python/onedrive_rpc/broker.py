@@ -186,7 +186,7 @@ class Broker:
                 outlet.answer(call_id, exc.code, exc.message)
             else:
                 warn.warning("refused", "%s from %s refused: %s", type(event).__name__,
-                             outlet.address, exc.message)
+                             outlet.origin.who, exc.message)
         else:
             if call_id:
                 outlet.answer(call_id)
@@ -340,7 +340,7 @@ class Broker:
             warn.warning("blocker", "ending a subscription of this process: %s", reason)
             return
         outlet = cast(Outlet, owner)
-        warn.warning("blocker", "ending %s: %s", outlet.address, reason)
+        warn.warning("blocker", "ending the connection of %s: %s", outlet.origin.who, reason)
         outlet.close_slow_consumer(StatusCode.RESOURCE_EXHAUSTED, reason)
 
     def _send(self, deliveries: List[Delivery]) -> None:
@@ -374,7 +374,7 @@ class Broker:
                 sub.close(RpcError(StatusCode.RESOURCE_EXHAUSTED, dropped.reason))
             return
         outlet = cast(Outlet, dropped.owner)
-        warn.warning("disconnect", "disconnecting %s from %s: %s", outlet.address, method,
+        warn.warning("disconnect", "disconnecting %s from %s: %s", outlet.origin.who, method,
                      dropped.reason)
         outlet.close_slow_consumer(StatusCode.RESOURCE_EXHAUSTED, dropped.reason)
 

@@ -14,15 +14,18 @@ import time
 from typing import Any, Callable, Dict, Hashable, Iterable, Iterator, List, Optional, Protocol, Tuple, cast
 
 from . import options_pb2
+from .calls import CallOrigin
 from .core import events as ev
 from .core.pattern_frames import OutFrame, Task
 from .core.workqueue import DeadLetter, QueueFull, QueueStats, WorkQueue
 from .errors import RpcError, StatusCode
+from .logs import Throttled
 from .patterns import Consumer, Receivers, TaskContext
 
 __all__ = ["WorkQueues", "TaskOutlet"]
 
 log = logging.getLogger(__name__)
+warn = Throttled(log)
 
 _monotonic = time.monotonic
 
@@ -40,6 +43,11 @@ class TaskOutlet(Protocol):
 
     def push(self, frame: OutFrame) -> bool:
         """Send `frame`; False if it did not go out."""
+        ...
+
+    @property
+    def origin(self) -> CallOrigin:
+        """Who the peer is (for logs)."""
         ...
 
 
@@ -153,7 +161,7 @@ class WorkQueues:
 
     def _remove_consumer(self, key: ConsumerKey, lost: bool) -> None:
         method = self._consuming.pop(key)
-        self._report_dead(method, self._queues[method].remove_consumer(key, lost, _monotonic()))
+        self._report_dead(method, key, self._queues[method].remove_consumer(key, lost, _monotonic()))
         self._dispatch(method)
 
     def _task_done(self, key: ConsumerKey, task_id: int, code: int, message: str) -> None:
@@ -163,7 +171,7 @@ class WorkQueues:
         dead = self._queues[method].done(key, task_id, code == StatusCode.OK, message,
                                          now=_monotonic())
         if dead is not None:
-            self._report_dead(method, [dead])
+            self._report_dead(method, key, [dead])
         self._dispatch(method)
 
     def _dispatch(self, method: str) -> None:
@@ -179,10 +187,17 @@ class WorkQueues:
                 # Closed under us: forget() will hand the task back.
                 log.debug("task %d of %s not sent: connection gone", a.task_id, method)
 
-    def _report_dead(self, method: str, dead: List[DeadLetter]) -> None:
+    def _report_dead(self, method: str, key: ConsumerKey, dead: List[DeadLetter]) -> None:
+        """A line per dead letter, naming the consumer of its last attempt
+        (a producer of poison tasks can make many: rate-limited)."""
+        if not dead:
+            return
+        owner = key[0]
+        by = "this process" if owner is self._local else cast(TaskOutlet, owner).origin.who
         for letter in dead:
-            log.warning("task %d of %s is a dead letter after %d attempts: %s",
-                        letter.task_id, method, letter.attempts, letter.last_error)
+            warn.warning("dead letter", "dead letter: task %d of %s after %d attempts, the last "
+                         "by %s: %s", letter.task_id, method, letter.attempts, by,
+                         letter.last_error)
 
     # ------------------------------------------------- this process's consumers
 

@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError
 from .core import events as ev
 from .core.framing import Payload
 from .errors import PeerLost, RpcError, StatusCode
+from .logs import who
 
 __all__ = ["CallAborted", "CallLink", "CallOrigin", "Context", "DEFAULT_STREAM_WINDOW", "Identity",
            "CallFuture", "ReplyLink", "TIMED_OUT", "call_result", "fresh"]
@@ -88,6 +89,11 @@ class Identity(NamedTuple):
     method: str
     subject: str = ""
 
+    @property
+    def label(self) -> str:
+        """For people: "unix uid 1000", "tls commonName=tray", "none"."""
+        return f"{self.method} {self.subject}".strip()
+
     @classmethod
     def of(cls, authenticated: bool, credentials: Any,
            certificate: Optional[Dict[str, Any]] = None) -> "Identity":
@@ -119,6 +125,12 @@ class CallOrigin(NamedTuple):
     #: The client's certificate (tls:// with one), as ssl's getpeercert()
     #: decodes it: "subject", "issuer", "notAfter", ...; else None.
     certificate: Optional[Dict[str, Any]] = None
+    session_id: str = ""
+
+    @property
+    def who(self) -> str:
+        """The peer in a log line: name, session, address."""
+        return who(self.peer.name if self.peer is not None else "", self.session_id, self.address)
 
 
 class Context:

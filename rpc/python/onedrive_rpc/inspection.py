@@ -67,7 +67,7 @@ def peer_status(conn: Connection, transport: str, now: float, wall: float) -> Pe
         name=peer.name if peer is not None else "",
         pid=peer.pid if peer is not None else 0,
         peer_id=peer.peer_id if peer is not None else "",
-        identity=identity_text(conn),
+        identity=conn.origin.identity.label,
         uid=credentials.uid if credentials is not None else None,
         transport=transport,
         address=conn.address,
@@ -85,9 +85,3 @@ def peer_status(conn: Connection, transport: str, now: float, wall: float) -> Pe
         last_heard=max(0.0, now - heard) if heard is not None else 0.0,
         grace_left=max(0.0, conn.resume_by - now) if conn.suspended else None,
         resumes=conn.resumes)
-
-
-def identity_text(conn: Connection) -> str:
-    """"unix uid 1000", "tls commonName=tray", "shared-secret", "none"."""
-    identity = conn.origin.identity
-    return f"{identity.method} {identity.subject}".strip()

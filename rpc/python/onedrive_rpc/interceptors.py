@@ -31,7 +31,7 @@ from .calls import CallOrigin, Context, Identity
 from .core.events import PeerInfo
 from .core.framing import Frame
 from .errors import RpcError, StatusCode
-from .logs import Throttled
+from .logs import Throttled, who
 
 __all__ = ["Action", "ACTIONS", "Authorize", "Authorizer", "Interceptor", "Interception",
            "Proceed", "interception", "parse"]
@@ -71,12 +71,13 @@ class Action:
     {"prefetch": 16}), so a server can keep `block` to whom it trusts.
     """
 
-    __slots__ = ("kind", "method", "target", "identity", "peer", "address", "metadata",
-                 "context", "payload", "options", "_type", "_request")
+    __slots__ = ("kind", "method", "target", "identity", "peer", "address", "session_id",
+                 "metadata", "context", "payload", "options", "_type", "_request")
 
     def __init__(self, kind: str, method: str, target: str = "", *,
                  identity: Optional[Identity] = None, peer: Optional[PeerInfo] = None,
-                 address: str = "", metadata: Optional[Mapping[str, str]] = None,
+                 address: str = "", session_id: str = "",
+                 metadata: Optional[Mapping[str, str]] = None,
                  context: Optional[Context] = None, payload: Optional[Frame] = None,
                  message_type: Optional[Type[Message]] = None,
                  options: Optional[Mapping[str, Any]] = None) -> None:
@@ -86,6 +87,7 @@ class Action:
         self.identity = identity
         self.peer = peer
         self.address = address
+        self.session_id = session_id
         self.metadata = metadata if metadata is not None else _NO_METADATA
         self.context = context
         self.payload = payload
@@ -101,7 +103,8 @@ class Action:
            options: Optional[Mapping[str, Any]] = None) -> "Action":
         """A server-side action from a peer's connection (`origin`)."""
         return cls(kind, method, target, identity=origin.identity, peer=origin.peer,
-                   address=origin.address, metadata=metadata, context=context, payload=payload,
+                   address=origin.address, session_id=origin.session_id, metadata=metadata,
+                   context=context, payload=payload,
                    message_type=message_type, options=options)
 
     @property
@@ -120,6 +123,11 @@ class Action:
         if label is not None and self.target != self.method:
             what += f" ({label} {self.target!r})"
         return what
+
+    @property
+    def who(self) -> str:
+        """The peer in a log line: name, session, address."""
+        return who(self.peer.name if self.peer is not None else "", self.session_id, self.address)
 
     def __repr__(self) -> str:
         return f"<Action {self.describe()} by {self.identity}>"
@@ -223,16 +231,15 @@ class Authorizer(Interceptor):
             allowed = self._authorize(identity, action.kind, action.method, action.target)
         except RpcError as exc:
             warn.warning("denied", "refused %s to %s (%s %s): %s", action.describe(),
-                         action.address, identity.method, identity.subject, exc.message)
+                         action.who, identity.method, identity.subject, exc.message)
             raise
         except Exception:
             log.exception("the authorize hook failed for %s by %s", action.describe(),
-                          action.address)
+                          action.who)
             allowed = False
         if not allowed:
             who = identity.method + (f" {identity.subject!r}" if identity.subject else "")
             message = f"permission denied: {who} may not {action.describe()}"
-            warn.warning("denied", "refused %s to %s: %s", action.describe(), action.address,
-                         message)
+            warn.warning("denied", "refused %s to %s: %s", action.describe(), action.who, message)
             raise RpcError(StatusCode.PERMISSION_DENIED, message)
         return proceed()

@@ -11,7 +11,15 @@ import time
 import weakref
 from typing import Any, Callable, Dict, Tuple
 
-__all__ = ["Throttled"]
+__all__ = ["Throttled", "who"]
+
+
+def who(name: str, session_id: str, address: str) -> str:
+    """A peer in a log line: "tray, session 0743f9b7..., from /run/x.sock"
+    (the fields operators grep for, in one order everywhere)."""
+    return (f"{name or 'a peer'}" + (f", session {session_id}" if session_id else "")
+            + (f", from {address}" if address else ""))
+
 
 #: Seconds between two warnings of the same kind.
 DEFAULT_EVERY = 1.0

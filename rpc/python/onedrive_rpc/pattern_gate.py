@@ -91,7 +91,7 @@ class PatternGate:
                 self._run(action, lambda: None)
                 allowed = True
             except RpcError as exc:
-                log.debug("not broadcasting %s to %s: %s", method, origin.address, exc.message)
+                log.debug("not broadcasting %s to %s: %s", method, origin.who, exc.message)
                 allowed = False
             self._listening[key] = allowed
         return allowed
@@ -109,6 +109,6 @@ class PatternGate:
             raise
         except Exception:
             log.exception("an interceptor failed on %s from %s", action.describe(),
-                          action.address)
+                          action.who)
             raise RpcError(StatusCode.INTERNAL, f"{action.describe()}: an interceptor "
                                                 f"failed (the server's log has the details)")

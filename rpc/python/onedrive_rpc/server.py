@@ -241,8 +241,7 @@ class Server:
         conn = self._sessions.get(session_id)
         if conn is None or conn.closed:
             return False
-        log.info("disconnecting: %s, session %s, from %s: %s", conn.peer.name if conn.peer else
-                 "a peer", session_id, conn.address, reason)
+        log.info("disconnecting: %s: %s", conn.origin.who, reason)
         conn.close(StatusCode.UNAVAILABLE, reason)
         return True
 
@@ -366,11 +365,10 @@ class Server:
         self._connections.append(conn)
         self._sessions[handshaken.session_id] = conn
         conn.start(events)
-        checked = conn.incoming.origin.identity
-        log.info("connected: %s, session %s, from %s (identity %s; pid %d, peer id %s, as it "
-                 "says)", handshaken.peer.name or "a peer", handshaken.session_id, stream.address,
-                 f"{checked.method} {checked.subject}".strip(), handshaken.peer.pid,
-                 handshaken.peer.peer_id)
+        origin = conn.origin
+        log.info("connected: %s (identity %s; pid %d, peer id %s, as it says)", origin.who,
+                 origin.identity.label,
+                 handshaken.peer.pid, handshaken.peer.peer_id)
         self._hooks.fire("connected", handshaken.peer)
 
     def _vet_hello(self, stream: Stream, vetted: List[Identity], peer: PeerInfo,
@@ -471,11 +469,8 @@ class Server:
         self._broker.forget(conn.outlet, lost=conn.end is not End.ORDERLY)
         if self._sessions.get(conn.session.session_id) is conn:
             del self._sessions[conn.session.session_id]
-        peer = conn.peer
-        log.info("%s: %s, session %s, from %s: %s",
-                 "disconnected" if conn.end is End.ORDERLY else "session ended",
-                 peer.name if peer is not None and peer.name else "a peer", conn.session.session_id,
-                 conn.address, conn.close_reason.message if conn.close_reason else "closed")
+        log.info("%s: %s: %s", "disconnected" if conn.end is End.ORDERLY else "session ended",
+                 conn.origin.who, conn.close_reason.message if conn.close_reason else "closed")
         report = conn.end_to_report()
         if conn.peer is not None and report is not None:
             self._hooks.fire(report, conn.peer, conn.close_reason)

@@ -250,9 +250,8 @@ class Connection:
         self.connected_at = time.time()
         self.resumes += 1
         self._enter(Phase.RUNNING)
-        log.info("resumed: %s, session %s, over %s", self._peer_name(), session.session_id,
-                 stream.address)
         self.start(events)
+        log.info("resumed: %s", self.origin.who)
         self.outbox.wake_senders()
 
     def close(self, code: StatusCode = StatusCode.UNAVAILABLE,
@@ -340,14 +339,10 @@ class Connection:
         self._grace_timer = self._loop.timer(grace)
         self._grace_timer.start(self._grace_expired, error)
         self.resume_by = self.suspended_at + grace
-        log.info("lost: %s, session %s, at %s (%s); the session waits %.1fs for a resume",
-                 self._peer_name(), self.session.session_id, stream.address, error.message, grace)
+        log.info("lost: %s (%s); the session waits %.1fs for a resume", self.origin.who,
+                 error.message, grace)
         self._loss_reported = True
         self._loop.run_callback(self.owner.on_suspended, self, error)
-
-    def _peer_name(self) -> str:
-        peer = self.session.peer
-        return peer.name if peer is not None and peer.name else "a peer"
 
     def _resume_grace(self) -> float:
         """How long a suspended session waits for a resume: ours, or less
@@ -455,7 +450,7 @@ class Connection:
         except ConnectionClosed as exc:
             self.stream_lost(PeerLost(f"connection lost: {exc}"), stream)
         except RemoteProtocolError as exc:
-            warn.warning("protocol", "closing connection from %s: %s", stream.address, exc)
+            warn.warning("protocol", "closing connection of %s: %s", self.origin.who, exc)
             outbox.flush_soon()
             self._loop.run_callback(self.abort, PeerLost(f"protocol error: {exc}"))
             # Give the Close frame explaining why one loop pass to go out.
@@ -486,7 +481,7 @@ class Connection:
 
     def _silent(self, error: RpcError) -> None:
         # From the ticker: the peer is dead or hung.
-        log.warning("%s from %s", error.message, self.stream.address)
+        warn.warning("silent", "%s: %s", error.message, self.origin.who)
         self.outbox.flush()  # the Close telling a frozen peer why, if it ever wakes
         self.stream_lost(error, self.stream, silent=True)
 
@@ -506,4 +501,4 @@ def refuse_pattern_event(connection: Connection, event: Any) -> None:
         connection.outlet.answer(call_id, StatusCode.UNIMPLEMENTED, message)
     else:
         warn.warning("dropped", "dropped a %s frame from %s: %s", type(event).__name__,
-                     connection.address, message)
+                     connection.origin.who, message)

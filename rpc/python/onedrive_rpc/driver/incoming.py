@@ -68,7 +68,7 @@ class IncomingCalls:
             conn.session.peer, stream.address, stream.credentials,
             conn.identity or Identity.of(conn.session.authenticated, stream.credentials,
                                          stream.certificate),
-            stream.certificate)
+            stream.certificate, conn.session.session_id)
 
     # ------------------------------------------------- routed by the reader
 
@@ -90,8 +90,8 @@ class IncomingCalls:
     def on_refused(self, event: ev.RequestRefused) -> None:
         """The session answered a call past a limit itself: say so, once a
         second at most (a peer can send many)."""
-        warn.warning("refused call", "refused call %s from %s: %s", event.method,
-                     self._conn.stream.address, event.reason)
+        warn.warning("refused call", "refused call %s from %s: %s", event.method, self.origin.who,
+                     event.reason)
 
     def on_cancel(self, event: ev.CancelReceived) -> None:
         call = self.calls.get(event.call_id)
@@ -187,7 +187,7 @@ class IncomingCalls:
         if call.one_way:
             if code != StatusCode.OK:
                 warn.warning(f"notification {code}", "notification %s from %s failed: %s %s",
-                             call.method, conn.stream.address, StatusCode(code).name, message)
+                             call.method, self.origin.who, StatusCode(code).name, message)
             return  # nobody waits for an answer
         conn.outbox.wait_for_room()
         session = conn.session

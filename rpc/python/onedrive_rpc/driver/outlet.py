@@ -147,7 +147,7 @@ class ConnectionOutlet:
         if conn.refusing_outgoing or conn.closed:
             return
         conn.refuse_outgoing(RpcError(code, reason))
-        warn.warning("slow", "closing %s: %s", conn.stream.address, reason)
+        warn.warning("slow", "closing the connection of %s: %s", conn.origin.who, reason)
         gevent.spawn(conn.close, code, reason)
 
     def answer(self, call_id: int, code: StatusCode = StatusCode.OK, message: str = "") -> None:

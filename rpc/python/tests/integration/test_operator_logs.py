@@ -47,3 +47,33 @@ def test_connect_calls_loss_resume_and_close_each_log_one_line_with_peer_and_ses
     finally:
         peer.close()
     wait_until(lambda: any(m.startswith("disconnected: tray") for _, _, m in _lines(caplog)))
+
+
+def test_refusals_and_dead_letters_name_the_peer_and_session_and_are_rate_limited(
+        servers, peers, caplog):
+    caplog.set_level(logging.INFO, logger="onedrive_rpc")
+    server = servers("tcp://127.0.0.1:0", EchoService(),
+                     authorize=lambda identity, action, method, target: action != "publish")
+    server.configure_queue("/onedrive_rpc.testing.Echo/Work", max_attempts=1)
+    worker = peers(server.url, name="worker")
+    echo = rpc.Client(worker, ECHO)
+    echo.work.consume(lambda task, context: 1 / 0, prefetch=10, timeout=5)
+    before = len(caplog.records)
+    for i in range(20):
+        echo.work.produce(Msg(text=str(i)), timeout=5)
+    wait_until(lambda: len(server.dead_letters("/onedrive_rpc.testing.Echo/Work")) == 20)
+    dead = [m for _, level, m in _lines(caplog, before) if m.startswith("dead letter")]
+    assert len(dead) == 1, dead  # twenty poison tasks: one line (a flood would be 20)
+    assert (f"the last by worker, session {worker.session_id}, from 127.0.0.1:" in dead[0]
+            and "ZeroDivisionError" in dead[0])
+    before = len(caplog.records)
+    for i in range(20):
+        try:
+            echo.changed.publish("drive.x", Msg(text=str(i)), confirm=True, timeout=5)
+        except rpc.RpcError as exc:
+            assert exc.code == rpc.StatusCode.PERMISSION_DENIED
+    refused = [(level, m) for _, level, m in _lines(caplog, before) if m.startswith("refused")]
+    assert len(refused) == 1, refused
+    level, message = refused[0]
+    assert level == logging.WARNING
+    assert f"to worker, session {worker.session_id}, from 127.0.0.1:" in message
