@@ -193,11 +193,12 @@ class WorkQueues:
         if not dead:
             return
         owner = key[0]
-        by = "this process" if owner is self._local else cast(TaskOutlet, owner).origin.who
+        origin = None if owner is self._local else cast(TaskOutlet, owner).origin
+        by = "this process" if origin is None else origin.who
         for letter in dead:
             warn.warning("dead letter", "dead letter: task %d of %s after %d attempts, the last "
                          "by %s: %s", letter.task_id, method, letter.attempts, by,
-                         letter.last_error)
+                         letter.last_error, extra=origin.fields if origin is not None else None)
 
     # ------------------------------------------------- this process's consumers
 

@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 from .core import events as ev
 from .core.framing import Payload
 from .errors import PeerLost, RpcError, StatusCode
-from .logs import who
+from .logs import fields, who
 
 __all__ = ["CallAborted", "CallLink", "CallOrigin", "Context", "DEFAULT_STREAM_WINDOW", "Identity",
            "CallFuture", "ReplyLink", "TIMED_OUT", "call_result", "fresh"]
@@ -131,6 +131,12 @@ class CallOrigin(NamedTuple):
     def who(self) -> str:
         """The peer in a log line: name, session, address."""
         return who(self.peer.name if self.peer is not None else "", self.session_id, self.address)
+
+    @property
+    def fields(self) -> Dict[str, str]:
+        """The peer as log record attributes (extra=): peer, session_id, peer_address."""
+        return fields(self.peer.name if self.peer is not None else "", self.session_id,
+                      self.address)
 
 
 class Context:

@@ -23,7 +23,7 @@ callable `(action, proceed) -> result`, or an object with such an
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Type, Union
 
 from google.protobuf.message import DecodeError, Message
 
@@ -31,7 +31,7 @@ from .calls import CallOrigin, Context, Identity
 from .core.events import PeerInfo
 from .core.framing import Frame
 from .errors import RpcError, StatusCode
-from .logs import Throttled, who
+from .logs import Throttled, fields, who
 
 __all__ = ["Action", "ACTIONS", "Authorize", "Authorizer", "Interceptor", "Interception",
            "Proceed", "interception", "parse"]
@@ -128,6 +128,12 @@ class Action:
     def who(self) -> str:
         """The peer in a log line: name, session, address."""
         return who(self.peer.name if self.peer is not None else "", self.session_id, self.address)
+
+    @property
+    def fields(self) -> Dict[str, str]:
+        """The peer as log record attributes (extra=): peer, session_id, peer_address."""
+        return fields(self.peer.name if self.peer is not None else "", self.session_id,
+                      self.address)
 
     def __repr__(self) -> str:
         return f"<Action {self.describe()} by {self.identity}>"
@@ -231,7 +237,8 @@ class Authorizer(Interceptor):
             allowed = self._authorize(identity, action.kind, action.method, action.target)
         except RpcError as exc:
             warn.warning("denied", "refused %s to %s (%s %s): %s", action.describe(),
-                         action.who, identity.method, identity.subject, exc.message)
+                         action.who, identity.method, identity.subject, exc.message,
+                         extra=action.fields)
             raise
         except Exception:
             log.exception("the authorize hook failed for %s by %s", action.describe(),
@@ -240,6 +247,7 @@ class Authorizer(Interceptor):
         if not allowed:
             who = identity.method + (f" {identity.subject!r}" if identity.subject else "")
             message = f"permission denied: {who} may not {action.describe()}"
-            warn.warning("denied", "refused %s to %s: %s", action.describe(), action.who, message)
+            warn.warning("denied", "refused %s to %s: %s", action.describe(), action.who, message,
+                         extra=action.fields)
             raise RpcError(StatusCode.PERMISSION_DENIED, message)
         return proceed()

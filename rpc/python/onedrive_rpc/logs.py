@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
-__all__ = ["Throttled", "who"]
+__all__ = ["Throttled", "who", "fields"]
 
 
 def who(name: str, session_id: str, address: str) -> str:
@@ -19,6 +19,12 @@ def who(name: str, session_id: str, address: str) -> str:
     (the fields operators grep for, in one order everywhere)."""
     return (f"{name or 'a peer'}" + (f", session {session_id}" if session_id else "")
             + (f", from {address}" if address else ""))
+
+
+def fields(name: str, session_id: str, address: str) -> Dict[str, str]:
+    """The same as attributes of the log record (`extra=`), for formatters
+    that write JSON or key=value: peer, session_id, peer_address."""
+    return {"peer": name, "session_id": session_id, "peer_address": address}
 
 
 #: Seconds between two warnings of the same kind.
@@ -50,7 +56,8 @@ class Throttled:
         for throttled in list(_all):
             throttled.forget()
 
-    def warning(self, kind: str, message: str, *args: Any) -> None:
+    def warning(self, kind: str, message: str, *args: Any,
+                extra: Optional[Mapping[str, Any]] = None) -> None:
         now = self._clock()
         last, left_out = self._kinds.get(kind, (float("-inf"), 0))
         if now - last < self._every:
@@ -60,4 +67,4 @@ class Throttled:
             message += " (and %d more like it in the last %.0fs)"
             args += (left_out, now - last)
         self._kinds[kind] = (now, 0)
-        self._log.warning(message, *args)
+        self._log.warning(message, *args, extra=extra)

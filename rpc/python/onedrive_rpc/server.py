@@ -241,7 +241,7 @@ class Server:
         conn = self._sessions.get(session_id)
         if conn is None or conn.closed:
             return False
-        log.info("disconnecting: %s: %s", conn.origin.who, reason)
+        log.info("disconnecting: %s: %s", conn.origin.who, reason, extra=conn.origin.fields)
         conn.close(StatusCode.UNAVAILABLE, reason)
         return True
 
@@ -368,7 +368,7 @@ class Server:
         origin = conn.origin
         log.info("connected: %s (identity %s; pid %d, peer id %s, as it says)", origin.who,
                  origin.identity.label,
-                 handshaken.peer.pid, handshaken.peer.peer_id)
+                 handshaken.peer.pid, handshaken.peer.peer_id, extra=origin.fields)
         self._hooks.fire("connected", handshaken.peer)
 
     def _vet_hello(self, stream: Stream, vetted: List[Identity], peer: PeerInfo,
@@ -470,7 +470,8 @@ class Server:
         if self._sessions.get(conn.session.session_id) is conn:
             del self._sessions[conn.session.session_id]
         log.info("%s: %s: %s", "disconnected" if conn.end is End.ORDERLY else "session ended",
-                 conn.origin.who, conn.close_reason.message if conn.close_reason else "closed")
+                 conn.origin.who, conn.close_reason.message if conn.close_reason else "closed",
+                 extra=conn.origin.fields)
         report = conn.end_to_report()
         if conn.peer is not None and report is not None:
             self._hooks.fire(report, conn.peer, conn.close_reason)

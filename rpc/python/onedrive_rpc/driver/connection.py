@@ -251,7 +251,7 @@ class Connection:
         self.resumes += 1
         self._enter(Phase.RUNNING)
         self.start(events)
-        log.info("resumed: %s", self.origin.who)
+        log.info("resumed: %s", self.origin.who, extra=self.origin.fields)
         self.outbox.wake_senders()
 
     def close(self, code: StatusCode = StatusCode.UNAVAILABLE,
@@ -340,7 +340,7 @@ class Connection:
         self._grace_timer.start(self._grace_expired, error)
         self.resume_by = self.suspended_at + grace
         log.info("lost: %s (%s); the session waits %.1fs for a resume", self.origin.who,
-                 error.message, grace)
+                 error.message, grace, extra=self.origin.fields)
         self._loss_reported = True
         self._loop.run_callback(self.owner.on_suspended, self, error)
 

@@ -26,6 +26,10 @@ def test_connect_calls_loss_resume_and_close_each_log_one_line_with_peer_and_ses
         wait_until(lambda: any("connected: tray" in m for _, _, m in _lines(caplog)))
         [(name, level, connected)] = [line for line in _lines(caplog) if "connected:" in line[2]]
         assert name == "onedrive_rpc.server" and level == logging.INFO
+        [record] = [r for r in caplog.records if r.getMessage().startswith("connected:")]
+        # The same as record attributes, for JSON or key=value formatters.
+        assert (record.peer, record.session_id) == ("tray", session)
+        assert record.peer_address.startswith("127.0.0.1:")
         assert f"connected: tray, session {session}, from 127.0.0.1:" in connected
 
         before = len(caplog.records)
@@ -66,6 +70,8 @@ def test_refusals_and_dead_letters_name_the_peer_and_session_and_are_rate_limite
     assert len(dead) == 1, dead  # twenty poison tasks: one line (a flood would be 20)
     assert (f"the last by worker, session {worker.session_id}, from 127.0.0.1:" in dead[0]
             and "ZeroDivisionError" in dead[0])
+    [record] = [r for r in caplog.records[before:] if r.getMessage().startswith("dead letter")]
+    assert (record.peer, record.session_id) == ("worker", worker.session_id)
     before = len(caplog.records)
     for i in range(20):
         try:
