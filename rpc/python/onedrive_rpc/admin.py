@@ -34,6 +34,9 @@ ADMIN = _FILE.services_by_name["Admin"]
 #: The shortest start of a session id that may name it (the tables show 12).
 MIN_PREFIX = 6
 
+#: Subscriptions listed when the request names no limit (peers can make millions).
+DEFAULT_LIST_LIMIT = 1000
+
 #: Dead letters listed when the request names no limit.
 DEFAULT_DEAD_LETTER_LIMIT = 100
 
@@ -55,8 +58,9 @@ class AdminService(Service):
         self._open_to_anyone = open_to_anyone
 
     def _inspect(self, context: Context) -> Inspection:
+        """Sessions and queues (no subscriptions: there may be millions)."""
         self._check(context)
-        return self._server.inspect()
+        return self._server.inspect(subscription_limit=0)
 
     def _check(self, context: Context) -> None:
         if not self._open_to_anyone and context.identity == ANONYMOUS:
@@ -72,7 +76,9 @@ class AdminService(Service):
         return PeersReply(peers=self._inspect(context).peers)
 
     def subscriptions(self, request: AdminListRequest, context: Context) -> SubscriptionsReply:
-        return SubscriptionsReply(subscriptions=self._inspect(context).subscriptions)
+        self._check(context)
+        seen = self._server.inspect(request.limit or DEFAULT_LIST_LIMIT)
+        return SubscriptionsReply(subscriptions=seen.subscriptions, total=seen.subscription_count)
 
     def queues(self, request: AdminListRequest, context: Context) -> QueuesReply:
         return QueuesReply(queues=self._inspect(context).queues)

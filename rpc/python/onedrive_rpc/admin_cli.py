@@ -90,7 +90,8 @@ def subscriptions_table(reply: Any) -> str:
     return table(
         ("METHOD", "PATTERN", "PEER", "SESSION", "POLICY", "LIMIT", "QUEUED", "DROPPED"),
         [(s.method, s.pattern, s.peer or "-", short_id(s.session_id) or "-", s.policy,
-          s.queue_limit, s.queued, s.dropped) for s in reply.subscriptions])
+          s.queue_limit, s.queued, s.dropped) for s in reply.subscriptions]
+    ) + _more(len(reply.subscriptions), reply.total)
 
 
 def queues_table(queues: Sequence[QueueStatus]) -> str:
@@ -105,9 +106,11 @@ def dead_letters_table(reply: Any, now: float) -> str:
         ("QUEUE", "TASK", "ATTEMPTS", "DIED", "SIZE", "LAST ERROR"),
         [(d.queue, d.task_id, d.attempts, duration(max(0.0, now - d.died_at)) + " ago",
           size(d.payload_size), d.last_error) for d in reply.dead_letters])
-    if reply.total > len(reply.dead_letters):
-        text += f"\n({len(reply.dead_letters)} of {reply.total}: --limit shows more)"
-    return text
+    return text + _more(len(reply.dead_letters), reply.total)
+
+
+def _more(listed: int, total: int) -> str:
+    return f"\n({listed} of {total}: --limit shows more)" if total > listed else ""
 
 
 def as_json(message: Message) -> str:
@@ -161,7 +164,7 @@ def cmd_admin(args: argparse.Namespace) -> int:
             reply = ask(AdminListRequest(), timeout=args.timeout)
             text = (peers_table if what == "peers" else sessions_table)(reply.peers, now)
         elif what == "subscriptions":
-            reply = admin.subscriptions(AdminListRequest(), timeout=args.timeout)
+            reply = admin.subscriptions(AdminListRequest(limit=args.limit), timeout=args.timeout)
             text = subscriptions_table(reply)
         elif what == "queues":
             reply = admin.queues(AdminListRequest(), timeout=args.timeout)
@@ -230,7 +233,7 @@ def top_screen(url: str, peers: Sequence[PeerStatus], queues: Sequence[QueueStat
     parts = [
         f"onedrive-rpc top - {url} - {time.strftime('%H:%M:%S', time.localtime(now))}",
         f"peers: {len(connected)} connected, {len(peers) - len(connected)} suspended; "
-        f"subscriptions: {len(subscriptions.subscriptions)} ({queued} queued, {dropped} dropped); "
+        f"subscriptions: {subscriptions.total} ({queued} queued, {dropped} dropped); "
         f"queues: {len(queues)}",
         "",
         table(("NAME", "PID", "SESSION", "STATE", "CALLS/S", "IN/S", "OUT/S", "IN FLIGHT", "QUEUED",
@@ -291,7 +294,8 @@ def add_commands(sub: Any, described: Callable[..., argparse.ArgumentParser]) ->
     p.add_argument("--json", action="store_true", help="print the reply as JSON")
     p.add_argument("--task", type=int, action="append", default=[],
                    help="replay: only this dead letter (repeatable)")
-    p.add_argument("--limit", type=int, default=0, help="dead-letters: at most this many (100)")
+    p.add_argument("--limit", type=int, default=0,
+                   help="dead-letters, subscriptions: at most this many (100, 1000)")
     p.add_argument("--payloads", action="store_true",
                    help="dead-letters: include the payloads (base64 in --json)")
     p.add_argument("--reason", default="", help="disconnect: what the peer is told")

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18onedrive_rpc/admin.proto\x12\x0conedrive_rpc\"\x12\n\x10\x41\x64minListRequest\"\xd4\x03\n\nPeerStatus\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x0f\n\x07peer_id\x18\x04 \x01(\t\x12\x10\n\x08identity\x18\x05 \x01(\t\x12\x10\n\x03uid\x18\x06 \x01(\rH\x00\x88\x01\x01\x12\x11\n\ttransport\x18\x07 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x08 \x01(\t\x12\r\n\x05state\x18\t \x01(\t\x12\x12\n\nstarted_at\x18\n \x01(\x01\x12\x14\n\x0c\x63onnected_at\x18\x0b \x01(\x01\x12\x17\n\x0f\x63\x61lls_in_flight\x18\x0c \x01(\r\x12\x16\n\x0e\x63\x61lls_received\x18\r \x01(\x04\x12\x11\n\tcalls_out\x18\x0e \x01(\r\x12\x10\n\x08\x62ytes_in\x18\x0f \x01(\x04\x12\x11\n\tbytes_out\x18\x10 \x01(\x04\x12\x14\n\x0c\x62ytes_queued\x18\x11 \x01(\x04\x12\x15\n\rbytes_unacked\x18\x12 \x01(\x04\x12\x1a\n\x12heartbeat_interval\x18\x13 \x01(\x01\x12\x12\n\nlast_heard\x18\x14 \x01(\x01\x12\x17\n\ngrace_left\x18\x15 \x01(\x01H\x01\x88\x01\x01\x12\x0f\n\x07resumes\x18\x16 \x01(\rB\x06\n\x04_uidB\r\n\x0b_grace_left\"5\n\nPeersReply\x12\'\n\x05peers\x18\x01 \x03(\x0b\x32\x18.onedrive_rpc.PeerStatus\"\xb3\x01\n\x12SubscriptionStatus\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0f\n\x07pattern\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x0c\n\x04peer\x18\x04 \x01(\t\x12\x0e\n\x06policy\x18\x05 \x01(\t\x12\x13\n\x0bqueue_limit\x18\x06 \x01(\r\x12\x0e\n\x06queued\x18\x07 \x01(\x04\x12\x14\n\x0cqueued_bytes\x18\x08 \x01(\x04\x12\x0f\n\x07\x64ropped\x18\t \x01(\x04\"M\n\x12SubscriptionsReply\x12\x37\n\rsubscriptions\x18\x01 \x03(\x0b\x32 .onedrive_rpc.SubscriptionStatus\"\xbb\x01\n\x0bQueueStatus\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\r\n\x05ready\x18\x02 \x01(\x04\x12\x11\n\tin_flight\x18\x03 \x01(\x04\x12\x11\n\tconsumers\x18\x04 \x01(\r\x12\x14\n\x0c\x64\x65\x61\x64_letters\x18\x05 \x01(\x04\x12\x10\n\x08produced\x18\x06 \x01(\x04\x12\x11\n\tcompleted\x18\x07 \x01(\x04\x12\x17\n\x0f\x66\x61iled_attempts\x18\x08 \x01(\x04\x12\x13\n\x0bredelivered\x18\t \x01(\x04\"8\n\x0bQueuesReply\x12)\n\x06queues\x18\x01 \x03(\x0b\x32\x19.onedrive_rpc.QueueStatus\"D\n\x12\x44\x65\x61\x64LettersRequest\x12\r\n\x05queue\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x10\n\x08payloads\x18\x03 \x01(\x08\"\x90\x01\n\x10\x44\x65\x61\x64LetterStatus\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\x04\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\r\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x0f\n\x07\x64ied_at\x18\x05 \x01(\x01\x12\x14\n\x0cpayload_size\x18\x06 \x01(\x04\x12\x0f\n\x07payload\x18\x07 \x01(\x0c\"W\n\x10\x44\x65\x61\x64LettersReply\x12\x34\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x1e.onedrive_rpc.DeadLetterStatus\x12\r\n\x05total\x18\x02 \x01(\x04\"0\n\rReplayRequest\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\x04\"\x1f\n\x0bReplayReply\x12\x10\n\x08replayed\x18\x01 \x01(\x04\"1\n\x11\x44isconnectRequest\x12\x0c\n\x04peer\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"&\n\x0f\x44isconnectReply\x12\x13\n\x0bsession_ids\x18\x01 \x03(\t2\x89\x04\n\x05\x41\x64min\x12\x41\n\x05Peers\x12\x1e.onedrive_rpc.AdminListRequest\x1a\x18.onedrive_rpc.PeersReply\x12\x44\n\x08Sessions\x12\x1e.onedrive_rpc.AdminListRequest\x1a\x18.onedrive_rpc.PeersReply\x12Q\n\rSubscriptions\x12\x1e.onedrive_rpc.AdminListRequest\x1a .onedrive_rpc.SubscriptionsReply\x12\x43\n\x06Queues\x12\x1e.onedrive_rpc.AdminListRequest\x1a\x19.onedrive_rpc.QueuesReply\x12O\n\x0b\x44\x65\x61\x64Letters\x12 .onedrive_rpc.DeadLettersRequest\x1a\x1e.onedrive_rpc.DeadLettersReply\x12@\n\x06Replay\x12\x1b.onedrive_rpc.ReplayRequest\x1a\x19.onedrive_rpc.ReplayReply\x12L\n\nDisconnect\x12\x1f.onedrive_rpc.DisconnectRequest\x1a\x1d.onedrive_rpc.DisconnectReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18onedrive_rpc/admin.proto\x12\x0conedrive_rpc\"!\n\x10\x41\x64minListRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"\xd4\x03\n\nPeerStatus\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x0f\n\x07peer_id\x18\x04 \x01(\t\x12\x10\n\x08identity\x18\x05 \x01(\t\x12\x10\n\x03uid\x18\x06 \x01(\rH\x00\x88\x01\x01\x12\x11\n\ttransport\x18\x07 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x08 \x01(\t\x12\r\n\x05state\x18\t \x01(\t\x12\x12\n\nstarted_at\x18\n \x01(\x01\x12\x14\n\x0c\x63onnected_at\x18\x0b \x01(\x01\x12\x17\n\x0f\x63\x61lls_in_flight\x18\x0c \x01(\r\x12\x16\n\x0e\x63\x61lls_received\x18\r \x01(\x04\x12\x11\n\tcalls_out\x18\x0e \x01(\r\x12\x10\n\x08\x62ytes_in\x18\x0f \x01(\x04\x12\x11\n\tbytes_out\x18\x10 \x01(\x04\x12\x14\n\x0c\x62ytes_queued\x18\x11 \x01(\x04\x12\x15\n\rbytes_unacked\x18\x12 \x01(\x04\x12\x1a\n\x12heartbeat_interval\x18\x13 \x01(\x01\x12\x12\n\nlast_heard\x18\x14 \x01(\x01\x12\x17\n\ngrace_left\x18\x15 \x01(\x01H\x01\x88\x01\x01\x12\x0f\n\x07resumes\x18\x16 \x01(\rB\x06\n\x04_uidB\r\n\x0b_grace_left\"5\n\nPeersReply\x12\'\n\x05peers\x18\x01 \x03(\x0b\x32\x18.onedrive_rpc.PeerStatus\"\xb3\x01\n\x12SubscriptionStatus\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0f\n\x07pattern\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x0c\n\x04peer\x18\x04 \x01(\t\x12\x0e\n\x06policy\x18\x05 \x01(\t\x12\x13\n\x0bqueue_limit\x18\x06 \x01(\r\x12\x0e\n\x06queued\x18\x07 \x01(\x04\x12\x14\n\x0cqueued_bytes\x18\x08 \x01(\x04\x12\x0f\n\x07\x64ropped\x18\t \x01(\x04\"\\\n\x12SubscriptionsReply\x12\x37\n\rsubscriptions\x18\x01 \x03(\x0b\x32 .onedrive_rpc.SubscriptionStatus\x12\r\n\x05total\x18\x02 \x01(\x04\"\xbb\x01\n\x0bQueueStatus\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\r\n\x05ready\x18\x02 \x01(\x04\x12\x11\n\tin_flight\x18\x03 \x01(\x04\x12\x11\n\tconsumers\x18\x04 \x01(\r\x12\x14\n\x0c\x64\x65\x61\x64_letters\x18\x05 \x01(\x04\x12\x10\n\x08produced\x18\x06 \x01(\x04\x12\x11\n\tcompleted\x18\x07 \x01(\x04\x12\x17\n\x0f\x66\x61iled_attempts\x18\x08 \x01(\x04\x12\x13\n\x0bredelivered\x18\t \x01(\x04\"8\n\x0bQueuesReply\x12)\n\x06queues\x18\x01 \x03(\x0b\x32\x19.onedrive_rpc.QueueStatus\"D\n\x12\x44\x65\x61\x64LettersRequest\x12\r\n\x05queue\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x10\n\x08payloads\x18\x03 \x01(\x08\"\x90\x01\n\x10\x44\x65\x61\x64LetterStatus\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\x04\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\r\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x0f\n\x07\x64ied_at\x18\x05 \x01(\x01\x12\x14\n\x0cpayload_size\x18\x06 \x01(\x04\x12\x0f\n\x07payload\x18\x07 \x01(\x0c\"W\n\x10\x44\x65\x61\x64LettersReply\x12\x34\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x1e.onedrive_rpc.DeadLetterStatus\x12\r\n\x05total\x18\x02 \x01(\x04\"0\n\rReplayRequest\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\x04\"\x1f\n\x0bReplayReply\x12\x10\n\x08replayed\x18\x01 \x01(\x04\"1\n\x11\x44isconnectRequest\x12\x0c\n\x04peer\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"&\n\x0f\x44isconnectReply\x12\x13\n\x0bsession_ids\x18\x01 \x03(\t2\x89\x04\n\x05\x41\x64min\x12\x41\n\x05Peers\x12\x1e.onedrive_rpc.AdminListRequest\x1a\x18.onedrive_rpc.PeersReply\x12\x44\n\x08Sessions\x12\x1e.onedrive_rpc.AdminListRequest\x1a\x18.onedrive_rpc.PeersReply\x12Q\n\rSubscriptions\x12\x1e.onedrive_rpc.AdminListRequest\x1a .onedrive_rpc.SubscriptionsReply\x12\x43\n\x06Queues\x12\x1e.onedrive_rpc.AdminListRequest\x1a\x19.onedrive_rpc.QueuesReply\x12O\n\x0b\x44\x65\x61\x64Letters\x12 .onedrive_rpc.DeadLettersRequest\x1a\x1e.onedrive_rpc.DeadLettersReply\x12@\n\x06Replay\x12\x1b.onedrive_rpc.ReplayRequest\x1a\x19.onedrive_rpc.ReplayReply\x12L\n\nDisconnect\x12\x1f.onedrive_rpc.DisconnectRequest\x1a\x1d.onedrive_rpc.DisconnectReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,33 +32,33 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'onedrive_rpc.admin_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ADMINLISTREQUEST']._serialized_start=42
-  _globals['_ADMINLISTREQUEST']._serialized_end=60
-  _globals['_PEERSTATUS']._serialized_start=63
-  _globals['_PEERSTATUS']._serialized_end=531
-  _globals['_PEERSREPLY']._serialized_start=533
-  _globals['_PEERSREPLY']._serialized_end=586
-  _globals['_SUBSCRIPTIONSTATUS']._serialized_start=589
-  _globals['_SUBSCRIPTIONSTATUS']._serialized_end=768
-  _globals['_SUBSCRIPTIONSREPLY']._serialized_start=770
-  _globals['_SUBSCRIPTIONSREPLY']._serialized_end=847
-  _globals['_QUEUESTATUS']._serialized_start=850
-  _globals['_QUEUESTATUS']._serialized_end=1037
-  _globals['_QUEUESREPLY']._serialized_start=1039
-  _globals['_QUEUESREPLY']._serialized_end=1095
-  _globals['_DEADLETTERSREQUEST']._serialized_start=1097
-  _globals['_DEADLETTERSREQUEST']._serialized_end=1165
-  _globals['_DEADLETTERSTATUS']._serialized_start=1168
-  _globals['_DEADLETTERSTATUS']._serialized_end=1312
-  _globals['_DEADLETTERSREPLY']._serialized_start=1314
-  _globals['_DEADLETTERSREPLY']._serialized_end=1401
-  _globals['_REPLAYREQUEST']._serialized_start=1403
-  _globals['_REPLAYREQUEST']._serialized_end=1451
-  _globals['_REPLAYREPLY']._serialized_start=1453
-  _globals['_REPLAYREPLY']._serialized_end=1484
-  _globals['_DISCONNECTREQUEST']._serialized_start=1486
-  _globals['_DISCONNECTREQUEST']._serialized_end=1535
-  _globals['_DISCONNECTREPLY']._serialized_start=1537
-  _globals['_DISCONNECTREPLY']._serialized_end=1575
-  _globals['_ADMIN']._serialized_start=1578
-  _globals['_ADMIN']._serialized_end=2099
+  _globals['_ADMINLISTREQUEST']._serialized_end=75
+  _globals['_PEERSTATUS']._serialized_start=78
+  _globals['_PEERSTATUS']._serialized_end=546
+  _globals['_PEERSREPLY']._serialized_start=548
+  _globals['_PEERSREPLY']._serialized_end=601
+  _globals['_SUBSCRIPTIONSTATUS']._serialized_start=604
+  _globals['_SUBSCRIPTIONSTATUS']._serialized_end=783
+  _globals['_SUBSCRIPTIONSREPLY']._serialized_start=785
+  _globals['_SUBSCRIPTIONSREPLY']._serialized_end=877
+  _globals['_QUEUESTATUS']._serialized_start=880
+  _globals['_QUEUESTATUS']._serialized_end=1067
+  _globals['_QUEUESREPLY']._serialized_start=1069
+  _globals['_QUEUESREPLY']._serialized_end=1125
+  _globals['_DEADLETTERSREQUEST']._serialized_start=1127
+  _globals['_DEADLETTERSREQUEST']._serialized_end=1195
+  _globals['_DEADLETTERSTATUS']._serialized_start=1198
+  _globals['_DEADLETTERSTATUS']._serialized_end=1342
+  _globals['_DEADLETTERSREPLY']._serialized_start=1344
+  _globals['_DEADLETTERSREPLY']._serialized_end=1431
+  _globals['_REPLAYREQUEST']._serialized_start=1433
+  _globals['_REPLAYREQUEST']._serialized_end=1481
+  _globals['_REPLAYREPLY']._serialized_start=1483
+  _globals['_REPLAYREPLY']._serialized_end=1514
+  _globals['_DISCONNECTREQUEST']._serialized_start=1516
+  _globals['_DISCONNECTREQUEST']._serialized_end=1565
+  _globals['_DISCONNECTREPLY']._serialized_start=1567
+  _globals['_DISCONNECTREPLY']._serialized_end=1605
+  _globals['_ADMIN']._serialized_start=1608
+  _globals['_ADMIN']._serialized_end=2129
 # @@protoc_insertion_point(module_scope)

@@ -7,8 +7,10 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AdminListRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
 
 class PeerStatus(_message.Message):
     __slots__ = ("session_id", "name", "pid", "peer_id", "identity", "uid", "transport", "address", "state", "started_at", "connected_at", "calls_in_flight", "calls_received", "calls_out", "bytes_in", "bytes_out", "bytes_queued", "bytes_unacked", "heartbeat_interval", "last_heard", "grace_left", "resumes")
@@ -87,10 +89,12 @@ class SubscriptionStatus(_message.Message):
     def __init__(self, method: _Optional[str] = ..., pattern: _Optional[str] = ..., session_id: _Optional[str] = ..., peer: _Optional[str] = ..., policy: _Optional[str] = ..., queue_limit: _Optional[int] = ..., queued: _Optional[int] = ..., queued_bytes: _Optional[int] = ..., dropped: _Optional[int] = ...) -> None: ...
 
 class SubscriptionsReply(_message.Message):
-    __slots__ = ("subscriptions",)
+    __slots__ = ("subscriptions", "total")
     SUBSCRIPTIONS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
     subscriptions: _containers.RepeatedCompositeFieldContainer[SubscriptionStatus]
-    def __init__(self, subscriptions: _Optional[_Iterable[_Union[SubscriptionStatus, _Mapping]]] = ...) -> None: ...
+    total: int
+    def __init__(self, subscriptions: _Optional[_Iterable[_Union[SubscriptionStatus, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...
 
 class QueueStatus(_message.Message):
     __slots__ = ("method", "ready", "in_flight", "consumers", "dead_letters", "produced", "completed", "failed_attempts", "redelivered")

@@ -416,12 +416,17 @@ class Broker:
     def every_queue_stats(self) -> Dict[str, QueueStats]:
         return self._work.every_queue_stats()
 
-    def subscriptions(self) -> List[Tuple[str, Optional[str], SubscriptionState]]:
-        """Every subscription: its method, the session of the peer that
-        holds it (None: this process's own), and its state."""
-        return [(method, None if isinstance(sub.owner, _Local) else cast(Outlet, sub.owner).session_id,
-                 sub)
-                for method, pubsub in self._topics.items() for sub in pubsub.subscriptions()]
+    def subscriptions(self, limit: Optional[int] = None
+                      ) -> Tuple[List[Tuple[str, Optional[str], SubscriptionState]], int]:
+        """The first `limit` subscriptions (None: all), each with its
+        method and the session of the peer that holds it (None: this
+        process's own), and how many there are in all (peers can make
+        millions: listing them all would stall the loop)."""
+        listed = [(method, None if isinstance(sub.owner, _Local)
+                   else cast(Outlet, sub.owner).session_id, sub)
+                  for method, pubsub in self._topics.items()
+                  for sub in pubsub.subscriptions(None if limit is None else limit)]
+        return listed[:limit], sum(len(pubsub) for pubsub in self._topics.values())
 
     def dead_letters(self, method: str) -> List[DeadLetter]:
         return self._work.dead_letters(method)

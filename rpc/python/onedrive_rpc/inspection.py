@@ -9,7 +9,7 @@ to any peer.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Iterable, List, NamedTuple
+from typing import TYPE_CHECKING, Iterable, List, NamedTuple, Optional
 
 from .admin_pb2 import PeerStatus, QueueStatus, SubscriptionStatus
 from .driver import Connection
@@ -25,35 +25,41 @@ SUSPENDED = "suspended"
 
 class Inspection(NamedTuple):
     """A server at one moment. `peers` holds every session, connected or
-    suspended (see PeerStatus.state)."""
+    suspended (see PeerStatus.state); `subscriptions` the first of them
+    (see inspect), of `subscription_count` in all."""
 
     peers: List[PeerStatus]
     subscriptions: List[SubscriptionStatus]
     queues: List[QueueStatus]
+    subscription_count: int
 
     @property
     def connected(self) -> List[PeerStatus]:
         return [peer for peer in self.peers if peer.state == CONNECTED]
 
 
-def inspect(connections: Iterable[Connection], broker: "Broker", transport: str) -> Inspection:
+def inspect(connections: Iterable[Connection], broker: "Broker", transport: str,
+            subscription_limit: Optional[int] = None) -> Inspection:
     """The sessions of `connections` (all over `transport`, a URL scheme),
-    and what `broker` holds."""
+    and what `broker` holds: its first `subscription_limit` subscriptions
+    (None: all; peers can make millions, the sessions and queues are
+    bounded by the server's limits and services)."""
     now, wall = time.monotonic(), time.time()
     peers = [peer_status(conn, transport, now, wall) for conn in connections if not conn.closed]
     names = {peer.session_id: peer.name for peer in peers}
+    listed, count = broker.subscriptions(subscription_limit)
     subscriptions = [
         SubscriptionStatus(method=method, pattern=sub.pattern, session_id=session_id or "",
                            peer=names.get(session_id, "") if session_id else "this server",
                            policy=sub.policy.api_name, queue_limit=sub.queue_limit,
                            queued=sub.queued, queued_bytes=sub.queued_bytes, dropped=sub.dropped)
-        for method, session_id, sub in broker.subscriptions()]
+        for method, session_id, sub in listed]
     queues = [QueueStatus(method=method, ready=stats.ready, in_flight=stats.in_flight,
                           consumers=stats.consumers, dead_letters=stats.dead,
                           produced=stats.produced, completed=stats.completed,
                           failed_attempts=stats.failed_attempts, redelivered=stats.redelivered)
               for method, stats in sorted(broker.every_queue_stats().items())]
-    return Inspection(peers, subscriptions, queues)
+    return Inspection(peers, subscriptions, queues, count)
 
 
 def peer_status(conn: Connection, transport: str, now: float, wall: float) -> PeerStatus:

@@ -229,10 +229,12 @@ class Server:
         self._broker.close()
         self._stopped.set()
 
-    def inspect(self) -> Inspection:
-        """Its sessions (connected and suspended), subscriptions and work
-        queues now: what `onedrive-rpc admin` shows."""
-        return inspect(self._connections, self._broker, urlsplit(self.url).scheme)
+    def inspect(self, subscription_limit: Optional[int] = None) -> Inspection:
+        """Its sessions (connected and suspended), subscriptions (the first
+        `subscription_limit`, None: all) and work queues now: what
+        `onedrive-rpc admin` shows."""
+        return inspect(self._connections, self._broker, urlsplit(self.url).scheme,
+                       subscription_limit)
 
     def disconnect(self, session_id: str, reason: str = "disconnected by the server") -> bool:
         """Close the connection of session `session_id` and end the session

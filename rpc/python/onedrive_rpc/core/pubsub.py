@@ -59,6 +59,7 @@ held. Publisher counters are kept until
 from __future__ import annotations
 
 import enum
+import itertools
 from collections import deque
 from typing import Deque, Dict, Hashable, List, NamedTuple, Optional, Tuple
 
@@ -352,9 +353,10 @@ class PubSub:
             raise KeyError(f"no subscription {subscription_id} for owner {owner!r}")
         return sub.state()
 
-    def subscriptions(self) -> List[SubscriptionState]:
-        """Snapshots of every subscription, in the order they were made."""
-        return [sub.state() for sub in self._subs.values()]
+    def subscriptions(self, limit: Optional[int] = None) -> List[SubscriptionState]:
+        """Snapshots of the first `limit` subscriptions (None: every one),
+        in the order they were made."""
+        return [sub.state() for sub in itertools.islice(self._subs.values(), limit)]
 
     # ------------------------------------------------------------- messages
 

@@ -92,6 +92,7 @@ def test_subscriptions_show_pattern_policy_queued_and_dropped(unix_server, peers
         publisher.changed.publish(f"drive.{i}", Msg(text=str(i)), confirm=True, timeout=5)
     operator = admin(peers(unix_server.url))
     [seen] = operator.subscriptions(LIST).subscriptions
+    assert operator.subscriptions(LIST).total == 1
     assert (seen.method, seen.pattern, seen.peer, seen.session_id) == (
         CHANGED, "drive.>", "watcher", subscriber.session_id)
     assert seen.policy == "drop_newest" and seen.queue_limit == 2
@@ -136,6 +137,17 @@ def test_queues_dead_letters_and_replay(unix_server, peers):
     wait_until(lambda: attempts["poison"] == [1, 2, 1])
     wait_until(lambda: operator.queues(LIST).queues[0].completed == 2)
     assert operator.dead_letters(DeadLettersRequest()).total == 0
+
+
+def test_subscriptions_listed_up_to_the_limit_of_how_many_there_are(unix_server, peers):
+    echo = rpc.Client(peers(unix_server.url), ECHO)
+    for i in range(30):
+        echo.changed.subscribe(f"drive.{i}.>", lambda received: None, timeout=5)
+    operator = admin(peers(unix_server.url))
+    listed = operator.subscriptions(AdminListRequest(limit=7))
+    assert len(listed.subscriptions) == 7 and listed.total == 30
+    assert [s.pattern for s in listed.subscriptions] == [f"drive.{i}.>" for i in range(7)]
+    assert unix_server.inspect(subscription_limit=0).subscription_count == 30
 
 
 def test_dead_letters_listed_up_to_the_limit(unix_server, peers):

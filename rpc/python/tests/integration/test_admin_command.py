@@ -12,7 +12,7 @@ import pytest
 
 import onedrive_rpc as rpc
 from onedrive_rpc import admin_cli
-from onedrive_rpc.admin_pb2 import PeerStatus
+from onedrive_rpc.admin_pb2 import PeerStatus, SubscriptionsReply
 from onedrive_rpc.testing.echo_pb2 import Msg
 from onedrive_rpc.testing.echo_service import ECHO
 from onedrive_rpc.testing.helpers import wait_until
@@ -137,5 +137,5 @@ def test_rates_are_per_second_between_samples():
     assert rates.rate("s", "calls", 300, now=12.0) is None  # no time passed
     screen = admin_cli.top_screen("unix:///x", [PeerStatus(session_id="abc", name="n", state="suspended",
                                                            grace_left=3.0)], [],
-                                  type("Subs", (), {"subscriptions": []})(), rates, now=20.0)
+                                  SubscriptionsReply(), rates, now=20.0)
     assert "peers: 0 connected, 1 suspended" in screen
