@@ -17,7 +17,9 @@ rpc.onedrive_rpc.action (see rpc.ACTIONS), plus rpc.onedrive_rpc.target
 SERVER for what is answered (calls, streams, subscribing, consuming),
 PRODUCER and CONSUMER for one-way messages (notifications, publishes,
 produces, broadcasts). A non-OK outcome sets the span's status to ERROR
-with the code's name and message.
+with the code's name and message (a stream its caller stops early too:
+CANCELLED). Put ServerTracing first among a server's interceptors, so its
+spans cover the others and their refusals.
 
 Calls, streams and notifications carry the trace context in their
 metadata (W3C `traceparent`/`tracestate`, or whatever propagators the

@@ -10,6 +10,13 @@ import json
 import pytest
 from gevent.event import Event
 
+import onedrive_rpc as rpc
+from onedrive_rpc.testing.echo_pb2 import Msg
+from onedrive_rpc.testing.echo_service import ECHO, EchoService
+from onedrive_rpc.testing.helpers import wait_until
+from onedrive_rpc.testing.process import ServerProcess
+
+# The otel extra, and the SDK for its in-memory exporter (tox installs both).
 pytest.importorskip("opentelemetry.sdk.trace")
 
 from opentelemetry import trace  # noqa: E402
@@ -18,11 +25,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
 from opentelemetry.trace import SpanKind, StatusCode  # noqa: E402
 
-import onedrive_rpc as rpc  # noqa: E402
-from onedrive_rpc.testing.echo_pb2 import Msg  # noqa: E402
-from onedrive_rpc.testing.echo_service import ECHO, EchoService  # noqa: E402
-from onedrive_rpc.testing.helpers import wait_until  # noqa: E402
-from onedrive_rpc.testing.process import ServerProcess  # noqa: E402
 from onedrive_rpc.tracing import ClientTracing, ServerTracing, traced_task  # noqa: E402
 
 ECHO_NAME = "onedrive_rpc.testing.Echo"
