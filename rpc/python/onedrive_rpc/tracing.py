@@ -44,6 +44,7 @@ from typing import Any, Callable, Dict, Iterable, Optional, TypeVar
 try:
     from opentelemetry import context as otel_context
     from opentelemetry import propagate, trace
+    from opentelemetry.trace import SpanKind
 except ImportError as exc:  # pragma: no cover (the otel extra is missing)
     raise ImportError(f"onedrive_rpc.tracing needs the OpenTelemetry API ({exc}): "
                       f"pip install onedrive-rpc[otel]") from exc
@@ -55,8 +56,6 @@ from .interceptors import Action, Interceptor, Proceed
 from .patterns import TaskContext
 
 __all__ = ["ClientTracing", "ServerTracing", "traced_task"]
-
-SpanKind = trace.SpanKind
 
 #: The span kind of each action, by side ("listen" gets no span: on a
 #: client it only registers a callback, on a server it is a permission
