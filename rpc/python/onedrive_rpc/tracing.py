@@ -159,6 +159,10 @@ class ServerTracing(Interceptor):
 
     def intercept(self, action: Action, proceed: Proceed) -> Any:
         kind = _SERVER_KINDS.get(action.kind)
+        call = action.context
+        if kind is None and call is not None:
+            # A call to a service that names its calls' action itself ("admin").
+            kind = SpanKind.CONSUMER if call.one_way else SpanKind.SERVER
         if kind is None:
             return proceed()
         span = _start(self._tracer, action, kind, propagate.extract(action.metadata))
@@ -171,7 +175,7 @@ class ServerTracing(Interceptor):
             raise
         finally:
             otel_context.detach(token)
-        if action.kind == "stream":
+        if action.kind == "stream" or (call is not None and call.streaming):
             # The handler's iterator, not yet run: the span lasts until its end.
             return _TracedItems(result, span, current)
         _end(span, None)

@@ -182,6 +182,26 @@ def test_a_stream_that_fails_ends_its_spans_with_the_error(traced, spans):
         assert span.status.status_code == StatusCode.ERROR
 
 
+def test_calls_a_service_names_its_own_action_get_spans_too(servers, peers, spans, tmp_path):
+    """Service.action ("admin"): interceptors see another kind than call
+    or stream; the spans follow how the call was made."""
+    def rename(action, proceed):
+        action.kind = "admin"
+        return proceed()
+
+    service = Observing()
+    server = servers(f"unix://{tmp_path}/renamed.sock", service,
+                     interceptors=[rename, ServerTracing(spans.provider)])
+    client = rpc.Client(peers(server.url), ECHO)
+    client.echo(Msg(), timeout=TIMEOUT)
+    assert [item.text for item in client.count(Msg(count=2), timeout=TIMEOUT)] == ["0", "1"]
+    client.note(Msg())
+    assert spans.one("Echo", SpanKind.SERVER).attributes["rpc.onedrive_rpc.action"] == "admin"
+    assert spans.one("Note", SpanKind.CONSUMER).attributes["rpc.onedrive_rpc.action"] == "admin"
+    stream = spans.one("Count", SpanKind.SERVER)  # lasted until the last item
+    assert service.current[1:] == [(stream.context, True)] * 2
+
+
 def test_a_notification_s_consumer_span_is_the_child_of_its_producer_span(traced, spans):
     client = traced()
     client.note(Msg(text="n"))
