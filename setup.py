@@ -46,6 +46,9 @@ setup(
     extras_require={
         # protoc itself, for python -m onedrive_rpc.codegen
         "codegen": ["grpcio-tools>=1.85.1"],
+        # OpenTelemetry tracing (onedrive_rpc.tracing): the API only; the
+        # application picks the SDK and exporter
+        "otel": ["opentelemetry-api>=1.20"],
     },
     entry_points={"console_scripts": [
         "onedrive-rpc = onedrive_rpc.cli:main",
