@@ -13,19 +13,17 @@ certificate, or the authenticate hook's identity), never an anonymous one.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import Iterable, List, Optional, Protocol
 
 from .admin_pb2 import DESCRIPTOR as _FILE
 from .admin_pb2 import (AdminListRequest, DeadLettersReply, DeadLettersRequest, DeadLetterStatus,
                         DisconnectReply, DisconnectRequest, PeersReply, QueuesReply, ReplayReply,
                         ReplayRequest, SubscriptionsReply)
 from .calls import ANONYMOUS, Context
+from .core.workqueue import DeadLetter
 from .errors import RpcError, StatusCode
 from .inspection import Inspection
 from .service import Service
-
-if TYPE_CHECKING:
-    from .server import Server
 
 __all__ = ["AdminService", "ADMIN", "DEFAULT_DEAD_LETTER_LIMIT", "queue_method"]
 
@@ -46,6 +44,18 @@ def queue_method(name: str) -> str:
     return name if name.startswith("/") else "/" + name
 
 
+class Administered(Protocol):
+    """What the admin service needs of its server (rpc.Server)."""
+
+    def inspect(self, subscription_limit: Optional[int] = None) -> Inspection: ...
+
+    def dead_letters(self, method: str) -> List[DeadLetter]: ...
+
+    def replay_dead_letters(self, method: str, task_ids: Optional[Iterable[int]] = None) -> int: ...
+
+    def disconnect(self, session_id: str, reason: str = ...) -> bool: ...
+
+
 class AdminService(Service):
     """Serves `server`'s admin view. `open_to_anyone`: the server has an
     authorize hook, which decides alone (see the module docstring)."""
@@ -53,7 +63,7 @@ class AdminService(Service):
     descriptor = ADMIN
     action = "admin"
 
-    def __init__(self, server: "Server", open_to_anyone: bool) -> None:
+    def __init__(self, server: Administered, open_to_anyone: bool) -> None:
         self._server = server
         self._open_to_anyone = open_to_anyone
 

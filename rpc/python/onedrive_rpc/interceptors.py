@@ -127,13 +127,12 @@ class Action:
     @property
     def who(self) -> str:
         """The peer in a log line: name, session, address."""
-        return who(self.peer.name if self.peer is not None else "", self.session_id, self.address)
+        return who(self.peer, self.session_id, self.address)
 
     @property
     def fields(self) -> Dict[str, str]:
         """The peer as log record attributes (extra=): peer, session_id, peer_address."""
-        return fields(self.peer.name if self.peer is not None else "", self.session_id,
-                      self.address)
+        return fields(self.peer, self.session_id, self.address)
 
     def __repr__(self) -> str:
         return f"<Action {self.describe()} by {self.identity}>"

@@ -14,17 +14,20 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 __all__ = ["Throttled", "who", "fields"]
 
 
-def who(name: str, session_id: str, address: str) -> str:
-    """A peer in a log line: "tray, session 0743f9b7..., from /run/x.sock"
-    (the fields operators grep for, in one order everywhere)."""
+def who(peer: Any, session_id: str, address: str) -> str:
+    """A peer (its PeerInfo, or None) in a log line: "tray, session
+    0743f9b7..., from /run/x.sock" (the fields operators grep for, in one
+    order everywhere)."""
+    name = peer.name if peer is not None else ""
     return (f"{name or 'a peer'}" + (f", session {session_id}" if session_id else "")
             + (f", from {address}" if address else ""))
 
 
-def fields(name: str, session_id: str, address: str) -> Dict[str, str]:
+def fields(peer: Any, session_id: str, address: str) -> Dict[str, str]:
     """The same as attributes of the log record (`extra=`), for formatters
     that write JSON or key=value: peer, session_id, peer_address."""
-    return {"peer": name, "session_id": session_id, "peer_address": address}
+    return {"peer": peer.name if peer is not None else "", "session_id": session_id,
+            "peer_address": address}
 
 
 #: Seconds between two warnings of the same kind.

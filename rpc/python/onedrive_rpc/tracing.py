@@ -182,21 +182,21 @@ class ServerTracing(Interceptor):
         return result
 
 
-class _TracedItems:
-    """A server stream's items, taken with its span current; the span ends
-    with the stream."""
+class _Spanned:
+    """An iterator whose span ends with it: at its end, its error, or
+    when it is stopped (`_end`, once)."""
 
-    def __init__(self, items: Iterable[Any], span: trace.Span,
-                 current: otel_context.Context) -> None:
-        self._items = iter(items)  # an interceptor further in may have answered with a list
+    __slots__ = ("_items", "_span", "__weakref__")
+
+    def __init__(self, items: Iterable[Any], span: trace.Span) -> None:
+        # An interceptor further in may have answered a stream with a list.
+        self._items: Any = iter(items)
         self._span: Optional[trace.Span] = span
-        self._current = current
 
-    def __iter__(self) -> "_TracedItems":
+    def __iter__(self) -> "_Spanned":
         return self
 
-    def __next__(self) -> Any:
-        token = otel_context.attach(self._current)
+    def _step(self) -> Any:
         try:
             return next(self._items)
         except StopIteration:
@@ -205,6 +205,27 @@ class _TracedItems:
         except BaseException as exc:
             self._end(exc)
             raise
+
+    def _end(self, error: Optional[BaseException]) -> None:
+        span, self._span = self._span, None
+        if span is not None:
+            _end(span, error)
+
+
+class _TracedItems(_Spanned):
+    """A server stream's items, taken with its span current."""
+
+    __slots__ = ("_current",)
+
+    def __init__(self, items: Iterable[Any], span: trace.Span,
+                 current: otel_context.Context) -> None:
+        super().__init__(items, span)
+        self._current = current
+
+    def __next__(self) -> Any:
+        token = otel_context.attach(self._current)
+        try:
+            return self._step()
         finally:
             otel_context.detach(token)
 
@@ -221,41 +242,22 @@ class _TracedItems:
                 otel_context.detach(token)
         self._end(why)
 
-    def _end(self, error: Optional[BaseException]) -> None:
-        span, self._span = self._span, None
-        if span is not None:
-            _end(span, error)
 
-
-class _TracedStream:
+class _TracedStream(_Spanned):
     """A client's ServerStream whose span ends with it: at its end, its
     error, or when the caller stops it."""
 
-    __slots__ = ("_stream", "_span", "__weakref__")
-
-    def __init__(self, stream: Any, span: trace.Span) -> None:
-        self._stream = stream
-        self._span: Optional[trace.Span] = span
-
-    def __iter__(self) -> "_TracedStream":
-        return self
+    __slots__ = ()
 
     def __next__(self) -> Any:
-        try:
-            return next(self._stream)
-        except StopIteration:
-            self._end(None)
-            raise
-        except BaseException as exc:
-            self._end(exc)
-            raise
+        return self._step()
 
     @property
     def done(self) -> bool:
-        return bool(self._stream.done)
+        return bool(self._items.done)
 
     def cancel(self, reason: str = "cancelled by the caller") -> bool:
-        cancelled = bool(self._stream.cancel(reason))
+        cancelled = bool(self._items.cancel(reason))
         if cancelled:
             self._end(RpcError(StatusCode.CANCELLED, reason))
         return cancelled
@@ -272,11 +274,6 @@ class _TracedStream:
         if getattr(self, "_span", None) is not None:
             if not self.cancel("the caller stopped reading the stream"):
                 self._end(None)  # it ended, and nobody read how: only the span's end is known
-
-    def _end(self, error: Optional[BaseException]) -> None:
-        span, self._span = self._span, None
-        if span is not None:
-            _end(span, error)
 
 
 TaskHandler = TypeVar("TaskHandler", bound=Callable[..., Any])
