@@ -16,6 +16,7 @@ Calls and what they return::
     held(topic) -> [(owner, subscription_id)]         # BLOCK ones past them, matching topic
     blocking(owner) -> [subscription_id]              # owner's BLOCK ones past them
     forget_publisher(publisher) -> bool               # its session ended: drop its counter
+    totals() -> {pattern: (delivered, dropped)}       # since the start, subscriptions gone too
     subscription(owner, subscription_id) -> SubscriptionState
     subscriptions() -> [SubscriptionState]
 
@@ -55,6 +56,12 @@ subscriptions, not copied), at most `max_subscriptions_per_owner`
 subscriptions per owner, and a removed subscription frees everything it
 held. Publisher counters are kept until
 `forget_publisher`.
+
+Totals for monitoring: `totals()` counts the messages delivered to, and
+dropped for, the subscriptions of each pattern since the PubSub began,
+those that ended included, so a counter never goes back. Patterns are
+chosen by peers: the first `max_pattern_totals` distinct ones are counted
+apart, the rest together under OTHER_PATTERNS (which no pattern can be).
 """
 from __future__ import annotations
 
@@ -79,6 +86,8 @@ __all__ = [
     "MAX_SUBSCRIPTIONS_PER_OWNER",
     "DEFAULT_MAX_QUEUE_BYTES",
     "DEFAULT_MAX_TOTAL_QUEUE_BYTES",
+    "MAX_PATTERN_TOTALS",
+    "OTHER_PATTERNS",
 ]
 
 # Messages a subscription may have waiting for credit unless it asks
@@ -99,6 +108,12 @@ DEFAULT_MAX_QUEUE_BYTES = 8 * 1024 * 1024
 # one budget between its methods): peers with many stalled subscriptions
 # cannot multiply the bound above.
 DEFAULT_MAX_TOTAL_QUEUE_BYTES = 256 * 1024 * 1024
+# Distinct patterns whose totals are kept apart (each is a metric series, and
+# peers choose patterns): past it, new patterns are counted as OTHER_PATTERNS.
+MAX_PATTERN_TOTALS = 100
+#: Where the totals of patterns past MAX_PATTERN_TOTALS go: it holds spaces,
+#: so no subscription can have it as its pattern.
+OTHER_PATTERNS = "(other patterns)"
 
 
 class Policy(enum.IntEnum):
@@ -219,7 +234,7 @@ _Key = Tuple[Hashable, int]
 
 class _Subscription:
     __slots__ = ("owner", "subscription_id", "pattern", "queue_limit", "policy",
-                 "credit", "queue", "queued_bytes", "dropped")
+                 "credit", "queue", "queued_bytes", "dropped", "granted", "tally")
 
     def __init__(self, owner: Hashable, subscription_id: int, pattern: str,
                  queue_limit: int, policy: Policy, credit: int) -> None:
@@ -234,6 +249,16 @@ class _Subscription:
         #: Payload bytes in `queue`.
         self.queued_bytes = 0
         self.dropped = 0
+        #: Credit ever given (at the start, and each grant): what it was
+        #: delivered is this less the credit left, with nothing to count
+        #: on the publish path.
+        self.granted = credit
+        #: The key of its pattern's totals (see PubSub.totals).
+        self.tally = pattern
+
+    @property
+    def delivered(self) -> int:
+        return self.granted - self.credit
 
     def deliver(self, message: _Message) -> Delivery:
         topic, publisher, seq, payload = message
@@ -277,6 +302,10 @@ class PubSub:
         self._owners: Dict[Hashable, Dict[int, None]] = {}
         #: publisher -> the last publisher_seq it was given.
         self._publishers: Dict[str, int] = {}
+        self.max_pattern_totals = MAX_PATTERN_TOTALS
+        #: Totals key -> [delivered, dropped] of the subscriptions that ended;
+        #: every key ever given out is here (at most max_pattern_totals + 1).
+        self._ended: Dict[str, List[int]] = {}
 
     def __len__(self) -> int:
         return len(self._subs)
@@ -310,8 +339,14 @@ class PubSub:
                 f"{self.max_subscriptions_per_owner} subscriptions per subscriber")
         self._index.add(key, pattern)  # validates the pattern
         limit = queue_limit or self.default_queue_limit
-        self._subs[key] = _Subscription(owner, subscription_id, pattern, limit, policy,
-                                        credit or limit)
+        sub = self._subs[key] = _Subscription(owner, subscription_id, pattern, limit, policy,
+                                              credit or limit)
+        if pattern not in self._ended:
+            if len(self._ended) < self.max_pattern_totals:
+                self._ended[pattern] = [0, 0]
+            else:
+                sub.tally = OTHER_PATTERNS
+                self._ended.setdefault(OTHER_PATTERNS, [0, 0])
         if ids is None:
             ids = self._owners[owner] = {}
         ids[subscription_id] = None
@@ -339,6 +374,9 @@ class PubSub:
         key = (owner, subscription_id)
         sub = self._subs.pop(key)
         self.budget.used -= sub.queued_bytes
+        ended = self._ended[sub.tally]
+        ended[0] += sub.delivered
+        ended[1] += sub.dropped
         self._index.remove(key)
         ids = self._owners[owner]
         del ids[subscription_id]
@@ -502,7 +540,19 @@ class PubSub:
         released = min(items, len(sub.queue))
         out = [sub.deliver(self._dequeue(sub)) for _ in range(released)]
         sub.credit += items - released
+        sub.granted += items
         return out
+
+    def totals(self) -> Dict[str, Tuple[int, int]]:
+        """(delivered, dropped) by pattern since the start, for monitoring:
+        each only grows (ended subscriptions stay counted); patterns past
+        `max_pattern_totals` are under OTHER_PATTERNS. O(subscriptions)."""
+        sums = {tally: list(counts) for tally, counts in self._ended.items()}
+        for sub in self._subs.values():
+            counts = sums[sub.tally]
+            counts[0] += sub.delivered
+            counts[1] += sub.dropped
+        return {tally: (delivered, dropped) for tally, (delivered, dropped) in sums.items()}
 
     def forget_publisher(self, publisher: str) -> bool:
         """Drop `publisher`'s counter (its session ended); False if unknown.

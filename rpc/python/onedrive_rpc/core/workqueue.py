@@ -94,7 +94,7 @@ class DeadLetter(NamedTuple):
 
 
 class QueueStats(NamedTuple):
-    """Counts for monitoring; the first five are current, the rest totals."""
+    """Counts for monitoring; the first four are current, the rest totals."""
 
     ready: int
     in_flight: int
@@ -105,6 +105,9 @@ class QueueStats(NamedTuple):
     failed_attempts: int
     #: Deliveries of a task that had been delivered before.
     redelivered: int
+    #: Tasks that became dead letters (`dead` is those still kept: replays,
+    #: purges and the bounds take them away).
+    dead_lettered: int = 0
 
 
 class TaskState(enum.Enum):
@@ -204,6 +207,7 @@ class WorkQueue:
         self._completed = 0
         self._failed_attempts = 0
         self._redelivered = 0
+        self._dead_lettered = 0
 
     def __repr__(self) -> str:
         return (f"<WorkQueue {self.name!r} ready={len(self._ready)} in_flight={self._in_flight} "
@@ -394,6 +398,7 @@ class WorkQueue:
         self.queued_bytes -= len(task.payload)
         letter = DeadLetter(task.task_id, task.attempts, task.last_error, task.payload, now)
         self._dead[task.task_id] = letter
+        self._dead_lettered += 1
         self._dead_bytes += len(task.payload)
         while self._dead and (len(self._dead) > self.max_dead_letters
                               or self._dead_bytes > self.max_dead_letter_bytes):
@@ -443,7 +448,8 @@ class WorkQueue:
         return QueueStats(
             ready=len(self._ready), in_flight=self._in_flight, consumers=len(self._consumers),
             dead=len(self._dead), produced=self._produced, completed=self._completed,
-            failed_attempts=self._failed_attempts, redelivered=self._redelivered)
+            failed_attempts=self._failed_attempts, redelivered=self._redelivered,
+            dead_lettered=self._dead_lettered)
 
     def task(self, task_id: int) -> Optional[TaskInfo]:
         """Where a task stands; None if unknown, completed or discarded."""

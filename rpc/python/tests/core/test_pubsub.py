@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from onedrive_rpc.core import wire_pb2
 from onedrive_rpc.core.budget import ByteBudget
-from onedrive_rpc.core.pubsub import (Delivery, Disconnect, Policy, PubSub,
+from onedrive_rpc.core.pubsub import (OTHER_PATTERNS, Delivery, Disconnect, Policy, PubSub,
                                       SubscriptionState, TooManySubscriptions)
 from onedrive_rpc.core.topics import TopicError, matches
 
@@ -507,3 +507,43 @@ def test_block_counts_bytes_and_the_shared_budget_too():
 def test_an_unknown_or_empty_subscription_is_not_over_its_limit():
     ps = PubSub()
     assert not ps.over_limit(A, 9) and ps.blocking(A) == []
+
+
+def test_totals_count_deliveries_and_drops_by_pattern_and_outlive_subscriptions():
+    ps = PubSub()
+    assert ps.totals() == {}
+    ps.subscribe(A, 1, "t.*", queue_limit=2, credit=1, policy=Policy.DROP_NEWEST)
+    ps.subscribe(B, 1, "t.*")
+    ps.subscribe(B, 2, "t.x")
+    for i in range(5):
+        ps.publish("t.x", b"%d" % i, "p")
+    # A: one delivered on credit, two queued, two dropped; B's: all five each.
+    assert ps.totals() == {"t.*": (6, 2), "t.x": (5, 0)}
+    assert len(ps.grant(A, 1, 1)) == 1
+    assert ps.totals()["t.*"] == (7, 2)
+    ps.unsubscribe(A, 1)   # its queued one is neither delivered nor dropped
+    ps.drop_owner(B)
+    assert ps.totals() == {"t.*": (7, 2), "t.x": (5, 0)}
+    ps.subscribe(A, 2, "t.*")
+    ps.publish("t.y", b"y", "p")
+    assert ps.totals() == {"t.*": (8, 2), "t.x": (5, 0)}
+
+
+def test_totals_of_a_disconnected_subscription_stay():
+    ps = PubSub()
+    ps.subscribe(A, 1, "t", queue_limit=1, credit=1, policy=Policy.DISCONNECT)
+    for i in range(3):
+        ps.publish("t", b"m", "p")
+    assert len(ps) == 0 and ps.totals() == {"t": (1, 0)}
+
+
+def test_totals_keep_at_most_max_pattern_totals_patterns_apart():
+    ps = PubSub()
+    ps.max_pattern_totals = 3
+    for i in range(10):
+        ps.subscribe(A, i, f"p{i}.>")
+        ps.publish(f"p{i}.x", b"m", "pub")
+        ps.unsubscribe(A, i)
+    ps.subscribe(B, 1, "p1.>")  # counted apart before: still apart
+    ps.publish("p1.x", b"m", "pub")
+    assert ps.totals() == {"p0.>": (1, 0), "p1.>": (2, 0), "p2.>": (1, 0), OTHER_PATTERNS: (7, 0)}

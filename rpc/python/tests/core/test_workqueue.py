@@ -157,6 +157,20 @@ def test_task_is_dead_lettered_after_max_attempts():
     assert queue.consumer("a").credit == 1
 
 
+def test_dead_lettered_counts_every_task_that_died_even_once_replayed_or_purged():
+    queue = queue_with(tasks=3, consumers="a", prefetch=3, max_attempts=1, max_dead_letters=2)
+    assert queue.stats().dead_lettered == 0
+    for a in queue.dispatch():
+        queue.done("a", a.task_id, False, "boom", now=1.0)
+    stats = queue.stats()
+    assert (stats.dead, stats.dead_lettered) == (2, 3)  # the oldest was let go: still counted
+    assert queue.replay() == 2
+    for a in queue.dispatch():
+        queue.done("a", a.task_id, False, "again", now=2.0)
+    queue.purge_dead_letters()
+    assert (queue.stats().dead, queue.stats().dead_lettered) == (0, 5)
+
+
 def test_error_text_is_truncated():
     queue = queue_with(tasks=1, consumers="a", max_attempts=1)
     queue.dispatch()
