@@ -49,6 +49,8 @@ setup(
         # OpenTelemetry tracing (onedrive_rpc.tracing): the API only; the
         # application picks the SDK and exporter
         "otel": ["opentelemetry-api>=1.20"],
+        # Prometheus metrics: onedrive_rpc.metrics, server.serve_metrics()
+        "metrics": ["prometheus_client>=0.20"],
     },
     entry_points={"console_scripts": [
         "onedrive-rpc = onedrive_rpc.cli:main",

@@ -428,6 +428,11 @@ class Broker:
                   for sub in pubsub.subscriptions(None if limit is None else limit)]
         return listed[:limit], sum(len(pubsub) for pubsub in self._topics.values())
 
+    def pattern_totals(self) -> Dict[str, Dict[str, Tuple[int, int]]]:
+        """(delivered, dropped) by method and subscription pattern since the
+        start (PubSub.totals: bounded, subscriptions that ended included)."""
+        return {method: pubsub.totals() for method, pubsub in self._topics.items()}
+
     def dead_letters(self, method: str) -> List[DeadLetter]:
         return self._work.dead_letters(method)
 

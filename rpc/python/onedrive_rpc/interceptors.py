@@ -116,6 +116,13 @@ class Action:
             self._request = parse(self._type, self.payload)
         return self._request
 
+    @property
+    def served(self) -> bool:
+        """Server side: does this server serve `method`? A peer may name
+        any method; what counts actions by method (metrics) counts the
+        others as one. Always False on a client."""
+        return self._type is not None
+
     def describe(self) -> str:
         """"publish to /pkg.S/M (topic 'a.b')": for messages and logs."""
         what = f"{self.kind} {self.method}"

@@ -5,7 +5,7 @@ import functools
 import ipaddress
 import logging
 import uuid
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 import gevent
@@ -143,6 +143,10 @@ class Server:
         self._connections: List[Connection] = []
         self._stopped = Event()
         self._stopping = False
+        #: Bytes the connections that ended had received and sent.
+        self._ended_bytes = [0, 0]
+        # What serve_metrics() started (stop() stops it).
+        self._metrics_http: Optional[Any] = None
 
     @property
     def url(self) -> str:
@@ -152,6 +156,28 @@ class Server:
     @property
     def connections(self) -> List[Connection]:
         return list(self._connections)
+
+    def bytes_transferred(self) -> Tuple[int, int]:
+        """(received, sent): bytes read from and written to peers since the
+        start, after their handshakes, framing included: ended sessions'
+        too, unlike inspect()."""
+        received, sent = self._ended_bytes
+        for conn in self._connections:
+            received += conn.bytes_in
+            sent += conn.outbox.bytes_out
+        return received, sent
+
+    def serve_metrics(self, port: int = 0, host: str = "127.0.0.1") -> Tuple[str, int]:
+        """Serve this server's Prometheus metrics over HTTP (GET /metrics)
+        on host:port until stop(); returns the address bound (port 0:
+        one picked). Needs `pip install onedrive-rpc[metrics]`; see
+        onedrive_rpc.metrics (per-call metrics need its ServerMetrics
+        among the interceptors)."""
+        if self._metrics_http is not None:
+            raise RuntimeError("this server already serves its metrics")
+        from .metrics import serve_http  # prometheus_client: only with the extra
+        self._metrics_http = serve_http(self, port, host)
+        return self._metrics_http.address  # type: ignore[no-any-return]
 
     def add_service(self, service: Service) -> None:
         """Serve `service`. Its publish/subscribe, producer/consumer and
@@ -227,6 +253,8 @@ class Server:
             self._acceptor.kill()
         self._admitting.kill(block=False)
         self._broker.close()
+        if self._metrics_http is not None:
+            self._metrics_http.stop()
         self._stopped.set()
 
     def inspect(self, subscription_limit: Optional[int] = None) -> Inspection:
@@ -469,6 +497,8 @@ class Server:
         except ValueError:
             pass
         self._broker.forget(conn.outlet, lost=conn.end is not End.ORDERLY)
+        self._ended_bytes[0] += conn.bytes_in
+        self._ended_bytes[1] += conn.outbox.bytes_out
         if self._sessions.get(conn.session.session_id) is conn:
             del self._sessions[conn.session.session_id]
         log.info("%s: %s: %s", "disconnected" if conn.end is End.ORDERLY else "session ended",
