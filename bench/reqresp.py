@@ -3,6 +3,7 @@
 
     python bench/reqresp.py [--duration 2.5] [--runs 3] [--only W1,W2,W3]
                             [--impls ours,limit,batched] [--tune-malloc] [--json]
+                            [--server-metrics]
 
 Each server runs in a child OS process (this script with the hidden
 `--serve ours|limit|batched` option, which prints its URL on stdout and exits
@@ -191,10 +192,16 @@ def _raw_accept(listener: gsocket.socket, batched: bool) -> None:
         gevent.spawn(_raw_echo, sock, batched)
 
 
-def serve(kind: str, lifetime: float) -> None:
+def serve(kind: str, lifetime: float, metrics: bool = False) -> None:
     """Child mode: serve, print the URL, exit when stdin closes (or after `lifetime`)."""
     if kind == "ours":
-        server = rpc.Server(f"tcp://{HOST}:0", name="bench-server")
+        interceptors = []
+        if metrics:  # what the metrics extra's server interceptor costs
+            from prometheus_client import CollectorRegistry
+
+            from onedrive_rpc.metrics import ServerMetrics
+            interceptors.append(ServerMetrics(CollectorRegistry()))
+        server = rpc.Server(f"tcp://{HOST}:0", name="bench-server", interceptors=interceptors)
         server.add_service(EchoService())
         server.start()
         url = server.url
@@ -221,7 +228,7 @@ class Child:
     """A server child process; it dies with its stdin pipe."""
 
     def __init__(self, kind: str, lifetime: float, cpu: Optional[int] = None,
-                 tune: bool = False) -> None:
+                 tune: bool = False, metrics: bool = False) -> None:
         self.kind = kind
         cmd = [sys.executable, os.path.abspath(__file__), "--serve", kind,
                "--lifetime", str(lifetime)]
@@ -229,6 +236,8 @@ class Child:
             cmd += ["--cpu", str(cpu)]
         if tune:
             cmd.append("--tune-malloc")
+        if metrics:
+            cmd.append("--server-metrics")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         ready, _, _ = select.select([self.proc.stdout], [], [], START_TIMEOUT)
         line = self.proc.stdout.readline().decode().strip() if ready else ""
@@ -601,7 +610,8 @@ def run(args) -> int:
     children: Dict[str, Child] = {}
     try:
         for name in impls:
-            children[name] = Child(name, lifetime, server_cpu, args.tune_malloc)
+            children[name] = Child(name, lifetime, server_cpu, args.tune_malloc,
+                                   args.server_metrics and name == "ours")
         for r in range(args.runs):
             shift = r % len(impls)
             order = impls[shift:] + impls[:shift]
@@ -661,6 +671,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--tune-malloc", action="store_true",
                         help="client and every server call onedrive_rpc.tuning.tune_malloc() "
                         "at start (default off)")
+    parser.add_argument("--server-metrics", action="store_true",
+                        help="our server runs the metrics extra's ServerMetrics interceptor")
     parser.add_argument("--serve", choices=IMPLS, help=argparse.SUPPRESS)
     parser.add_argument("--lifetime", type=float, default=600.0, help=argparse.SUPPRESS)
     parser.add_argument("--cpu", type=int, help=argparse.SUPPRESS)
@@ -673,7 +685,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.serve:
         if args.tune_malloc:
             _tune_malloc()
-        serve(args.serve, args.lifetime)
+        serve(args.serve, args.lifetime, args.server_metrics)
         return 0
     return run(args)
 

@@ -35,13 +35,15 @@ from __future__ import annotations
 import logging
 import time
 import weakref
+from bisect import bisect_left as _bisect_left
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 try:
-    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, make_wsgi_app
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
     from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import Collector
+    from prometheus_client.utils import floatToGoString
 except ImportError as exc:  # pragma: no cover (tests/integration/test_metrics.py fakes it)
     raise ImportError(f"onedrive_rpc.metrics needs prometheus_client ({exc}): "
                       f"pip install onedrive-rpc[metrics]") from exc
@@ -91,61 +93,50 @@ def _code_of(exc: BaseException) -> StatusCode:
 
 
 class _Series:
-    """The children of one (type, service, method): `labels()` costs
-    microseconds, so each is looked up once."""
+    """The counts of one (type, service, method): plain numbers, changed
+    by the one thread of the gevent loop and read at scrape time (a
+    prometheus_client metric takes a lock per change: the interceptor
+    cost twice as much with them)."""
 
-    __slots__ = ("started", "in_flight", "seconds", "received", "sent", "payload", "_handled",
-                 "_codes", "_labels")
+    __slots__ = ("labels", "started", "in_flight", "received", "sent", "payload", "handled",
+                 "seconds", "buckets", "_bounds")
 
-    def __init__(self, metrics: "_ActionMetrics", labels: Tuple[str, str, str]) -> None:
-        self.started = metrics.started.labels(*labels)
-        self.in_flight = metrics.in_flight.labels(*labels)
-        self.seconds = metrics.seconds.labels(*labels)
-        self.received = metrics.received.labels(*labels)
-        self.sent = metrics.sent.labels(*labels)
-        self.payload = metrics.payload.labels(*labels)
-        self._handled = metrics.handled
-        self._codes: Dict[StatusCode, Any] = {}
-        self._labels = labels
+    def __init__(self, labels: Tuple[str, str, str], bounds: Sequence[float]) -> None:
+        self.labels = labels
+        self.started = self.in_flight = self.received = self.sent = self.payload = 0
+        #: Finished actions by status.
+        self.handled: Dict[StatusCode, int] = {}
+        self.seconds = 0.0
+        #: Finished actions by the first bucket bound they are within (+Inf last).
+        self.buckets = [0] * (len(bounds) + 1)
+        self._bounds = bounds
 
     def begin(self) -> float:
-        self.started.inc()
-        self.in_flight.inc()
+        self.started += 1
+        self.in_flight += 1
         return _perf_counter()
 
     def end(self, code: StatusCode, start: float, sent: int = 0) -> None:
-        self.seconds.observe(_perf_counter() - start)
-        self.in_flight.dec()
-        handled = self._codes.get(code)
-        if handled is None:
-            handled = self._codes[code] = self._handled.labels(*self._labels, code.name)
-        handled.inc()
-        if sent:
-            self.sent.inc(sent)
+        elapsed = _perf_counter() - start
+        self.seconds += elapsed
+        self.buckets[_bisect_left(self._bounds, elapsed)] += 1
+        self.in_flight -= 1
+        handled = self.handled
+        handled[code] = handled.get(code, 0) + 1
+        self.sent += sent
 
 
-class _ActionMetrics:
-    """The go-grpc-prometheus set of one side ("server" or "client")."""
+class _ActionMetrics(Collector):
+    """The go-grpc-prometheus set of one side ("server" or "client"),
+    collected from its _Series at scrape time."""
 
-    def __init__(self, side: str, registry: CollectorRegistry, buckets: Sequence[float],
-                 payload: str) -> None:
-        prefix = f"onedrive_rpc_{side}"
-        self.started = Counter(f"{prefix}_started", f"Actions started on the {side}.", _LABELS,
-                               registry=registry)
-        self.handled = Counter(f"{prefix}_handled", f"Actions finished on the {side}, by status.",
-                               _LABELS + ("code",), registry=registry)
-        self.seconds = Histogram(f"{prefix}_handling_seconds",
-                                 "Seconds from start to end of each action (a stream's end).",
-                                 _LABELS, buckets=buckets, registry=registry)
-        self.in_flight = Gauge(f"{prefix}_in_flight", "Actions started, not finished.", _LABELS,
-                               registry=registry)
-        self.received = Counter(f"{prefix}_msg_received", f"Messages the {side} received.",
-                                _LABELS, registry=registry)
-        self.sent = Counter(f"{prefix}_msg_sent", f"Messages the {side} sent.", _LABELS,
-                            registry=registry)
-        self.payload = Counter(f"{prefix}_msg_{payload}_bytes",
-                               f"Payload bytes of the requests the {side} {payload}.", _LABELS,
-                               registry=registry)
+    def __init__(self, side: str, buckets: Sequence[float], payload: str) -> None:
+        self._prefix = f"onedrive_rpc_{side}"
+        self._side = side
+        self._payload = payload
+        bounds = sorted(float(b) for b in buckets if float(b) != float("inf"))
+        self._bounds = tuple(bounds)
+        self._les = [floatToGoString(b) for b in bounds] + ["+Inf"]
         self._series: Dict[Tuple[str, str], _Series] = {}
 
     def series(self, kind: str, path: str) -> _Series:
@@ -153,13 +144,54 @@ class _ActionMetrics:
         series = self._series.get((kind, path))
         if series is None:
             service, method = (path, path) if path in (UNKNOWN, OTHER_METHODS) else _split(path)
-            series = self._series[(kind, path)] = _Series(self, (kind, service, method))
+            series = self._series[(kind, path)] = _Series((kind, service, method), self._bounds)
         return series
 
+    def describe(self) -> Iterable[Metric]:
+        return self._families([])
 
-def _registered(make: Any) -> Any:
+    def collect(self) -> Iterable[Metric]:
+        return self._families(list(self._series.values()))
+
+    def _families(self, all_series: List[_Series]) -> List[Metric]:
+        prefix, side, labels = self._prefix, self._side, list(_LABELS)
+        started = CounterMetricFamily(f"{prefix}_started", f"Actions started on the {side}.",
+                                      labels=labels)
+        handled = CounterMetricFamily(f"{prefix}_handled",
+                                      f"Actions finished on the {side}, by status.",
+                                      labels=labels + ["code"])
+        seconds = HistogramMetricFamily(f"{prefix}_handling_seconds",
+                                        "Seconds from start to end of each action (a stream's "
+                                        "end).", labels=labels)
+        in_flight = GaugeMetricFamily(f"{prefix}_in_flight", "Actions started, not finished.",
+                                      labels=labels)
+        received = CounterMetricFamily(f"{prefix}_msg_received",
+                                       f"Messages the {side} received.", labels=labels)
+        sent = CounterMetricFamily(f"{prefix}_msg_sent", f"Messages the {side} sent.",
+                                   labels=labels)
+        payload = CounterMetricFamily(f"{prefix}_msg_{self._payload}_bytes",
+                                      f"Payload bytes of the requests the {side} "
+                                      f"{self._payload}.", labels=labels)
+        for series in all_series:
+            values = series.labels
+            started.add_metric(values, series.started)
+            for code, count in sorted(series.handled.items()):
+                handled.add_metric([*values, code.name], count)
+            cumulative, buckets = 0, []
+            for le, count in zip(self._les, series.buckets):
+                cumulative += count
+                buckets.append((le, cumulative))
+            seconds.add_metric(values, buckets, series.seconds)
+            in_flight.add_metric(values, series.in_flight)
+            received.add_metric(values, series.received)
+            sent.add_metric(values, series.sent)
+            payload.add_metric(values, series.payload)
+        return [started, handled, seconds, in_flight, received, sent, payload]
+
+
+def _register(registry: CollectorRegistry, collector: Collector) -> None:
     try:
-        return make()
+        registry.register(collector)
     except ValueError as exc:  # "Duplicated timeseries in CollectorRegistry: ..."
         raise ValueError(f"{exc}: a registry holds one ServerMetrics and one ClientMetrics; "
                          f"share it between the servers (or peers) of a process, or pass each "
@@ -175,8 +207,8 @@ class ServerMetrics(Interceptor):
     def __init__(self, registry: Optional[CollectorRegistry] = None, *,
                  buckets: Sequence[float] = Histogram.DEFAULT_BUCKETS) -> None:
         self.registry = REGISTRY if registry is None else registry
-        self._actions = _registered(lambda: _ActionMetrics(
-            "server", self.registry, buckets, "received"))
+        self._actions = _ActionMetrics("server", buckets, "received")
+        _register(self.registry, self._actions)
         self.peers_lost = Counter("onedrive_rpc_server_peers_lost",
                                   "Peers lost: dead, hung past the heartbeat bound, cut off.",
                                   registry=self.registry)
@@ -201,8 +233,8 @@ class ServerMetrics(Interceptor):
         series = self._actions.series(kind, action.method if action.served else UNKNOWN)
         payload = action.payload
         if payload is not None:
-            series.received.inc()
-            series.payload.inc(len(payload))
+            series.received += 1
+            series.payload += len(payload)
         start = series.begin()
         try:
             result = proceed()
@@ -276,8 +308,8 @@ class ClientMetrics(Interceptor):
     def __init__(self, registry: Optional[CollectorRegistry] = None, *,
                  buckets: Sequence[float] = Histogram.DEFAULT_BUCKETS) -> None:
         self.registry = REGISTRY if registry is None else registry
-        self._actions = _registered(lambda: _ActionMetrics(
-            "client", self.registry, buckets, "sent"))
+        self._actions = _ActionMetrics("client", buckets, "sent")
+        _register(self.registry, self._actions)
         self._methods: Dict[str, None] = {}
 
     def intercept(self, action: Action, proceed: Proceed) -> Any:
@@ -294,8 +326,8 @@ class ClientMetrics(Interceptor):
         series = self._actions.series(kind, path)
         payload = action.payload
         if payload is not None:
-            series.sent.inc()
-            series.payload.inc(len(payload))
+            series.sent += 1
+            series.payload += len(payload)
         start = series.begin()
         try:
             result = proceed()
@@ -308,7 +340,7 @@ class ClientMetrics(Interceptor):
             return _CountedStream(result, series, start)
         else:
             if kind == "call":
-                series.received.inc()
+                series.received += 1
             series.end(_OK, start)
         return result
 
@@ -316,7 +348,7 @@ class ClientMetrics(Interceptor):
 def _future_done(series: _Series, start: float, done: Any) -> None:
     exc = done.exception
     if exc is None:
-        series.received.inc()
+        series.received += 1
     series.end(_OK if exc is None else _code_of(exc), start)
 
 
@@ -356,8 +388,7 @@ class _CountedStream(ServerStream[Any]):
     def _end(self, code: StatusCode) -> None:
         if not self._done:
             self._done = True
-            if self._items:
-                self._series.received.inc(self._items)
+            self._series.received += self._items
             self._series.end(code, self._start)
 
     def __del__(self) -> None:

@@ -104,6 +104,10 @@ def test_in_flight_counts_calls_being_handled(instrumented, registry):
     future.get(timeout=5)
     wait_until(lambda: value(registry, "onedrive_rpc_client_in_flight", **labels) == 0)
     assert value(registry, "onedrive_rpc_server_in_flight", **labels) == 0
+    # It slept 0.3 s: in the histogram's bucket of 0.5 s, not 0.25 s.
+    assert value(registry, "onedrive_rpc_server_handling_seconds_bucket", le="0.25", **labels) == 0
+    assert value(registry, "onedrive_rpc_server_handling_seconds_bucket", le="0.5", **labels) == 1
+    assert value(registry, "onedrive_rpc_server_handling_seconds_bucket", le="+Inf", **labels) == 1
     # A call future is a call, handled when its answer came.
     assert value(registry, "onedrive_rpc_client_handled_total", code="OK", **labels) == 1
     assert value(registry, "onedrive_rpc_client_msg_received_total", **labels) == 1
@@ -286,7 +290,7 @@ def test_peers_connected_lost_suspended_and_resumed(registry, servers, peers):
         proxy.blackhole()  # now it stays away: suspended until its grace ends
         wait_until(lambda: value(registry, "onedrive_rpc_server_peers_suspended") == 1, timeout=10)
         assert value(registry, "onedrive_rpc_server_peers_connected") == 0
-        assert value(registry, "onedrive_rpc_server_peers_lost_total") == 2
+        wait_until(lambda: value(registry, "onedrive_rpc_server_peers_lost_total") == 2)
         peer.close(grace=0)
     finally:
         proxy.stop()
