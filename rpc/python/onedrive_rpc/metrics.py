@@ -39,7 +39,7 @@ from bisect import bisect_left as _bisect_left
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 try:
-    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, make_wsgi_app
+    from prometheus_client import REGISTRY, CollectorRegistry, Histogram, make_wsgi_app
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
     from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import Collector
@@ -50,7 +50,7 @@ except ImportError as exc:  # pragma: no cover (tests/integration/test_metrics.p
 
 from gevent.pywsgi import WSGIServer
 
-from .calls import CallAborted, CallFuture
+from .calls import CallAborted, CallFuture, Context
 from .core.workqueue import QueueStats
 from .errors import RpcError, StatusCode
 from .inspection import CONNECTED
@@ -209,14 +209,8 @@ class ServerMetrics(Interceptor):
         self.registry = REGISTRY if registry is None else registry
         self._actions = _ActionMetrics("server", buckets, "received")
         _register(self.registry, self._actions)
-        self.peers_lost = Counter("onedrive_rpc_server_peers_lost",
-                                  "Peers lost: dead, hung past the heartbeat bound, cut off.",
-                                  registry=self.registry)
-        self.peers_resumed = Counter("onedrive_rpc_server_peers_resumed",
-                                     "Lost peers that came back and resumed their session.",
-                                     registry=self.registry)
         self._state = _ServerCollector()
-        self.registry.register(self._state)
+        _register(self.registry, self._state)
 
     def watch(self, server: "Server") -> None:
         """Count `server`'s peers lost and resumed, and read its state at
@@ -225,14 +219,14 @@ class ServerMetrics(Interceptor):
             return
         self._state.servers.append(server)
         _WATCHED[server] = self
-        server.on_peer_lost(lambda peer, reason: self.peers_lost.inc())
-        server.on_peer_resumed(lambda peer: self.peers_resumed.inc())
+        server.on_peer_lost(lambda peer, reason: self._state.count("lost"))
+        server.on_peer_resumed(lambda peer: self._state.count("resumed"))
 
     def intercept(self, action: Action, proceed: Proceed) -> Any:
         kind = action.kind
         series = self._actions.series(kind, action.method if action.served else UNKNOWN)
         payload = action.payload
-        if payload is not None:
+        if payload is not None and kind != "listen":  # a listen's is the broadcast's
             series.received += 1
             series.payload += len(payload)
         start = series.begin()
@@ -241,9 +235,10 @@ class ServerMetrics(Interceptor):
         except BaseException as exc:
             series.end(_code_of(exc), start)
             raise
-        if kind == "stream":
-            return _TimedItems(result, series, start, action)
-        series.end(_OK, start, 1 if kind == "call" else 0)
+        context = action.context
+        if context is not None and context.streaming:  # streams, also of kind "admin"
+            return _TimedItems(result, series, start, context)
+        series.end(_OK, start, 1 if context is not None and not context.one_way else 0)
         return result
 
 
@@ -251,14 +246,14 @@ class _TimedItems:
     """A server stream's items, as the registry iterates and closes them:
     it ends when they run out, fail, or are closed early (cancelled)."""
 
-    __slots__ = ("_items", "_series", "_start", "_action", "_sent", "_done")
+    __slots__ = ("_items", "_series", "_start", "_context", "_sent", "_done")
 
     def __init__(self, items: Iterable[Any], series: _Series, start: float,
-                 action: Action) -> None:
+                 context: Context) -> None:
         self._items = iter(items)
         self._series = series
         self._start = start
-        self._action = action
+        self._context = context
         self._sent = 0
         self._done = False
 
@@ -286,8 +281,7 @@ class _TimedItems:
             if not self._done:
                 # Left early: the caller cancelled (or went), the server
                 # stopped, or an item was not of the output type.
-                context = self._action.context
-                abort = context.abort if context is not None else None
+                abort = self._context.abort
                 self._end(abort.code if abort is not None else StatusCode.INTERNAL)
 
     def _end(self, code: StatusCode) -> None:
@@ -452,6 +446,11 @@ class _ServerCollector(Collector):
 
     def __init__(self) -> None:
         self.servers: List["Server"] = []
+        #: What the servers' hooks told: peers "lost", sessions "resumed".
+        self.events = {"lost": 0, "resumed": 0}
+
+    def count(self, event: str) -> None:
+        self.events[event] += 1
 
     def describe(self) -> Iterable[Metric]:
         return self._families([])
@@ -467,6 +466,12 @@ class _ServerCollector(Collector):
             GaugeMetricFamily(f"{prefix}_peers_suspended",
                               "Sessions of lost peers waiting for them to resume.",
                               value=sum(s.peers_suspended for s in states)),
+            CounterMetricFamily(f"{prefix}_peers_lost",
+                                "Peers lost: dead, hung past the heartbeat bound, cut off.",
+                                value=self.events["lost"]),
+            CounterMetricFamily(f"{prefix}_peers_resumed",
+                                "Lost peers that came back and resumed their session.",
+                                value=self.events["resumed"]),
             CounterMetricFamily(f"{prefix}_received_bytes",
                                 "Bytes read from peers after their handshakes, framing included.",
                                 value=sum(s.bytes_received for s in states)),
