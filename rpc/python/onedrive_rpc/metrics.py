@@ -530,12 +530,7 @@ def _metrics_of(server: "Server") -> Optional[ServerMetrics]:
     metrics = _WATCHED.get(server)
     if metrics is not None:
         return metrics
-    chain = server._registry.interception
-    for step in getattr(chain, "_steps", ()):
-        owner = getattr(step, "__self__", None)
-        if isinstance(owner, ServerMetrics):
-            return owner
-    return None
+    return next((step for step in server.interceptors if isinstance(step, ServerMetrics)), None)
 
 
 class MetricsHTTP:

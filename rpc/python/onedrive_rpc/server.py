@@ -121,6 +121,7 @@ class Server:
         self._registry = Registry(include_error_details=include_error_details)
         # Around every action of a peer: calls (the registry's) and the
         # patterns (the broker's).
+        self._interceptors = tuple(interceptors)
         self._registry.interception = chain = interception(interceptors, authorize)
         self._broker = Broker(self._registry, lambda: [conn.outlet for conn in self._connections],
                               local_identity(name)[0], self.limits, chain)
@@ -152,6 +153,11 @@ class Server:
     def url(self) -> str:
         """The address peers connect to (the real one once started)."""
         return self._listener.url if self._listener is not None else self._url
+
+    @property
+    def interceptors(self) -> Sequence[InterceptorLike]:
+        """The interceptors it was built with (besides authorize)."""
+        return self._interceptors
 
     @property
     def connections(self) -> List[Connection]:

@@ -89,9 +89,14 @@ def _names(method: str) -> "tuple[str, str, str]":
     return name, service, short
 
 
+#: The span name of an action on a method the server does not serve: a
+#: peer may name any method, and span names are meant to be few.
+UNKNOWN = "(unknown)"
+
+
 def _start(tracer: trace.Tracer, action: Action, kind: SpanKind,
-           parent: Optional[otel_context.Context] = None) -> trace.Span:
-    name, service, method = _names(action.method)
+           parent: Optional[otel_context.Context] = None, known: bool = True) -> trace.Span:
+    name, service, method = _names(action.method) if known else (UNKNOWN, UNKNOWN, UNKNOWN)
     attributes = {"rpc.system": "onedrive_rpc", "rpc.service": service, "rpc.method": method,
                   "rpc.onedrive_rpc.action": action.kind}
     if action.target and action.target != action.method:
@@ -165,7 +170,8 @@ class ServerTracing(Interceptor):
             kind = SpanKind.CONSUMER if call.one_way else SpanKind.SERVER
         if kind is None:
             return proceed()
-        span = _start(self._tracer, action, kind, propagate.extract(action.metadata))
+        span = _start(self._tracer, action, kind, propagate.extract(action.metadata),
+                      known=action.served)
         current = trace.set_span_in_context(span)
         token = otel_context.attach(current)
         try:

@@ -134,6 +134,21 @@ def test_a_failed_call_s_spans_say_error_and_the_code(traced, spans):
             assert span.attributes["rpc.onedrive_rpc.status_code"] == int(code)
 
 
+def test_a_method_the_server_does_not_serve_gets_one_span_name_whatever_the_peer_sends(
+        traced, spans):
+    peer = traced().peer
+    for i in range(3):  # a peer may make up any number of names
+        with pytest.raises(rpc.RpcError):
+            peer.call(f"/made.Up{i}/Name", b"", Msg.FromString, timeout=TIMEOUT)
+    wait_until(lambda: len([s for s in spans.exporter.get_finished_spans()
+                            if s.kind == SpanKind.SERVER]) == 3)
+    server_spans = [s for s in spans.exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
+    assert {s.name for s in server_spans} == {"(unknown)"}
+    assert {s.attributes["rpc.method"] for s in server_spans} == {"(unknown)"}
+    assert {s.attributes["rpc.onedrive_rpc.status_code"] for s in server_spans} == {
+        int(rpc.StatusCode.UNIMPLEMENTED)}
+
+
 def test_a_future_s_client_span_ends_with_the_call(traced, spans):
     client = traced()
     future = client.sleep.future(Msg(delay=0.05), timeout=TIMEOUT)
