@@ -22,6 +22,7 @@ callable `(action, proceed) -> result`, or an object with such an
 """
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Type, Union
 
@@ -197,13 +198,15 @@ class Interception:
 
     def run(self, action: Action, final: Proceed) -> Any:
         """Run the interceptors around `final` (the action itself)."""
+        # Each step's proceed is the next step bound to the action (partial:
+        # no Python frame of ours between two interceptors).
         steps = self._steps
-
-        def proceed_from(index: int) -> Any:
-            if index == len(steps):
-                return final()
-            return steps[index](action, lambda: proceed_from(index + 1))
-        return proceed_from(0)
+        if not steps:
+            return final()
+        proceed = final
+        for step in steps[:0:-1]:
+            proceed = functools.partial(step, action, proceed)
+        return steps[0](action, proceed)
 
 
 def interception(interceptors: Sequence[InterceptorLike] = (),
