@@ -4,7 +4,8 @@
     python rpc/protos/generate.py --check  # fail if any differs (tox -e protos)
 
 Uses grpc_tools.protoc, pinned in tox.ini, so a new protoc release cannot
-change the output on its own.
+change the output on its own. So is protovalidate, whose descriptor of
+buf/validate/validate.proto becomes the shipped buf.validate.validate_pb2.
 """
 import contextlib
 import filecmp
@@ -55,6 +56,43 @@ def _moved(text: bytes, source: str, target: str) -> bytes:
             + text[source_line:])
 
 
+# protovalidate's rules (buf/validate/validate.proto) as a google.protobuf
+# module, shipped under the name every generated _pb2 that imports the file
+# expects: buf.validate.validate_pb2 (rpc/python/buf/validate/, namespace
+# packages). No distribution on PyPI ships that module or the .proto source;
+# protovalidate (pinned in tox.ini) embeds the file's serialized descriptor,
+# which protoc compiles through --descriptor_set_in. The descriptor sits at a
+# private path of protovalidate: a release that moves it fails here, loudly.
+VALIDATE = "buf/validate/validate.proto"
+
+
+def _validate_descriptor_set(path: pathlib.Path) -> None:
+    """A FileDescriptorSet of protovalidate's validate.proto alone (the
+    well-known types it imports come from grpc_tools' include path)."""
+    from google.protobuf import descriptor_pb2
+    try:
+        # protobuf-py's descriptor (protovalidate's runtime), not google.protobuf's
+        from protovalidate._gen.buf.validate import validate_pb
+    except ImportError as exc:
+        sys.exit(f"needs protovalidate, pinned in tox.ini (pip install protovalidate==2.1.0): {exc}")
+    files = descriptor_pb2.FileDescriptorSet()
+    files.file.add().ParseFromString(validate_pb.desc().proto.to_binary())
+    if files.file[0].name != VALIDATE:
+        sys.exit(f"protovalidate's embedded descriptor is {files.file[0].name!r}, not {VALIDATE!r}")
+    path.write_bytes(files.SerializeToString())
+
+
+def generate_validate(out_dir: pathlib.Path) -> None:
+    include = pathlib.Path(protoc.__file__).parent / "_proto"
+    with tempfile.TemporaryDirectory() as tmp:
+        descriptor_set = pathlib.Path(tmp) / "validate.binpb"
+        _validate_descriptor_set(descriptor_set)
+        args = ["protoc", f"-I{include}", f"--descriptor_set_in={descriptor_set}",
+                f"--python_out={out_dir}", f"--pyi_out={out_dir}", VALIDATE]
+        if protoc.main(args) != 0:
+            sys.exit(f"protoc failed: {' '.join(args)}")
+
+
 def generate(out_dir: pathlib.Path) -> None:
     include = pathlib.Path(protoc.__file__).parent / "_proto"
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,6 +126,8 @@ def generated_files(base: pathlib.Path):
     for proto in PROTOS:
         for suffix in (".py", ".pyi"):
             yield pathlib.Path(module_stem(proto) + suffix)
+    for suffix in (".py", ".pyi"):
+        yield pathlib.Path(_protoc_stem(VALIDATE) + suffix)
     for proto in EXAMPLE_PROTOS:
         stem = EXAMPLE_PACKAGE.replace(".", "/") + "/" + proto[:-len(".proto")]
         for suffix in EXAMPLE_SUFFIXES:
@@ -98,11 +138,13 @@ def main() -> int:
     check = "--check" in sys.argv[1:]
     if not check:
         generate(OUT)
+        generate_validate(OUT)  # first: the examples' codegen imports it
         generate_examples(OUT)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         fresh = pathlib.Path(tmp)
         generate(fresh)
+        generate_validate(fresh)
         generate_examples(fresh)
         stale = [str(name) for name in generated_files(fresh)
                  if not (OUT / name).exists()
@@ -116,7 +158,7 @@ def main() -> int:
     if stale:
         print("stale generated files (run python rpc/protos/generate.py):", *stale, sep="\n  ")
         return 1
-    print(f"{len(PROTOS) + len(EXAMPLE_PROTOS)} protos: generated files are up to date")
+    print(f"{len(PROTOS) + 1 + len(EXAMPLE_PROTOS)} protos: generated files are up to date")
     return 0
 
 

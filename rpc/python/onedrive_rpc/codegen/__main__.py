@@ -2,8 +2,9 @@
 
 Runs protoc (from grpcio-tools: pip install "onedrive-rpc[codegen]") with
 the standard Python output (_pb2.py + .pyi) and ours (_rpc.py + .pyi). The
-include path gets onedrive_rpc/options.proto, the wire contract and
-protobuf's well-known types by itself.
+include path gets onedrive_rpc/options.proto, the wire contract,
+protobuf's well-known types and protovalidate's buf/validate/validate.proto
+(message rules) by itself.
 """
 from __future__ import annotations
 
@@ -26,6 +27,30 @@ def proto_include_dir() -> str:
         if (candidate / "onedrive_rpc" / "options.proto").is_file():
             return str(candidate)
     raise SystemExit("cannot find onedrive_rpc/options.proto: is onedrive-rpc installed completely?")
+
+
+def _validate_descriptor_set(directory: str) -> str:
+    """buf/validate/validate.proto for protoc, as a FileDescriptorSet file.
+
+    No .proto source of it ships on PyPI; its descriptor does, in the
+    google.protobuf module this distribution ships (buf.validate.validate_pb2,
+    which every generated _pb2 importing the file imports too). protoc reads
+    a file it cannot find on -I from --descriptor_set_in, so a user's own
+    buf/validate/validate.proto on -I wins. The well-known types it imports
+    come from the include path.
+    """
+    from google.protobuf import descriptor_pb2
+    try:
+        from buf.validate import validate_pb2
+    except ImportError as exc:
+        raise SystemExit(f"cannot import buf.validate.validate_pb2 ({exc}): "
+                         f"is onedrive-rpc installed completely?")
+    files = descriptor_pb2.FileDescriptorSet()
+    files.file.add().ParseFromString(validate_pb2.DESCRIPTOR.serialized_pb)  # protoc's own bytes
+    path = os.path.join(directory, "validate.binpb")
+    with open(path, "wb") as f:
+        f.write(files.SerializeToString())
+    return path
 
 
 def _plugin_shim(directory: str) -> str:
@@ -61,6 +86,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.makedirs(args.out, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         command = ["protoc", *[f"-I{d}" for d in includes],
+                   f"--descriptor_set_in={_validate_descriptor_set(tmp)}",
                    f"--python_out={args.out}", f"--pyi_out={args.out}",
                    f"--plugin=protoc-gen-onedrive_rpc={_plugin_shim(tmp)}",
                    f"--onedrive_rpc_out={args.out}", *args.files]

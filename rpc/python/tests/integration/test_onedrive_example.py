@@ -3,6 +3,7 @@ daemon serves every pattern in process, over every transport; and the
 codegen command turns the example .proto into working code from scratch."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,9 @@ from onedrive_rpc.examples.onedrive.sync_rpc import SyncClient
 from onedrive_rpc.testing.helpers import wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "protos" / "examples"
+# Where the onedrive_rpc under test (and the buf.validate it ships) lives, for
+# a Python started in another directory.
+PACKAGE_PARENT = str(Path(rpc.__file__).resolve().parent.parent)
 
 
 @pytest.fixture
@@ -98,7 +102,9 @@ def test_the_codegen_command_turns_the_example_into_working_code(tmp_path):
                 print(exc.code.name)
         server.stop()
     """)
-    result = subprocess.run([sys.executable, "-c", program], cwd=out, capture_output=True,
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [PACKAGE_PARENT, *filter(None, [os.environ.get("PYTHONPATH")])]))
+    result = subprocess.run([sys.executable, "-c", program], cwd=out, env=env, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["7", "UNIMPLEMENTED"]

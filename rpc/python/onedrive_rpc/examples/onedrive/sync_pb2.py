@@ -22,17 +22,52 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from onedrive_rpc import options_pb2 as onedrive__rpc_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13onedrive/sync.proto\x12\ronedrive.sync\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1aonedrive_rpc/options.proto\")\n\x07ItemRef\x12\x10\n\x08\x64rive_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\"u\n\x04Item\x12\x10\n\x08\x64rive_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x0e\n\x06\x66older\x18\x04 \x01(\x08\x12\x0c\n\x04size\x18\x05 \x01(\x04\x12\x0c\n\x04\x65tag\x18\x06 \x01(\t\x12\x15\n\rmodified_unix\x18\x07 \x01(\x03\"j\n\nItemChange\x12\'\n\x04kind\x18\x01 \x01(\x0e\x32\x19.onedrive.sync.ChangeKind\x12!\n\x04item\x18\x02 \x01(\x0b\x32\x13.onedrive.sync.Item\x12\x10\n\x08old_path\x18\x03 \x01(\t\"Q\n\x06Upload\x12\x10\n\x08\x64rive_id\x18\x01 \x01(\t\x12\x12\n\nlocal_path\x18\x02 \x01(\t\x12\x13\n\x0bremote_path\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x04\"7\n\x0eShutdownNotice\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x15\n\rgrace_seconds\x18\x02 \x01(\r\"U\n\x07LogLine\x12&\n\x05level\x18\x01 \x01(\x0e\x32\x17.onedrive.sync.LogLevel\x12\x11\n\tcomponent\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t*\\\n\nChangeKind\x12\x1b\n\x17\x43HANGE_KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x43REATED\x10\x01\x12\x0c\n\x08MODIFIED\x10\x02\x12\x0b\n\x07\x44\x45LETED\x10\x03\x12\t\n\x05MOVED\x10\x04*R\n\x08LogLevel\x12\x19\n\x15LOG_LEVEL_UNSPECIFIED\x10\x00\x12\t\n\x05\x44\x45\x42UG\x10\x01\x12\x08\n\x04INFO\x10\x02\x12\x0b\n\x07WARNING\x10\x03\x12\t\n\x05\x45RROR\x10\x04\x32\x8f\x03\n\x04Sync\x12\x36\n\x07GetItem\x12\x16.onedrive.sync.ItemRef\x1a\x13.onedrive.sync.Item\x12=\n\x0cListChildren\x12\x16.onedrive.sync.ItemRef\x1a\x13.onedrive.sync.Item0\x01\x12\x46\n\x0bItemChanged\x12\x19.onedrive.sync.ItemChange\x1a\x16.google.protobuf.Empty\"\x04\x90\xa1\x19\x04\x12\x42\n\x0bUploadQueue\x12\x15.onedrive.sync.Upload\x1a\x16.google.protobuf.Empty\"\x04\x90\xa1\x19\x05\x12G\n\x08Shutdown\x12\x1d.onedrive.sync.ShutdownNotice\x1a\x16.google.protobuf.Empty\"\x04\x90\xa1\x19\x06\x12;\n\x03Log\x12\x16.onedrive.sync.LogLine\x1a\x16.google.protobuf.Empty\"\x04\x90\xa1\x19\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13onedrive/sync.proto\x12\ronedrive.sync\x1a\x1b\x62uf/validate/validate.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1aonedrive_rpc/options.proto\"J\n\x07ItemRef\x12$\n\x08\x64rive_id\x18\x01 \x01(\tB\x12\xbaH\x0fr\r2\x0b^[^.*>\\s]+$\x12\x19\n\x04path\x18\x02 \x01(\tB\x0b\xbaH\x08r\x06\x18\x80 :\x01/\"\xa9\x01\n\x04Item\x12$\n\x08\x64rive_id\x18\x01 \x01(\tB\x12\xbaH\x0fr\r2\x0b^[^.*>\\s]+$\x12\x19\n\x04path\x18\x02 \x01(\tB\x0b\xbaH\x08r\x06\x18\x80 :\x01/\x12\x14\n\x02id\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x02\x12\x0e\n\x06\x66older\x18\x04 \x01(\x08\x12\x0c\n\x04size\x18\x05 \x01(\x04\x12\x0c\n\x04\x65tag\x18\x06 \x01(\t\x12\x1e\n\rmodified_unix\x18\x07 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\"\xf8\x02\n\nItemChange\x12\x33\n\x04kind\x18\x01 \x01(\x0e\x32\x19.onedrive.sync.ChangeKindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12)\n\x04item\x18\x02 \x01(\x0b\x32\x13.onedrive.sync.ItemB\x06\xbaH\x03\xc8\x01\x01\x12 \n\x08old_path\x18\x03 \x01(\tB\x0e\xbaH\x0br\x06\x18\x80 :\x01/\xd8\x01\x01:\xe7\x01\xbaH\xe3\x01\x1ao\n\x14item_change.old_path\x12,a MOVED change, and only it, has an old_path\x1a)(this.kind == 4) == (this.old_path != \'\')\x1ap\n\x13item_change.item_id\x12\x33only a CREATED change may leave the item\'s id empty\x1a$this.kind == 1 || this.item.id != \'\'\"\x83\x02\n\x06Upload\x12$\n\x08\x64rive_id\x18\x01 \x01(\tB\x12\xbaH\x0fr\r2\x0b^[^.*>\\s]+$\x12\"\n\nlocal_path\x18\x02 \x01(\tB\x0e\xbaH\x0br\x06\x18\x80 :\x01/\xd8\x01\x01\x12 \n\x0bremote_path\x18\x03 \x01(\tB\x0b\xbaH\x08r\x06\x18\x80 :\x01/\x12\x0c\n\x04size\x18\x04 \x01(\x04:\x7f\xbaH|\x1az\n\x11upload.local_path\x12;an upload of any bytes needs a local_path to read them from\x1a(this.size == 0u || this.local_path != \'\'\"A\n\x0eShutdownNotice\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x1f\n\rgrace_seconds\x18\x02 \x01(\rB\x08\xbaH\x05*\x03\x18\x90\x1c\"j\n\x07LogLine\x12\x30\n\x05level\x18\x01 \x01(\x0e\x32\x17.onedrive.sync.LogLevelB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x1c\n\tcomponent\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\x12\x0f\n\x07message\x18\x03 \x01(\t*\\\n\nChangeKind\x12\x1b\n\x17\x43HANGE_KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x43REATED\x10\x01\x12\x0c\n\x08MODIFIED\x10\x02\x12\x0b\n\x07\x44\x45LETED\x10\x03\x12\t\n\x05MOVED\x10\x04*R\n\x08LogLevel\x12\x19\n\x15LOG_LEVEL_UNSPECIFIED\x10\x00\x12\t\n\x05\x44\x45\x42UG\x10\x01\x12\x08\n\x04INFO\x10\x02\x12\x0b\n\x07WARNING\x10\x03\x12\t\n\x05\x45RROR\x10\x04\x32\x8f\x03\n\x04Sync\x12\x36\n\x07GetItem\x12\x16.onedrive.sync.ItemRef\x1a\x13.onedrive.sync.Item\x12=\n\x0cListChildren\x12\x16.onedrive.sync.ItemRef\x1a\x13.onedrive.sync.Item0\x01\x12\x46\n\x0bItemChanged\x12\x19.onedrive.sync.ItemChange\x1a\x16.google.protobuf.Empty\"\x04\x90\xa1\x19\x04\x12\x42\n\x0bUploadQueue\x12\x15.onedrive.sync.Upload\x1a\x16.google.protobuf.Empty\"\x04\x90\xa1\x19\x05\x12G\n\x08Shutdown\x12\x1d.onedrive.sync.ShutdownNotice\x1a\x16.google.protobuf.Empty\"\x04\x90\xa1\x19\x06\x12;\n\x03Log\x12\x16.onedrive.sync.LogLine\x1a\x16.google.protobuf.Empty\"\x04\x90\xa1\x19\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'onedrive.sync_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ITEMREF'].fields_by_name['drive_id']._loaded_options = None
+  _globals['_ITEMREF'].fields_by_name['drive_id']._serialized_options = b'\272H\017r\r2\013^[^.*>\\s]+$'
+  _globals['_ITEMREF'].fields_by_name['path']._loaded_options = None
+  _globals['_ITEMREF'].fields_by_name['path']._serialized_options = b'\272H\010r\006\030\200 :\001/'
+  _globals['_ITEM'].fields_by_name['drive_id']._loaded_options = None
+  _globals['_ITEM'].fields_by_name['drive_id']._serialized_options = b'\272H\017r\r2\013^[^.*>\\s]+$'
+  _globals['_ITEM'].fields_by_name['path']._loaded_options = None
+  _globals['_ITEM'].fields_by_name['path']._serialized_options = b'\272H\010r\006\030\200 :\001/'
+  _globals['_ITEM'].fields_by_name['id']._loaded_options = None
+  _globals['_ITEM'].fields_by_name['id']._serialized_options = b'\272H\005r\003\030\200\002'
+  _globals['_ITEM'].fields_by_name['modified_unix']._loaded_options = None
+  _globals['_ITEM'].fields_by_name['modified_unix']._serialized_options = b'\272H\004\"\002(\000'
+  _globals['_ITEMCHANGE'].fields_by_name['kind']._loaded_options = None
+  _globals['_ITEMCHANGE'].fields_by_name['kind']._serialized_options = b'\272H\007\202\001\004\020\001 \000'
+  _globals['_ITEMCHANGE'].fields_by_name['item']._loaded_options = None
+  _globals['_ITEMCHANGE'].fields_by_name['item']._serialized_options = b'\272H\003\310\001\001'
+  _globals['_ITEMCHANGE'].fields_by_name['old_path']._loaded_options = None
+  _globals['_ITEMCHANGE'].fields_by_name['old_path']._serialized_options = b'\272H\013r\006\030\200 :\001/\330\001\001'
+  _globals['_ITEMCHANGE']._loaded_options = None
+  _globals['_ITEMCHANGE']._serialized_options = b'\272H\343\001\032o\n\024item_change.old_path\022,a MOVED change, and only it, has an old_path\032)(this.kind == 4) == (this.old_path != \'\')\032p\n\023item_change.item_id\0223only a CREATED change may leave the item\'s id empty\032$this.kind == 1 || this.item.id != \'\''
+  _globals['_UPLOAD'].fields_by_name['drive_id']._loaded_options = None
+  _globals['_UPLOAD'].fields_by_name['drive_id']._serialized_options = b'\272H\017r\r2\013^[^.*>\\s]+$'
+  _globals['_UPLOAD'].fields_by_name['local_path']._loaded_options = None
+  _globals['_UPLOAD'].fields_by_name['local_path']._serialized_options = b'\272H\013r\006\030\200 :\001/\330\001\001'
+  _globals['_UPLOAD'].fields_by_name['remote_path']._loaded_options = None
+  _globals['_UPLOAD'].fields_by_name['remote_path']._serialized_options = b'\272H\010r\006\030\200 :\001/'
+  _globals['_UPLOAD']._loaded_options = None
+  _globals['_UPLOAD']._serialized_options = b'\272H|\032z\n\021upload.local_path\022;an upload of any bytes needs a local_path to read them from\032(this.size == 0u || this.local_path != \'\''
+  _globals['_SHUTDOWNNOTICE'].fields_by_name['grace_seconds']._loaded_options = None
+  _globals['_SHUTDOWNNOTICE'].fields_by_name['grace_seconds']._serialized_options = b'\272H\005*\003\030\220\034'
+  _globals['_LOGLINE'].fields_by_name['level']._loaded_options = None
+  _globals['_LOGLINE'].fields_by_name['level']._serialized_options = b'\272H\005\202\001\002\020\001'
+  _globals['_LOGLINE'].fields_by_name['component']._loaded_options = None
+  _globals['_LOGLINE'].fields_by_name['component']._serialized_options = b'\272H\006r\004\020\001\030@'
   _globals['_SYNC'].methods_by_name['ItemChanged']._loaded_options = None
   _globals['_SYNC'].methods_by_name['ItemChanged']._serialized_options = b'\220\241\031\004'
   _globals['_SYNC'].methods_by_name['UploadQueue']._loaded_options = None
@@ -41,22 +76,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SYNC'].methods_by_name['Shutdown']._serialized_options = b'\220\241\031\006'
   _globals['_SYNC'].methods_by_name['Log']._loaded_options = None
   _globals['_SYNC'].methods_by_name['Log']._serialized_options = b'\220\241\031\003'
-  _globals['_CHANGEKIND']._serialized_start=592
-  _globals['_CHANGEKIND']._serialized_end=684
-  _globals['_LOGLEVEL']._serialized_start=686
-  _globals['_LOGLEVEL']._serialized_end=768
-  _globals['_ITEMREF']._serialized_start=95
-  _globals['_ITEMREF']._serialized_end=136
-  _globals['_ITEM']._serialized_start=138
-  _globals['_ITEM']._serialized_end=255
-  _globals['_ITEMCHANGE']._serialized_start=257
-  _globals['_ITEMCHANGE']._serialized_end=363
-  _globals['_UPLOAD']._serialized_start=365
-  _globals['_UPLOAD']._serialized_end=446
-  _globals['_SHUTDOWNNOTICE']._serialized_start=448
-  _globals['_SHUTDOWNNOTICE']._serialized_end=503
-  _globals['_LOGLINE']._serialized_start=505
-  _globals['_LOGLINE']._serialized_end=590
-  _globals['_SYNC']._serialized_start=771
-  _globals['_SYNC']._serialized_end=1170
+  _globals['_CHANGEKIND']._serialized_start=1188
+  _globals['_CHANGEKIND']._serialized_end=1280
+  _globals['_LOGLEVEL']._serialized_start=1282
+  _globals['_LOGLEVEL']._serialized_end=1364
+  _globals['_ITEMREF']._serialized_start=124
+  _globals['_ITEMREF']._serialized_end=198
+  _globals['_ITEM']._serialized_start=201
+  _globals['_ITEM']._serialized_end=370
+  _globals['_ITEMCHANGE']._serialized_start=373
+  _globals['_ITEMCHANGE']._serialized_end=749
+  _globals['_UPLOAD']._serialized_start=752
+  _globals['_UPLOAD']._serialized_end=1011
+  _globals['_SHUTDOWNNOTICE']._serialized_start=1013
+  _globals['_SHUTDOWNNOTICE']._serialized_end=1078
+  _globals['_LOGLINE']._serialized_start=1080
+  _globals['_LOGLINE']._serialized_end=1186
+  _globals['_SYNC']._serialized_start=1367
+  _globals['_SYNC']._serialized_end=1766
 # @@protoc_insertion_point(module_scope)
