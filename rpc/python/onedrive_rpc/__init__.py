@@ -11,7 +11,7 @@ from .config import Heartbeat, Limits, Reconnect
 from .calls import CallFuture, Context, Identity
 from .interceptors import Action, Interceptor
 from .errors import (FrameTooLarge, LocalProtocolError, PeerLost, ProtocolError,
-                     RemoteProtocolError, RpcError, StatusCode, TransportError)
+                     RemoteProtocolError, RpcError, StatusCode, TransportError, Violation)
 from .patterns import BroadcastListener, Consumer, Received, Subscription, TaskContext
 from .peer import Peer, connect
 from .server import Server
@@ -56,6 +56,7 @@ __all__ = [
     "Transport",
     "TransportError",
     "UnixPeers",
+    "Violation",
     "connect",
     "policy",
     "prefetch",

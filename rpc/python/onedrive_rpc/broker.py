@@ -39,7 +39,7 @@ from .core.pubsub import (Delivery, Disconnect, Policy, PublishResult, PubSub, S
 from .core.topics import TopicError, check_pattern, check_topic
 from .core.workqueue import DeadLetter, QueueStats
 from .fan_out import FanOut
-from .errors import RpcError, StatusCode
+from .errors import RpcError, StatusCode, Violation
 from .interceptors import Interception
 from .pattern_gate import PatternGate
 from .logs import Throttled
@@ -83,8 +83,10 @@ class Outlet(Protocol):
         go out."""
         ...
 
-    def answer(self, call_id: int, code: StatusCode = StatusCode.OK, message: str = "") -> None:
-        """Answer the call a pattern frame opened."""
+    def answer(self, call_id: int, code: StatusCode = StatusCode.OK, message: str = "",
+               violations: Tuple[Violation, ...] = ()) -> None:
+        """Answer the call a pattern frame opened (`violations`: of an
+        INVALID_ARGUMENT refusal)."""
         ...
 
     def close_slow_consumer(self, code: StatusCode, reason: str) -> None:
@@ -183,7 +185,7 @@ class Broker:
                 raise RpcError(StatusCode.INVALID_ARGUMENT, str(exc)) from None
         except RpcError as exc:
             if call_id:
-                outlet.answer(call_id, exc.code, exc.message)
+                outlet.answer(call_id, exc.code, exc.message, exc.violations)
             else:
                 warn.warning("refused", "%s from %s refused: %s", type(event).__name__,
                              outlet.origin.who, exc.message)

@@ -294,7 +294,7 @@ def call_result(result: Any, decode: Callable[[Any], Any]) -> Any:
                 raise RpcError(StatusCode.INTERNAL,
                                f"the response does not parse: {exc}") from None
         raise RpcError(StatusCode.from_wire(result.code), result.message,
-                       result.details or None)
+                       result.details or None, result.violations)
     if isinstance(result, RpcError):
         raise result
     raise TypeError(f"unexpected call outcome {result!r}")
@@ -304,4 +304,4 @@ def fresh(error: RpcError) -> RpcError:
     """A new exception equal to `error`: one instance per raise keeps tracebacks apart."""
     if isinstance(error, PeerLost):
         return PeerLost(error.message, error.details)
-    return RpcError(error.code, error.message, error.details)
+    return RpcError(error.code, error.message, error.details, error.violations)

@@ -110,7 +110,7 @@ def _handshake(stream: Stream, session: Session, resolve_resume: Optional[Resume
                 write_all(stream, session.data_to_send(_monotonic()))
                 return event, list(events)
             if type(event) is ev.CloseReceived:
-                raise RpcError.from_close(event.code, event.message)
+                raise RpcError.from_close(event.code, event.message, event.violations)
         _send_what_is_queued(stream, session)
 
 

@@ -9,9 +9,11 @@ details); inside the library, exceptions say who broke the protocol: us
 from __future__ import annotations
 
 import enum
+from typing import NamedTuple
 
 __all__ = [
     "StatusCode",
+    "Violation",
     "ProtocolError",
     "LocalProtocolError",
     "RemoteProtocolError",
@@ -54,6 +56,22 @@ class StatusCode(enum.IntEnum):
             return cls(code)
         except ValueError:
             return cls.UNKNOWN
+
+
+class Violation(NamedTuple):
+    """One rule a message broke, as an INVALID_ARGUMENT error carries it
+    (on the wire: a google.rpc.BadRequest field violation), so a caller
+    learns which field to fix without parsing the message.
+
+    `field`: the field's path from the message's root ("path",
+    "items[2].path", 'labels["k"]'), "" for a rule on the whole message;
+    `rule`: the rule's id ("string.prefix"); `message`: for people
+    ("must have prefix `/`").
+    """
+
+    field: str
+    rule: str
+    message: str
 
 
 class ProtocolError(Exception):

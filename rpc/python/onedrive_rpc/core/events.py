@@ -5,7 +5,9 @@ times cheaper to build, which matters at one or two events per call.
 """
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple, Optional, Union
+from typing import Mapping, NamedTuple, Optional, Tuple, Union
+
+from .errors import Violation
 
 __all__ = [
     "Event",
@@ -86,13 +88,16 @@ class RequestReceived(NamedTuple):
 
 
 class ResponseReceived(NamedTuple):
-    """The outcome of one of our calls; payload is empty unless code is OK."""
+    """The outcome of one of our calls; payload is empty unless code is OK.
+    `violations`: which fields of our message broke which rules (an error's
+    Status.bad_request, decoded; () for an OK answer and most errors)."""
 
     call_id: int
     code: int
     message: str
     details: str
     payload: Payload
+    violations: Tuple[Violation, ...] = ()
 
 
 class CancelReceived(NamedTuple):
@@ -115,11 +120,13 @@ class RequestRefused(NamedTuple):
 
 
 class CloseReceived(NamedTuple):
-    """The peer closes the connection in an orderly way, saying why."""
+    """The peer closes the connection in an orderly way, saying why
+    (`violations`: as in ResponseReceived, seldom any)."""
 
     code: int
     message: str
     end_session: bool
+    violations: Tuple[Violation, ...] = ()
 
 
 class PeerSilent(NamedTuple):
@@ -141,12 +148,14 @@ class StreamItemReceived(NamedTuple):
 
 
 class StreamEndReceived(NamedTuple):
-    """The server stream of call `call_id` ended: OK, or an error."""
+    """The server stream of call `call_id` ended: OK, or an error
+    (`violations`: as in ResponseReceived)."""
 
     call_id: int
     code: int
     message: str
     details: str
+    violations: Tuple[Violation, ...] = ()
 
 
 class CreditReceived(NamedTuple):

@@ -7,13 +7,13 @@ why, after the events of the good frames read before it. No I/O.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 from google.protobuf.message import DecodeError
 
 from . import events as ev
 from . import wire_pb2
-from .errors import FrameTooLarge, RemoteProtocolError, StatusCode
+from .errors import FrameTooLarge, RemoteProtocolError, StatusCode, Violation
 from .framing import Frame, FrameDecoder
 from .liveness import Liveness
 from .negotiation import PROTOCOL_VERSION
@@ -74,7 +74,8 @@ class SessionInput:
     _handshake_handlers: Dict[str, _Handler]
 
     if TYPE_CHECKING:
-        def send_close(self, code: int, message: str = "", end_session: bool = True) -> None: ...
+        def send_close(self, code: int, message: str = "", end_session: bool = True,
+                       violations: Sequence[Violation] = ()) -> None: ...
 
     def get_buffer(self) -> memoryview:
         """Where the driver should read the next bytes into.

@@ -7,11 +7,12 @@ cumulative ack when it moved. Nothing here reads a clock or a socket.
 from __future__ import annotations
 
 import enum
-from typing import List, Mapping, Optional
+from typing import List, Mapping, Optional, Sequence
 
 from . import pattern_frames, wire_pb2
 from .call_limits import CallLimits
-from .errors import LocalProtocolError, MessageTooLarge, MetadataTooLarge
+from .errors import LocalProtocolError, MessageTooLarge, MetadataTooLarge, Violation
+from .violations import encode_violations
 from .metadata import excess
 from .framing import LARGE_FRAME, Frame, Payload, Pieces, frame_header, varint
 from .liveness import Liveness
@@ -42,7 +43,8 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-def close_frame(code: int, message: str, end_session: bool) -> bytes:
+def close_frame(code: int, message: str, end_session: bool,
+                violations: Sequence[Violation] = ()) -> bytes:
     """A Close frame made apart from any session, for a connection a session
     is leaving while it lives on over another (a resume replaced it): it
     carries no ack, and nothing of the session changes. (Session.send_close
@@ -51,6 +53,8 @@ def close_frame(code: int, message: str, end_session: bool) -> bytes:
     env = _Envelope()
     env.close.status.code = code
     env.close.status.message = message
+    if violations:
+        env.close.status.bad_request = encode_violations(violations)
     env.close.end_session = end_session
     body = env.SerializeToString()
     return frame_header(len(body)) + body
@@ -135,9 +139,11 @@ class SessionOutput:
         return not limit or len(self.reliability.requests_out) < limit
 
     def send_response(self, call_id: int, code: int, message: str = "",
-                      details: str = "", payload: Payload = b"") -> None:
-        """Answer a call. Raises MessageTooLarge (nothing queued) if the
-        payload does not fit the peer's frame limit; the call stays open so
+                      details: str = "", payload: Payload = b"",
+                      violations: Sequence[Violation] = ()) -> None:
+        """Answer a call (`violations`: of an INVALID_ARGUMENT error, sent as
+        Status.bad_request). Raises MessageTooLarge (nothing queued) if the
+        answer does not fit the peer's frame limit; the call stays open so
         the caller can answer again with an error."""
         if self.state is not State.OPEN:
             self._require_open()
@@ -151,6 +157,8 @@ class SessionOutput:
             status.code = code
             status.message = message
             status.details = details
+            if violations:
+                status.bad_request = encode_violations(violations)
         self._queue(env, payload, True)
         self.reliability.calls_in.discard(call_id)
         self.call_limits.settle(self.reliability, call_id)
@@ -205,13 +213,16 @@ class SessionOutput:
         self._queue(env, b"", True)
         self.reliability.requests_out.discard(call_id)
 
-    def send_close(self, code: int, message: str = "", end_session: bool = True) -> None:
+    def send_close(self, code: int, message: str = "", end_session: bool = True,
+                   violations: Sequence[Violation] = ()) -> None:
         """Queue a Close and stop; further sends are LocalProtocolErrors."""
         if self.state is State.CLOSED:
             return
         env = _Envelope()
         env.close.status.code = code
         env.close.status.message = message
+        if violations:
+            env.close.status.bad_request = encode_violations(violations)
         env.close.end_session = end_session
         self._queue(env, b"")
         self.state = State.CLOSED

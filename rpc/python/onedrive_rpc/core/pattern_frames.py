@@ -7,10 +7,11 @@ a Response: OPENS_CALL.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, FrozenSet, Mapping, NamedTuple, Union
+from typing import Any, Callable, Dict, FrozenSet, Mapping, NamedTuple, Sequence, Tuple, Union
 
 from . import wire_pb2
-from .errors import RemoteProtocolError
+from .errors import RemoteProtocolError, Violation
+from .violations import decode_violations, encode_violations
 from . import events as ev
 from .framing import Frame, Payload, varint
 
@@ -30,8 +31,12 @@ def _named(method: str, kind: str) -> str:
 
 def _stream_end(env: _Envelope, payload: Frame) -> ev.Event:
     end = env.stream_end
-    return ev.StreamEndReceived(end.call_id, end.status.code, end.status.message,
-                                end.status.details)
+    status = end.status
+    code = status.code
+    if code and status.bad_request:  # an OK end never pays for it
+        return ev.StreamEndReceived(end.call_id, code, status.message, status.details,
+                                    decode_violations(status.bad_request))
+    return ev.StreamEndReceived(end.call_id, code, status.message, status.details)
 
 
 def _credit(env: _Envelope, payload: Frame) -> ev.Event:
@@ -145,10 +150,14 @@ class StreamItem(NamedTuple):
 
 
 class StreamEnd(NamedTuple):
+    """`violations`: which fields broke which rules (an INVALID_ARGUMENT
+    end), sent as Status.bad_request."""
+
     call_id: int
     code: int
     message: str = ""
     details: str = ""
+    violations: Tuple[Violation, ...] = ()
 
 
 class Credit(NamedTuple):
@@ -240,13 +249,17 @@ OutFrame = Union[StreamItem, StreamEnd, Credit, Notify, Subscribe, Unsubscribe, 
                  Broadcast, Produce, Consume, Task, TaskDone]
 
 
-def _status(code: int, message: str, details: str = "") -> bytes:
-    """A serialized Status (code 1, message 2, details 3)."""
+def _status(code: int, message: str, details: str = "",
+            violations: Sequence[Violation] = ()) -> bytes:
+    """A serialized Status (code 1, message 2, details 3, and bad_request 4
+    only when there are violations)."""
     out = b"\x08" + varint(code) if code else b""
     for tag, text in ((b"\x12", message), (b"\x1a", details)):
         if text:
             data = text.encode()
             out += tag + varint(len(data)) + data
+    if violations:
+        out += _nested(b"\x22", encode_violations(violations))
     return out
 
 
@@ -260,7 +273,8 @@ def _stream_item_message(f: StreamItem) -> bytes:
 
 
 def _stream_end_message(f: StreamEnd) -> bytes:
-    return b"\x08" + varint(f.call_id) + _nested(b"\x12", _status(f.code, f.message, f.details))
+    return b"\x08" + varint(f.call_id) + _nested(b"\x12", _status(f.code, f.message, f.details,
+                                                                  f.violations))
 
 
 def _credit_message(f: Credit) -> bytes:

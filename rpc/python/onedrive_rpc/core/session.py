@@ -52,6 +52,7 @@ from .budget import ByteBudget
 from .call_limits import CallLimits
 from .negotiation import PROTOCOL_VERSION, Negotiation, Step
 from .reliability import Reliability
+from .violations import decode_violations
 from .framing import (ABSOLUTE_MAX_FRAME_SIZE, DEFAULT_MAX_FRAME_SIZE, HANDSHAKE_MAX_FRAME_SIZE,
                       MIN_FRAME_LIMIT, Frame, FrameDecoder)
 
@@ -361,8 +362,11 @@ class Session(SessionInput, SessionOutput):
         resp = env.response
         self.reliability.requests_out.discard(resp.call_id)
         status = resp.status
-        return ev.ResponseReceived(resp.call_id, status.code, status.message,
-                                   status.details, payload)
+        code = status.code
+        if code and status.bad_request:  # an OK answer never pays for it
+            return ev.ResponseReceived(resp.call_id, code, status.message, status.details, payload,
+                                       decode_violations(status.bad_request))
+        return ev.ResponseReceived(resp.call_id, code, status.message, status.details, payload)
 
     def _on_cancel(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
         cancel = env.cancel
@@ -408,7 +412,8 @@ class Session(SessionInput, SessionOutput):
     def _on_close(self, env: _Envelope, payload: Frame) -> Optional[ev.Event]:
         self.state = State.CLOSED
         status = env.close.status
-        return ev.CloseReceived(status.code, status.message, env.close.end_session)
+        return ev.CloseReceived(status.code, status.message, env.close.end_session,
+                                decode_violations(status.bad_request) if status.code else ())
 
     # Frame kind -> handler, one table per state (OPEN, and before it): the
     # state check costs a dict pick per frame, not a call. Class-wide, so a

@@ -477,7 +477,7 @@ class Connection:
             self.stream_lost(PeerLost(f"peer dropped the connection: {event.message}"), self.stream)
             return
         self._orderly = True
-        self.abort(RpcError.from_close(event.code, event.message))
+        self.abort(RpcError.from_close(event.code, event.message, event.violations))
 
     def _silent(self, error: RpcError) -> None:
         # From the ticker: the peer is dead or hung.

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from gevent import getcurrent
 from gevent.event import Event
@@ -30,7 +30,7 @@ from ..core.framing import Payload
 from ..core.pattern_frames import StreamEnd, StreamItem
 from ..core.session import State
 from ..logs import Throttled
-from ..errors import LocalProtocolError, MessageTooLarge, RpcError, StatusCode
+from ..errors import LocalProtocolError, MessageTooLarge, RpcError, StatusCode, Violation
 from .view import ConnectionView, send_error
 
 __all__ = ["IncomingCalls"]
@@ -138,7 +138,7 @@ class IncomingCalls:
         except CallAborted as exc:
             self._finish(call, exc.code, exc.message)
         except RpcError as exc:
-            self._finish(call, exc.code, exc.message, exc.details or "")
+            self._finish(call, exc.code, exc.message, exc.details or "", violations=exc.violations)
         finally:
             takeover.stop()
             call.done = True
@@ -177,7 +177,8 @@ class IncomingCalls:
         conn.outbox.flush_batch()
 
     def _finish(self, call: Context, code: StatusCode, message: str = "",
-                details: str = "", payload: Payload = b"") -> None:
+                details: str = "", payload: Payload = b"",
+                violations: Tuple[Violation, ...] = ()) -> None:
         conn = self._conn
         if call.abort is not None and code == StatusCode.OK:
             # Cancelled or timed out while the handler ran on: say so.
@@ -193,12 +194,15 @@ class IncomingCalls:
         session = conn.session
         if conn.closed or session.state not in _LIVE_STATES:
             return
-        if call.streaming:
-            session.send(StreamEnd(call.call_id, code, message, details))
-        else:
-            try:
-                session.send_response(call.call_id, code, message, details, payload)
-            except MessageTooLarge as exc:  # the answer cannot go: say why instead
+        try:
+            if call.streaming:
+                session.send(StreamEnd(call.call_id, code, message, details, violations))
+            else:
+                session.send_response(call.call_id, code, message, details, payload, violations)
+        except MessageTooLarge as exc:  # the answer cannot go: say why instead
+            if call.streaming:
+                session.send(StreamEnd(call.call_id, exc.status, str(exc)))
+            else:
                 session.send_response(call.call_id, exc.status, str(exc))
         conn.outbox.flush_soon()
 

@@ -217,7 +217,7 @@ class OutgoingCalls:
         waiter = self.pending.pop(event.call_id, None)
         if waiter is not None:
             outcome: Any = ev.ResponseReceived(event.call_id, event.code, event.message,
-                                               event.details, b"")
+                                               event.details, b"", event.violations)
             if type(waiter) is not StreamReceiver:
                 outcome = RpcError(StatusCode.INTERNAL, "the peer answered a call with a stream")
             self._loop.run_callback(waiter.switch, outcome)

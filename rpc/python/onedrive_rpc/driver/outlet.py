@@ -18,7 +18,7 @@ what a peer that never reads piles up, so it is not the one closed.
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Optional, Tuple
 
 import gevent
 
@@ -26,7 +26,7 @@ from ..calls import CallOrigin
 from ..core.budget import OutputBudget
 from ..core.pattern_frames import Credit, OutFrame
 from ..core.session import State
-from ..errors import RpcError, StatusCode
+from ..errors import RpcError, StatusCode, Violation
 from ..logs import Throttled
 from .view import ConnectionView
 
@@ -150,9 +150,11 @@ class ConnectionOutlet:
         warn.warning("slow", "closing the connection of %s: %s", conn.origin.who, reason)
         gevent.spawn(conn.close, code, reason)
 
-    def answer(self, call_id: int, code: StatusCode = StatusCode.OK, message: str = "") -> None:
-        """Answer a call that a pattern frame opened (see call_frame)."""
+    def answer(self, call_id: int, code: StatusCode = StatusCode.OK, message: str = "",
+               violations: Tuple[Violation, ...] = ()) -> None:
+        """Answer a call that a pattern frame opened (see call_frame);
+        `violations`: of an INVALID_ARGUMENT refusal, for the caller."""
         conn = self._conn
         if not conn.closed and conn.session.state in _LIVE_STATES:
-            conn.session.send_response(call_id, code, message)
+            conn.session.send_response(call_id, code, message, violations=violations)
             conn.outbox.flush_soon()

@@ -119,7 +119,7 @@ def test_contains_present_and_absent():
                         "present": ["response.status"], "absent": ["payload", "response.status.details"]},
                        got) is None
     assert check_paths({"absent": ["response.status"]}, got) == 'response.status is {"code": 12, ' \
-        '"message": "service X has no method \'Nope\'", "details": ""}, expected it absent'
+        '"message": "service X has no method \'Nope\'", "details": "", "bad_request": ""}, expected it absent'
     assert "expected it to contain" in check_paths({"contains": {"response.status.message": "zzz"}}, got)
 
 

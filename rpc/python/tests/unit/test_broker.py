@@ -51,6 +51,7 @@ class FakeOutlet:
         self.origin = CallOrigin(None, self.address, None)
         self.frames: List[Any] = []
         self.answers: List[Answer] = []
+        self.violations: List[Tuple[Any, ...]] = []
         self.slow_closes: List[Tuple[StatusCode, str]] = []
         self.gone = False
         self.suspended = False
@@ -67,8 +68,10 @@ class FakeOutlet:
         self.frames.append(DECODERS[kind](envelope, bytes(getattr(frame, "payload", b""))))
         return True
 
-    def answer(self, call_id: int, code: StatusCode = StatusCode.OK, message: str = "") -> None:
+    def answer(self, call_id: int, code: StatusCode = StatusCode.OK, message: str = "",
+               violations: Tuple[Any, ...] = ()) -> None:
         self.answers.append(Answer(call_id, code, message))
+        self.violations.append(violations)
 
     def close_slow_consumer(self, code: StatusCode, reason: str) -> None:
         self.slow_closes.append((code, reason))
