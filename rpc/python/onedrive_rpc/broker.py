@@ -128,8 +128,8 @@ class Broker:
         limits = limits or Limits()
         self._registry = registry
         #: The server's interceptors, around what peers ask (not this process).
-        self._gate = (PatternGate(interception, self._message_type)
-                      if interception is not None else None)
+        self._gate: Optional[PatternGate] = None
+        self.use_interception(interception)
         self._max_subscription_bytes = limits.max_subscription_bytes
         #: Publish windows, and the publishers block subscriptions hold back.
         self._holds = PublisherHolds(limits.publish_window, limits.block_stall_timeout,
@@ -166,6 +166,12 @@ class Broker:
         }
 
     # ------------------------------------------------------ from connections
+
+    def use_interception(self, interception: Optional[Interception]) -> None:
+        """Run `interception` around what peers ask from now on (the server
+        adds message validation once a service with rules is added)."""
+        self._gate = (PatternGate(interception, self._message_type)
+                      if interception is not None else None)
 
     def handle(self, outlet: Outlet, event: Any) -> None:
         """A pattern frame arrived from `outlet` (the driver's `patterns` hook);

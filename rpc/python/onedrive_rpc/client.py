@@ -77,6 +77,10 @@ class PatternHost(Protocol):
 class PeerEndpoint(Caller, PatternHost, Protocol):
     """A connected peer: calls and patterns."""
 
+    def check_requests_of(self, service: ServiceDescriptor) -> None:
+        """A client of `service` works through it: check what it sends
+        against the contract's rules (rpc.connect(validate=...))."""
+
 
 @runtime_checkable
 class HostsPatterns(Protocol):
@@ -286,6 +290,7 @@ class Client:
             host = peer.broker  # a server: patterns only
         else:
             caller = host = peer
+            peer.check_requests_of(descriptor)
         for info in method_infos(descriptor):
             method: object = _METHOD_KINDS[info.pattern](caller, host, info)
             self._methods[info.attribute] = method

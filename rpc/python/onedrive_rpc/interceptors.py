@@ -109,6 +109,12 @@ class Action:
                    message_type=message_type, options=options)
 
     @property
+    def message_type(self) -> Optional[Type[Message]]:
+        """The method's input type, where this side knows it (a served
+        method, server side); else None."""
+        return self._type
+
+    @property
     def request(self) -> Any:
         """The payload decoded as the method's input type (once, however
         often asked); None where there is no payload or the type is not
@@ -210,13 +216,16 @@ class Interception:
 
 
 def interception(interceptors: Sequence[InterceptorLike] = (),
-                 authorize: Optional["Authorize"] = None) -> Optional[Interception]:
-    """The chain of a server or client: `interceptors`, then `authorize`
-    (innermost, so the others see, and can count, its refusals); None when
-    there is nothing to run (the fast path)."""
+                 authorize: Optional["Authorize"] = None,
+                 innermost: Sequence[InterceptorLike] = ()) -> Optional[Interception]:
+    """The chain of a server or client: `interceptors`, then `authorize`,
+    then `innermost` (message validation), so the others see, and can
+    count, their refusals; None when there is nothing to run (the fast
+    path)."""
     steps = list(interceptors)
     if authorize is not None:
         steps.append(Authorizer(authorize))
+    steps.extend(innermost)
     return Interception(steps) if steps else None
 
 

@@ -8,6 +8,7 @@ import random
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import gevent
+from google.protobuf.descriptor import ServiceDescriptor
 
 from .auth import SharedSecret
 from .config import Heartbeat, Limits, Reconnect
@@ -28,6 +29,7 @@ from .handshake import refuse
 from .hooks import PeerHooks
 from .identity import local_identity
 from .interceptors import Action, InterceptorLike, interception
+from .validation import Validation, service_has_rules
 from .streams import ServerStream
 from .tls import TlsSetting
 from .patterns import (DEFAULT_LISTENER_QUEUE, DEFAULT_RECEIVER_QUEUE_BYTES, BroadcastListener,
@@ -58,10 +60,15 @@ class Peer:
     """
 
     def __init__(self, dialer: Dialer, dialed: Dialed, *, limits: Limits,
-                 reconnect: Reconnect, interceptors: Sequence[InterceptorLike] = ()) -> None:
+                 reconnect: Reconnect, interceptors: Sequence[InterceptorLike] = (),
+                 validate: bool = True) -> None:
         self.url = dialer.url
         #: Run around everything this peer sends (None: nothing to run).
         self._interception = interception(interceptors)
+        self._interceptors = list(interceptors)
+        #: Check requests against their rules (see check_requests_of).
+        self._validate = validate
+        self._validating = False
         self._dialer = dialer
         self._timeout = dialer.timeout
         self._limits = limits
@@ -111,6 +118,15 @@ class Peer:
     @property
     def close_reason(self) -> Optional[RpcError]:
         return self._connection.close_reason
+
+    def check_requests_of(self, service: ServiceDescriptor) -> None:
+        """A Client of `service` is made on this peer: if its requests carry
+        rules (and this peer validates), check what it sends from now on
+        (validation.Validation, innermost). Peers whose services have no
+        rules keep their fast path."""
+        if self._validate and not self._validating and service_has_rules(service):
+            self._validating = True
+            self._interception = interception(self._interceptors, innermost=[Validation()])
 
     def call(self, method: str, payload: Payload, decode: Callable[[Any], Any],
              timeout: Optional[float] = None,
@@ -475,7 +491,8 @@ def connect(url: str, *, name: Optional[str] = None,
             server_uid: Optional[int] = None,
             auth: Optional[SharedSecret] = None,
             tls: Optional[TlsSetting] = None,
-            interceptors: Sequence[InterceptorLike] = ()) -> Peer:
+            interceptors: Sequence[InterceptorLike] = (),
+            validate: bool = True) -> Peer:
     """Connect to a server and finish the handshake, or raise RpcError.
 
     UNAVAILABLE (PeerLost) if nothing answers, DEADLINE_EXCEEDED if the
@@ -491,6 +508,9 @@ def connect(url: str, *, name: Optional[str] = None,
     the system's CAs and the URL's host. `interceptors` run, first to
     last, around everything the peer sends (see rpc.Action: on this side
     they may add metadata to calls, streams and notifications).
+    `validate`: a Client made on this peer checks its requests against
+    their contract's rules before sending them (INVALID_ARGUMENT at once;
+    see onedrive_rpc.validation); False leaves it to the server.
     """
     limits = limits or Limits()
     heartbeat = heartbeat or Heartbeat()
@@ -513,4 +533,5 @@ def connect(url: str, *, name: Optional[str] = None,
         dialed = dialer.dial()
     except OSError as exc:
         raise PeerLost(f"cannot connect to {url}: {exc.strerror or exc}") from exc
-    return Peer(dialer, dialed, limits=limits, reconnect=reconnect, interceptors=interceptors)
+    return Peer(dialer, dialed, limits=limits, reconnect=reconnect, interceptors=interceptors,
+                validate=validate)

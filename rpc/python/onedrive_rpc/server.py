@@ -37,6 +37,7 @@ from .logs import Throttled
 from .patterns import Received
 from .service import Registry, Service, policy_of, prefetch_of
 from .tls import TlsSetting
+from .validation import Validation, service_has_rules, warm
 from .transport import ConnectionClosed, Listener, Stream, listen, peer_key
 
 __all__ = ["Server", "DEFAULT_SESSION_GRACE"]
@@ -72,6 +73,10 @@ class Server:
     consume, broadcast, listen: see rpc.Action); `authorize(identity,
     action, method, target)` is asked last and a falsy answer refuses the
     action with PERMISSION_DENIED (see interceptors.Authorize).
+    Messages whose types carry protovalidate rules are checked after
+    that (INVALID_ARGUMENT with the violations), unless `validate=False`;
+    `validate_responses=True` checks what handlers answer too (see
+    onedrive_rpc.validation).
 
     `start()` returns at once (`url` then tells the real address, e.g. the
     port picked for tcp port 0); `serve_forever()` blocks until `stop()`.
@@ -90,7 +95,9 @@ class Server:
                  admin: bool = False,
                  tls: Optional[TlsSetting] = None,
                  interceptors: Sequence[InterceptorLike] = (),
-                 authorize: Optional[Authorize] = None) -> None:
+                 authorize: Optional[Authorize] = None,
+                 validate: bool = True,
+                 validate_responses: bool = False) -> None:
         self._url = url
         self._tls = tls
         self._name = name
@@ -120,8 +127,11 @@ class Server:
         self._hooks = PeerHooks()
         self._registry = Registry(include_error_details=include_error_details)
         # Around every action of a peer: calls (the registry's) and the
-        # patterns (the broker's).
-        self._interceptors = tuple(interceptors)
+        # patterns (the broker's). Message validation joins them, innermost,
+        # once a service whose messages carry rules is added.
+        self._interceptors, self._authorize = tuple(interceptors), authorize
+        self._validation = Validation(validate_responses) if validate else None
+        self._validating = False
         self._registry.interception = chain = interception(interceptors, authorize)
         self._broker = Broker(self._registry, lambda: [conn.outlet for conn in self._connections],
                               local_identity(name)[0], self.limits, chain)
@@ -189,6 +199,14 @@ class Server:
         """Serve `service`. Its publish/subscribe, producer/consumer and
         broadcast methods, where it defines them, make this server a
         subscriber (to every topic), consumer or listener of its own."""
+        validation = self._validation
+        if validation is not None and service_has_rules(service.descriptor, validation.responses):
+            warm(service.descriptor, validation.responses)  # ValueError: rules that do not compile
+            if not self._validating:
+                self._validating = True
+                chain = interception(self._interceptors, self._authorize, innermost=[validation])
+                self._registry.interception = chain
+                self._broker.use_interception(chain)
         if self._health is not None:
             self._health.set(service.descriptor.full_name, True)
         for handler in self._registry.add(service):
