@@ -47,6 +47,12 @@ Workloads (each measurement: a brief warm-up on the same connection, then
       a greenlet that recv_into()s and counts complete frames.
       (`--w2-style greenlets` instead runs ours as 64 greenlets each making
       sequential blocking calls; the raw clients are the same in both styles.)
+  W1r W1 with a request type that carries protovalidate rules: ours calls
+      onedrive.sync.Sync/GetItem(ItemRef) (3 rules: the client checks before
+      sending, the server before the handler; a fixed 60-byte Item back) on
+      a second server of the same child (so the Echo server keeps its fast
+      path); the raw clients echo a payload of the ItemRef's size. The W1
+      and W1r rows of ours, side by side, are what validation costs.
   W3  one connection, strictly sequential echo of a 1 MiB payload: MB/s,
       counting payload bytes in both directions (2 x 1 MiB per call; MB is
       10^6 bytes), the same count for all.
@@ -98,6 +104,8 @@ from gevent import socket as gsocket  # noqa: E402
 from gevent.event import Event  # noqa: E402
 
 import onedrive_rpc as rpc  # noqa: E402
+from onedrive_rpc.examples.onedrive.sync_pb2 import Item, ItemRef  # noqa: E402
+from onedrive_rpc.examples.onedrive.sync_rpc import SyncBase, SyncClient  # noqa: E402
 from onedrive_rpc.testing import echo_pb2  # noqa: E402
 from onedrive_rpc.testing.echo_service import ECHO, EchoService  # noqa: E402
 # bench/ is on sys.path as the script's folder:
@@ -120,7 +128,21 @@ _perf = time.perf_counter
 _ALIGN = 64
 
 
-WORKLOADS = ("W1", "W2", "W3")
+WORKLOADS = ("W1", "W1R", "W2", "W3")
+
+#: W1r's request: valid under ItemRef's rules (drive_id a topic segment,
+#: path absolute and at most 4096 characters).
+RULED = ItemRef(drive_id="bench", path="/Documents/report.docx")
+RULED_REPLY = Item(drive_id="bench", path="/Documents/report.docx", id="A1B2C3", size=12004)
+
+
+class RuledSync(SyncBase):
+    """GetItem with a request type that carries rules (W1r)."""
+
+    def get_item(self, request: ItemRef, context: rpc.Context) -> Item:
+        return RULED_REPLY
+
+
 IMPLS = ("ours", "limit", "batched")  # the first is measured, the others are raw
 GOALS = {"W1": 0.8, "W2": 0.8, "W3": 0.6}  # issue 12
 
@@ -204,7 +226,12 @@ def serve(kind: str, lifetime: float, metrics: bool = False) -> None:
         server = rpc.Server(f"tcp://{HOST}:0", name="bench-server", interceptors=interceptors)
         server.add_service(EchoService())
         server.start()
-        url = server.url
+        # W1r's server: a service whose requests carry rules turns validation
+        # on for the whole server, so it is a server of its own.
+        ruled = rpc.Server(f"tcp://{HOST}:0", name="bench-ruled", interceptors=interceptors)
+        ruled.add_service(RuledSync())
+        ruled.start()
+        url = f"{server.url} {ruled.url}"
     else:
         listener = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_STREAM)
         listener.setsockopt(gsocket.SOL_SOCKET, gsocket.SO_REUSEADDR, 1)
@@ -244,8 +271,10 @@ class Child:
         if not line.startswith(f"tcp://{HOST}:"):
             self.stop()
             raise BenchError(f"{kind} server did not start: {line!r}")
-        self.url = line
-        self.port = int(line.rsplit(":", 1)[1])
+        # ours: "echo-url ruled-url" (W1r's server); the raw servers: one URL.
+        self.url, _, ruled = line.partition(" ")
+        self.ruled_url = ruled or self.url
+        self.port = int(self.url.rsplit(":", 1)[1])
 
     def stop(self) -> None:
         stop_child(self.proc)
@@ -305,13 +334,27 @@ def _windowed(send: Callable[[int], None], state: List[int], room: Event,
 class Ours:
     name = "ours"
 
-    def __init__(self, url: str, w2_style: str) -> None:
+    def __init__(self, url: str, w2_style: str, ruled_url: str = "") -> None:
         self.peer = rpc.connect(url, timeout=CALL_TIMEOUT)
         self.client = rpc.Client(self.peer, ECHO)
         self.w2_style = w2_style
+        self._ruled_url = ruled_url
+        self._ruled: Optional[SyncClient] = None
 
     def close(self) -> None:
         self.peer.close()
+        if self._ruled is not None:
+            self._ruled.peer.close()
+
+    def ruled(self, duration: float, latencies: Optional[List[float]] = None) -> Tuple[int, float]:
+        """W1r: GetItem(ItemRef), checked on both sides."""
+        if self._ruled is None:
+            self._ruled = SyncClient(rpc.connect(self._ruled_url, timeout=CALL_TIMEOUT))
+        get_item = self._ruled.get_item
+
+        def call() -> None:
+            get_item(RULED, timeout=None)
+        return _sequential(call, duration, latencies)
 
     def check(self, size: int) -> None:
         data = os.urandom(size)
@@ -494,15 +537,20 @@ _server_cpu = cpu_seconds
 def measure(impl, workload: str, duration: float, warmup: float,
             server_pid: int) -> Dict[str, float]:
     """Warm up, measure, check one echo; add client/server CPU µs per call."""
-    lat: Optional[List[float]] = [] if workload == "W1" else None
-    size = LARGE if workload == "W3" else SMALL
+    lat: Optional[List[float]] = [] if workload in ("W1", "W1R") else None
+    size = LARGE if workload == "W3" else RULED.ByteSize() if workload == "W1R" else SMALL
+    ruled = workload == "W1R" and isinstance(impl, Ours)
     if workload == "W2":
         impl.window(size, warmup, WINDOW)
+    elif ruled:
+        impl.ruled(warmup)
     else:
         impl.sequential(size, warmup)
     client0, server0 = time.process_time(), _server_cpu(server_pid)
     if workload == "W2":
         calls, elapsed = impl.window(size, duration, WINDOW)
+    elif ruled:
+        calls, elapsed = impl.ruled(duration, lat)
     else:
         calls, elapsed = impl.sequential(size, duration, lat)
     client1, server1 = time.process_time(), _server_cpu(server_pid)
@@ -526,6 +574,8 @@ ROWS = [  # workload, metric, label, lower is better
     ("W1", "calls_per_s", "W1 64 B sequential      calls/s", False),
     ("W1", "p50_us", "W1 64 B sequential   p50 µs", True),
     ("W1", "p99_us", "W1 64 B sequential   p99 µs", True),
+    ("W1R", "calls_per_s", "W1r ruled, sequential   calls/s", False),
+    ("W1R", "p50_us", "W1r ruled, sequential p50 µs", True),
     ("W2", "calls_per_s", "W2 64 B, 64 in flight   calls/s", False),
     ("W3", "mb_per_s", "W3 1 MiB sequential     MB/s", False),
 ]
@@ -618,7 +668,8 @@ def run(args) -> int:
             for workload in workloads:
                 for name in order:
                     child = children[name]
-                    impl = Ours(child.url, args.w2_style) if name == "ours" else Raw(child.port, name)
+                    impl = (Ours(child.url, args.w2_style, child.ruled_url) if name == "ours"
+                            else Raw(child.port, name))
                     watchdog = gevent.Timeout(
                         duration + warmup + 3 * CALL_TIMEOUT,
                         BenchError(f"{workload} {name} did not finish in time"))

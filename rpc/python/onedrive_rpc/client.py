@@ -290,11 +290,12 @@ class Client:
             host = peer.broker  # a server: patterns only
         else:
             caller = host = peer
-            peer.check_requests_of(descriptor)
-        for info in method_infos(descriptor):
+        for info in method_infos(descriptor):  # ValueError: declarations that make no sense
             method: object = _METHOD_KINDS[info.pattern](caller, host, info)
             self._methods[info.attribute] = method
             setattr(self, info.attribute, method)
+        if not isinstance(peer, HostsPatterns):  # a peer checks what it sends
+            peer.check_requests_of(descriptor)
 
     @property
     def methods(self) -> Dict[str, object]:
