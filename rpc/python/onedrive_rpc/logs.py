@@ -61,6 +61,15 @@ class Throttled:
 
     def warning(self, kind: str, message: str, *args: Any,
                 extra: Optional[Mapping[str, Any]] = None) -> None:
+        self._log_at(logging.WARNING, kind, message, args, extra)
+
+    def error(self, kind: str, message: str, *args: Any,
+              extra: Optional[Mapping[str, Any]] = None) -> None:
+        """An error of ours that a peer can make happen again and again."""
+        self._log_at(logging.ERROR, kind, message, args, extra)
+
+    def _log_at(self, level: int, kind: str, message: str, args: Tuple[Any, ...],
+                extra: Optional[Mapping[str, Any]]) -> None:
         now = self._clock()
         last, left_out = self._kinds.get(kind, (float("-inf"), 0))
         if now - last < self._every:
@@ -70,4 +79,4 @@ class Throttled:
             message += " (and %d more like it in the last %.0fs)"
             args += (left_out, now - last)
         self._kinds[kind] = (now, 0)
-        self._log.warning(message, *args, extra=extra)
+        self._log.log(level, message, *args, extra=extra)

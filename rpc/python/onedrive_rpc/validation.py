@@ -36,10 +36,13 @@ from google.protobuf.message_factory import GetMessageClass
 
 from .errors import RpcError, StatusCode, Violation
 from .interceptors import Action, Interceptor, Proceed, parse
+from .logs import Throttled
 
 __all__ = ["Validation", "has_rules", "service_has_rules", "violations_of", "check"]
 
 log = logging.getLogger(__name__)
+#: A peer can ask, again and again, for what makes a handler answer badly.
+throttled = Throttled(log)
 
 #: The actions whose payload is a message of the method's input type.
 _INBOUND = frozenset(("call", "call_future", "stream", "notify", "publish", "produce",
@@ -231,7 +234,8 @@ def _check_response(message: Any, method: str) -> None:
         found = violations_of(message)
         if found:
             error = invalid(message.DESCRIPTOR.full_name, found, StatusCode.INTERNAL)
-            log.error("%s: the handler's answer breaks the contract, not sent: %s", method, error)
+            throttled.error("bad answer", "%s: the handler's answer breaks the contract, not "
+                            "sent: %s", method, error)
             raise RpcError(StatusCode.INTERNAL, f"{method}: the server's answer breaks its own "
                                                 f"contract (its log has the details)")
 
