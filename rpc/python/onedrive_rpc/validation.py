@@ -97,10 +97,18 @@ class _Engine:
     def __init__(self) -> None:
         import protovalidate
         self.validator = protovalidate.Validator()
+        self.not_compiling = protovalidate.CompilationError
         self.broken_rules = (protovalidate.CompilationError, protovalidate.EvaluationError)
 
 
 _engine: Optional[_Engine] = None
+
+
+def _the_engine() -> _Engine:
+    global _engine
+    if _engine is None:
+        _engine = _Engine()
+    return _engine
 
 
 def violations_of(message: Message) -> List[Violation]:
@@ -108,8 +116,7 @@ def violations_of(message: Message) -> List[Violation]:
     RpcError INTERNAL if the rules themselves are broken (a CEL rule that
     does not compile or fails to run): the contract's fault, not the
     sender's."""
-    global _engine
-    engine = _engine = _engine or _Engine()
+    engine = _the_engine()
     try:
         found = engine.validator.collect_violations(message)
     except engine.broken_rules as exc:
@@ -163,15 +170,21 @@ def invalid(type_name: str, found: List[Violation],
 def warm(service: ServiceDescriptor, responses: bool) -> None:
     """Compile the rules of `service`'s types now, so that a rule that does
     not compile fails where the service is added, not on a peer's first
-    message (ValueError naming it)."""
+    message (ValueError naming it). A rule that fails only on some values
+    (a division by a field that may be 0) is legal: it is INTERNAL for
+    those messages, not a reason to refuse the service."""
+    engine = _the_engine()
     for method in service.methods:
         for descriptor in (method.input_type, method.output_type) if responses else (
                 method.input_type,):
             if has_rules(descriptor):
                 try:
-                    violations_of(GetMessageClass(descriptor)())
-                except RpcError as exc:
-                    raise ValueError(f"{method.full_name}: {exc.message}") from None
+                    engine.validator.collect_violations(GetMessageClass(descriptor)())
+                except engine.not_compiling as exc:
+                    raise ValueError(f"{method.full_name}: the rules of {descriptor.full_name} "
+                                     f"do not compile: {exc}") from None
+                except Exception:  # an evaluation error on the empty message: see above
+                    pass
 
 
 class Validation(Interceptor):

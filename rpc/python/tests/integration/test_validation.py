@@ -240,3 +240,76 @@ def test_a_busy_loop_is_not_stalled_by_many_invalid_messages(sync, peers):
         with pytest.raises(rpc.RpcError) as info:
             future.get(timeout=TIMEOUT)
         assert info.value.code == rpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_client_checks_what_it_publishes_produces_and_broadcasts_too(sync, peers):
+    server = sync()
+    heard = []
+    SyncClient(peers(server.url)).item_changed.subscribe(
+        "drive.>", lambda received: heard.append(received.message.item.path), timeout=TIMEOUT)
+    client = SyncClient(peers(server.url))
+    for send in (lambda: client.item_changed.publish("drive.d1.x", ItemChange(kind=CREATED)),
+                 lambda: client.upload_queue.produce(Upload(remote_path="x"), timeout=TIMEOUT),
+                 lambda: client.shutdown.broadcast(ShutdownNotice(grace_seconds=99999))):
+        with pytest.raises(rpc.RpcError) as info:
+            send()
+        assert info.value.code == rpc.StatusCode.INVALID_ARGUMENT and info.value.violations
+    client.item_changed.publish("drive.d1.x", ItemChange(kind=CREATED, item=Item(
+        drive_id="d1", path="/ok")), confirm=True, timeout=TIMEOUT)
+    wait_until(lambda: heard == ["/ok"])  # the invalid one before it never went out
+    assert server.queue_stats("/onedrive.sync.Sync/UploadQueue").produced == 0
+
+
+def _service_with_rule(expression, package):
+    """A service whose request type has one message-level CEL rule, built
+    from descriptors (no .proto file): for rules that do not compile."""
+    from buf.validate import validate_pb2
+    from google.protobuf import descriptor_pb2, descriptor_pool
+    from google.protobuf.message_factory import GetMessageClass
+
+    from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
+
+    pool = descriptor_pool.DescriptorPool()  # its own: the default one stays as it was
+    for module in (descriptor_pb2, duration_pb2, field_mask_pb2, timestamp_pb2, validate_pb2):
+        pool.AddSerializedFile(module.DESCRIPTOR.serialized_pb)
+    # Its own package: protovalidate keeps what it compiled by the type's name.
+    file = descriptor_pb2.FileDescriptorProto(name=f"{package}/rules.proto", package=package,
+                                              syntax="proto3",
+                                              dependency=["buf/validate/validate.proto"])
+    message = file.message_type.add(name="Req")
+    message.field.add(name="n", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_INT32,
+                      label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    message.options.Extensions[validate_pb2.message].cel.add(id="broken", message="m",
+                                                             expression=expression)
+    service = file.service.add(name="Broken")
+    service.method.add(name="Call", input_type=f".{package}.Req", output_type=f".{package}.Req")
+    pool.AddSerializedFile(file.SerializeToString())
+    descriptor = pool.FindServiceByName(f"{package}.Broken")
+
+    class Broken(rpc.Service):
+        pass
+    Broken.descriptor = descriptor
+    Broken.call = lambda self, request, context: request
+    return Broken(), GetMessageClass(pool.FindMessageTypeByName(f"{package}.Req"))
+
+
+def test_rules_that_do_not_compile_refuse_the_service_when_it_is_added(servers, tmp_path):
+    service, _ = _service_with_rule("this.n >", "notcel")  # not CEL
+    server = rpc.Server(f"unix://{tmp_path}/broken.sock")
+    with pytest.raises(ValueError) as info:
+        server.add_service(service)
+    assert "notcel.Broken.Call" in str(info.value) and "do not compile" in str(info.value)
+
+
+def test_a_rule_that_fails_to_run_on_a_message_is_internal_not_the_sender_s_fault(
+        servers, peers, tmp_path):
+    service, request = _service_with_rule("100 / this.n > 1", "divides")  # fails for n == 0 only
+    server = servers(f"unix://{tmp_path}/failing.sock", service)  # legal: added
+    peer = peers(server.url, validate=False)
+    path = "/divides.Broken/Call"
+    assert request.FromString(peer.call(path, request(n=5).SerializeToString(),
+                                        lambda b: b, timeout=TIMEOUT)).n == 5
+    with pytest.raises(rpc.RpcError) as info:
+        peer.call(path, request(n=0).SerializeToString(), lambda b: b, timeout=TIMEOUT)
+    assert info.value.code == rpc.StatusCode.INTERNAL
+    assert "cannot be checked" in info.value.message
