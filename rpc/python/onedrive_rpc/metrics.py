@@ -331,7 +331,7 @@ class ClientMetrics(Interceptor):
         if future and isinstance(result, CallFuture):
             result.rawlink(lambda done: _future_done(series, start, done))
         elif kind == "stream" and isinstance(result, ServerStream):
-            return _CountedStream(result, series, start)
+            result.when_done(lambda error, items: _stream_done(series, start, error, items))
         else:
             if kind == "call":
                 series.received += 1
@@ -339,63 +339,18 @@ class ClientMetrics(Interceptor):
         return result
 
 
+def _stream_done(series: _Series, start: float, error: Optional[BaseException],
+                 items: int) -> None:
+    """A client's stream ended (ServerStream.when_done): its items and code."""
+    series.received += items
+    series.end(_OK if error is None else _code_of(error), start)
+
+
 def _future_done(series: _Series, start: float, done: Any) -> None:
     exc = done.exception
     if exc is None:
         series.received += 1
     series.end(_OK if exc is None else _code_of(exc), start)
-
-
-class _CountedStream(ServerStream[Any]):
-    """A client's ServerStream that ends its action when it ends: items run
-    out, it fails, or it is cancelled or dropped."""
-
-    __slots__ = ("_inner", "_series", "_start", "_items", "_done")
-
-    def __init__(self, inner: ServerStream[Any], series: _Series, start: float) -> None:
-        super().__init__(inner._receiver, inner._decode)
-        self._inner = inner  # dropping it would cancel the stream
-        self._series = series
-        self._start = start
-        self._items = 0
-        self._done = False
-
-    def __next__(self) -> Any:
-        try:
-            item = super().__next__()
-        except StopIteration:
-            self._end(_OK)
-            raise
-        except BaseException as exc:
-            self._end(_code_of(exc))
-            raise
-        self._items += 1
-        return item
-
-    def cancel(self, reason: str = "cancelled by the caller") -> bool:
-        cancelled = super().cancel(reason)
-        self._end(StatusCode.CANCELLED)
-        return cancelled
-
-    close = cancel
-
-    def _end(self, code: StatusCode) -> None:
-        if not self._done:
-            self._done = True
-            self._series.received += self._items
-            self._series.end(code, self._start)
-
-    def __del__(self) -> None:
-        if not getattr(self, "_done", True):
-            end = self._receiver.end
-            if end is None:
-                code = StatusCode.CANCELLED  # dropped: super().__del__ cancels it
-            elif isinstance(end, RpcError):
-                code = end.code
-            else:  # the server's end, not read to the StopIteration
-                code = StatusCode.from_wire(getattr(end, "code", StatusCode.UNKNOWN))
-            self._end(code)
-        super().__del__()
 
 
 # ------------------------------------------------------------- server state

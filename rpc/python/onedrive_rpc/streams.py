@@ -12,7 +12,7 @@ is collected and cancels the stream on the server.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Deque, Generic, Iterator, TypeVar
+from typing import Any, Callable, Deque, Generic, Iterator, List, Optional, TypeVar
 
 from gevent.event import Event
 from google.protobuf.message import DecodeError
@@ -84,6 +84,10 @@ class StreamReceiver:
         return True
 
 
+#: `when_done`'s callback: (the error it ended with, or None; items read).
+StreamWatcher = Callable[[Optional[BaseException], int], None]
+
+
 class ServerStream(Generic[ItemT]):
     """The items of a server stream: `for item in client.watch(request)`.
 
@@ -93,11 +97,15 @@ class ServerStream(Generic[ItemT]):
     `with` block; keep a reference without finishing it and it stays open.
     """
 
-    __slots__ = ("_receiver", "_decode", "__weakref__")
+    __slots__ = ("_receiver", "_decode", "_taken", "_watchers", "__weakref__")
 
     def __init__(self, receiver: StreamReceiver, decode: Callable[[Any], ItemT]) -> None:
         self._receiver = receiver
         self._decode = decode
+        #: Items handed to the caller.
+        self._taken = 0
+        #: when_done callbacks not called yet (None: none, or called).
+        self._watchers: Optional[List[StreamWatcher]] = None
 
     def __iter__(self) -> Iterator[ItemT]:
         return self
@@ -112,19 +120,42 @@ class ServerStream(Generic[ItemT]):
                     receiver.link.grant(receiver.call_id, receiver.consumed)
                     receiver.consumed = 0
                 try:
-                    return self._decode(payload)
+                    item = self._decode(payload)
                 except DecodeError as exc:
                     receiver.cancel("a stream item did not parse")
-                    raise RpcError(StatusCode.INTERNAL,
-                                   f"a stream item of {receiver.method} does not parse: {exc}") from None
+                    error = RpcError(StatusCode.INTERNAL,
+                                     f"a stream item of {receiver.method} does not parse: {exc}")
+                    self._finished(error)
+                    raise error from None
+                self._taken += 1
+                return item
             end = receiver.end
             if end is not None:
                 if type(end) is ev.ResponseReceived and end.code == 0:
+                    self._finished(None)
                     raise StopIteration
-                call_result(end, self._decode)  # raises the RpcError
+                try:
+                    call_result(end, self._decode)  # raises the RpcError
+                except RpcError as exc:
+                    self._finished(exc)
+                    raise
                 raise StopIteration  # pragma: no cover (an OK end is handled above)
             receiver.event.clear()
             receiver.event.wait()
+
+    def when_done(self, callback: "StreamWatcher") -> None:
+        """Call `callback(error, items)` once, when the caller is done with
+        the stream: its last item read (error None), its error raised,
+        cancelled (CANCELLED) or dropped unfinished; `items`: how many it
+        read. For interceptors that time or trace a stream."""
+        if self._watchers is None:
+            self._watchers = []
+        self._watchers.append(callback)
+
+    def _finished(self, error: Optional[BaseException]) -> None:
+        watchers, self._watchers = self._watchers, None
+        for callback in watchers or ():
+            callback(error, self._taken)
 
     @property
     def done(self) -> bool:
@@ -134,7 +165,22 @@ class ServerStream(Generic[ItemT]):
     def cancel(self, reason: str = "cancelled by the caller") -> bool:
         """Stop the stream: the server's handler is stopped, iterating
         raises CANCELLED. False if it had already ended."""
-        return self._receiver.cancel(reason)
+        cancelled = self._receiver.cancel(reason)
+        if self._watchers:
+            self._finished(RpcError(StatusCode.CANCELLED, reason) if cancelled
+                           else self._outcome())
+        return cancelled
+
+    def _outcome(self) -> Optional[BaseException]:
+        """How the stream ended, once it has (None: OK)."""
+        end = self._receiver.end
+        if end is None or (type(end) is ev.ResponseReceived and end.code == 0):
+            return None
+        try:
+            call_result(end, self._decode)
+        except RpcError as exc:
+            return exc
+        return None
 
     close = cancel
 
@@ -146,8 +192,8 @@ class ServerStream(Generic[ItemT]):
 
     def __del__(self) -> None:
         receiver = getattr(self, "_receiver", None)
-        if receiver is not None and receiver.end is None:
-            receiver.cancel("the caller stopped reading the stream")
+        if receiver is not None and (receiver.end is None or getattr(self, "_watchers", None)):
+            self.cancel("the caller stopped reading the stream")
 
     def __repr__(self) -> str:
         state = "done" if self.done else "open"

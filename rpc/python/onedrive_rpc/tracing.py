@@ -148,7 +148,9 @@ class ClientTracing(Interceptor):
             future.rawlink(lambda outcome: _end(span, outcome.exception))
             return future
         if action.kind == "stream":
-            return _TracedStream(result, span)
+            # Its span ends when the caller is done with it (ServerStream.when_done).
+            result.when_done(lambda error, items: _end(span, error))
+            return result
         _end(span, None)
         return result
 
@@ -188,21 +190,23 @@ class ServerTracing(Interceptor):
         return result
 
 
-class _Spanned:
-    """An iterator whose span ends with it: at its end, its error, or
-    when it is stopped (`_end`, once)."""
+class _TracedItems:
+    """A server stream's items, taken with its span current; the span ends
+    with the stream: at its end, its error, or when it is stopped."""
 
-    __slots__ = ("_items", "_span", "__weakref__")
+    __slots__ = ("_items", "_span", "_current")
 
-    def __init__(self, items: Iterable[Any], span: trace.Span) -> None:
-        # An interceptor further in may have answered a stream with a list.
-        self._items: Any = iter(items)
+    def __init__(self, items: Iterable[Any], span: trace.Span,
+                 current: otel_context.Context) -> None:
+        self._items = iter(items)  # an interceptor further in may have answered with a list
         self._span: Optional[trace.Span] = span
+        self._current = current
 
-    def __iter__(self) -> "_Spanned":
+    def __iter__(self) -> "_TracedItems":
         return self
 
-    def _step(self) -> Any:
+    def __next__(self) -> Any:
+        token = otel_context.attach(self._current)
         try:
             return next(self._items)
         except StopIteration:
@@ -211,27 +215,6 @@ class _Spanned:
         except BaseException as exc:
             self._end(exc)
             raise
-
-    def _end(self, error: Optional[BaseException]) -> None:
-        span, self._span = self._span, None
-        if span is not None:
-            _end(span, error)
-
-
-class _TracedItems(_Spanned):
-    """A server stream's items, taken with its span current."""
-
-    __slots__ = ("_current",)
-
-    def __init__(self, items: Iterable[Any], span: trace.Span,
-                 current: otel_context.Context) -> None:
-        super().__init__(items, span)
-        self._current = current
-
-    def __next__(self) -> Any:
-        token = otel_context.attach(self._current)
-        try:
-            return self._step()
         finally:
             otel_context.detach(token)
 
@@ -248,38 +231,10 @@ class _TracedItems(_Spanned):
                 otel_context.detach(token)
         self._end(why)
 
-
-class _TracedStream(_Spanned):
-    """A client's ServerStream whose span ends with it: at its end, its
-    error, or when the caller stops it."""
-
-    __slots__ = ()
-
-    def __next__(self) -> Any:
-        return self._step()
-
-    @property
-    def done(self) -> bool:
-        return bool(self._items.done)
-
-    def cancel(self, reason: str = "cancelled by the caller") -> bool:
-        cancelled = bool(self._items.cancel(reason))
-        if cancelled:
-            self._end(RpcError(StatusCode.CANCELLED, reason))
-        return cancelled
-
-    close = cancel
-
-    def __enter__(self) -> "_TracedStream":
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.cancel("the caller left the stream")
-
-    def __del__(self) -> None:
-        if getattr(self, "_span", None) is not None:
-            if not self.cancel("the caller stopped reading the stream"):
-                self._end(None)  # it ended, and nobody read how: only the span's end is known
+    def _end(self, error: Optional[BaseException]) -> None:
+        span, self._span = self._span, None
+        if span is not None:
+            _end(span, error)
 
 
 TaskHandler = TypeVar("TaskHandler", bound=Callable[..., Any])
