@@ -36,7 +36,8 @@ import logging
 import time
 import weakref
 from bisect import bisect_left as _bisect_left
-from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional,
+                    Protocol, Sequence, Tuple)
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry, Histogram, make_wsgi_app
@@ -58,7 +59,30 @@ from .interceptors import Action, Interceptor, Proceed
 from .streams import ServerStream
 
 if TYPE_CHECKING:
-    from .server import Server
+    from .broker import Broker
+    from .inspection import Inspection
+
+
+class Server(Protocol):
+    """What metrics read of a server (an rpc.Server)."""
+
+    @property
+    def broker(self) -> "Broker": ...
+
+    @property
+    def interceptors(self) -> Sequence[Any]: ...
+
+    def inspect(self, subscription_limit: Optional[int] = None) -> "Inspection": ...
+
+    def bytes_transferred(self) -> Tuple[int, int]: ...
+
+    def on_peer_lost(self, callback: Callable[..., None]) -> Any: ...
+
+    def on_peer_resumed(self, callback: Callable[..., None]) -> Any: ...
+
+    @property
+    def url(self) -> str: ...
+
 
 __all__ = ["ServerMetrics", "ClientMetrics", "ServerState", "server_state", "serve_http",
            "MetricsHTTP", "UNKNOWN", "OTHER_METHODS", "MAX_CLIENT_METHODS"]
