@@ -96,8 +96,12 @@ def generate_validate(out_dir: pathlib.Path) -> None:
 def generate(out_dir: pathlib.Path) -> None:
     include = pathlib.Path(protoc.__file__).parent / "_proto"
     with tempfile.TemporaryDirectory() as tmp:
-        raw = pathlib.Path(tmp)
-        args = ["protoc", f"-I{ROOT}", f"-I{include}",
+        raw = pathlib.Path(tmp) / "out"
+        raw.mkdir()
+        # onedrive_rpc/testing/echo.proto imports buf/validate/validate.proto.
+        descriptor_set = pathlib.Path(tmp) / "validate.binpb"
+        _validate_descriptor_set(descriptor_set)
+        args = ["protoc", f"-I{ROOT}", f"-I{include}", f"--descriptor_set_in={descriptor_set}",
                 f"--python_out={raw}", f"--pyi_out={raw}", *PROTOS]
         if protoc.main(args) != 0:
             sys.exit(f"protoc failed: {' '.join(args)}")

@@ -22,16 +22,21 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from onedrive_rpc import options_pb2 as onedrive__rpc_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fonedrive_rpc/testing/echo.proto\x12\x14onedrive_rpc.testing\x1a\x1aonedrive_rpc/options.proto\"?\n\x03Msg\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\r\n\x05\x64\x65lay\x18\x03 \x01(\x01\x12\r\n\x05\x63ount\x18\x04 \x01(\r2\xd6\x05\n\x04\x45\x63ho\x12<\n\x04\x45\x63ho\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12=\n\x05Sleep\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12<\n\x04\x46\x61il\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12?\n\x07Missing\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12;\n\x03Hog\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12?\n\x05\x43ount\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg0\x01\x12\x42\n\x04Note\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\"\x04\x90\xa1\x19\x03\x12=\n\x05Stats\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12\x45\n\x07\x43hanged\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\"\x04\x90\xa1\x19\x04\x12\x42\n\x04Work\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\"\x04\x90\xa1\x19\x05\x12\x46\n\x08\x41nnounce\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\"\x04\x90\xa1\x19\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fonedrive_rpc/testing/echo.proto\x12\x14onedrive_rpc.testing\x1a\x1b\x62uf/validate/validate.proto\x1a\x1aonedrive_rpc/options.proto\"?\n\x03Msg\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\r\n\x05\x64\x65lay\x18\x03 \x01(\x01\x12\r\n\x05\x63ount\x18\x04 \x01(\r\"<\n\x07\x43hecked\x12\x17\n\x04name\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x10\x12\x18\n\x07percent\x18\x02 \x01(\rB\x07\xbaH\x04*\x02\x18\x64\x32L\n\x07\x43hecker\x12\x41\n\x05\x43heck\x12\x1d.onedrive_rpc.testing.Checked\x1a\x19.onedrive_rpc.testing.Msg2\xd6\x05\n\x04\x45\x63ho\x12<\n\x04\x45\x63ho\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12=\n\x05Sleep\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12<\n\x04\x46\x61il\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12?\n\x07Missing\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12;\n\x03Hog\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12?\n\x05\x43ount\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg0\x01\x12\x42\n\x04Note\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\"\x04\x90\xa1\x19\x03\x12=\n\x05Stats\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\x12\x45\n\x07\x43hanged\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\"\x04\x90\xa1\x19\x04\x12\x42\n\x04Work\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\"\x04\x90\xa1\x19\x05\x12\x46\n\x08\x41nnounce\x12\x19.onedrive_rpc.testing.Msg\x1a\x19.onedrive_rpc.testing.Msg\"\x04\x90\xa1\x19\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'onedrive_rpc.testing.echo_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_CHECKED'].fields_by_name['name']._loaded_options = None
+  _globals['_CHECKED'].fields_by_name['name']._serialized_options = b'\272H\006r\004\020\001\030\020'
+  _globals['_CHECKED'].fields_by_name['percent']._loaded_options = None
+  _globals['_CHECKED'].fields_by_name['percent']._serialized_options = b'\272H\004*\002\030d'
   _globals['_ECHO'].methods_by_name['Note']._loaded_options = None
   _globals['_ECHO'].methods_by_name['Note']._serialized_options = b'\220\241\031\003'
   _globals['_ECHO'].methods_by_name['Changed']._loaded_options = None
@@ -40,8 +45,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ECHO'].methods_by_name['Work']._serialized_options = b'\220\241\031\005'
   _globals['_ECHO'].methods_by_name['Announce']._loaded_options = None
   _globals['_ECHO'].methods_by_name['Announce']._serialized_options = b'\220\241\031\006'
-  _globals['_MSG']._serialized_start=85
-  _globals['_MSG']._serialized_end=148
-  _globals['_ECHO']._serialized_start=151
-  _globals['_ECHO']._serialized_end=877
+  _globals['_MSG']._serialized_start=114
+  _globals['_MSG']._serialized_end=177
+  _globals['_CHECKED']._serialized_start=179
+  _globals['_CHECKED']._serialized_end=239
+  _globals['_CHECKER']._serialized_start=241
+  _globals['_CHECKER']._serialized_end=317
+  _globals['_ECHO']._serialized_start=320
+  _globals['_ECHO']._serialized_end=1046
 # @@protoc_insertion_point(module_scope)

@@ -12,9 +12,21 @@ from ..calls import Context
 from ..service import Service
 from . import echo_pb2
 
-__all__ = ["EchoService", "ECHO"]
+__all__ = ["EchoService", "ECHO", "CheckerService", "CHECKER"]
 
 ECHO = echo_pb2.DESCRIPTOR.services_by_name["Echo"]
+CHECKER = echo_pb2.DESCRIPTOR.services_by_name["Checker"]
+
+
+class CheckerService(Service):
+    """onedrive_rpc.testing.Checker: its request carries rules, so a server
+    serving it checks them (the conformance target serves it next to Echo;
+    a server of Echo alone keeps its fast path)."""
+
+    descriptor = CHECKER
+
+    def check(self, request: echo_pb2.Checked, context: Context) -> echo_pb2.Msg:
+        return echo_pb2.Msg(text=request.name)
 
 
 class EchoService(Service):

@@ -213,7 +213,7 @@ def _pattern_peer(args: argparse.Namespace) -> None:
 def main(argv: Optional[List[str]] = None) -> None:
     from ..auth import SharedSecret
     from ..server import Server
-    from .echo_service import EchoService
+    from .echo_service import CheckerService, EchoService
 
     parser = argparse.ArgumentParser(description="Serve the test Echo service.")
     parser.add_argument("--client", action="store_true",
@@ -242,6 +242,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                     heartbeat=args.heartbeat, session_grace=args.session_grace,
                     auth=SharedSecret(args.secret) if args.secret else None)
     server.add_service(EchoService())
+    server.add_service(CheckerService())  # rules to check (README §9.1): the conformance target's
     server.start()
     for signum in (signal.SIGTERM, signal.SIGINT):  # both stop in order: Close to every peer
         gevent.signal_handler(signum, lambda: gevent.spawn(server.stop, 5.0))

@@ -13,7 +13,7 @@ import pytest
 
 import onedrive_rpc as rpc
 from onedrive_rpc import conformance
-from onedrive_rpc.testing.echo_service import EchoService
+from onedrive_rpc.testing.echo_service import CheckerService, EchoService
 
 SCENARIOS = conformance.load_all()
 
@@ -28,7 +28,9 @@ def _params():
 def _target(servers, url, kind, **options):
     """The server a scenario's "server" names (README: The target server)."""
     auth = rpc.SharedSecret(conformance.SECRET) if kind == "echo-secret" else None
-    return servers(url, EchoService(), auth=auth, **options)
+    server = servers(url, EchoService(), auth=auth, **options)
+    server.add_service(CheckerService())
+    return server
 
 
 @pytest.mark.parametrize("scenario", _params())
