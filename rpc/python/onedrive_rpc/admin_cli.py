@@ -147,8 +147,32 @@ def _admin(args: argparse.Namespace) -> Any:
     from .peer import connect
 
     peer = connect(args.url, timeout=args.timeout, reconnect=Reconnect(enabled=False),
-                   name="onedrive-rpc admin")
+                   name="onedrive-rpc admin", auth=_secret(args.secret_file),
+                   tls=_tls(args.cafile, args.cert))
     return peer, Client(peer, ADMIN)
+
+
+def _secret(path: Optional[str]) -> Any:
+    """The shared secret in the file `path` (its first line; never on the
+    command line, where `ps` shows it to every user)."""
+    if not path:
+        return None
+    from .auth import SharedSecret
+    try:
+        with open(path, "rb") as file:
+            secret = file.readline().rstrip(b"\r\n")
+    except OSError as exc:
+        raise SystemExit(f"cannot read the secret file: {exc}") from None
+    return SharedSecret(secret)
+
+
+def _tls(cafile: Optional[str], cert: Optional[str]) -> Any:
+    """tls:// options: the CA of the server's certificate, and this side's
+    certificate and key (one PEM file) for mutual TLS."""
+    if not cafile and not cert:
+        return None
+    from .tls import TLS
+    return TLS(cafile=cafile or None, certfile=cert or None)
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
@@ -273,6 +297,16 @@ def cmd_top(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 # ------------------------------------------------------------- parsers
 
 
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--secret-file", help="a file whose first line is the server's shared "
+                                              "secret (for a server built with auth=SharedSecret)")
+    parser.add_argument("--cafile", help="tls://: the CA that signed the server's certificate "
+                                         "(default: the system's)")
+    parser.add_argument("--cert", help="tls://: this side's certificate and key, one PEM file "
+                                       "(mutual TLS)")
+
+
 def add_commands(sub: Any, described: Callable[..., argparse.ArgumentParser]) -> None:
     """The admin and top subcommands of `onedrive-rpc`."""
     p = described(
@@ -299,7 +333,7 @@ def add_commands(sub: Any, described: Callable[..., argparse.ArgumentParser]) ->
     p.add_argument("--payloads", action="store_true",
                    help="dead-letters: include the payloads (base64 in --json)")
     p.add_argument("--reason", default="", help="disconnect: what the peer is told")
-    p.add_argument("--timeout", type=float, default=10.0)
+    _connection_options(p)
     p.set_defaults(func=cmd_admin)
 
     p = described(
@@ -310,5 +344,5 @@ def add_commands(sub: Any, described: Callable[..., argparse.ArgumentParser]) ->
     p.add_argument("url")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
     p.add_argument("--count", type=int, default=0, help="stop after this many refreshes (0: never)")
-    p.add_argument("--timeout", type=float, default=10.0)
+    _connection_options(p)
     p.set_defaults(func=cmd_top)

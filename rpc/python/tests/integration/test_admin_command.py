@@ -139,3 +139,30 @@ def test_rates_are_per_second_between_samples():
                                                            grace_left=3.0)], [],
                                   SubscriptionsReply(), rates, now=20.0)
     assert "peers: 0 connected, 1 suspended" in screen
+
+
+def test_admin_of_a_tcp_server_with_a_shared_secret_reads_it_from_a_file(servers, tmp_path):
+    from onedrive_rpc.testing.echo_service import EchoService
+    secret = "an admin's shared secret"
+    server = servers("tcp://127.0.0.1:0", EchoService(), admin=True, auth=rpc.SharedSecret(secret))
+    (tmp_path / "secret").write_text(secret + "\n")
+    result = run_cli("admin", server.url, "peers", "--json", "--secret-file", str(tmp_path / "secret"))
+    assert result.returncode == 0, result.stderr
+    [me] = json.loads(result.stdout)["peers"]
+    assert me["identity"] == "shared-secret" and me["name"] == "onedrive-rpc admin"
+    result = run_cli("admin", server.url, "peers", "--timeout", "5")
+    assert result.returncode == 1 and "UNAUTHENTICATED" in result.stderr
+    result = run_cli("admin", server.url, "peers", "--secret-file", str(tmp_path / "missing"))
+    assert result.returncode != 0 and "cannot read the secret file" in result.stderr
+
+
+def test_admin_over_mutual_tls_with_a_client_certificate(servers, certificates):
+    from onedrive_rpc.testing.echo_service import EchoService
+    tls = rpc.TLS(certfile=str(certificates / "server.pem"), cafile=str(certificates / "ca.pem"),
+                  require_client_cert=True)
+    server = servers("tls://127.0.0.1:0", EchoService(), admin=True, tls=tls)
+    result = run_cli("admin", server.url, "peers", "--json", "--cafile",
+                     str(certificates / "ca.pem"), "--cert", str(certificates / "client.pem"))
+    assert result.returncode == 0, result.stderr
+    [me] = json.loads(result.stdout)["peers"]
+    assert me["identity"].startswith("tls ") and "client-1" in me["identity"]
