@@ -245,3 +245,26 @@ def test_inspect_counts_what_each_peer_sent_and_received(unix_server, peers):
     gevent.joinall(greenlets, raise_error=True)
     [seen] = [p for p in unix_server.inspect().connected if p.name == "tray"]
     assert seen.calls_received == 15
+
+
+def test_disconnect_ends_a_suspended_session_at_once(servers, peers):
+    server = servers("tcp://127.0.0.1:0", EchoService(), admin=True, heartbeat=HB,
+                     session_grace=30.0, authorize=lambda *_: True)
+    proxy = FaultProxy(server.url).start()
+    try:
+        lost = Event()
+        server.on_peer_lost(lambda peer, reason: lost.set())
+        uploader = peers(proxy.url, name="uploader", heartbeat=HB, timeout=0.5)
+        reconnected = AsyncResult()
+        uploader.on_reconnected(reconnected.set)
+        old = uploader.session_id
+        operator = admin(peers(server.url))
+        proxy.blackhole()
+        proxy.cut()
+        assert lost.wait(5)
+        assert operator.disconnect(DisconnectRequest(peer=old)).session_ids == [old]
+        assert old not in {p.session_id for p in operator.sessions(LIST).peers}
+        proxy.heal()
+        assert reconnected.get(timeout=10) != old  # it comes back as a new session
+    finally:
+        proxy.stop()
