@@ -35,6 +35,10 @@ MIN_PREFIX = 6
 #: Subscriptions listed when the request names no limit (peers can make millions).
 DEFAULT_LIST_LIMIT = 1000
 
+#: Payload bytes one DeadLetters reply carries at most (a frame is 16 MiB
+#: by default): past them it lists fewer than asked, `total` says how many.
+MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+
 #: Dead letters listed when the request names no limit.
 DEFAULT_DEAD_LETTER_LIMIT = 100
 
@@ -99,10 +103,16 @@ class AdminService(Service):
         limit = request.limit or DEFAULT_DEAD_LETTER_LIMIT
         now, wall = time.monotonic(), time.time()
         reply = DeadLettersReply()
+        payload_bytes = 0
         for method in queues:
             letters = self._server.dead_letters(method)
             reply.total += len(letters)
             for letter in letters[:max(0, limit - len(reply.dead_letters))]:
+                if request.payloads:
+                    payload_bytes += len(letter.payload)
+                    if payload_bytes > MAX_PAYLOAD_BYTES and reply.dead_letters:
+                        limit = 0  # the reply must fit in a frame: the rest on request
+                        break
                 reply.dead_letters.append(DeadLetterStatus(
                     queue=method, task_id=letter.task_id, attempts=letter.attempts,
                     last_error=letter.last_error, died_at=wall - (now - letter.died_at),

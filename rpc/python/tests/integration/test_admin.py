@@ -268,3 +268,20 @@ def test_disconnect_ends_a_suspended_session_at_once(servers, peers):
         assert reconnected.get(timeout=10) != old  # it comes back as a new session
     finally:
         proxy.stop()
+
+
+def test_dead_letters_with_payloads_fit_in_a_frame(unix_server, peers):
+    unix_server.configure_queue(WORK, max_attempts=1)
+    echo = rpc.Client(peers(unix_server.url), ECHO)
+
+    def fail(task, context):
+        raise RuntimeError("no")
+    echo.work.consume(fail, prefetch=10, timeout=5)
+    for i in range(6):
+        echo.work.produce(Msg(data=bytes([i]) * (1 << 20)), timeout=5)
+    operator = admin(peers(unix_server.url))
+    wait_until(lambda: operator.dead_letters(DeadLettersRequest()).total == 6)
+    listed = operator.dead_letters(DeadLettersRequest(payloads=True), timeout=10)
+    assert listed.total == 6 and 1 <= len(listed.dead_letters) <= 4
+    assert all(len(d.payload) == d.payload_size > (1 << 20) for d in listed.dead_letters)
+    assert len(operator.dead_letters(DeadLettersRequest()).dead_letters) == 6  # sizes only: all
