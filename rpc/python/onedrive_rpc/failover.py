@@ -26,8 +26,9 @@ comes back within the grace resumes, calls in flight complete, and the
 session's resume token is only ever sent to the server that issued it.
 The session is known gone when its server refuses the connection (the
 process is gone), answers without it, or the grace period passes; then the
-other addresses are tried at once, in the same round. Between full rounds
-the peer waits as Reconnect says.
+other addresses are tried at once, in the same round. A server that
+answers without the session gives the new one there and then, whatever the
+policy: it works. Between full rounds the peer waits as Reconnect says.
 
 Pure: no I/O, no clock, so the rules are tested without sockets.
 """
