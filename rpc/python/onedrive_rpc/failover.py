@@ -47,10 +47,17 @@ BALANCE_POLICIES = (PICK_FIRST, ROUND_ROBIN)
 #: Where the next round_robin peer of this process starts, per address list.
 _rotations: Dict[Tuple[str, ...], Iterator[int]] = {}
 
+#: Address lists whose rotation is remembered: a program that makes peers
+#: of ever new lists must not grow this without end (past it, lists start
+#: again at random places).
+MAX_ROTATIONS = 256
+
 
 def _next_start(urls: Tuple[str, ...]) -> int:
     rotation = _rotations.get(urls)
     if rotation is None:
+        if len(_rotations) >= MAX_ROTATIONS:
+            _rotations.clear()
         # A random first place: many processes do not all start at one server.
         rotation = _rotations[urls] = itertools.count(random.randrange(len(urls)))
     return next(rotation) % len(urls)
