@@ -5,7 +5,7 @@ import errno
 import itertools
 import logging
 import random
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import gevent
 from google.protobuf.descriptor import ServiceDescriptor
@@ -25,6 +25,7 @@ from .calls import DEFAULT_STREAM_WINDOW, CallFuture, Context
 from .dialer import Dialed, Dialer
 from .driver import Connection, refuse_pattern_event
 from .errors import PeerLost, RpcError, StatusCode
+from .failover import PICK_FIRST, Addresses
 from .handshake import refuse
 from .hooks import PeerHooks
 from .identity import local_identity
@@ -32,6 +33,7 @@ from .interceptors import Action, InterceptorLike, interception
 from .validation import Validation, service_has_rules
 from .streams import ServerStream
 from .tls import TlsSetting
+from .transport import SecureTransport, transport_for
 from .patterns import (DEFAULT_LISTENER_QUEUE, DEFAULT_RECEIVER_QUEUE_BYTES, BroadcastListener,
                        Consumer, Received, Receivers, Subscription, TaskContext)
 
@@ -56,21 +58,24 @@ class Peer:
 
     If the connection breaks, the peer reconnects by itself (see Reconnect)
     and resumes its session; `on_lost`, `on_resumed` and `on_reconnected`
-    (a new session: the old one was gone) tell what happened.
+    (a new session: the old one was gone) tell what happened. Given several
+    servers, it moves to another when its own is gone (see failover.py).
     """
 
-    def __init__(self, dialer: Dialer, dialed: Dialed, *, limits: Limits,
-                 reconnect: Reconnect, interceptors: Sequence[InterceptorLike] = (),
-                 validate: bool = True) -> None:
-        self.url = dialer.url
+    def __init__(self, dialer: Union[Dialer, Sequence[Dialer]], dialed: Dialed, *,
+                 limits: Limits, reconnect: Reconnect,
+                 interceptors: Sequence[InterceptorLike] = (), validate: bool = True,
+                 addresses: Optional[Addresses] = None) -> None:
+        #: One Dialer per address, in the order of `addresses`.
+        self._dialers: List[Dialer] = [dialer] if isinstance(dialer, Dialer) else list(dialer)
+        self._addresses = addresses or Addresses([d.url for d in self._dialers])
         #: Run around everything this peer sends (None: nothing to run).
         self._interception = interception(interceptors)
         self._interceptors = list(interceptors)
         #: Check requests against their rules (see check_requests_of).
         self._validate = validate
         self._validating = False
-        self._dialer = dialer
-        self._timeout = dialer.timeout
+        self._timeout = self._dialers[0].timeout
         self._limits = limits
         self._reconnect = reconnect
         self._hooks = PeerHooks()
@@ -101,6 +106,17 @@ class Peer:
     def on_disconnected(self, callback: Callable[[RpcError], None]) -> Callable[[RpcError], None]:
         """Call `callback(reason)` when the connection ends in order."""
         return self._hooks.add("disconnected", callback)
+
+    @property
+    def url(self) -> str:
+        """The address of the server this peer is connected to now (or was
+        last, while it reconnects)."""
+        return self._addresses.url
+
+    @property
+    def urls(self) -> Tuple[str, ...]:
+        """Every address this peer may connect to, in the order given."""
+        return self._addresses.urls
 
     @property
     def info(self) -> Optional[PeerInfo]:
@@ -373,7 +389,7 @@ class Peer:
             # session in order. Otherwise the server would keep it (and the
             # tasks of its consumers) until its grace period runs out.
             with gevent.Timeout(CLOSE_RECONNECT_TIMEOUT, False):
-                self._attempt(old, resume_only=True)
+                self._attempt(old, self._addresses.home, resume_only=True)
         for consumer in self._receivers.consumers():
             consumer.stop(grace or 0)  # running tasks finish, the rest go back in order
         if grace:
@@ -421,32 +437,52 @@ class Peer:
             self._reconnector = gevent.spawn(self._come_back, connection)
 
     def _come_back(self, old: Connection) -> None:
-        """Reconnect with capped exponential backoff: resume `old` if it is
-        still suspended, else start a new session."""
+        """Reconnect with capped exponential backoff between rounds over
+        the addresses: resume `old` if it is still suspended, else start a
+        new session."""
         try:
             for delay in self._reconnect.delays(self._rng):
                 if self._closing:
                     return
                 gevent.sleep(delay)
-                if self._attempt(old):
+                if self._round(old):
                     return
         finally:
             self._reconnector = None
 
-    def _attempt(self, old: Connection, resume_only: bool = False) -> bool:
-        """Connect once: resume `old` if it is suspended and the server
-        still has it, else (unless `resume_only`) start a new session."""
-        resuming = old.suspended
+    def _round(self, old: Connection) -> bool:
+        """Try the addresses once, in the policy's order (failover.py);
+        True once connected. While `old` may still resume, only its own
+        server is tried: its resume token goes nowhere else."""
+        home = self._addresses.home
+        for index in self._addresses.round(resumable=old.suspended):
+            if self._closing:
+                return False
+            if old.suspended and index != home:
+                return False  # not refused, so it may come back: wait for it
+            if self._attempt(old, index):
+                return True
+        return False
+
+    def _attempt(self, old: Connection, index: int, resume_only: bool = False) -> bool:
+        """Connect once to address `index`: resume `old` if it is suspended
+        and this is its server and it still has it, else (unless
+        `resume_only`) start a new session."""
+        dialer = self._dialers[index]
+        url = dialer.url
+        resuming = old.suspended and index == self._addresses.home
         try:
-            dialed = self._dialer.dial(resume=old.session if resuming else None)
+            dialed = dialer.dial(resume=old.session if resuming else None)
         except OSError as exc:
             if resuming and exc.errno in _NOBODY_THERE:
                 # The server process is gone, and its sessions with it.
-                old.abort(PeerLost(f"{self.url} is gone ({exc.strerror or exc}): "
+                old.abort(PeerLost(f"{url} is gone ({exc.strerror or exc}): "
                                    f"the session ended with it"))
+            elif len(self._dialers) > 1:
+                log.info("reconnecting to %s failed: %s", url, exc.strerror or exc)
             return False
         except RpcError as exc:
-            log.info("reconnecting to %s failed: %s", self.url, exc.message)
+            log.info("reconnecting to %s failed: %s", url, exc.message)
             return False
         stream, session, handshaken, events = dialed
         if handshaken.resumed:
@@ -464,11 +500,20 @@ class Peer:
             refuse(stream, session, StatusCode.UNAVAILABLE, "the client is closing")
             stream.close()
             return False
+        left = self._addresses.url
         if not old.closed:
             old.abort(PeerLost(f"the server no longer has session {old.session.session_id} "
-                               f"(it restarted, or the session outlived its grace period)"))
+                               f"(it restarted, or the session outlived its grace period)"
+                               if index == self._addresses.home else
+                               f"moved to {url}: session {old.session.session_id} "
+                               f"stays behind on {left}"))
+        self._addresses.home = index
         connection = self._connect(dialed)
-        log.info("reconnected to %s with a new session %s", self.url, handshaken.session_id)
+        if url != left:
+            log.warning("failed over from %s to %s with a new session %s", left, url,
+                        handshaken.session_id)
+        else:
+            log.info("reconnected to %s with a new session %s", url, handshaken.session_id)
         if self._receivers.subscriptions() or self._receivers.consumers():
             gevent.spawn(self._restore, connection)
         self._hooks.fire("reconnected", handshaken.session_id)
@@ -482,7 +527,7 @@ class Peer:
 _NOBODY_THERE = (errno.ECONNREFUSED, errno.ENOENT)
 
 
-def connect(url: str, *, name: Optional[str] = None,
+def connect(url: Union[str, Sequence[str]], *, name: Optional[str] = None,
             timeout: Optional[float] = DEFAULT_CONNECT_TIMEOUT,
             limits: Optional[Limits] = None,
             heartbeat: Optional[Heartbeat] = None,
@@ -492,7 +537,8 @@ def connect(url: str, *, name: Optional[str] = None,
             auth: Optional[SharedSecret] = None,
             tls: Optional[TlsSetting] = None,
             interceptors: Sequence[InterceptorLike] = (),
-            validate: bool = True) -> Peer:
+            validate: bool = True,
+            balance: str = PICK_FIRST) -> Peer:
     """Connect to a server and finish the handshake, or raise RpcError.
 
     UNAVAILABLE (PeerLost) if nothing answers, DEADLINE_EXCEEDED if the
@@ -511,7 +557,17 @@ def connect(url: str, *, name: Optional[str] = None,
     `validate`: a Client made on this peer checks its requests against
     their contract's rules before sending them (INVALID_ARGUMENT at once;
     see onedrive_rpc.validation); False leaves it to the server.
+
+    `url` may be a list of servers to fail over between (README
+    "Failover", onedrive_rpc/failover.py): `balance` is "pick_first" (the
+    first that works; on a failure the next, wrapping around) or
+    "round_robin" (each new connection starts at the next address). Each
+    address gets `timeout`; if none answers, the error names every one and
+    why. `auth`, `metadata` and `interceptors` apply to every server,
+    `tls` to the tls:// ones, `server_uid` to the unix:// ones. A list of
+    one URL is that URL.
     """
+    addresses = Addresses(url, balance)
     limits = limits or Limits()
     heartbeat = heartbeat or Heartbeat()
     reconnect = reconnect or Reconnect()
@@ -528,10 +584,58 @@ def connect(url: str, *, name: Optional[str] = None,
                        max_call_bytes=limits.max_call_bytes,
                        secret=auth.secret if auth is not None else None, **resume)
 
-    dialer = Dialer(url, timeout, open_session, server_uid, tls=tls)
-    try:
-        dialed = dialer.dial()
-    except OSError as exc:
-        raise PeerLost(f"cannot connect to {url}: {exc.strerror or exc}") from exc
-    return Peer(dialer, dialed, limits=limits, reconnect=reconnect, interceptors=interceptors,
-                validate=validate)
+    if len(addresses) == 1:
+        only = addresses.url
+        dialer = Dialer(only, timeout, open_session, server_uid, tls=tls)
+        try:
+            dialed = dialer.dial()
+        except OSError as exc:
+            raise PeerLost(f"cannot connect to {only}: {exc.strerror or exc}") from exc
+        return Peer(dialer, dialed, limits=limits, reconnect=reconnect,
+                    interceptors=interceptors, validate=validate, addresses=addresses)
+    dialers = [Dialer(u, timeout, open_session, *_settings_for(u, server_uid, tls))
+               for u in addresses.urls]
+    if tls is not None and all(d.tls is None for d in dialers):
+        raise ValueError(f"tls= is for tls:// URLs, and none of {list(addresses.urls)} is one")
+    if server_uid is not None and all(d.server_uid is None for d in dialers):
+        raise ValueError(f"server_uid= is for unix:// URLs, and none of "
+                         f"{list(addresses.urls)} is one")
+    failures: List[Tuple[str, Exception]] = []
+    for index in addresses.initial():
+        try:
+            dialed = dialers[index].dial()
+        except (OSError, RpcError) as exc:
+            failures.append((addresses.urls[index], exc))
+            continue
+        addresses.home = index
+        if failures:
+            log.warning("connected to %s; %s", addresses.url, _reasons(failures))
+        return Peer(dialers, dialed, limits=limits, reconnect=reconnect,
+                    interceptors=interceptors, validate=validate, addresses=addresses)
+    message = f"cannot connect to any of {len(failures)} servers: {_reasons(failures)}"
+    codes = {exc.code for _, exc in failures if isinstance(exc, RpcError)}
+    if len(codes) == 1 and all(isinstance(exc, RpcError) for _, exc in failures):
+        # All refused us alike (e.g. UNAUTHENTICATED): say that, not "unavailable".
+        raise RpcError(codes.pop(), message) from failures[-1][1]
+    raise PeerLost(message) from failures[-1][1]
+
+
+def _settings_for(url: str, server_uid: Optional[int],
+                  tls: Optional[TlsSetting]) -> Tuple[Optional[int], Optional[TlsSetting]]:
+    """The `server_uid` and `tls` that apply to `url` of a list: the uid to
+    unix:// sockets, TLS to the schemes that speak it."""
+    transport, parsed = transport_for(url)
+    return (server_uid if parsed.scheme.lower() == "unix" else None,
+            tls if isinstance(transport, SecureTransport) else None)
+
+
+def _reasons(failures: Sequence[Tuple[str, Exception]]) -> str:
+    """ "url: why; url: why" for an error message."""
+    parts = []
+    for url, exc in failures:
+        if isinstance(exc, RpcError):
+            why = f"{exc.code.name} {exc.message}"
+        else:
+            why = str(getattr(exc, "strerror", None) or exc)
+        parts.append(f"{url}: {why}")
+    return "; ".join(parts)
