@@ -151,7 +151,10 @@ def _connect_as(uid: int, path: str, resume: str = "", token: bytes = b"") -> li
             pass  # a refused peer may be hung up on before its Hello: its Close is waiting
         data = b""
         while True:
-            more = sock.recv(65536)
+            try:
+                more = sock.recv(65536)
+            except ConnectionResetError:
+                more = b""  # hung up on: what arrived before is all there is
             data += more
             try:
                 found = envelopes(data)
