@@ -16,6 +16,15 @@ consumer). A peer's publishes are held back by its publish window instead
 sees a connection only as an `Outlet`, so it can run, and be tested, without
 the driver. The work queues are broker_queues.py's (WorkQueues); the broker
 routes their frames and answers for them.
+
+What crosses servers is the backend's (brokers.Backend; brokers.InProcess
+by default): the work queues' state, and the relay of publishes, holds and
+broadcasts to other servers. Everything else is here, the front: see
+brokers/base.py for the split. The front calls its backend when this
+server gains its first subscription of a method or loses its last, on each
+publish here (with its publisher and seq), and on each broadcast here; the
+backend calls the front back through brokers.Inbound (tasks, dead letters,
+and other servers' messages, holds and broadcasts), always in the hub.
 """
 from __future__ import annotations
 
@@ -28,6 +37,7 @@ from google.protobuf.message import Message
 
 from . import options_pb2
 from .broker_queues import WorkQueues
+from .brokers import Backend, ConsumerKey, InProcess
 from .calls import CallOrigin
 from .config import Limits
 from .core import events as ev
@@ -124,7 +134,8 @@ class Broker:
 
     def __init__(self, registry: Registry, outlets: Callable[[], Iterable[Outlet]],
                  identity: str = "", limits: Optional[Limits] = None,
-                 interception: Optional[Interception] = None) -> None:
+                 interception: Optional[Interception] = None,
+                 backend: Optional[Backend] = None) -> None:
         limits = limits or Limits()
         self._registry = registry
         #: The server's interceptors, around what peers ask (not this process).
@@ -141,6 +152,8 @@ class Broker:
         #: The server's peer id: the publisher of what it publishes itself.
         self.identity = identity
         self._topics: Dict[str, PubSub] = {}
+        #: The methods this server has subscriptions of (its backend knows).
+        self._interested: Dict[str, None] = {}
         # (owner, subscription id) -> method; an owner is an Outlet, or
         # _Local for this process.
         self._subscribed: Dict[Tuple[object, int], str] = {}
@@ -152,8 +165,11 @@ class Broker:
         # This process's own subscriptions, consumers and listeners.
         self._local_ids = itertools.count(1)
         self._receivers = Receivers()
+        #: What crosses servers: the work queues' state, the relay to others.
+        self._backend: Backend = backend if backend is not None else InProcess()
         #: The work queues, and the consumers of peers and of this process.
-        self._work = WorkQueues(self._method, self._local, self._receivers, self._local_ids)
+        self._work = WorkQueues(self._backend, self._method, self._local, self._receivers,
+                                self._local_ids)
         self._handlers: Dict[type, Callable[[Outlet, Any], None]] = {
             ev.SubscribeReceived: self._on_subscribe,
             ev.UnsubscribeReceived: self._on_unsubscribe,
@@ -164,6 +180,7 @@ class Broker:
             ev.TaskDoneReceived: self._work.on_task_done,
             ev.BroadcastReceived: self._on_broadcast,
         }
+        self._backend.start(identity, self)
 
     # ------------------------------------------------------ from connections
 
@@ -204,8 +221,9 @@ class Broker:
         unfinished tasks go back to their queues (an attempt used if it was
         `lost`, none if it ended in order)."""
         owner = _owner(outlet)
-        for pubsub in self._topics.values():
-            pubsub.drop_owner(owner)
+        for method, pubsub in self._topics.items():
+            if pubsub.drop_owner(owner):
+                self._track_interest(method, pubsub)
             pubsub.forget_publisher(outlet.session_id)
         self._holds.forget(owner)
         for key in [key for key in self._subscribed if key[0] is outlet]:
@@ -273,12 +291,26 @@ class Broker:
         except ValueError as exc:  # TopicError among them
             raise RpcError(StatusCode.INVALID_ARGUMENT, str(exc)) from None
         self._subscribed[(owner, subscription_id)] = method
+        self._track_interest(method, pubsub)
 
     def _unsubscribe(self, owner: Any, subscription_id: int) -> None:
         method = self._subscribed.pop((owner, subscription_id), None)
         if method is not None:
-            self._topics[method].unsubscribe(owner, subscription_id)
+            pubsub = self._topics[method]
+            pubsub.unsubscribe(owner, subscription_id)
             self._holds.release(method, (owner, subscription_id))
+            self._track_interest(method, pubsub)
+
+    def _track_interest(self, method: str, pubsub: PubSub) -> None:
+        """Tell the backend when this server's first subscription of
+        `method` starts, or its last ends."""
+        interested = method in self._interested
+        if pubsub and not interested:
+            self._interested[method] = None
+            self._backend.interest(method)
+        elif not pubsub and interested:
+            del self._interested[method]
+            self._backend.no_interest(method)
 
     def publish(self, method: str, topic: str, payload: bytes, confirm: bool = False,
                 timeout: Optional[float] = None) -> int:
@@ -299,19 +331,26 @@ class Broker:
 
     def _publish(self, method: str, topic: str, payload: bytes, publisher: str) -> PublishResult:
         """Offer the message to the subscriptions, send what goes now,
-        apply the policies; `publisher` is the session it came from."""
+        apply the policies, and hand it to the backend for the other
+        servers; `publisher` is the session it came from."""
         pubsub = self._pubsub(method)
         try:
             result = pubsub.publish(topic, payload, publisher)
         except TopicError as exc:
             raise RpcError(StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        self._backend.publish(method, topic, payload, publisher, result.publisher_seq)
+        self._apply(method, result)
+        return result
+
+    def _apply(self, method: str, result: PublishResult) -> None:
+        """Send what a publish delivers now; report its drops, end the
+        subscriptions it disconnected."""
         self._send(result.deliveries)
         if result.dropped:
             warn.warning("dropped", "%s: %d queued messages dropped for subscribers that do not "
                          "keep up (their slow-consumer policy)", method, result.dropped)
         for dropped in result.disconnected:
             self._disconnect(method, dropped)
-        return result
 
     def _grant(self, method: str, owner: Hashable, subscription_id: int, items: int) -> None:
         """A subscriber's credit: send what it releases; a BLOCK queue back
@@ -376,6 +415,7 @@ class Broker:
 
     def _disconnect(self, method: str, dropped: Disconnect) -> None:
         self._subscribed.pop((dropped.owner, dropped.subscription_id), None)
+        self._track_interest(method, self._topics[method])
         if dropped.owner is self._local:
             sub = self._receivers.remove_subscription(dropped.subscription_id)
             if sub is not None:
@@ -453,7 +493,7 @@ class Broker:
 
     def produce(self, method: str, payload: bytes, timeout: Optional[float] = None) -> int:
         """Put a task on the queue; returns its id."""
-        return self._work.produce(method, payload)
+        return self._work.produce(method, payload, timeout)
 
     def consume(self, method: str, decode: Callable[[Any], Any],
                 handler: Callable[[Any, TaskContext], Any], prefetch: int = 1,
@@ -470,6 +510,16 @@ class Broker:
         (and then to this process's listeners too: like a peer, the server
         does not hear its own); returns how many peers it went to."""
         self._method(method, options_pb2.BROADCAST)
+        sent = self._broadcast_to_peers(method, payload, origin, skip)
+        if skip is not None:
+            self._receivers.deliver_broadcast(method, payload, origin)
+        self._backend.broadcast(method, payload, origin)
+        return sent
+
+    def _broadcast_to_peers(self, method: str, payload: bytes, origin: str,
+                            skip: Optional[Outlet]) -> int:
+        """Push a broadcast to every connected peer but `skip` that may hear
+        it; returns how many it went to."""
         sent = 0
         frame = Broadcast(method, payload, origin)
         gate = self._gate
@@ -479,8 +529,6 @@ class Broker:
                 continue
             if outlet.push(frame):
                 sent += 1
-        if skip is not None:
-            self._receivers.deliver_broadcast(method, payload, origin)
         return sent
 
     def listen(self, method: str, decode: Callable[[Any], Any],
@@ -495,12 +543,56 @@ class Broker:
         self._receivers.add_listener(listener)
         return listener
 
+    # --------------------------------------------- from the backend (Inbound)
+
+    def on_task(self, key: ConsumerKey, task_id: int, attempt: int, payload: bytes) -> None:
+        self._work.on_task(key, task_id, attempt, payload)
+
+    def on_dead(self, method: str, key: ConsumerKey, letters: List[DeadLetter]) -> None:
+        self._work.on_dead(method, key, letters)
+
+    def on_message(self, method: str, topic: str, payload: bytes, publisher: str,
+                   seq: int) -> None:
+        """Another server's message: to this server's subscribers, as its
+        `publisher`'s `seq`-th; a block subscription it leaves past its
+        limits holds that publisher back there until it catches up."""
+        pubsub = self._topics.get(method)
+        if pubsub is None:
+            return  # no subscription here (any more)
+        try:
+            result = pubsub.publish(topic, payload, publisher, publisher_seq=seq)
+        except TopicError as exc:
+            warn.warning("remote topic", "a message of %s from another server refused: %s",
+                         method, exc)
+            return
+        self._apply(method, result)
+        if result.blocked:
+            backend = self._backend
+            backend.hold(method, publisher, True)
+            self._holds.hold_remote(method, result.blocked,
+                                    lambda: backend.hold(method, publisher, False))
+
+    def on_hold(self, method: str, publisher: str, held: bool) -> None:
+        """A block subscriber on another server holds this server's
+        `publisher` back. Not acted on yet: no backend relays holds (the
+        NATS backend will; the publisher's window then waits as for a
+        local block subscriber)."""
+        log.debug("hold of %s on %s from another server: %s (not acted on)", publisher, method,
+                  held)
+
+    def on_broadcast(self, method: str, payload: bytes, origin: str) -> None:
+        """Another server's broadcast: to every peer here that may hear it,
+        and this process's listeners."""
+        self._broadcast_to_peers(method, payload, origin, None)
+        self._receivers.deliver_broadcast(method, payload, origin)
+
     # ------------------------------------------------------------------ misc
 
     def close(self) -> None:
         """The server stopped: this process's own receivers end too."""
         self._receivers.close_all(RpcError(StatusCode.UNAVAILABLE, "the server stopped"))
         self._holds.close()
+        self._backend.close()
 
     def _message_type(self, path: str) -> Optional[Type[Message]]:
         info = self._registry.info(path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Hashable, List, NamedTuple, Optional, Tuple
 
 import gevent
 from gevent.event import Event
@@ -40,6 +40,12 @@ class _Hold:
         self.publisher = publisher
         self.cost = cost
         self.waiting = waiting
+
+
+class _Resume(NamedTuple):
+    """The publisher of a _Hold that is on another server: `resume` tells it."""
+
+    resume: Callable[[], None]
 
 
 class PublisherHolds:
@@ -111,6 +117,14 @@ class PublisherHolds:
                 raise RpcError(StatusCode.DEADLINE_EXCEEDED,
                                f"{what}: a block subscriber did not catch up within {timeout} s")
 
+    # ---------------------------------------------------- other servers
+
+    def hold_remote(self, method: str, blocked: Tuple[Key, ...],
+                    resume: Callable[[], None]) -> None:
+        """A publisher of another server is held back by `blocked`: call
+        `resume` once each of them is within its limits."""
+        self._hold(method, blocked, _Hold(_Resume(resume), 0, len(blocked)))
+
     # ------------------------------------------------------ subscriptions
 
     def holding(self, method: str, key: Key) -> bool:
@@ -138,6 +152,8 @@ class PublisherHolds:
                 continue
             if isinstance(hold.publisher, Event):
                 hold.publisher.set()
+            elif isinstance(hold.publisher, _Resume):
+                hold.publisher.resume()
             else:
                 self._give_back(hold.publisher, hold.cost)
 

@@ -16,6 +16,7 @@ from gevent.pool import Group
 from . import forking, options_pb2
 from .admission import Admission
 from .broker import Broker
+from .brokers import Backend
 from .config import Heartbeat, Limits
 from .core import events as ev
 from .auth import Auth, Authenticate, UnixPeers, split_auth
@@ -78,11 +79,18 @@ class Server:
     `validate_responses=True` checks what handlers answer too (see
     onedrive_rpc.validation).
 
+    `broker` (an onedrive_rpc.brokers.Backend) is where the work queues
+    live and how publishes, holds and broadcasts reach other servers; None
+    (the default): brokers.InProcess(), the queues in this process and no
+    other server. Peers do not see the difference. A backend serves one
+    server; the server closes it when it stops.
+
     `start()` returns at once (`url` then tells the real address, e.g. the
     port picked for tcp port 0); `serve_forever()` blocks until `stop()`.
     """
 
-    def __init__(self, url: str, *, name: Optional[str] = None,
+    def __init__(self, url: str, broker: Optional[Backend] = None, *,
+                 name: Optional[str] = None,
                  limits: Optional[Limits] = None,
                  heartbeat: Optional[Heartbeat] = None,
                  session_grace: float = DEFAULT_SESSION_GRACE,
@@ -134,7 +142,7 @@ class Server:
         self._validating = False
         self._registry.interception = chain = interception(interceptors, authorize)
         self._broker = Broker(self._registry, lambda: [conn.outlet for conn in self._connections],
-                              local_identity(name)[0], self.limits, chain)
+                              local_identity(name)[0], self.limits, chain, broker)
         if reflection:
             # Lists what this server serves (onedrive_rpc.Reflection): for
             # `onedrive-rpc list` and calls without generated code.

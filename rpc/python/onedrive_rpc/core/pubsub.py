@@ -398,12 +398,14 @@ class PubSub:
 
     # ------------------------------------------------------------- messages
 
-    def publish(self, topic: str, payload: bytes, publisher: str) -> PublishResult:
+    def publish(self, topic: str, payload: bytes, publisher: str,
+                publisher_seq: int = 0) -> PublishResult:
         """Offer a message to every subscription matching `topic`
         (TopicError if it is invalid): deliver within credit, else queue,
-        else apply the slow-consumer policy."""
+        else apply the slow-consumer policy. `publisher_seq`: the seq the
+        message already has (relayed from another server; 0: the next)."""
         check_topic(topic)
-        seq = self._publishers.get(publisher, 0) + 1
+        seq = publisher_seq or self._publishers.get(publisher, 0) + 1
         self._publishers[publisher] = seq
         message: _Message = (topic, publisher, seq, payload)
         deliveries: List[Delivery] = []

@@ -336,7 +336,7 @@ def test_a_task_that_could_not_be_pushed_waits_for_the_peer_to_be_forgotten(worl
     world.broker.forget(gone, lost=True)
 
     assert b.take() == [task(2, 1, 2, b"job")]
-    info = world.broker._work._queues[WORK].task(1)
+    info = world.broker._backend._queues[WORK].task(1)
     assert (info.attempts, info.last_error) == (1, CONSUMER_LOST)
 
 
@@ -397,7 +397,7 @@ def test_a_frame_asking_for_absurd_credit_is_answered_invalid_argument(world, ev
     world.broker.handle(a, event)
     [answer] = a.answers
     assert (answer.call_id, answer.code) == (61, StatusCode.INVALID_ARGUMENT)
-    assert world.broker._subscribed == {} and world.broker._work._consuming == {}
+    assert world.broker._subscribed == {} and world.broker._work.consumers == 0
 
 
 def test_a_credit_grant_past_the_maximum_is_refused_without_an_answer(world):
