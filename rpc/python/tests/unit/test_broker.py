@@ -16,6 +16,7 @@ from onedrive_rpc.calls import CallOrigin, Identity
 from onedrive_rpc.config import Limits
 from onedrive_rpc.core import wire_pb2
 from onedrive_rpc.broker import Broker
+from onedrive_rpc.brokers import Backend, InProcess
 from onedrive_rpc.core import events as ev
 from onedrive_rpc.core.pattern_frames import DECODERS, encode
 from onedrive_rpc.core.publish_window import publish_cost
@@ -92,12 +93,12 @@ class World:
     """A broker serving EchoService, and the fake peers connected to it."""
 
     def __init__(self, interception: Optional[Interception] = None,
-                 limits: Optional[Limits] = None) -> None:
+                 limits: Optional[Limits] = None, backend: Optional[Backend] = None) -> None:
         registry = Registry()
         registry.add(EchoService())
         self.outlets: List[FakeOutlet] = []
         self.broker = Broker(registry, lambda: self.outlets, identity="the-server",
-                             limits=limits, interception=interception)
+                             limits=limits, interception=interception, backend=backend)
 
     def peer(self, session_id: str) -> FakeOutlet:
         outlet = FakeOutlet(session_id)
@@ -626,3 +627,101 @@ def test_a_gone_publisher_or_subscriber_frees_what_the_holds_kept(windowed):
     windowed.broker.forget(pub, lost=True)
     windowed.broker.forget(sub, lost=True)
     assert windowed.broker._holds._holds == {} and windowed.broker._holds._windows == {}
+
+
+# ------------------------------------------- the backend's cross-server hooks
+
+
+class RelayRecorder(InProcess):
+    """The in-process backend, recording what the front asks it to relay
+    to other servers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.relayed: List[Tuple[Any, ...]] = []
+
+    def interest(self, method: str) -> None:
+        self.relayed.append(("interest", method))
+
+    def no_interest(self, method: str) -> None:
+        self.relayed.append(("no_interest", method))
+
+    def publish(self, method: str, topic: str, payload: bytes, publisher: str,
+                seq: int) -> None:
+        self.relayed.append(("publish", method, topic, payload, publisher, seq))
+
+    def hold(self, method: str, publisher: str, held: bool) -> None:
+        self.relayed.append(("hold", method, publisher, held))
+
+    def broadcast(self, method: str, payload: bytes, origin: str) -> None:
+        self.relayed.append(("broadcast", method, payload, origin))
+
+    def take(self) -> List[Tuple[Any, ...]]:
+        relayed, self.relayed = self.relayed, []
+        return relayed
+
+
+@pytest.fixture
+def relay() -> RelayRecorder:
+    return RelayRecorder()
+
+
+@pytest.fixture
+def linked(relay) -> World:
+    return World(backend=relay)
+
+
+def test_the_backend_hears_of_the_first_and_last_subscription_of_a_method(linked, relay):
+    a, b = linked.peer("a"), linked.peer("b")
+    linked.subscribe(a, 1, ">")
+    linked.subscribe(b, 1, "x.>")
+    assert relay.take() == [("interest", CHANGED)]
+    linked.broker.handle(a, ev.UnsubscribeReceived(1))
+    assert relay.take() == []
+    linked.broker.forget(b, lost=True)
+    assert relay.take() == [("no_interest", CHANGED)]
+
+
+def test_every_publish_here_is_handed_to_the_backend_with_its_seq(linked, relay):
+    pub = linked.peer("pub")
+    linked.publish(pub, "a.b", b"one")  # no subscriber here: relayed all the same
+    linked.publish(pub, "a.b", b"two")
+    linked.broker.publish(CHANGED, "c", b"mine")
+    assert relay.take() == [("publish", CHANGED, "a.b", b"one", "pub", 1),
+                            ("publish", CHANGED, "a.b", b"two", "pub", 2),
+                            ("publish", CHANGED, "c", b"mine", "the-server", 1)]
+
+
+def test_a_message_from_another_server_reaches_the_subscribers_here_only(linked, relay):
+    a = linked.peer("a")
+    linked.subscribe(a, 1, ">")
+    relay.take()
+    linked.broker.on_message(CHANGED, "t", b"far", "elsewhere", 7)
+    assert a.take() == [deliver(1, "t", "elsewhere", 7, b"far")]
+    assert relay.take() == []  # not sent back out
+
+
+def test_a_block_subscriber_behind_on_a_remote_publisher_holds_it_there(linked, relay):
+    a = linked.peer("a")
+    linked.subscribe(a, 1, ">", queue_limit=1, policy=BLOCK)
+    relay.take()
+    for seq in (1, 2, 3):  # 1 within credit, 1 queued, 1 past the limit
+        linked.broker.on_message(CHANGED, "t", b"m", "far", seq)
+    assert relay.take() == [("hold", CHANGED, "far", True)]
+    linked.broker.handle(a, ev.CreditReceived(0, 1, 0, 2))
+    assert relay.take() == [("hold", CHANGED, "far", False)]
+
+
+def test_broadcasts_cross_both_ways(linked, relay):
+    sender, b = linked.peer("sender"), linked.peer("b")
+    heard = linked.broker.listen(ANNOUNCE, bytes)
+    linked.broker.handle(sender, ev.BroadcastReceived(51, ANNOUNCE, "", b"out"))
+    assert relay.take() == [("broadcast", ANNOUNCE, b"out", "sender")]
+    heard.get(timeout=2)
+    sender.take(), b.take()
+
+    linked.broker.on_broadcast(ANNOUNCE, b"in", "far")
+    expected = [ev.BroadcastReceived(0, ANNOUNCE, "far", b"in")]
+    assert sender.take() == expected and b.take() == expected
+    assert heard.get(timeout=2).message == b"in"
+    assert relay.take() == []
