@@ -89,7 +89,7 @@ class Server:
     port picked for tcp port 0); `serve_forever()` blocks until `stop()`.
     """
 
-    def __init__(self, url: str, broker: Optional[Backend] = None, *,
+    def __init__(self, url: str, *, broker: Optional[Backend] = None,
                  name: Optional[str] = None,
                  limits: Optional[Limits] = None,
                  heartbeat: Optional[Heartbeat] = None,

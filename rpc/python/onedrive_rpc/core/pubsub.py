@@ -9,7 +9,7 @@ Calls and what they return::
     subscribe(owner, subscription_id, pattern, *, queue_limit=0, policy=Policy.DROP_OLDEST, credit=0)
     unsubscribe(owner, subscription_id) -> bool       # False if unknown: idempotent
     drop_owner(owner) -> int                          # the peer is gone: how many were removed
-    publish(topic, payload, publisher) -> PublishResult(deliveries, disconnected, matched,
+    publish(topic, payload, publisher[, publisher_seq]) -> PublishResult(deliveries, disconnected, matched,
                                                         publisher_seq, dropped, blocked)
     grant(owner, subscription_id, items) -> [Delivery]  # queued messages the new credit releases
     over_limit(owner, subscription_id) -> bool        # a BLOCK queue past its limits
