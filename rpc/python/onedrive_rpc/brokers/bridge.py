@@ -184,6 +184,12 @@ class Bridge:
     def closed(self) -> bool:
         return self._state == _CLOSED
 
+    @property
+    def loop(self) -> Optional[asyncio.AbstractEventLoop]:
+        """The asyncio loop (None before start): for what must be made in
+        it or handed to it directly. Never run or stop it from outside."""
+        return self._loop
+
     def start(self) -> None:
         """Start the loop thread now (submit and call do it on first use).
         Returns at once: work handed over before the loop runs waits for it."""
@@ -219,9 +225,10 @@ class Bridge:
             self._loop.call_soon_threadsafe(self._stop_loop)
         except RuntimeError:  # the loop is closed already: the thread ended
             pass
-        if getcurrent() is not self._hub:  # the hub cannot wait
+        in_hub = getcurrent() is self._hub  # the hub cannot wait: the daemon ends alone
+        if not in_hub:
             self._stopped.wait(timeout)
-        if not self._stopped.is_set():
+        if not self._stopped.is_set() and not in_hub:
             log.warning("bridge %s: the loop thread did not stop within %.1fs; left behind "
                         "(a daemon thread)", self.name, timeout)
         else:
