@@ -436,21 +436,22 @@ class Bridge:
 
     async def _run_call(self, coro_fn: CoroFn, args: Tuple[Any, ...], nbytes: int,
                         pending: _Call) -> None:
+        ok, value = False, None
         try:
-            result = coro_fn(*args)
-            if inspect.isawaitable(result):
-                result = await result
+            value = coro_fn(*args)
+            if inspect.isawaitable(value):
+                value = await value
+            ok = True
         except asyncio.CancelledError:
-            self.to_hub(self._resolve, pending, False,
-                        BridgeClosed(f"bridge {self.name}: {_name(coro_fn)} was cancelled"))
+            value = BridgeClosed(f"bridge {self.name}: {_name(coro_fn)} was cancelled")
         except BaseException as exc:  # noqa: B902 - raised in the calling greenlet
-            self.to_hub(self._resolve, pending, False, exc)
-        else:
-            self.to_hub(self._resolve, pending, True, result)
-        finally:
-            pending.task = None
-            self._items_done += 1
-            self._bytes_done += nbytes
+            value = exc
+        # Counted before the greenlet hears of it: once a call returns, the
+        # bounds have room for everything that finished before it.
+        pending.task = None
+        self._items_done += 1
+        self._bytes_done += nbytes
+        self.to_hub(self._resolve, pending, ok, value)
 
     def _cancel_call(self, pending: _Call) -> None:
         # In the loop: a call timed out in its greenlet.

@@ -244,8 +244,8 @@ def test_the_byte_bound() -> None:
         open_gate(bridge, gate)
         assert bridge.call(noop, timeout=WAIT) is None
         assert bridge.queued_bytes == 0
-        bridge.submit(noop, nbytes=1000)  # alone, an item larger than the bound still goes
-        bridge.call(noop, timeout=WAIT)
+        # Alone, an item larger than the bound still goes (and nothing with it).
+        assert bridge.call(add, 1, 2, nbytes=1000, timeout=WAIT) == 3
     finally:
         bridge.close()
 
