@@ -36,7 +36,13 @@ callback round trip from a greenlet takes +105 us p50 over raw asyncio
 nats-py (239 against 132 us: two thread hops, each a wake-up and a GIL
 hand-over); the bridge alone, a no-op `call` round trip, 22 us p50 (28 us
 with run_coroutine_threadsafe per call); one way, pipelined, 1.17 M
-items/s. bench/bridge.py measures this module the same way.
+items/s. bench/bridge.py measures this module next to baselines in the
+same run. On that machine the round trip has two modes: about 24 us when
+both threads share a core (`taskset -c 0`), about 96 us when each wakes
+the other on another core, as a plain thread's run_coroutine_threadsafe
+(22 and 98 us) does too: the cost is the OS thread wake-up, not the
+bridge. One way, the bridge carries 1.5 M items/s (run_coroutine_threadsafe
+per item: 53 k/s), with one loop wake-up per about 10,000 items.
 
 Bounds. The gevent -> asyncio queue is bounded in items and in bytes (the
 caller says what an item weighs: `nbytes=`); an item counts until it has
