@@ -4,6 +4,10 @@ split between the server's broker front and its backend).
 
     rpc.Server(url)                         # InProcess(): one server, the default
     rpc.Server(url, broker=InProcess())     # the same, said out loud
+
+A backend built on an asyncio library runs it in a thread of its own,
+through brokers.bridge.Bridge (imported from there: asyncio is not loaded
+for the default).
 """
 from __future__ import annotations
 

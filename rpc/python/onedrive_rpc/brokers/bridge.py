@@ -68,7 +68,7 @@ import inspect
 import logging
 import threading
 from collections import deque
-from typing import Any, Awaitable, Callable, Deque, Optional, Set, Tuple, Union
+from typing import Any, Awaitable, Callable, Deque, Optional, Set, Tuple, Type, Union
 
 from gevent import get_hub, getcurrent
 from gevent.event import AsyncResult, Event
@@ -157,7 +157,9 @@ class Bridge:
         self.max_bytes = max_bytes
         self._hub = get_hub()
         self._state = _NEW
-        self._dead: Optional[BridgeClosed] = None  # what a use raises once closed
+        # What a use raises once closed (a new exception each time: one
+        # instance raised again and again would pile up tracebacks).
+        self._dead: Optional[Tuple[Type[BridgeClosed], str]] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
         # gevent -> asyncio. Each counter has one writer (the *_in ones the
@@ -201,8 +203,7 @@ class Bridge:
         Returns at once: work handed over before the loop runs waits for it."""
         if self._state == _RUNNING:
             return
-        if self._dead is not None:
-            raise self._dead
+        self._raise_if_dead()
         self._watcher = self._hub.loop.async_()
         self._watcher.ref = False  # only a waiting call keeps the hub alive
         self._watcher.start(self._drain_in)
@@ -220,8 +221,8 @@ class Bridge:
             return
         was_running = self._state == _RUNNING
         self._state = _CLOSED
-        self._dead = BridgeClosed(f"bridge {self.name} is closed")
-        self._fail_calls(BridgeClosed(f"bridge {self.name} was closed while this call waited"))
+        self._dead = (BridgeClosed, f"bridge {self.name} is closed")
+        self._fail_calls(BridgeClosed, f"bridge {self.name} was closed while this call waited")
         if not was_running:
             return
         assert self._loop is not None and self._thread is not None and self._stopped is not None
@@ -245,16 +246,17 @@ class Bridge:
 
     def after_fork_in_child(self, parent_pid: int) -> None:
         """This process is a forked child: the loop thread is not here."""
-        if self._state == _CLOSED and isinstance(self._dead, BridgeForked):
+        if self._dead is not None and self._dead[0] is BridgeForked:
             return
         self._state = _CLOSED
-        self._dead = BridgeForked(
-            f"this process forked: the asyncio thread of bridge {self.name} stays with the "
-            f"parent process (pid {parent_pid}); make a new bridge in the child")
+        self._dead = (BridgeForked,
+                      f"this process forked: the asyncio thread of bridge {self.name} stays "
+                      f"with the parent process (pid {parent_pid}); make a new bridge in the "
+                      f"child")
         self._out.clear()
         self._in.clear()
         self._loop = None  # the parent's: never run, stop or close it here
-        self._fail_calls(self._dead)
+        self._fail_calls(*self._dead)
 
     # ------------------------------------------------- gevent -> asyncio
 
@@ -310,8 +312,7 @@ class Bridge:
 
     def _enqueue(self, item: _Item) -> None:
         if self._state != _RUNNING:
-            if self._dead is not None:
-                raise self._dead
+            self._raise_if_dead()
             self.start()
         items, nbytes = self._items_in - self._items_done, self._bytes_in - self._bytes_done
         if items >= self.max_items or (items and nbytes + item[2] > self.max_bytes):
@@ -327,11 +328,16 @@ class Bridge:
             assert self._loop is not None
             self._loop.call_soon_threadsafe(self._on_wake)
 
-    def _fail_calls(self, error: BridgeClosed) -> None:
+    def _raise_if_dead(self) -> None:
+        if self._dead is not None:
+            kind, message = self._dead
+            raise kind(message)
+
+    def _fail_calls(self, kind: Type[BridgeClosed], message: str) -> None:
         # In the hub's thread: the AsyncResults are its own.
         for pending in list(self._calls):
             if not pending.reply.ready():
-                pending.reply.set_exception(error)
+                pending.reply.set_exception(kind(message))
 
     # ------------------------------------------------- asyncio -> gevent
 

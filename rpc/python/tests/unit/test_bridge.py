@@ -337,3 +337,21 @@ def test_in_a_forked_child_the_bridge_is_dead(bridge: Bridge) -> None:
     assert all("this process forked" in said and "stays with the parent" in said
                for said in result["ok"])
     assert bridge.call(add, 1, 2, timeout=WAIT) == 3  # the parent's bridge is untouched
+
+
+def test_a_caller_killed_while_it_waits_cancels_its_coroutine(bridge: Bridge) -> None:
+    started, cancelled = Event(), Event()
+
+    async def long_request() -> None:
+        bridge.to_hub(started.set)
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            bridge.to_hub(cancelled.set)
+            raise
+
+    caller = gevent.spawn(bridge.call, long_request, timeout=WAIT)
+    assert started.wait(WAIT)
+    caller.kill(timeout=WAIT)
+    assert cancelled.wait(WAIT)
+    assert bridge.call(add, 2, 2, timeout=WAIT) == 4
