@@ -227,7 +227,7 @@ def test_the_item_bound_frees_as_the_loop_works() -> None:
 
 
 async def _when_empty(bridge: Bridge, done: Event) -> None:
-    while bridge.queued_items > 1:  # this coroutine is not a queued item
+    while bridge.queued_items > 0:  # this coroutine is not a queued item
         await asyncio.sleep(0.001)
     bridge.to_hub(done.set)
 
