@@ -253,12 +253,7 @@ class ServerMetrics(Interceptor):
         if payload is not None and kind != "listen":  # a listen's is the broadcast's
             series.received += 1
             series.payload += len(payload)
-        start = series.begin()
-        try:
-            result = proceed()
-        except BaseException as exc:
-            series.end(_code_of(exc), start)
-            raise
+        result, start = _started(series, proceed)
         context = action.context
         if context is not None and context.streaming:  # streams, also of kind "admin"
             return _TimedItems(result, series, start, context)
@@ -346,12 +341,7 @@ class ClientMetrics(Interceptor):
         if payload is not None:
             series.sent += 1
             series.payload += len(payload)
-        start = series.begin()
-        try:
-            result = proceed()
-        except BaseException as exc:
-            series.end(_code_of(exc), start)
-            raise
+        result, start = _started(series, proceed)
         if future and isinstance(result, CallFuture):
             result.rawlink(lambda done: _future_done(series, start, done))
         elif kind == "stream" and isinstance(result, ServerStream):
@@ -361,6 +351,17 @@ class ClientMetrics(Interceptor):
                 series.received += 1
             series.end(_OK, start)
         return result
+
+
+def _started(series: _Series, proceed: Proceed) -> Tuple[Any, float]:
+    """Run the action, counted as started in `series`; (its result, when it
+    started). An action that fails here is counted as handled, with its code."""
+    start = series.begin()
+    try:
+        return proceed(), start
+    except BaseException as exc:
+        series.end(_code_of(exc), start)
+        raise
 
 
 def _stream_done(series: _Series, start: float, error: Optional[BaseException],
