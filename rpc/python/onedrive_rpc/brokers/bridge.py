@@ -156,6 +156,9 @@ class Bridge:
         self.max_items = max_items
         self.max_bytes = max_bytes
         self._hub = get_hub()
+        # The thread of that hub: its greenlets are the only callers of
+        # submit and call (gevent objects are not thread-safe).
+        self._owner = threading.get_ident()
         self._state = _NEW
         # What a use raises once closed (a new exception each time: one
         # instance raised again and again would pile up tracebacks).
@@ -311,6 +314,10 @@ class Bridge:
             loop.call_soon_threadsafe(self._cancel_call, pending)
 
     def _enqueue(self, item: _Item) -> None:
+        if threading.get_ident() != self._owner:
+            raise BridgeError(f"bridge {self.name} was used from another thread: it serves the "
+                              f"greenlets of the thread that made it (gevent is not "
+                              f"thread-safe); make a bridge in that thread")
         if self._state != _RUNNING:
             self._raise_if_dead()
             self.start()

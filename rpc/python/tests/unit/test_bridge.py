@@ -12,8 +12,8 @@ import gevent
 import pytest
 from gevent.event import Event
 
-from onedrive_rpc.brokers.bridge import (HUB_BATCH, Bridge, BridgeClosed, BridgeForked,
-                                         BridgeFull, BridgeTimeout)
+from onedrive_rpc.brokers.bridge import (HUB_BATCH, Bridge, BridgeClosed, BridgeError,
+                                         BridgeForked, BridgeFull, BridgeTimeout)
 from onedrive_rpc.testing.helpers import in_forked_child
 
 WAIT = 10.0  # seconds: a bound on every wait, never reached when all is well
@@ -358,3 +358,20 @@ def test_a_caller_killed_while_it_waits_cancels_its_coroutine(bridge: Bridge) ->
     caller.kill(timeout=WAIT)
     assert cancelled.wait(WAIT)
     assert bridge.call(add, 2, 2, timeout=WAIT) == 4
+
+
+def test_a_bridge_refuses_callers_of_another_thread(bridge: Bridge) -> None:
+    assert bridge.call(add, 1, 2, timeout=WAIT) == 3
+    refused: List[BaseException] = []
+
+    def other_thread() -> None:
+        try:
+            bridge.submit(noop)
+        except BaseException as exc:  # what it raises is the test
+            refused.append(exc)
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join(WAIT)
+    assert len(refused) == 1 and isinstance(refused[0], BridgeError)
+    assert "another thread" in str(refused[0])
+    assert bridge.call(add, 2, 3, timeout=WAIT) == 5  # still serving its own thread
