@@ -484,18 +484,14 @@ class _ServerCollector(Collector):
                 for i, value in enumerate(stats):
                     summed[i] += value
         fields = QueueStats._fields
-        for field, doc in _QUEUE_GAUGES:
-            family = GaugeMetricFamily(f"{prefix}_queue_{_QUEUE_NAMES.get(field, field)}", doc,
-                                       labels=["service", "method"])
-            for method, values in sorted(queues.items()):
-                family.add_metric(_split(method), values[fields.index(field)])
-            families.append(family)
-        for field, doc in _QUEUE_COUNTERS:
-            counter = CounterMetricFamily(f"{prefix}_queue_{field}", doc,
-                                          labels=["service", "method"])
-            for method, values in sorted(queues.items()):
-                counter.add_metric(_split(method), values[fields.index(field)])
-            families.append(counter)
+        for kind, described in ((GaugeMetricFamily, _QUEUE_GAUGES),
+                                (CounterMetricFamily, _QUEUE_COUNTERS)):
+            for field, doc in described:
+                family = kind(f"{prefix}_queue_{_QUEUE_NAMES.get(field, field)}", doc,
+                              labels=["service", "method"])
+                for method, values in sorted(queues.items()):
+                    family.add_metric(_split(method), values[fields.index(field)])
+                families.append(family)
         return families
 
 

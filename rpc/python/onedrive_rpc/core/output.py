@@ -50,14 +50,20 @@ def close_frame(code: int, message: str, end_session: bool,
     carries no ack, and nothing of the session changes. (Session.send_close
     would record an ack as sent that may never arrive, and the session's
     next connection would then not send it.)"""
+    body = _close(code, message, end_session, violations).SerializeToString()
+    return frame_header(len(body)) + body
+
+
+def _close(code: int, message: str, end_session: bool,
+           violations: Sequence[Violation]) -> "wire_pb2.Envelope":
+    """An Envelope holding a Close (no seq, no ack yet)."""
     env = _Envelope()
     env.close.status.code = code
     env.close.status.message = message
     if violations:
         env.close.status.bad_request = encode_violations(violations)
     env.close.end_session = end_session
-    body = env.SerializeToString()
-    return frame_header(len(body)) + body
+    return env
 
 
 def _timeout_us(timeout: float) -> int:
@@ -218,13 +224,7 @@ class SessionOutput:
         """Queue a Close and stop; further sends are LocalProtocolErrors."""
         if self.state is State.CLOSED:
             return
-        env = _Envelope()
-        env.close.status.code = code
-        env.close.status.message = message
-        if violations:
-            env.close.status.bad_request = encode_violations(violations)
-        env.close.end_session = end_session
-        self._queue(env, b"")
+        self._queue(_close(code, message, end_session, violations), b"")
         self.state = State.CLOSED
 
     @property
