@@ -123,23 +123,18 @@ class ServerStream(Generic[ItemT]):
                     item = self._decode(payload)
                 except DecodeError as exc:
                     receiver.cancel("a stream item did not parse")
-                    error = RpcError(StatusCode.INTERNAL,
-                                     f"a stream item of {receiver.method} does not parse: {exc}")
-                    self._finished(error)
-                    raise error from None
+                    bad = RpcError(StatusCode.INTERNAL,
+                                   f"a stream item of {receiver.method} does not parse: {exc}")
+                    self._finished(bad)
+                    raise bad from None
                 self._taken += 1
                 return item
-            end = receiver.end
-            if end is not None:
-                if type(end) is ev.ResponseReceived and end.code == 0:
-                    self._finished(None)
+            if receiver.end is not None:
+                ended = self._outcome()
+                self._finished(ended)
+                if ended is None:
                     raise StopIteration
-                try:
-                    call_result(end, self._decode)  # raises the RpcError
-                except RpcError as exc:
-                    self._finished(exc)
-                    raise
-                raise StopIteration  # pragma: no cover (an OK end is handled above)
+                raise ended
             receiver.event.clear()
             receiver.event.wait()
 
@@ -171,16 +166,16 @@ class ServerStream(Generic[ItemT]):
                            else self._outcome())
         return cancelled
 
-    def _outcome(self) -> Optional[BaseException]:
-        """How the stream ended, once it has (None: OK)."""
+    def _outcome(self) -> Optional[RpcError]:
+        """How the stream ended, once it has (None: OK, or not yet)."""
         end = self._receiver.end
         if end is None or (type(end) is ev.ResponseReceived and end.code == 0):
             return None
         try:
-            call_result(end, self._decode)
+            call_result(end, self._decode)  # raises the end's RpcError
         except RpcError as exc:
             return exc
-        return None
+        return None  # pragma: no cover (an OK end is handled above)
 
     close = cancel
 
